@@ -1,0 +1,890 @@
+"""The cluster configuration: ``/etc/twinbeat/cluster.toml``.
+
+One table of settings per section (name, parser, default, help) drives parsing, validation and
+the documentation. Every problem is reported with the file, the line and the key, e.g.::
+
+    /etc/twinbeat/cluster.toml:14: timing.deadtime: must be more than twice keepalive (2 x 1s)
+
+A complete example::
+
+    [cluster]
+    name = "web"                      # both nodes must use the same name and key
+    authkeys = "authkeys"             # relative to this file's folder; mode 0600
+    auto_failback = true              # give groups back to their preferred node
+    ping_nodes = ["192.168.85.254"]   # a node that reaches none of these is cut off
+    public_interface = "eth0"         # carrier down there = cut off from the world
+
+    [timing]
+    keepalive = "200ms"               # units: ms, s, m, h; a bare number means seconds
+    warntime = "600ms"
+    deadtime = "1s"
+    initdead = "10s"
+
+    [watchdog]
+    mode = "automatic"                # required | automatic | off
+
+    [[node]]
+    name = "node1"
+    address = "192.168.85.1"
+    crossover_address = "10.0.0.1"
+
+    [[node]]
+    name = "node2"
+    address = "192.168.85.2"
+    crossover_address = "10.0.0.2"
+
+    [[link]]
+    type = "serial"
+    device = "/dev/ttyS1"
+    baud = 115200
+
+    [[link]]
+    name = "crossover"
+    type = "udp"
+    interface = "eth1"
+    peer = "10.0.0.2"                 # omit for broadcast; a multicast group also works
+
+    [[group]]
+    name = "web"
+    preferred = "node1"
+    resources = ["IPaddr::192.168.85.3/24/eth0", "httpd"]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.resource_spec import (
+    IPaddrSpec,
+    ResourceSpec,
+    ResourceSpecError,
+    parse_resource,
+)
+
+DEFAULT_CONFIG = Path("/etc/twinbeat/cluster.toml")
+DEFAULT_PORT = 694  # heartbeat's udpport
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    key: str
+    message: str
+    severity: str = "error"  # error | warning
+
+    def __str__(self) -> str:
+        tag = "" if self.severity == "error" else "warning: "
+        return f"{self.file}:{self.line}: {tag}{self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration has errors; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Value parsers (each raises ValueError with a message meant for the user)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``"200ms"``, ``"1.5s"``, ``"2m"``, ``2`` or ``"2"`` (seconds, as heartbeat)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"2s\" or \"500ms\"")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"{value!r} is not a duration (examples: \"2s\", \"500ms\", \"1m\")")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
+    if seconds < 1 or seconds != int(seconds):
+        ms = round(seconds * 1000)
+        if ms % 1000 == 0:
+            return f"{ms // 1000}s"
+        return f"{ms}ms"
+    return f"{int(seconds)}s"
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("on", "yes", "true"):
+        return True
+    if isinstance(value, str) and value.lower() in ("off", "no", "false"):
+        return False
+    raise ValueError(f"expected true or false, not {value!r}")
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _name(value: object) -> str:
+    text = _str(value)
+    if not _NAME_RE.match(text):
+        raise ValueError(f"{text!r} is not a valid name (letters, digits, '-', '_', '.')")
+    return text
+
+
+def _iface(value: object) -> str:
+    text = _str(value)
+    if not _IFACE_RE.match(text):
+        raise ValueError(f"{text!r} is not a valid interface name")
+    return text
+
+
+def _ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    text = _str(value)
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def _ip_list(value: object) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of IP addresses")
+    return tuple(_ip(v) for v in value)
+
+
+def _int_range(lo: int, hi: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number between {lo} and {hi}")
+        if not lo <= value <= hi:
+            raise ValueError(f"{value} is out of range ({lo}-{hi})")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+def _str_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _baud(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _BAUDS:
+        raise ValueError(f"{value!r} is not a standard baud rate ({', '.join(map(str, _BAUDS))})")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The settings tables
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    parse: Callable[[object], Any]
+    default: Any = None
+    required: bool = False
+    help: str = ""
+
+
+CLUSTER_SETTINGS = (
+    Setting("name", _name, required=True, help="cluster name; both nodes must agree"),
+    Setting("authkeys", _str, "authkeys", help="shared key file (heartbeat format), mode 0600"),
+    Setting("auto_failback", _bool, True, help="return groups to their preferred node"),
+    Setting("ping_nodes", _ip_list, (), help="addresses that show this node sees the world"),
+    Setting("public_interface", _iface, None, help="carrier lost here = cut off"),
+    Setting("ping_interval", parse_duration, 1.0, help="how often ping nodes are probed"),
+    Setting("ping_timeout", parse_duration, 3.0, help="no reply for this long = unreachable"),
+)
+TIMING_SETTINGS = (
+    Setting("keepalive", parse_duration, 1.0, help="interval between heartbeats"),
+    Setting("warntime", parse_duration, None, help="late heartbeat warning (default 3x keepalive)"),
+    Setting("deadtime", parse_duration, 5.0, help="silent on every link this long = dead"),
+    Setting("initdead", parse_duration, None, help="deadtime right after start (default 2x)"),
+)
+WATCHDOG_SETTINGS = (
+    Setting("mode", _choice("required", "automatic", "off"), "automatic"),
+    Setting("device", _str, "auto", help="auto (prefer hardware) or a /dev/watchdogN path"),
+    Setting("timeout", parse_duration, 10.0, help="reset after this long without a feed"),
+)
+TAKEOVER_SETTINGS = (
+    Setting("garp_count", _int_range(0, 100), 5, help="gratuitous ARPs per burst"),
+    Setting("garp_interval", parse_duration, 0.2, help="interval inside a burst"),
+    Setting("garp_repeat_delay", parse_duration, 2.0, help="second burst after; 0 = none"),
+    Setting("garp_refresh", parse_duration, 0.0, help="periodic refresh interval; 0 = off"),
+    Setting("dad", _bool, True, help="refuse an address another host answers for at startup"),
+)
+NODE_SETTINGS = (
+    Setting("name", _name, required=True, help="the node's name (its hostname, `uname -n`)"),
+    Setting("address", _ip, None, help="public address"),
+    Setting("crossover_address", _ip, None, help="address on the crossover link"),
+)
+SERIAL_SETTINGS = (
+    Setting("type", _choice("serial", "udp"), required=True),
+    Setting("name", _name, None),
+    Setting("device", _str, required=True, help="e.g. /dev/ttyS1"),
+    Setting("baud", _baud, 19200),
+)
+UDP_SETTINGS = (
+    Setting("type", _choice("serial", "udp"), required=True),
+    Setting("name", _name, None),
+    Setting("interface", _iface, required=True),
+    Setting("peer", _ip, None, help="unicast or multicast peer; omit for broadcast"),
+    Setting("port", _int_range(1, 65535), DEFAULT_PORT),
+    Setting("ttl", _int_range(1, 255), 1, help="multicast TTL"),
+)
+GROUP_SETTINGS = (
+    Setting("name", _name, required=True),
+    Setting("preferred", _name, required=True, help="the node that owns it when both can"),
+    Setting("resources", _str_list, required=True, help="in start order, heartbeat syntax"),
+    Setting("monitor_interval", parse_duration, 10.0, help="status check period; 0 = off"),
+    Setting("max_restarts", _int_range(0, 1000), 3),
+    Setting("restart_window", parse_duration, 300.0),
+    Setting("failure_timeout", parse_duration, 600.0, help="forget failures after; 0 = never"),
+    Setting("on_stop_failure", _choice("reboot", "block"), "reboot"),
+    Setting("start_timeout", parse_duration, 60.0),
+    Setting("stop_timeout", parse_duration, 60.0),
+    Setting("status_timeout", parse_duration, 20.0),
+)
+TOP_LEVEL = ("cluster", "timing", "watchdog", "takeover", "node", "link", "group")
+
+
+# --------------------------------------------------------------------------------------------
+# The configuration
+
+
+@dataclass(frozen=True)
+class Timing:
+    keepalive: float = 1.0
+    warntime: float = 3.0
+    deadtime: float = 5.0
+    initdead: float = 10.0
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    mode: str = "automatic"
+    device: str = "auto"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class TakeoverConfig:
+    garp_count: int = 5
+    garp_interval: float = 0.2
+    garp_repeat_delay: float = 2.0
+    garp_refresh: float = 0.0
+    dad: bool = True
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    crossover_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+
+
+@dataclass(frozen=True)
+class SerialLink:
+    name: str
+    device: str
+    baud: int = 19200
+
+    @property
+    def type(self) -> str:
+        return "serial"
+
+    def describe(self) -> str:
+        return f"serial {self.device} at {self.baud} baud"
+
+
+@dataclass(frozen=True)
+class UdpLink:
+    name: str
+    interface: str
+    peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    port: int = DEFAULT_PORT
+    ttl: int = 1
+
+    @property
+    def type(self) -> str:
+        return "udp"
+
+    def describe(self) -> str:
+        to = str(self.peer) if self.peer else "broadcast"
+        return f"udp {self.interface} -> {to}:{self.port}"
+
+
+Link = SerialLink | UdpLink
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    preferred: str
+    resources: tuple[ResourceSpec, ...]
+    resource_texts: tuple[str, ...]
+    monitor_interval: float = 10.0
+    max_restarts: int = 3
+    restart_window: float = 300.0
+    failure_timeout: float = 600.0
+    on_stop_failure: str = "reboot"
+    start_timeout: float = 60.0
+    stop_timeout: float = 60.0
+    status_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    cluster_name: str
+    authkeys_path: str
+    auto_failback: bool
+    ping_nodes: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    public_interface: str | None
+    ping_interval: float
+    ping_timeout: float
+    timing: Timing
+    watchdog: WatchdogConfig
+    takeover: TakeoverConfig
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...]
+    groups: tuple[Group, ...]
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def peer_of(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name != name:
+                return n
+        raise KeyError(name)
+
+    def group(self, name: str) -> Group:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Line numbers: tomllib gives none, so locate keys in the text
+
+
+class Locator:
+    """Maps a key path such as ("group", 1, "resources") to its line in the TOML text."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        counters: dict[str, int] = {}
+        table: tuple[str | int, ...] = ()
+        in_multiline = 0
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_multiline:
+                in_multiline += line.count("[") - line.count("]")
+                continue
+            m = self._HEADER.match(line)
+            if m and not self._KEY.match(line):
+                name = m.group(2).strip().strip("\"'")
+                if m.group(1) == "[[":
+                    idx = counters.get(name, 0)
+                    counters[name] = idx + 1
+                    table = (name, idx)
+                else:
+                    table = tuple(name.split("."))
+                self.lines.setdefault(table, number)
+                continue
+            k = self._KEY.match(line)
+            if k:
+                key = k.group(1).strip('"')
+                self.lines.setdefault((*table, key), number)
+                value = line[k.end():]
+                value = value.split("#", 1)[0] if '"' not in value else value
+                depth = value.count("[") - value.count("]")
+                if depth > 0:
+                    in_multiline = depth
+
+    def line(self, path: tuple[str | int, ...]) -> int:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return 1
+
+
+def _keyname(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Authkeys (heartbeat's format)
+
+
+@dataclass(frozen=True)
+class AuthKey:
+    index: int
+    method: str  # as written: crc, md5, sha1, sha256
+    secret: bytes
+
+    @property
+    def insecure(self) -> bool:
+        return self.method == "crc" or not self.secret
+
+
+class AuthkeysError(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        super().__init__(message)
+
+
+def parse_authkeys_text(text: str) -> AuthKey:
+    """Read ``auth N`` and the ``N method [secret]`` line it selects."""
+    active: int | None = None
+    active_line = 0
+    keys: dict[int, tuple[str, bytes, int]] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split(None, 2)
+        if words[0] == "auth":
+            if len(words) != 2 or not words[1].isdigit():
+                raise AuthkeysError(number, "expected 'auth N' with N a key number")
+            active, active_line = int(words[1]), number
+            continue
+        if not words[0].isdigit():
+            raise AuthkeysError(number, f"expected 'N method secret', not {raw.strip()!r}")
+        method = words[1].lower() if len(words) > 1 else ""
+        if method not in ("crc", "md5", "sha1", "sha256"):
+            raise AuthkeysError(number, f"unknown method {method!r} (crc, md5, sha1, sha256)")
+        secret = words[2].strip().encode() if len(words) > 2 else b""
+        if method != "crc" and not secret:
+            raise AuthkeysError(number, f"method {method} needs a secret")
+        keys[int(words[0])] = (method, secret, number)
+    if active is None:
+        raise AuthkeysError(1, "no 'auth N' line")
+    if active not in keys:
+        raise AuthkeysError(active_line, f"'auth {active}' names no key line '{active} ...'")
+    method, secret, _ = keys[active]
+    return AuthKey(active, method, secret)
+
+
+def load_authkeys(path: str | Path, *, check_mode: bool = True) -> AuthKey:
+    """Load and check the key file; raises AuthkeysError (line 0: file-level problem)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise AuthkeysError(0, f"{p} does not exist") from None
+    except OSError as exc:
+        raise AuthkeysError(0, f"{p}: {exc.strerror}") from None
+    if check_mode and stat.S_IMODE(st.st_mode) & 0o077:
+        raise AuthkeysError(
+            0, f"{p} is mode {stat.S_IMODE(st.st_mode):04o}; it must be 0600 (chmod 600 {p})"
+        )
+    try:
+        key = parse_authkeys_text(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise AuthkeysError(0, f"{p} is not text") from None
+    if key.insecure:
+        raise AuthkeysError(
+            0, f"{p}: method crc gives no authentication; use sha256 with a secret"
+        )
+    return key
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+class _Builder:
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.loc = Locator(text)
+        self.problems: list[Problem] = []
+
+    def error(self, keypath: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(
+            Problem(self.path, self.loc.line(keypath), _keyname(keypath), message)
+        )
+
+    def warn(self, keypath: tuple[str | int, ...], message: str) -> None:
+        self.problems.append(
+            Problem(self.path, self.loc.line(keypath), _keyname(keypath), message, "warning")
+        )
+
+    def table(
+        self, data: object, prefix: tuple[str | int, ...], settings: Iterable[Setting]
+    ) -> dict[str, Any] | None:
+        if not isinstance(data, dict):
+            self.error(prefix, "expected a table")
+            return None
+        settings = tuple(settings)
+        known = {s.key for s in settings}
+        out: dict[str, Any] = {}
+        for key in data:
+            if key not in known:
+                hint = _suggest(key, known)
+                self.error((*prefix, key), f"unknown key{hint}")
+        for s in settings:
+            if s.key in data:
+                try:
+                    out[s.key] = s.parse(data[s.key])
+                except ValueError as exc:
+                    self.error((*prefix, s.key), str(exc))
+                    out[s.key] = None
+                    out.setdefault("__bad__", set()).add(s.key)
+            elif s.required:
+                self.error(prefix, f"missing required key '{s.key}'")
+                out[s.key] = None
+                out.setdefault("__bad__", set()).add(s.key)
+            else:
+                out[s.key] = s.default
+        return out
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
+
+
+def load_config(
+    path: str | Path = DEFAULT_CONFIG,
+    *,
+    text: str | None = None,
+    root: str | Path | None = None,
+    check_devices: bool = True,
+    check_authkeys: bool = True,
+) -> Config:
+    """Read and validate the configuration; raise ConfigError listing every problem.
+
+    ``root`` prefixes device and key paths (used to check a scratch tree); ``check_devices``
+    and ``check_authkeys`` can be turned off to validate a file for another machine.
+    """
+    path = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([Problem(path, 0, "-", "file does not exist")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([Problem(path, 0, "-", f"cannot read: {exc}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(
+            [Problem(path, int(m.group(1)) if m else 0, "-", f"not valid TOML: {exc}")]
+        ) from None
+    b = _Builder(path, text)
+    for key in data:
+        if key not in TOP_LEVEL:
+            b.error((key,), f"unknown section{_suggest(key, TOP_LEVEL)}")
+
+    cluster = b.table(data.get("cluster", {}), ("cluster",), CLUSTER_SETTINGS) or {}
+    if "cluster" not in data:
+        b.error(("cluster",), "missing the [cluster] section")
+    timing_raw = b.table(data.get("timing", {}), ("timing",), TIMING_SETTINGS) or {}
+    watchdog = b.table(data.get("watchdog", {}), ("watchdog",), WATCHDOG_SETTINGS) or {}
+    takeover = b.table(data.get("takeover", {}), ("takeover",), TAKEOVER_SETTINGS) or {}
+
+    timing = _check_timing(b, timing_raw)
+    wd_timeout = watchdog.get("timeout") or 10.0
+    if watchdog.get("device") not in (None, "auto") and not str(watchdog["device"]).startswith(
+        "/dev/"
+    ):
+        b.error(("watchdog", "device"), "must be 'auto' or a /dev/watchdog* path")
+    if wd_timeout < 2 * timing.keepalive:
+        b.error(("watchdog", "timeout"), "must be at least twice keepalive")
+
+    nodes = _check_nodes(b, data.get("node"))
+    node_names = {n.name for n in nodes}
+    links = _check_links(b, data.get("link"), root if check_devices else None, check_devices)
+    groups = _check_groups(b, data.get("group"), node_names, nodes)
+
+    ping_nodes = cluster.get("ping_nodes") or ()
+    for i, addr in enumerate(ping_nodes):
+        if any(addr in (n.address, n.crossover_address) for n in nodes):
+            b.error(("cluster", "ping_nodes"), f"ping node {addr} is a cluster node (entry {i})")
+
+    authkeys_path = cluster.get("authkeys") or "authkeys"
+    resolved_keys = Path(authkeys_path)
+    if not resolved_keys.is_absolute():
+        resolved_keys = Path(path).parent / resolved_keys
+    if check_authkeys:
+        check_at = resolved_keys
+        if root is not None and resolved_keys.is_absolute():
+            check_at = Path(root) / resolved_keys.relative_to("/")
+        try:
+            load_authkeys(check_at)
+        except AuthkeysError as exc:
+            b.error(("cluster", "authkeys"), f"{exc}" + (f" (line {exc.line})" if exc.line else ""))
+
+    errors = [p for p in b.problems if p.severity == "error"]
+    if errors:
+        raise ConfigError(errors + [p for p in b.problems if p.severity != "error"])
+    return Config(
+        path=path,
+        cluster_name=cluster["name"],
+        authkeys_path=str(resolved_keys),
+        auto_failback=cluster["auto_failback"],
+        ping_nodes=tuple(ping_nodes),
+        public_interface=cluster["public_interface"],
+        ping_interval=cluster["ping_interval"],
+        ping_timeout=cluster["ping_timeout"],
+        timing=timing,
+        watchdog=WatchdogConfig(watchdog["mode"], watchdog["device"], watchdog["timeout"]),
+        takeover=TakeoverConfig(**{k: v for k, v in takeover.items() if k != "__bad__"}),
+        nodes=tuple(nodes),
+        links=tuple(links),
+        groups=tuple(groups),
+        warnings=tuple(p for p in b.problems if p.severity == "warning"),
+    )
+
+
+def _check_timing(b: _Builder, raw: Mapping[str, Any]) -> Timing:
+    bad = raw.get("__bad__", set())
+    keepalive = raw.get("keepalive") or 1.0
+    deadtime = raw.get("deadtime") or 5.0
+    if "keepalive" not in bad and keepalive < 0.01:
+        b.error(("timing", "keepalive"), "must be at least 10ms")
+    if "deadtime" not in bad and "keepalive" not in bad and deadtime <= 2 * keepalive:
+        b.error(
+            ("timing", "deadtime"),
+            f"must be more than twice keepalive (2 x {format_duration(keepalive)})",
+        )
+    warntime = raw.get("warntime")
+    if warntime is None:
+        warntime = min(3 * keepalive, deadtime * 0.75)
+    elif "warntime" not in bad and not keepalive <= warntime < deadtime:
+        b.error(("timing", "warntime"), "must lie between keepalive and deadtime")
+    initdead = raw.get("initdead")
+    if initdead is None:
+        initdead = 2 * deadtime
+    elif "initdead" not in bad and initdead < deadtime:
+        b.error(("timing", "initdead"), f"must be at least deadtime ({format_duration(deadtime)})")
+    return Timing(keepalive, warntime, deadtime, initdead)
+
+
+def _check_nodes(b: _Builder, raw: object) -> list[Node]:
+    if raw is None:
+        b.error(("node",), "missing: the two [[node]] tables")
+        return []
+    if not isinstance(raw, list):
+        b.error(("node",), "write each node as a [[node]] table")
+        return []
+    nodes: list[Node] = []
+    for i, entry in enumerate(raw):
+        t = b.table(entry, ("node", i), NODE_SETTINGS)
+        if t is None or t["name"] is None:
+            continue
+        if any(n.name == t["name"] for n in nodes):
+            b.error(("node", i, "name"), f"node {t['name']!r} is listed twice")
+            continue
+        nodes.append(Node(t["name"], t["address"], t["crossover_address"]))
+    if len(raw) != 2:
+        b.error(("node",), f"a twinbeat cluster has exactly two nodes, not {len(raw)}")
+    if len(nodes) == 2:
+        a, c = nodes
+        for attr in ("address", "crossover_address"):
+            va, vc = getattr(a, attr), getattr(c, attr)
+            if va is not None and va == vc:
+                b.error(("node", 1, attr), f"both nodes have {attr} {va}")
+    return nodes
+
+
+def _check_links(
+    b: _Builder, raw: object, root: str | Path | None, check_devices: bool
+) -> list[Link]:
+    if raw is None:
+        b.error(("link",), "missing: at least one [[link]] (serial or udp)")
+        return []
+    if not isinstance(raw, list):
+        b.error(("link",), "write each link as a [[link]] table")
+        return []
+    links: list[Link] = []
+    names: set[str] = set()
+    for i, entry in enumerate(raw):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind == "serial":
+            t = b.table(entry, ("link", i), SERIAL_SETTINGS)
+            if t is None or "__bad__" in t:
+                continue
+            name = t["name"] or "serial" + ("" if "serial" not in names else str(i))
+            dev = t["device"]
+            if not dev.startswith("/dev/"):
+                b.error(("link", i, "device"), f"{dev!r} is not a /dev path")
+            elif check_devices:
+                check = Path(root) / dev.lstrip("/") if root is not None else Path(dev)
+                if not check.exists():
+                    b.error(("link", i, "device"), f"serial device {dev} does not exist")
+            link: Link = SerialLink(name, dev, t["baud"])
+        elif kind == "udp":
+            t = b.table(entry, ("link", i), UDP_SETTINGS)
+            if t is None or "__bad__" in t:
+                continue
+            name = t["name"] or t["interface"]
+            peer = t["peer"]
+            if peer is not None and (peer.is_loopback or peer.is_unspecified):
+                b.error(("link", i, "peer"), f"{peer} cannot be a heartbeat peer")
+            link = UdpLink(name, t["interface"], peer, t["port"], t["ttl"])
+        else:
+            b.error(("link", i, "type"), f"{kind!r} is not a link type (serial, udp)")
+            continue
+        if link.name in names:
+            b.error(("link", i, "name"), f"link name {link.name!r} is used twice")
+            continue
+        names.add(link.name)
+        links.append(link)
+    if len(raw) == 1 and links:
+        b.warn(("link",), "only one heartbeat link: a single cut cable will look like a dead peer")
+    return links
+
+
+def _check_groups(
+    b: _Builder, raw: object, node_names: set[str], nodes: list[Node]
+) -> list[Group]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        b.error(("group",), "write each resource group as a [[group]] table")
+        return []
+    groups: list[Group] = []
+    node_addrs = {a for n in nodes for a in (n.address, n.crossover_address) if a is not None}
+    floating: dict[object, str] = {}
+    for i, entry in enumerate(raw):
+        t = b.table(entry, ("group", i), GROUP_SETTINGS)
+        if t is None:
+            continue
+        name = t["name"]
+        if name is not None and any(g.name == name for g in groups):
+            b.error(("group", i, "name"), f"group {name!r} is defined twice")
+        if t["preferred"] is not None and node_names and t["preferred"] not in node_names:
+            b.error(
+                ("group", i, "preferred"),
+                f"{t['preferred']!r} is not a node (nodes: {', '.join(sorted(node_names))})",
+            )
+        specs: list[ResourceSpec] = []
+        texts = t["resources"] or ()
+        if t["resources"] is not None and not texts:
+            b.error(("group", i, "resources"), "a group needs at least one resource")
+        for j, text in enumerate(texts):
+            try:
+                spec = parse_resource(text)
+            except ResourceSpecError as exc:
+                b.error(("group", i, "resources"), f"resource {j + 1} ({text!r}): {exc}")
+                continue
+            if isinstance(spec, IPaddrSpec):
+                if spec.address in node_addrs:
+                    b.error(
+                        ("group", i, "resources"),
+                        f"floating address {spec.address} is also a node's own address",
+                    )
+                if spec.address in floating:
+                    b.error(
+                        ("group", i, "resources"),
+                        f"floating address {spec.address} is also in group "
+                        f"{floating[spec.address]!r}",
+                    )
+                floating[spec.address] = name or "?"
+            specs.append(spec)
+        for key in ("restart_window", "start_timeout", "stop_timeout", "status_timeout"):
+            if t.get(key) == 0:
+                b.error(("group", i, key), "must be more than 0")
+        if "__bad__" in t or name is None or t["preferred"] is None:
+            continue
+        groups.append(
+            Group(
+                name=name,
+                preferred=t["preferred"],
+                resources=tuple(specs),
+                resource_texts=tuple(texts),
+                monitor_interval=t["monitor_interval"],
+                max_restarts=t["max_restarts"],
+                restart_window=t["restart_window"],
+                failure_timeout=t["failure_timeout"],
+                on_stop_failure=t["on_stop_failure"],
+                start_timeout=t["start_timeout"],
+                stop_timeout=t["stop_timeout"],
+                status_timeout=t["status_timeout"],
+            )
+        )
+    return groups
+
+
+def describe_settings() -> str:
+    """The settings tables as text (used by ``twinbeat check-config --help-settings``)."""
+    out = []
+    for section, settings in (
+        ("cluster", CLUSTER_SETTINGS),
+        ("timing", TIMING_SETTINGS),
+        ("watchdog", WATCHDOG_SETTINGS),
+        ("takeover", TAKEOVER_SETTINGS),
+        ("[node]", NODE_SETTINGS),
+        ("[link] serial", SERIAL_SETTINGS),
+        ("[link] udp", UDP_SETTINGS),
+        ("[group]", GROUP_SETTINGS),
+    ):
+        out.append(f"[{section}]")
+        for s in settings:
+            default = "(required)" if s.required else f"default {s.default!r}"
+            out.append(f"  {s.key:<18} {default:<22} {s.help}")
+    return "\n".join(out)
+
+
+def environment_root() -> str | None:
+    """TWINBEAT_ROOT lets tests point device/key checks at a scratch tree."""
+    return os.environ.get("TWINBEAT_ROOT") or None
