@@ -1,0 +1,64 @@
+"""Actions the decision core asks the loop to carry out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supervisor.resource_spec import ResourceSpec
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    """Send this frame on every link."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StartResource:
+    group: str
+    index: int
+    spec: ResourceSpec
+    op_id: int
+    timeout: float
+    check_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class StopResource:
+    group: str
+    index: int
+    spec: ResourceSpec
+    op_id: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class CheckResource:
+    group: str
+    index: int
+    spec: ResourceSpec
+    op_id: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Reboot:
+    """Escalation: a group could not be stopped; reset the node so the peer can take over."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str  # info | warning | error
+    message: str
+
+
+@dataclass(frozen=True)
+class ShutdownComplete:
+    """Every group is stopped and the peer was told; the daemon may exit."""
+
+
+ResourceAction = StartResource | StopResource | CheckResource
+Action = SendFrame | StartResource | StopResource | CheckResource | Reboot | Log | ShutdownComplete

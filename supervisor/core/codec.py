@@ -1,0 +1,206 @@
+"""The heartbeat wire format (pure: no I/O).
+
+One frame format for every medium. A frame is one ASCII line::
+
+    TB1:<base64(body || mac)>\\n
+
+``body`` is compact JSON (the sender's view, below); ``mac`` is HMAC-SHA256 over the body with
+the shared key from authkeys, truncated to 16 bytes (RFC 2104 allows truncation to half the
+hash). The serial medium needs no other framing: a receiver splits the byte stream at
+newlines, so after line noise or a cable replugged mid-frame the damaged line fails to decode
+(counted, dropped) and the next newline resynchronises. On UDP each datagram is one line.
+
+Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
+
+    v   protocol version (1)         c   cluster name
+    n   sender node name             g   sender's boot generation (persisted, +1 each start)
+    s   sequence number (per generation, +1 each frame)
+    st  node status: init|active|leaving
+    w   1 if the sender sees the outside world (public carrier, ping nodes)
+    wd  1 if the sender may own groups (watchdog armed, or not required)
+    l   {link: 1|0}  whether the sender hears us on that link
+    gr  {group: [activity, negotiation, epoch, failed]}
+    p   {group: [node, stamp]}  admin pins (standby/takeover), merged by highest stamp
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+
+from supervisor.core.states import Activity, Nego, NodeStatus
+
+MAGIC = b"TB1:"
+VERSION = 1
+MAC_LEN = 16
+MAX_LINE = 8192
+
+
+class DecodeError(Exception):
+    """A frame that must be dropped; ``cause`` is the counter it is counted under."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        self.cause = cause
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+
+
+@dataclass(frozen=True)
+class GroupView:
+    activity: Activity = Activity.IDLE
+    nego: Nego = Nego.NONE
+    epoch: int = 0
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class Beat:
+    cluster: str
+    sender: str
+    generation: int
+    seq: int
+    status: NodeStatus = NodeStatus.ACTIVE
+    world_ok: bool = True
+    can_own: bool = True
+    links: dict[str, bool] = field(default_factory=dict)
+    groups: dict[str, GroupView] = field(default_factory=dict)
+    pins: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.generation, self.seq)
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.new(key, body, hashlib.sha256).digest()[:MAC_LEN]
+
+
+def encode(beat: Beat, key: bytes) -> bytes:
+    """The frame for ``beat`` as one line, newline included."""
+    body = {
+        "v": VERSION,
+        "c": beat.cluster,
+        "n": beat.sender,
+        "g": beat.generation,
+        "s": beat.seq,
+        "st": beat.status.value,
+        "w": int(beat.world_ok),
+        "wd": int(beat.can_own),
+        "l": {k: int(v) for k, v in sorted(beat.links.items())},
+        "gr": {
+            k: [v.activity.value, v.nego.value, v.epoch, int(v.failed)]
+            for k, v in sorted(beat.groups.items())
+        },
+        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
+    }
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
+    return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
+
+
+def decode(line: bytes, key: bytes, cluster: str) -> Beat:
+    """Decode and authenticate one frame; raise DecodeError (never anything else)."""
+    line = line.strip()
+    if not line.startswith(MAGIC):
+        raise DecodeError("garbage", "no frame marker")
+    if len(line) > MAX_LINE:
+        raise DecodeError("garbage", "frame too long")
+    try:
+        blob = base64.b64decode(line[len(MAGIC):], validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError("garbage", "not base64") from None
+    if len(blob) <= MAC_LEN:
+        raise DecodeError("garbage", "frame too short")
+    raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
+    if not hmac.compare_digest(mac, _mac(key, raw)):
+        raise DecodeError("bad_mac", "authentication failed")
+    try:
+        body = json.loads(raw)
+        return _beat_from(body, cluster)
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Authenticated but malformed: a peer with a different protocol version or a bug.
+        raise DecodeError("malformed", str(exc)) from None
+
+
+def _beat_from(body: object, cluster: str) -> Beat:
+    if not isinstance(body, dict):
+        raise DecodeError("malformed", "body is not an object")
+    if body.get("v") != VERSION:
+        raise DecodeError("malformed", f"protocol version {body.get('v')!r}")
+    if body["c"] != cluster:
+        raise DecodeError("foreign_cluster", f"cluster {body['c']!r}")
+    sender, gen, seq = body["n"], body["g"], body["s"]
+    if not isinstance(sender, str) or not isinstance(gen, int) or not isinstance(seq, int):
+        raise DecodeError("malformed", "bad header types")
+    if isinstance(gen, bool) or isinstance(seq, bool) or gen < 0 or seq < 0:
+        raise DecodeError("malformed", "bad generation or sequence")
+    groups: dict[str, GroupView] = {}
+    for name, item in dict(body.get("gr", {})).items():
+        act, nego, epoch, failed = item
+        if not isinstance(epoch, int):
+            raise DecodeError("malformed", "bad epoch")
+        groups[str(name)] = GroupView(Activity(act), Nego(nego), epoch, bool(failed))
+    pins: dict[str, tuple[str, int]] = {}
+    for name, item in dict(body.get("p", {})).items():
+        node, stamp = item
+        if not isinstance(node, str) or not isinstance(stamp, int):
+            raise DecodeError("malformed", "bad pin")
+        pins[str(name)] = (node, stamp)
+    links = {str(k): bool(v) for k, v in dict(body.get("l", {})).items()}
+    return Beat(
+        cluster=cluster,
+        sender=sender,
+        generation=gen,
+        seq=seq,
+        status=NodeStatus(body.get("st", "active")),
+        world_ok=bool(body.get("w", 1)),
+        can_own=bool(body.get("wd", 1)),
+        links=links,
+        groups=groups,
+        pins=pins,
+    )
+
+
+class LineSplitter:
+    """Splits a serial byte stream into frame lines; resynchronises at every newline.
+
+    Bytes before the first newline after a (re)start may be half a frame: they form a line
+    that fails to decode and is counted as garbage. A line longer than MAX_LINE is cut off
+    and dropped so that noise without newlines cannot grow the buffer without bound.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.overflows = 0
+        self.resyncs = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        lines: list[bytes] = []
+        while True:
+            idx = self._buf.find(b"\n")
+            if idx < 0:
+                break
+            line = bytes(self._buf[:idx])
+            del self._buf[: idx + 1]
+            # Noise or half a frame before a marker (cable replugged mid-frame): the frame
+            # starts at the last marker; base64 never contains ':' so it cannot be inside one.
+            marker = line.rfind(MAGIC)
+            if marker > 0:
+                self.resyncs += 1
+                line = line[marker:]
+            if line.strip():
+                lines.append(line)
+        if len(self._buf) > MAX_LINE:
+            # Keep only what follows the last frame marker, if any.
+            marker = self._buf.rfind(MAGIC)
+            self.overflows += 1
+            if marker > 0 and len(self._buf) - marker <= MAX_LINE:
+                del self._buf[:marker]
+            else:
+                self._buf.clear()
+        return lines

@@ -1,0 +1,97 @@
+"""Events fed into the decision core. Each is a plain value; the time comes separately."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed (the loop woke up at a deadline the core asked for)."""
+
+
+@dataclass(frozen=True)
+class FrameReceived:
+    """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link``."""
+
+    link: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LinkCarrier:
+    """The carrier of the interface under a UDP link changed (netlink/sysfs)."""
+
+    link: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class PublicCarrier:
+    """The carrier of the public interface changed."""
+
+    up: bool
+
+
+@dataclass(frozen=True)
+class PingReply:
+    """A ping node answered."""
+
+    address: str
+
+
+@dataclass(frozen=True)
+class WatchdogState:
+    """Whether this node may own groups as far as the watchdog is concerned."""
+
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    """The outcome of a StartResource, StopResource or CheckResource action."""
+
+    group: str
+    op_id: int
+    ok: bool
+    running: bool | None = None  # for checks: is it running?
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AdminCommand:
+    """``twinbeat standby|takeover|cleanup [GROUP]``; ``force`` skips safety refusals."""
+
+    command: str  # standby | takeover | cleanup
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class ShutdownRequested:
+    """Stop every group, tell the peer we are leaving, then exit."""
+
+
+@dataclass(frozen=True)
+class ConfigChanged:
+    """A new, already validated configuration replaces the running one."""
+
+    config: Config
+
+
+Event = (
+    Tick
+    | FrameReceived
+    | LinkCarrier
+    | PublicCarrier
+    | PingReply
+    | WatchdogState
+    | ResourceResult
+    | AdminCommand
+    | ShutdownRequested
+    | ConfigChanged
+)

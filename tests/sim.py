@@ -1,0 +1,380 @@
+"""A two-node simulator for the decision core: fake clock, fake links, fake resources.
+
+Nothing sleeps: events are processed in time order from a heap, so hundreds of failover
+scenarios run in a second. Links can be cut (both ways or one way), delayed, made lossy or
+reordering; nodes can be killed (power off: their resources vanish), frozen and thawed
+(SIGSTOP/SIGCONT: resources stay), and restarted (new generation).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from supervisor.config import Config, load_config
+from supervisor.core import decide
+from supervisor.core.actions import (
+    CheckResource,
+    Reboot,
+    SendFrame,
+    ShutdownComplete,
+    StartResource,
+    StopResource,
+)
+from supervisor.core.events import (
+    AdminCommand,
+    Event,
+    FrameReceived,
+    PingReply,
+    PublicCarrier,
+    ResourceResult,
+    ShutdownRequested,
+    Tick,
+    WatchdogState,
+)
+from supervisor.core.states import Activity, PeerStatus
+
+KEY = b"simulated-shared-secret"
+
+CONFIG = """
+[cluster]
+name = "sim"
+auto_failback = {failback}
+{extra_cluster}
+
+[timing]
+keepalive = "{keepalive}"
+deadtime = "{deadtime}"
+warntime = "{warntime}"
+initdead = "{initdead}"
+
+[watchdog]
+mode = "{watchdog}"
+timeout = "10s"
+
+[[node]]
+name = "node1"
+address = "192.168.85.1"
+crossover_address = "10.0.0.1"
+
+[[node]]
+name = "node2"
+address = "192.168.85.2"
+crossover_address = "10.0.0.2"
+
+[[link]]
+name = "serial"
+type = "serial"
+device = "/dev/ttyS1"
+
+[[link]]
+name = "crossover"
+type = "udp"
+interface = "eth1"
+peer = "10.0.0.2"
+
+[[link]]
+name = "public"
+type = "udp"
+interface = "eth0"
+peer = "192.168.85.2"
+
+[[group]]
+name = "web"
+preferred = "node1"
+resources = ["IPaddr::192.168.85.3/24/eth0", "noop::db", "httpd"]
+monitor_interval = "{monitor}"
+max_restarts = {max_restarts}
+restart_window = "60s"
+failure_timeout = "{failure_timeout}"
+on_stop_failure = "{on_stop_failure}"
+"""
+
+
+def make_config(
+    *,
+    failback: bool = True,
+    keepalive: str = "100ms",
+    deadtime: str = "500ms",
+    warntime: str = "300ms",
+    initdead: str = "2s",
+    monitor: str = "1s",
+    max_restarts: int = 2,
+    failure_timeout: str = "30s",
+    on_stop_failure: str = "reboot",
+    watchdog: str = "off",
+    extra_groups: str = "",
+    extra_cluster: str = "",
+) -> Config:
+    text = CONFIG.format(
+        failback=str(failback).lower(),
+        keepalive=keepalive,
+        deadtime=deadtime,
+        warntime=warntime,
+        initdead=initdead,
+        monitor=monitor,
+        max_restarts=max_restarts,
+        failure_timeout=failure_timeout,
+        on_stop_failure=on_stop_failure,
+        watchdog=watchdog,
+        extra_cluster=extra_cluster,
+    )
+    return load_config("sim.toml", text=text + extra_groups, check_devices=False,
+                       check_authkeys=False)
+
+
+@dataclass
+class LinkSim:
+    name: str
+    up: dict[str, bool] = field(default_factory=lambda: {"node1": True, "node2": True})
+    delay: float = 0.002
+    jitter: float = 0.0
+    loss: float = 0.0
+
+    def delivers(self, sender: str) -> bool:
+        return self.up[sender] and self.loss < 1.0
+
+
+@dataclass
+class NodeSim:
+    name: str
+    config: Config
+    generation: int
+    state: decide.CoreState
+    running: dict[tuple[str, int], bool] = field(default_factory=dict)
+    alive: bool = True  # powered on
+    frozen: bool = False
+    fail_start: set[tuple[str, int]] = field(default_factory=set)
+    fail_stop: set[tuple[str, int]] = field(default_factory=set)
+    op_latency: float = 0.01
+    reasons: list[tuple[float, str]] = field(default_factory=list)
+    reboots: list[str] = field(default_factory=list)
+    starts: list[tuple[float, str, int]] = field(default_factory=list)
+    stops: list[tuple[float, str, int]] = field(default_factory=list)
+    exited: bool = False
+    pending: list[tuple[float, Event]] = field(default_factory=list)
+    world_ok: bool = True
+    tick_token: int = 0
+    tick_at: float | None = None
+
+    def holds(self, group: str) -> bool:
+        return any(v for (g, _), v in self.running.items() if g == group)
+
+
+class Sim:
+    def __init__(
+        self, config: Config | None = None, *, seed: int = 0, start_gap: float = 0.0,
+        configs: dict[str, Config] | None = None,
+    ) -> None:
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self._heap: list[tuple[float, int, str, Event, int]] = []
+        self._counter = itertools.count()
+        base = config or make_config()
+        self.configs = configs or {"node1": base, "node2": base}
+        self.links = {link.name: LinkSim(link.name) for link in base.links}
+        self.nodes: dict[str, NodeSim] = {}
+        self.violations: list[str] = []
+        self.check_invariant = True
+        self._boot("node1", 1, 0.0)
+        self._boot("node2", 1, start_gap)
+
+    # -- node lifecycle ------------------------------------------------------------------
+
+    def _boot(self, name: str, generation: int, at: float) -> None:
+        cfg = self.configs[name]
+        state = decide.initial_state(cfg, name, KEY, generation, at)
+        node = NodeSim(name, cfg, generation, state)
+        old = self.nodes.get(name)
+        if old is not None:
+            node.fail_start, node.fail_stop = old.fail_start, old.fail_stop
+            node.reasons, node.reboots = old.reasons, old.reboots
+            node.starts, node.stops = old.starts, old.stops
+        self.nodes[name] = node
+        if old is not None:
+            node.tick_token = old.tick_token + 1
+        self._push(at, name, Tick())
+        if cfg.watchdog.mode != "off":
+            self._push(at, name, WatchdogState(True, "armed (simulated)"))
+
+    def kill(self, name: str) -> None:
+        """Power off: nothing more is sent or processed; resources vanish."""
+        node = self.nodes[name]
+        node.alive = False
+        node.running.clear()
+
+    def freeze(self, name: str) -> None:
+        self.nodes[name].frozen = True
+
+    def thaw(self, name: str) -> None:
+        node = self.nodes[name]
+        node.frozen = False
+        for at, ev in node.pending:
+            self._push(max(at, self.now), name, ev)
+        node.pending.clear()
+        self._push(self.now, name, Tick())
+
+    def restart(self, name: str) -> None:
+        """Power on again after a kill (a new boot generation)."""
+        old = self.nodes[name]
+        self._boot(name, old.generation + 1, self.now)
+
+    # -- links -------------------------------------------------------------------------------
+
+    def cut(self, *names: str, direction: str | None = None) -> None:
+        for n in names or tuple(self.links):
+            for sender in self.links[n].up:
+                if direction is None or direction == sender:
+                    self.links[n].up[sender] = False
+
+    def heal(self, *names: str) -> None:
+        for n in names or tuple(self.links):
+            for sender in self.links[n].up:
+                self.links[n].up[sender] = True
+
+    def any_link_delivers(self) -> bool:
+        return any(all(link.up.values()) and link.loss < 1.0 for link in self.links.values())
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _push(self, at: float, node: str, event: Event) -> None:
+        heapq.heappush(self._heap, (at, next(self._counter), node, event, -1))
+
+    def _schedule_tick(self, node: NodeSim) -> None:
+        at = decide.next_deadline(node.state, self.now)
+        if node.tick_at is not None and node.tick_at <= at and node.tick_at > self.now:
+            return
+        node.tick_token += 1
+        node.tick_at = at
+        heapq.heappush(self._heap, (at, next(self._counter), node.name, Tick(), node.tick_token))
+
+    def admin(self, node: str, command: str, group: str | None = None) -> list[str]:
+        return self.deliver(node, AdminCommand(command, group))
+
+    def shutdown(self, node: str) -> None:
+        self.deliver(node, ShutdownRequested())
+
+    def set_world(self, node: str, ok: bool) -> None:
+        self.nodes[node].world_ok = ok
+        self.deliver(node, PublicCarrier(ok))
+
+    def deliver(self, name: str, event: Event) -> list[str]:
+        node = self.nodes[name]
+        if not node.alive or node.exited:
+            return []
+        if node.frozen:
+            node.pending.append((self.now, event))
+            return []
+        result = decide.step(node.state, event, self.now)
+        node.state = result.state
+        for r in result.reasons:
+            node.reasons.append((self.now, r))
+        for action in result.actions:
+            self._act(node, action)
+        self._schedule_tick(node)
+        if self.check_invariant:
+            self._check()
+        return result.reasons
+
+    def _act(self, node: NodeSim, action: object) -> None:
+        match action:
+            case SendFrame(data=data):
+                for link in self.links.values():
+                    if not link.up[node.name] or self.rng.random() < link.loss:
+                        continue
+                    other = "node2" if node.name == "node1" else "node1"
+                    delay = link.delay + self.rng.uniform(0, link.jitter)
+                    self._push(self.now + delay, other, FrameReceived(link.name, data))
+            case StartResource(group=g, index=i, op_id=op):
+                ok = (g, i) not in node.fail_start
+                if ok:
+                    node.running[(g, i)] = True
+                    node.starts.append((self.now, g, i))
+                self._push(self.now + node.op_latency, node.name,
+                           ResourceResult(g, op, ok, detail="" if ok else "simulated failure"))
+            case StopResource(group=g, index=i, op_id=op):
+                ok = (g, i) not in node.fail_stop
+                if ok:
+                    node.running[(g, i)] = False
+                    node.stops.append((self.now, g, i))
+                self._push(self.now + node.op_latency, node.name,
+                           ResourceResult(g, op, ok, detail="" if ok else "simulated failure"))
+            case CheckResource(group=g, index=i, op_id=op):
+                running = node.running.get((g, i), False)
+                self._push(self.now + node.op_latency, node.name,
+                           ResourceResult(g, op, True, running=running))
+            case Reboot(reason=reason):
+                node.reboots.append(reason)
+                self.kill(node.name)
+            case ShutdownComplete():
+                node.exited = True
+            case _:
+                pass
+
+    def run(self, duration: float) -> None:
+        self.run_until(self.now + duration)
+
+    def run_until(self, t: float) -> None:
+        while self._heap and self._heap[0][0] <= t:
+            at, _, name, event, token = heapq.heappop(self._heap)
+            self.now = max(self.now, at)
+            node = self.nodes[name]
+            if token >= 0:
+                if token != node.tick_token:
+                    continue  # superseded by a later scheduling
+                node.tick_at = None
+                if node.frozen:
+                    continue
+            self._feed_pings(name)
+            self.deliver(name, event)
+        self.now = max(self.now, t)
+
+    def _feed_pings(self, name: str) -> None:
+        node = self.nodes[name]
+        if node.config.ping_nodes and node.world_ok and node.alive and not node.frozen:
+            st = node.state
+            if st.last_ping is None or self.now - st.last_ping > 0.2:
+                result = decide.step(st, PingReply(str(node.config.ping_nodes[0])), self.now)
+                node.state = result.state
+
+    # -- observation -------------------------------------------------------------------------
+
+    def holders(self, group: str = "web") -> list[str]:
+        return [n.name for n in self.nodes.values() if n.alive and n.holds(group)]
+
+    def owner(self, group: str = "web") -> str | None:
+        """The single node whose resources for the group are all running, if any."""
+        full = []
+        for node in self.nodes.values():
+            cfg_group = node.config.group(group)
+            if node.alive and all(
+                node.running.get((group, i), False) for i in range(len(cfg_group.resources))
+            ):
+                full.append(node.name)
+        return full[0] if len(full) == 1 else None
+
+    def activity(self, node: str, group: str = "web") -> Activity:
+        return self.nodes[node].state.groups[group].activity
+
+    def peer_status(self, node: str) -> PeerStatus:
+        return self.nodes[node].state.peer_status
+
+    def status(self, node: str) -> dict[str, object]:
+        return decide.status(self.nodes[node].state, self.now)
+
+    def reasons(self, node: str) -> list[str]:
+        return [r for _, r in self.nodes[node].reasons]
+
+    def _check(self) -> None:
+        if not self.any_link_delivers():
+            return
+        for group in {g.name for n in self.nodes.values() for g in n.config.groups}:
+            holders = [
+                n.name for n in self.nodes.values()
+                if n.alive and not n.frozen and n.holds(group)
+            ]
+            frozen_holders = [n.name for n in self.nodes.values() if n.frozen and n.holds(group)]
+            if len(holders) + len(frozen_holders) > 1 and not frozen_holders:
+                self.violations.append(f"t={self.now:.3f}: group {group} held by {holders}")
