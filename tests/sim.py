@@ -12,6 +12,7 @@ import heapq
 import itertools
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from supervisor.config import Config, load_config
 from supervisor.core import decide
@@ -361,7 +362,7 @@ class Sim:
     def peer_status(self, node: str) -> PeerStatus:
         return self.nodes[node].state.peer_status
 
-    def status(self, node: str) -> dict[str, object]:
+    def status(self, node: str) -> dict[str, Any]:
         return decide.status(self.nodes[node].state, self.now)
 
     def reasons(self, node: str) -> list[str]:

@@ -8,6 +8,8 @@ simulator checks the invariant after every single step of either core.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +33,7 @@ ops = st.one_of(
 )
 
 
-def apply(sim: Sim, op: tuple) -> None:
+def apply(sim: Sim, op: tuple[Any, ...]) -> None:
     kind = op[0]
     if kind == "run":
         sim.run(op[1])

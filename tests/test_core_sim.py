@@ -375,10 +375,13 @@ def test_link_state_machine_late_then_down():
     sim = formed()
     sim.cut("serial")
     t0 = sim.now
+    def serial_state() -> LinkStatus:
+        return sim.nodes["node2"].state.links["serial"].status
+
     sim.run(0.35)
-    assert sim.nodes["node2"].state.links["serial"].status is LinkStatus.LATE
+    assert serial_state() is LinkStatus.LATE
     sim.run(0.3)
-    assert sim.nodes["node2"].state.links["serial"].status is LinkStatus.DOWN
+    assert serial_state() is LinkStatus.DOWN
     later = reasons_after(sim, "node2", t0)
     assert any(r.startswith("late heartbeat on link serial") for r in later)
 

@@ -174,10 +174,10 @@ def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
 
     def visit(node: ast.AST, type_only: bool) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                visit(child, True)
-            for child in node.orelse:
-                visit(child, type_only)
+            for stmt in node.body:
+                visit(stmt, True)
+            for stmt in node.orelse:
+                visit(stmt, type_only)
             return
         if isinstance(node, ast.Import):
             found.extend((alias.name, type_only) for alias in node.names)
@@ -201,7 +201,7 @@ def test_core_imports_nothing_with_side_effects():
 
 
 def test_purity_check_can_fail():
-    tree = ast.parse("import socket\nfrom os import path\nimport time\n")
+    tree: ast.AST = ast.parse("import socket\nfrom os import path\nimport time\n")
     bad = [m for m, _ in _imports(tree) if m not in ALLOWED]
     assert bad == ["socket", "os", "time"]
 
