@@ -1,0 +1,272 @@
+"""``twinbeat``: the supervisor daemon and its command line.
+
+    twinbeat run [--config FILE] [--node NAME] [--state-dir DIR]
+    twinbeat status [--json] [--state-dir DIR]
+    twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
+    twinbeat check-config [--config FILE]
+    twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from supervisor.config import DEFAULT_CONFIG, ConfigError, describe_settings, load_config
+from supervisor.control import ControlError, request
+from supervisor.statefiles import CONTROL_SOCKET, DEFAULT_STATE_DIR
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="twinbeat",
+        description="twinbeat: two-node high availability (heartbeats, takeover, watchdog).",
+        epilog="Files: /etc/twinbeat/cluster.toml (configuration), /etc/twinbeat/authkeys "
+        "(shared key, mode 0600), /var/lib/twinbeat/ (state and control socket).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def state_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+            help=f"state directory with the control socket (default {DEFAULT_STATE_DIR})",
+        )
+
+    r = sub.add_parser("run", help="run the supervisor in the foreground (what the unit runs)")
+    r.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+                   help=f"cluster configuration (default {DEFAULT_CONFIG})")
+    r.add_argument("--node", metavar="NAME",
+                   help="this node's name in the configuration (default: the hostname)")
+    state_dir(r)
+    r.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
+
+    s = sub.add_parser("status", help="show links, peer, groups and watchdog")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    state_dir(s)
+
+    for name, text in (
+        ("standby", "give the group(s) to the peer and keep them there"),
+        ("takeover", "take the group(s) here and keep them here"),
+        ("cleanup", "forget a group's failures (and retry a blocked stop)"),
+    ):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("group", nargs="?", help="one group (default: all groups)")
+        state_dir(c)
+
+    cc = sub.add_parser("check-config", help="validate the configuration; non-zero on errors")
+    cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
+    cc.add_argument("--settings", action="store_true", help="list every setting and its default")
+
+    im = sub.add_parser(
+        "import-heartbeat",
+        help="convert heartbeat v1 ha.cf, haresources and authkeys into cluster.toml",
+    )
+    im.add_argument("--ha-cf", required=True, metavar="F")
+    im.add_argument("--haresources", required=True, metavar="F")
+    im.add_argument("--authkeys", required=True, metavar="F")
+    im.add_argument("--output", metavar="FILE",
+                    help="write here (and the key file beside it, mode 0600); default stdout")
+    im.add_argument("--node", metavar="NAME", help="the node this configuration is for")
+    im.add_argument("--force", action="store_true", help="overwrite existing output files")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "import-heartbeat":
+        # The importer owns its options (same names as shown by --help here).
+        from supervisor.importer import main_import
+
+        if "-h" in argv or "--help" in argv:
+            _parser().parse_args(argv)
+        return main_import(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "status":
+        return cmd_status(args)
+    if args.command in ("standby", "takeover", "cleanup"):
+        return cmd_admin(args)
+    if args.command == "check-config":
+        return cmd_check_config(args)
+    return EXIT_USAGE
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.settings:
+        print(describe_settings())
+        return EXIT_OK
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = sum(1 for p in exc.problems if p.severity == "error")
+        print(f"{args.config}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return EXIT_FAIL
+    for warning in cfg.warnings:
+        print(warning, file=sys.stderr)
+    groups = ", ".join(g.name for g in cfg.groups) or "none"
+    print(
+        f"{args.config}: OK (cluster {cfg.cluster_name}, nodes "
+        f"{' and '.join(n.name for n in cfg.nodes)}, {len(cfg.links)} links, groups: {groups})"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(message)s" if _journal() else
+        "%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("twinbeat")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        log.error("refusing to start: the configuration has errors")
+        for problem in exc.problems:
+            log.error("  %s", problem)
+        return EXIT_FAIL
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    me = args.node or socket.gethostname().split(".")[0]
+    if me not in [n.name for n in cfg.nodes]:
+        log.error(
+            "refusing to start: this node is %r but %s lists %s (use --node or fix the "
+            "hostname)", me, args.config, " and ".join(n.name for n in cfg.nodes),
+        )
+        return EXIT_FAIL
+    from supervisor.loop import Supervisor
+
+    supervisor = Supervisor(cfg, me, args.state_dir)
+    try:
+        return asyncio.run(supervisor.run())
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+def _journal() -> bool:
+    import os
+
+    return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+
+
+def _ask(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return request(args.state_dir / CONTROL_SOCKET, payload)
+    except ControlError as exc:
+        print(f"twinbeat: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"command": args.command, "group": args.group})
+    if answer is None:
+        return EXIT_FAIL
+    for reason in answer.get("reasons") or []:
+        print(reason)
+    if not answer.get("ok"):
+        if answer.get("error") and not answer.get("reasons"):
+            print(f"twinbeat: {answer['error']}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"command": "status"})
+    if answer is None:
+        return EXIT_FAIL
+    if not answer.get("ok"):
+        print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
+        return EXIT_FAIL
+    st = answer["status"]
+    if args.json:
+        json.dump(st, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        print(format_status(st))
+    return EXIT_OK
+
+
+def _age(value: float | None) -> str:
+    if value is None:
+        return "never"
+    return f"{value:.1f} s ago"
+
+
+def format_status(st: dict[str, Any]) -> str:
+    lines = []
+    up = st.get("uptime", 0)
+    lines.append(
+        f"twinbeat on {st['node']} (cluster {st['cluster']}), generation {st['generation']}, "
+        f"{st['status']}, up {int(up // 3600)}h{int(up % 3600 // 60):02d}m{int(up % 60):02d}s"
+    )
+    world = st["world"]
+    lines.append(
+        "outside world: " + ("reachable" if world["ok"] else f"CUT OFF ({world['reason']})")
+    )
+    peer = st["peer"]
+    extra = f" - {peer['reason']}" if peer.get("reason") and peer["state"] != "alive" else ""
+    lines.append(
+        f"peer {peer['name']}: {peer['state']}, last heard {_age(peer['last_heard_age'])}"
+        + extra
+    )
+    lines.append("links:")
+    for link in st["links"]:
+        loss = "-" if link["loss"] is None else f"{link['loss'] * 100:.1f}%"
+        hears = {True: "peer hears us", False: "peer does NOT hear us", None: ""}[
+            link["peer_hears_us"]
+        ]
+        transport = link.get("transport") or {}
+        err = f", {transport['error']}" if transport.get("error") else ""
+        carrier = ", no carrier" if link.get("carrier") is False else ""
+        lines.append(
+            f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {hears}{carrier}{err}"
+        )
+    wd = st["watchdog"]
+    if wd.get("device"):
+        fed = wd.get("last_feed_age")
+        fed_text = "never" if fed is None else f"{fed:.1f} s ago"
+        lines.append(
+            f"watchdog: {wd.get('device')} ({wd.get('identity') or '?'}), timeout "
+            f"{wd.get('timeout')} s, fed {fed_text}, mode {wd.get('mode')}"
+        )
+    else:
+        lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
+    if not st.get("can_own", True):
+        lines.append("this node may NOT own groups: " + str(wd.get("reason")))
+    lines.append("groups:")
+    for g in st["groups"]:
+        owner = g["owner"] or "nobody"
+        flags = []
+        if g["pinned"]:
+            flags.append("pinned by admin")
+        if g["failed"]:
+            flags.append(f"FAILED here: {g['failed_reason']}")
+        lines.append(
+            f"  {g['name']:<10} owner {owner:<10} here {g['local']:<11} "
+            f"preferred {g['preferred']}" + (f" ({'; '.join(flags)})" if flags else "")
+        )
+        lines.append(f"             {g['reason']}")
+    dropped = st.get("dropped") or {}
+    if dropped:
+        lines.append(
+            "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

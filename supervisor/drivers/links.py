@@ -1,0 +1,324 @@
+"""Heartbeat transports: a serial null-modem line and UDP sockets bound to an interface.
+
+Each transport delivers received frame lines to ``on_frame(link_name, data)`` and sends the
+frames it is given. None ever blocks the event loop: a transport that cannot write drops the
+frame and counts it (heartbeats are periodic; a late one is worth less than a live loop). A
+transport whose device is missing (USB serial unplugged, NIC not there yet) retries in the
+background; the core sees the link as down meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import serial  # pyserial
+
+from supervisor.config import SerialLink, UdpLink
+from supervisor.core.codec import LineSplitter
+
+log = logging.getLogger("twinbeat.links")
+
+FrameHandler = Callable[[str, bytes], None]
+RETRY_SECONDS = 2.0
+TX_BUFFER_LIMIT = 4096
+
+
+class Transport(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class SerialTransport:
+    """A serial port opened raw and non-blocking (pyserial does the termios set-up)."""
+
+    def __init__(self, link: SerialLink, on_frame: FrameHandler) -> None:
+        self.name = link.name
+        self.link = link
+        self.on_frame = on_frame
+        self.port: serial.Serial | None = None
+        self.splitter = LineSplitter()
+        self.tx = bytearray()
+        self.error: str | None = None
+        self.tx_dropped = 0
+        self.reopens = 0
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._need_newline = False
+
+    def start(self) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        self._retry = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            port = serial.Serial(
+                self.link.device, self.link.baud, timeout=0, write_timeout=0, exclusive=True
+            )
+            fd = port.fileno()
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        except (OSError, serial.SerialException) as exc:
+            if self.error != str(exc):
+                log.warning("serial link %s: cannot open %s: %s (retrying every %.0f s)",
+                            self.name, self.link.device, exc, RETRY_SECONDS)
+            self.error = str(exc)
+            self._retry = loop.call_later(RETRY_SECONDS, self._open)
+            return
+        if self.error is not None:
+            log.info("serial link %s: %s open again", self.name, self.link.device)
+        self.error = None
+        self.port = port
+        self.splitter = LineSplitter()
+        self._need_newline = True
+        loop.add_reader(fd, self._readable)
+
+    def _fail(self, why: str) -> None:
+        log.warning("serial link %s: %s; reopening %s", self.name, why, self.link.device)
+        self.error = why
+        self._teardown()
+        self.reopens += 1
+        if not self._closed:
+            self._retry = asyncio.get_running_loop().call_later(RETRY_SECONDS, self._open)
+
+    def _teardown(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.port is not None:
+            fd = self.port.fileno()
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+            try:
+                self.port.close()
+            except (OSError, serial.SerialException):
+                pass
+            self.port = None
+        self.tx.clear()
+
+    def _readable(self) -> None:
+        if self.port is None:
+            return
+        try:
+            data = os.read(self.port.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(f"read error: {exc.strerror}")
+            return
+        if not data:
+            self._fail("hang-up")
+            return
+        for line in self.splitter.feed(data):
+            self.on_frame(self.name, line)
+
+    def send(self, data: bytes) -> None:
+        if self.port is None:
+            return
+        if self._need_newline:
+            # After (re)opening, end whatever half line the peer may have buffered.
+            data = b"\n" + data
+            self._need_newline = False
+        if len(self.tx) + len(data) > TX_BUFFER_LIMIT:
+            self.tx_dropped += 1
+            self.tx.clear()
+            data = b"\n" + data
+        self.tx += data
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.port is None or not self.tx:
+            return
+        fd = self.port.fileno()
+        loop = asyncio.get_running_loop()
+        try:
+            n = os.write(fd, self.tx)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                self._fail("write error (peer end closed?)")
+            else:
+                self._fail(f"write error: {exc.strerror}")
+            return
+        del self.tx[:n]
+        if self.tx:
+            loop.add_writer(fd, self._writable)
+        else:
+            loop.remove_writer(fd)
+
+    def _writable(self) -> None:
+        self._flush()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        self._teardown()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "device": self.link.device,
+            "baud": self.link.baud,
+            "open": self.port is not None,
+            "error": self.error,
+            "tx_dropped": self.tx_dropped,
+            "rx_resyncs": self.splitter.resyncs,
+            "reopens": self.reopens,
+        }
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.owner.received(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.send_errors += 1
+
+
+class UdpTransport:
+    """A UDP socket bound to one interface (SO_BINDTODEVICE) and the heartbeat port.
+
+    Unicast sends to ``peer``; without a peer, to the limited broadcast address (which the
+    device binding sends out of this interface only); a multicast peer group is joined.
+    """
+
+    def __init__(self, link: UdpLink, on_frame: FrameHandler) -> None:
+        self.name = link.name
+        self.link = link
+        self.on_frame = on_frame
+        self.transport: asyncio.DatagramTransport | None = None
+        self.error: str | None = None
+        self.send_errors = 0
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+        peer = link.peer
+        self.family = socket.AF_INET6 if peer is not None and peer.version == 6 else socket.AF_INET
+        if peer is None:
+            self.dest: tuple[str, int] = ("255.255.255.255", link.port)
+        else:
+            self.dest = (str(peer), link.port)
+
+    def start(self) -> None:
+        asyncio.get_running_loop().create_task(self._open())
+
+    def _make_socket(self) -> socket.socket:
+        link = self.link
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.interface.encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 6)
+            peer = link.peer
+            if peer is None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            elif peer.is_multicast:
+                ifindex = socket.if_nametoindex(link.interface)
+                if peer.version == 4:
+                    mreqn = struct.pack("4s4si", peer.packed, b"\0" * 4, ifindex)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, link.ttl)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+                else:
+                    mreq = peer.packed + struct.pack("@I", ifindex)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, link.ttl)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.bind(("::" if self.family == socket.AF_INET6 else "0.0.0.0", link.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def _open(self) -> None:
+        self._retry = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            sock = self._make_socket()
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), sock=sock
+            )
+        except OSError as exc:
+            why = "no such interface" if exc.errno == errno.ENODEV else str(exc)
+            if self.error != why:
+                log.warning("udp link %s: cannot bind to %s port %d: %s (retrying)",
+                            self.name, self.link.interface, self.link.port, why)
+            self.error = why
+            self._retry = loop.call_later(
+                RETRY_SECONDS, lambda: loop.create_task(self._open())
+            )
+            return
+        if self.error is not None:
+            log.info("udp link %s: bound to %s again", self.name, self.link.interface)
+        self.error = None
+        self.transport = transport
+
+    def received(self, data: bytes) -> None:
+        self.on_frame(self.name, data)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None:
+            return
+        try:
+            self.transport.sendto(data, self.dest)
+        except OSError:
+            self.send_errors += 1
+
+    def close(self) -> None:
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "interface": self.link.interface,
+            "destination": f"{self.dest[0]}:{self.dest[1]}",
+            "bound": self.transport is not None,
+            "error": self.error,
+            "send_errors": self.send_errors,
+        }
+
+
+def make_transport(link: SerialLink | UdpLink, on_frame: FrameHandler) -> Transport:
+    if isinstance(link, SerialLink):
+        return SerialTransport(link, on_frame)
+    return UdpTransport(link, on_frame)
+
+
+def read_carrier(interface: str, sys_root: str = "/sys") -> bool | None:
+    """The interface's carrier from sysfs: True, False, or None if it does not exist."""
+    base = os.path.join(sys_root, "class", "net", interface)
+    try:
+        with open(os.path.join(base, "carrier")) as f:
+            return f.read().strip() == "1"
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # interface administratively down
+            return False
+        return None if not os.path.exists(base) else False
+

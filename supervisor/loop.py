@@ -1,0 +1,443 @@
+"""The supervisor's one asyncio loop: events in, core step, actions out.
+
+Everything that touches the world is here or in ``supervisor.drivers``; every decision is in
+``supervisor.core.decide``. The loop reads the clock once per wake-up, feeds the event to the
+core, carries out the actions it returns, and sleeps until the core's next deadline or the
+next event. Resource operations run as tasks with a timeout and come back as events, so
+heartbeats and watchdog feeding never wait for them. The watchdog is fed only from here,
+after a step completed: a loop that stalls stops feeding it, and the node is reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from supervisor.config import Config, ConfigError, load_authkeys, load_config
+from supervisor.control import ControlServer
+from supervisor.core import decide
+from supervisor.core.actions import (
+    Action,
+    CheckResource,
+    Log,
+    Reboot,
+    ResourceAction,
+    SendFrame,
+    ShutdownComplete,
+    StartResource,
+    StopResource,
+)
+from supervisor.core.events import (
+    AdminCommand,
+    ConfigChanged,
+    Event,
+    FrameReceived,
+    LinkCarrier,
+    PingReply,
+    PublicCarrier,
+    ResourceResult,
+    ShutdownRequested,
+    Tick,
+    WatchdogState,
+)
+from supervisor.drivers import links as linkdrv
+from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
+from supervisor.drivers.reboot import Rebooter, SystemRebooter
+from supervisor.drivers.runner import run as run_command
+from supervisor.drivers.sdnotify import Notifier
+from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.resource_spec import ResourceSpec
+from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
+
+log = logging.getLogger("twinbeat")
+
+CARRIER_POLL = 0.25
+RELOAD_DEBOUNCE = 0.3
+
+AgentFactory = Callable[[ResourceSpec], ResourceAgent]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        me: str,
+        state_dir: Path,
+        *,
+        agent_factory: AgentFactory | None = None,
+        watchdog: Watchdog | None = None,
+        rebooter: Rebooter | None = None,
+        notifier: Notifier | None = None,
+        sys_root: str = "/sys",
+    ) -> None:
+        self.config = config
+        self.me = me
+        self.state_dir = state_dir
+        self.sys_root = sys_root
+        self.agent_factory = agent_factory or self._default_agent
+        self.watchdog = watchdog or make_watchdog(config.watchdog)
+        self.rebooter = rebooter or SystemRebooter()
+        self.notifier = notifier or Notifier()
+        self.transports: dict[str, linkdrv.Transport] = {}
+        self.agents: dict[tuple[str, ResourceSpec], ResourceAgent] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.state: decide.CoreState | None = None
+        self.generation = 0
+        self.started = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._feeding = False
+        self._pending: list[Event] = []
+        self._done: asyncio.Future[int] | None = None
+        self._last_feed = 0.0
+        self._carriers: dict[str, bool | None] = {}
+        self._public: bool | None = None
+        self._reload: asyncio.TimerHandle | None = None
+        self._inotify: Any = None
+        self._control: ControlServer | None = None
+        self.loop_lag_max = 0.0
+        self._expected_wake: float | None = None
+        self.steps = 0
+        self.step_time = 0.0
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _default_agent(self, spec: ResourceSpec) -> ResourceAgent:
+        return make_agent(spec, AgentContext(takeover=self.config.takeover))
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        prepare_state_dir(self.state_dir)
+        self.generation = next_generation(self.state_dir)
+        key = load_authkeys(self.config.authkeys_path).secret
+        now = loop.time()
+        self.state = decide.initial_state(self.config, self.me, key, self.generation, now)
+        log.info(
+            "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
+            self.me, self.config.cluster_name, self.generation, self.state.peer,
+        )
+        self._start_transports()
+        self._control = ControlServer(self.state_dir / CONTROL_SOCKET, self._on_control)
+        await self._control.start()
+        self._watch_config()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: self.feed(ShutdownRequested()))
+        loop.add_signal_handler(signal.SIGHUP, self._schedule_reload)
+        armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
+        ok = armed or self.config.watchdog.mode != "required"
+        self.feed(WatchdogState(ok, reason))
+        self._spawn(self._poll_carriers())
+        if self.config.ping_nodes:
+            self._spawn(self._ping_loop())
+        self.feed(Tick())
+        self.notifier.ready(f"{self.me}: running, generation {self.generation}")
+        try:
+            return await self._done
+        finally:
+            await self._teardown()
+
+    def _start_transports(self) -> None:
+        for link in self.config.links:
+            transport = linkdrv.make_transport(link, self._on_frame)
+            self.transports[link.name] = transport
+            transport.start()
+
+    async def _teardown(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        for transport in self.transports.values():
+            transport.close()
+        if self._inotify is not None:
+            wm, _notifier = self._inotify
+            loop.remove_reader(wm.get_fd())
+            wm.close()
+        if self._control is not None:
+            await self._control.close()
+        self.watchdog.disable()
+        self.notifier.stopping()
+        log.info("twinbeat stopped")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- the heart: one event at a time --------------------------------------------------------
+
+    def feed(self, event: Event) -> list[str]:
+        """Step the core with one event and carry out its actions; returns the reasons."""
+        if self._feeding:
+            self._pending.append(event)
+            return []
+        assert self.state is not None
+        self._feeding = True
+        reasons: list[str] = []
+        try:
+            loop = asyncio.get_running_loop()
+            now = loop.time()  # read once per wake-up
+            if self._expected_wake is not None and isinstance(event, Tick):
+                self.loop_lag_max = max(self.loop_lag_max, now - self._expected_wake)
+            t0 = time.perf_counter()
+            result = decide.step(self.state, event, now)
+            self.step_time += time.perf_counter() - t0
+            self.steps += 1
+            self.state = result.state
+            reasons.extend(result.reasons)
+            for reason in result.reasons:
+                log.info("%s", reason)
+            for action in result.actions:
+                self._execute(action)
+            while self._pending:
+                queued = self._pending.pop(0)
+                result = decide.step(self.state, queued, loop.time())
+                self.state = result.state
+                for reason in result.reasons:
+                    log.info("%s", reason)
+                for action in result.actions:
+                    self._execute(action)
+            self._feed_watchdog(now)
+            self._reschedule(loop, now)
+        finally:
+            self._feeding = False
+        return reasons
+
+    def _feed_interval(self) -> float:
+        interval = self.config.watchdog.timeout / 3
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval / 2)
+        return max(0.05, min(interval, 1.0))
+
+    def _feed_watchdog(self, now: float) -> None:
+        if now - self._last_feed >= self._feed_interval():
+            self._last_feed = now
+            self.watchdog.feed(now)
+            self.notifier.watchdog()
+
+    def _reschedule(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        assert self.state is not None
+        deadline = decide.next_deadline(self.state, now)
+        deadline = min(deadline, self._last_feed + self._feed_interval())
+        if self._timer is not None:
+            self._timer.cancel()
+        self._expected_wake = deadline
+        self._timer = loop.call_at(deadline, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.feed(Tick())
+
+    def _execute(self, action: Action) -> None:
+        match action:
+            case SendFrame(data=data):
+                for transport in self.transports.values():
+                    transport.send(data)
+            case StartResource() | StopResource() | CheckResource():
+                self._spawn(self._resource(action))
+            case Reboot(reason=reason):
+                log.critical("rebooting: %s", reason)
+                self.rebooter.reboot(reason)
+            case Log(level=level, message=message):
+                if level == "error":
+                    log.error("%s", message)
+                # warnings are also in the reasons, which are logged already
+            case ShutdownComplete():
+                if self._done is not None and not self._done.done():
+                    self._done.set_result(0)
+
+    # -- resources -----------------------------------------------------------------------------
+
+    def _agent(self, group: str, spec: ResourceSpec) -> ResourceAgent:
+        key = (group, spec)
+        agent = self.agents.get(key)
+        if agent is None:
+            agent = self.agent_factory(spec)
+            self.agents[key] = agent
+        return agent
+
+    async def _resource(self, action: ResourceAction) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        running: bool | None = None
+        ok, detail = True, ""
+        try:
+            agent = self._agent(action.group, action.spec)
+            match action:
+                case StartResource(check_duplicates=dad):
+                    log.info("group %s: starting %s", action.group, agent.describe())
+                    await asyncio.wait_for(agent.start(check_duplicates=dad), action.timeout)
+                case StopResource():
+                    log.info("group %s: stopping %s", action.group, agent.describe())
+                    await asyncio.wait_for(agent.stop(), action.timeout)
+                case CheckResource():
+                    running = await asyncio.wait_for(agent.status(), action.timeout)
+                    if not running:
+                        detail = "status says it is not running"
+        except TimeoutError:
+            ok, detail = False, f"timed out after {action.timeout:g} s"
+        except AgentError as exc:
+            ok, detail = False, str(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an agent bug is a failed operation, not a dead daemon
+            log.exception("group %s: agent error", action.group)
+            ok, detail = False, f"internal error: {exc!r}"
+        elapsed = loop.time() - t0
+        if not isinstance(action, CheckResource) or not ok:
+            word = "done" if ok else f"FAILED: {detail}"
+            log.info("group %s: %s %s %s (%.3f s)", action.group, type(action).__name__,
+                     action.spec.describe(), word, elapsed)
+        self.feed(ResourceResult(action.group, action.op_id, ok, running, detail))
+
+    # -- links, carrier, ping ------------------------------------------------------------------
+
+    def _on_frame(self, link: str, data: bytes) -> None:
+        self.feed(FrameReceived(link, data))
+
+    async def _poll_carriers(self) -> None:
+        while True:
+            for name, transport in self.transports.items():
+                if isinstance(transport, linkdrv.UdpTransport):
+                    up = linkdrv.read_carrier(transport.link.interface, self.sys_root)
+                    if up is not None and up != self._carriers.get(name):
+                        self._carriers[name] = up
+                        self.feed(LinkCarrier(name, up))
+            iface = self.config.public_interface
+            if iface:
+                public = bool(linkdrv.read_carrier(iface, self.sys_root))
+                if public != self._public:
+                    self._public = public
+                    self.feed(PublicCarrier(public))
+            await asyncio.sleep(CARRIER_POLL)
+
+    async def _ping_loop(self) -> None:
+        while True:
+            interval = self.config.ping_interval
+            wait = max(1, round(min(self.config.ping_timeout, 5.0)))
+            results = await asyncio.gather(
+                *(
+                    run_command(
+                        ["ping", "-n", "-q", "-c", "1", "-W", str(wait), str(addr)],
+                        timeout=wait + 2,
+                    )
+                    for addr in self.config.ping_nodes
+                )
+            )
+            for addr, res in zip(self.config.ping_nodes, results, strict=True):
+                if res.ok:
+                    self.feed(PingReply(str(addr)))
+            await asyncio.sleep(interval)
+
+    # -- configuration reload ------------------------------------------------------------------
+
+    def _watch_config(self) -> None:
+        try:
+            import pyinotify
+        except ImportError as exc:  # the image has it; say so if it is missing
+            log.warning("configuration changes are not watched: %s", exc)
+            return
+        paths = {Path(self.config.path).resolve().parent,
+                 Path(self.config.authkeys_path).resolve().parent}
+        wm = pyinotify.WatchManager()
+        mask = pyinotify.IN_CLOSE_WRITE | pyinotify.IN_MOVED_TO | pyinotify.IN_DELETE
+        names = {Path(self.config.path).name, Path(self.config.authkeys_path).name}
+
+        def on_event(event: Any) -> None:
+            if getattr(event, "name", None) in names:
+                self._schedule_reload()
+
+        notifier = pyinotify.Notifier(wm, default_proc_fun=on_event, timeout=0)
+        for p in paths:
+            wm.add_watch(str(p), mask)
+
+        def readable() -> None:
+            notifier.read_events()
+            notifier.process_events()
+
+        asyncio.get_running_loop().add_reader(wm.get_fd(), readable)
+        self._inotify = (wm, notifier)
+
+    def _schedule_reload(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._reload is not None:
+            self._reload.cancel()
+        self._reload = loop.call_later(RELOAD_DEBOUNCE, self._do_reload)
+
+    def _do_reload(self) -> None:
+        self._reload = None
+        path = self.config.path
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("configuration change rejected; the running configuration stays:")
+            for problem in exc.problems:
+                log.error("  %s", problem)
+            return
+        if self.me not in [n.name for n in new.nodes]:
+            log.error("configuration change rejected: it does not list this node (%s)", self.me)
+            return
+        try:
+            key = load_authkeys(new.authkeys_path).secret
+        except ValueError as exc:
+            log.error("configuration change rejected: %s", exc)
+            return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        assert self.state is not None
+        self.state = decide.set_key(self.state, key)
+        old_links = self.config.links
+        self.config = new
+        if new.links != old_links:
+            for transport in self.transports.values():
+                transport.close()
+            self.transports = {}
+            self._carriers = {}
+            self._start_transports()
+        log.info("configuration %s reloaded", path)
+        self.feed(ConfigChanged(new))
+
+    # -- control socket ------------------------------------------------------------------------
+
+    async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        if command == "status":
+            return {"ok": True, "status": self.status()}
+        if command in ("standby", "takeover", "cleanup"):
+            group = request.get("group")
+            if group is not None and not isinstance(group, str):
+                return {"ok": False, "error": "group must be a name"}
+            reasons = self.feed(AdminCommand(command, group))
+            refused = [r for r in reasons if " refused: " in r]
+            return {"ok": not refused, "reasons": reasons, "error": "; ".join(refused) or None}
+        if command == "reload":
+            self._do_reload()
+            return {"ok": True, "reasons": ["reload requested (see the log)"]}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def status(self) -> dict[str, Any]:
+        assert self.state is not None
+        now = asyncio.get_running_loop().time()
+        st = decide.status(self.state, now)
+        for link in st["links"]:
+            transport = self.transports.get(link["name"])
+            if transport is not None:
+                link["transport"] = transport.info()
+        st["watchdog"] = {**st["watchdog"], **self.watchdog.status(now)}
+        st["config"] = self.config.path
+        st["pid"] = os.getpid()
+        st["loop"] = {
+            "steps": self.steps,
+            "mean_step_us": round(self.step_time / self.steps * 1e6, 1) if self.steps else None,
+            "max_lag_ms": round(self.loop_lag_max * 1000, 1),
+        }
+        return st
