@@ -19,7 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, ConfigError, load_authkeys, load_config
+from supervisor.config import (
+    Config,
+    ConfigError,
+    WatchdogConfig,
+    load_authkeys,
+    load_config,
+)
 from supervisor.control import ControlServer
 from supervisor.core import decide
 from supervisor.core.actions import (
@@ -48,10 +54,16 @@ from supervisor.core.events import (
 )
 from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
-from supervisor.drivers.reboot import Rebooter, SystemRebooter
+from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
-from supervisor.drivers.sdnotify import Notifier
-from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.drivers.sdnotify import SystemdNotifier
+from supervisor.drivers.watchdog import (
+    FifoWatchdog,
+    LinuxWatchdog,
+    NullWatchdog,
+    Watchdog,
+    WatchdogDevice,
+)
 from supervisor.resource_spec import ResourceSpec
 from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
 
@@ -61,6 +73,18 @@ CARRIER_POLL = 0.25
 RELOAD_DEBOUNCE = 0.3
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
+
+
+def make_watchdog(cfg: WatchdogConfig) -> Watchdog:
+    """The watchdog facade for the configuration (``fifo:PATH`` is the test driver)."""
+    device: WatchdogDevice
+    if cfg.mode == "off":
+        device = NullWatchdog()
+    elif cfg.device.startswith("fifo:"):
+        device = FifoWatchdog(cfg.device.removeprefix("fifo:"))
+    else:
+        device = LinuxWatchdog(cfg.device)
+    return Watchdog(cfg.mode, device)
 
 
 class Supervisor:
@@ -73,7 +97,7 @@ class Supervisor:
         agent_factory: AgentFactory | None = None,
         watchdog: Watchdog | None = None,
         rebooter: Rebooter | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         sys_root: str = "/sys",
     ) -> None:
         self.config = config
@@ -82,8 +106,8 @@ class Supervisor:
         self.sys_root = sys_root
         self.agent_factory = agent_factory or self._default_agent
         self.watchdog = watchdog or make_watchdog(config.watchdog)
-        self.rebooter = rebooter or SystemRebooter()
-        self.notifier = notifier or Notifier()
+        self.rebooter = rebooter or SysrqRebooter()
+        self.notifier = notifier or SystemdNotifier.from_environment()
         self.transports: dict[str, linkdrv.Transport] = {}
         self.agents: dict[tuple[str, ResourceSpec], ResourceAgent] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -214,8 +238,9 @@ class Supervisor:
 
     def _feed_interval(self) -> float:
         interval = self.config.watchdog.timeout / 3
-        if self.notifier.watchdog_interval:
-            interval = min(interval, self.notifier.watchdog_interval / 2)
+        systemd = self.notifier.watchdog_interval()
+        if systemd:
+            interval = min(interval, systemd)
         return max(0.05, min(interval, 1.0))
 
     def _feed_watchdog(self, now: float) -> None:

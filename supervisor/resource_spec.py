@@ -193,11 +193,12 @@ def parse_resource(spec: str) -> ResourceSpec:
     name, _, argtext = spec.partition("::")
     args = argtext.split("::") if argtext else []
     if name in ("IPaddr", "IPaddr2"):
-        if len(args) != 1:
+        # An IPv6 address contains "::" itself: the one argument is everything after the name.
+        if not argtext or (len(args) != 1 and not _looks_like_ip(argtext.split("/")[0])):
             raise ResourceSpecError(f"{name} takes one argument: {name}::ADDR[/CIDR[/IFACE]]")
-        return parse_ipaddr(args[0])
-    if not argtext and (_looks_like_ip(name.split("/")[0])):
-        return parse_ipaddr(name)
+        return parse_ipaddr(argtext)
+    if _looks_like_ip(spec.split("/")[0]):
+        return parse_ipaddr(spec)
     if name == "Filesystem":
         if len(args) not in (3, 4) or not all(args[:3]):
             raise ResourceSpecError(

@@ -111,7 +111,7 @@ class NodeProc:
     def status(self) -> dict[str, Any]:
         out = subprocess.run(
             [PYTHON, "-m", "supervisor", "status", "--json", "--state-dir", str(self.state_dir)],
-            capture_output=True, text=True, cwd=REPO, timeout=10,
+            capture_output=True, text=True, cwd=REPO, timeout=10, check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"status of {self.name} failed: {out.stderr.strip()}")
@@ -120,7 +120,7 @@ class NodeProc:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [PYTHON, "-m", "supervisor", *args, "--state-dir", str(self.state_dir)],
-            capture_output=True, text=True, cwd=REPO, timeout=20,
+            capture_output=True, text=True, cwd=REPO, timeout=20, check=False,
         )
 
     def log(self) -> str:
@@ -147,7 +147,7 @@ class Bed:
     def build(self) -> None:
         for ns in self.ns.values():
             sh("ip", "netns", "add", ns)
-            self._cleanups.append(lambda ns=ns: sh("ip", "netns", "del", ns, check=False))
+            self._cleanups.append(self._deleter(ns))
             self.ip(ns, "link", "set", "lo", "up")
         sw = self.ns["sw"]
         self.ip(sw, "link", "add", "sw0", "type", "bridge", "stp_state", "0",
@@ -176,6 +176,13 @@ class Bed:
         self.modem = NullModem()
         self._cleanups.append(self.modem.close)
 
+    @staticmethod
+    def _deleter(ns: str) -> Callable[[], None]:
+        def delete() -> None:
+            sh("ip", "netns", "del", ns, check=False)
+
+        return delete
+
     def ip(self, ns: str, *args: str) -> str:
         return sh("ip", "-n", ns, *args).stdout
 
@@ -185,7 +192,7 @@ class Bed:
 
     def run_in(self, key: str, *argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.ns[key], *argv],
-                              capture_output=True, text=True, **kw)
+                              capture_output=True, text=True, check=False, **kw)
 
     def neigh_mac(self, key: str, address: str) -> str | None:
         out = self.ip(self.ns[key], "-j", "neigh", "show", address)

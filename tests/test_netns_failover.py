@@ -29,7 +29,8 @@ DEADTIME = 1.0
 
 def owner(b: Bed, node: str) -> str | None:
     st = b.nodes[node].status()
-    return st["groups"][0]["owner"]
+    value = st["groups"][0]["owner"]
+    return None if value is None else str(value)
 
 
 def has_float(b: Bed, key: str) -> bool:

@@ -1,0 +1,70 @@
+"""What every resource agent shares: the error type, the protocol and the context.
+
+Kept apart from ``agents.py`` (the entry point, which imports every agent) so that the agent
+modules can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from supervisor.config import TakeoverConfig
+from supervisor.resource_spec import ResourceSpec
+
+
+class AgentError(Exception):
+    """A resource operation failed; the message is meant for the log and the status."""
+
+
+class ResourceAgent(Protocol):
+    """start/stop/status of one resource.
+
+    All three are idempotent (start when running is a success, stop when stopped too), raise
+    ``AgentError`` on failure, and never block the event loop; the caller wraps each call in its
+    own ``asyncio`` timeout (cancellation is safe: subprocesses are killed).
+    """
+
+    @property
+    def spec(self) -> ResourceSpec: ...
+
+    def describe(self) -> str: ...
+
+    async def start(self, *, check_duplicates: bool = False) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def status(self) -> bool:
+        """True = running; raise AgentError when it cannot tell."""
+        ...
+
+
+def _default_resource_dirs() -> tuple[Path, ...]:
+    return (Path("/etc/twinbeat/resource.d"), Path("/etc/init.d"))
+
+
+@dataclass
+class AgentContext:
+    """Settings and tool names the agents use; tests override paths and programs."""
+
+    takeover: TakeoverConfig
+    #: script directories; the first ``units_after`` are searched before systemd units, the
+    #: rest after them (heartbeat order adapted to systemd: resource.d, unit, init.d)
+    resource_dirs: tuple[Path, ...] = field(default_factory=_default_resource_dirs)
+    systemctl: str = "systemctl"
+    units_after: int = 1
+    drbdadm: str = "drbdadm"
+    mount: str = "mount"
+    umount: str = "umount"
+    #: a safety limit on every command an agent runs (the caller's own timeout is shorter)
+    command_timeout: float = 300.0
+    #: Filesystem stop: seconds between SIGTERM and SIGKILL to processes holding the mount
+    kill_grace: float = 5.0
+    proc_root: Path = Path("/proc")
+    #: IPv4 duplicate address detection: probes, the interval between them, the wait after
+    dad_probes: int = 3
+    dad_interval: float = 0.2
+    dad_wait: float = 0.6
+    #: IPv6 duplicate address detection is the kernel's; how long to wait for it
+    dad6_timeout: float = 5.0

@@ -1,0 +1,236 @@
+"""The one subprocess wrapper every driver uses.
+
+``run()`` starts a command with a clean environment in its own session (so its process group
+can be signalled as a whole), collects stdout and stderr, and enforces a timeout: on expiry the
+whole group gets SIGTERM, then SIGKILL after a short grace period. When the caller cancels the
+awaiting task (its own ``asyncio.timeout``), the group is terminated the same way.
+
+A command that cannot be started (missing executable, no permission) is a failed ``RunResult``
+with returncode 127 or 126 (the shell's conventions), never an exception. Every failure is
+logged on ``twinbeat.run`` with the full command, the exit status and the tail of stderr
+(mkosi's ``run.py`` and keepalived's ``notify.c`` do the same).
+
+Background processes: a script that starts a daemon (``daemon &``) returns while the daemon
+lives on in the script's process group. ``run()`` does not kill the group after a normal exit;
+it waits for the leader, reads what the pipes hold for up to ``DRAIN_AFTER_EXIT`` seconds and
+closes them. A daemon left behind must therefore send its own output elsewhere (as init scripts
+do with ``>/dev/null 2>&1``); its writes to our closed pipes would fail with EPIPE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger("twinbeat.run")
+
+CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: seconds between SIGTERM and SIGKILL to the process group
+KILL_GRACE = 2.0
+#: after the leader exits, how long to keep reading output held open by a grandchild
+DRAIN_AFTER_EXIT = 0.3
+#: bytes of each stream kept in the result (the tail is kept)
+MAX_OUTPUT = 1 << 20
+STDERR_TAIL = 800
+
+# Tasks finishing a kill after the caller was cancelled (kept referenced until done).
+_reapers: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    argv: tuple[str, ...]
+    returncode: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    def stderr_tail(self, limit: int = STDERR_TAIL) -> str:
+        text = self.stderr.strip()
+        if len(text) > limit:
+            text = "..." + text[-limit:]
+        return text
+
+    def status_text(self) -> str:
+        if self.timed_out:
+            return f"timed out after {self.duration:.1f} s and was killed"
+        if self.returncode is None:
+            return "did not finish"
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"was killed by {name}"
+        return f"exited with status {self.returncode}"
+
+    def describe(self) -> str:
+        """One line for logs and status: the command, how it ended, and its stderr tail."""
+        text = f"`{self.command}` {self.status_text()} ({self.duration:.2f} s)"
+        tail = self.stderr_tail()
+        if tail:
+            text += ": " + " | ".join(tail.splitlines())
+        return text
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8"}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("no permission to send %s to process group %d", signal.Signals(sig).name, pgid)
+        return False
+    return True
+
+
+async def _terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the process group, wait up to ``grace`` for the leader, then SIGKILL the group."""
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    _signal_group(pgid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), grace)
+    # Grandchildren may outlive the leader; the group id stays valid while any member lives.
+    _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await proc.wait()
+
+
+async def _open_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.ReadTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+async def _read_stream(stream: asyncio.StreamReader, sink: bytearray) -> None:
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return
+        sink += chunk
+        if len(sink) > MAX_OUTPUT:
+            del sink[: len(sink) - MAX_OUTPUT]
+
+
+def _decode(data: bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    cwd: str | None = None,
+    grace: float = KILL_GRACE,
+) -> RunResult:
+    """Run ``argv`` and return how it ended; see the module docstring for the rules."""
+    args = tuple(str(a) for a in argv)
+    started = time.monotonic()
+    # Our own pipes (not asyncio's) so we can close our ends even while a grandchild that the
+    # command left running still holds the write ends.
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            env=clean_env(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        result = RunResult(
+            args, code, "", f"cannot execute: {exc}", time.monotonic() - started, False
+        )
+        log.warning("%s", result.describe())
+        return result
+    finally:
+        # The child has its copies; ours would keep the pipes open forever.
+        for fd in (out_w, err_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    out = bytearray()
+    err = bytearray()
+    out_reader, out_transport = await _open_reader(out_r)
+    err_reader, err_transport = await _open_reader(err_r)
+    readers = [
+        asyncio.ensure_future(_read_stream(out_reader, out)),
+        asyncio.ensure_future(_read_stream(err_reader, err)),
+    ]
+    timed_out = False
+    try:
+        if input is not None and proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(input)
+                await proc.stdin.drain()
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), max(0.0, timeout - (time.monotonic() - started)))
+        except TimeoutError:
+            timed_out = True
+            await _terminate_group(proc, grace)
+        # Output may be held open by a grandchild (a daemon the command started): read what is
+        # there, but do not wait for it to exit.
+        await asyncio.wait(readers, timeout=DRAIN_AFTER_EXIT)
+    except asyncio.CancelledError:
+        # The caller gave up (its own timeout): kill the group in the background, re-raise.
+        if proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            reaper = asyncio.ensure_future(_terminate_group(proc, grace))
+            _reapers.add(reaper)
+            reaper.add_done_callback(_reapers.discard)
+        log.warning(
+            "`%s` was cancelled by its caller; its process group is terminated", shlex.join(args)
+        )
+        raise
+    finally:
+        for reader in readers:
+            reader.cancel()
+        out_transport.close()
+        err_transport.close()
+
+    result = RunResult(
+        argv=args,
+        returncode=proc.returncode,
+        stdout=_decode(out),
+        stderr=_decode(err),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+    if not result.ok:
+        log.warning("%s", result.describe())
+    return result

@@ -1,0 +1,173 @@
+"""The floating address in network namespaces: alias label, takeover seen by a client through
+gratuitous ARP / unsolicited NA (the client sends nothing), failback, duplicate detection.
+
+Topology: a bridge in its own namespace; n1, n2 and a client attached by veth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from supervisor.drivers.ipaddr import routes_from_ip_json
+from tests.netns_util import Lan, addresses, neighbour_mac, sh, udp_probe, wait_for
+
+pytestmark = pytest.mark.netns
+
+MAC1, MAC2, MACC = "02:00:00:00:01:01", "02:00:00:00:02:01", "02:00:00:00:0c:01"
+FLOAT4 = "10.251.0.50"
+FLOAT6 = "fd00:251::50"
+TAKEOVER = {"garp_count": 5, "garp_interval": 0.2, "garp_repeat_delay": 2.0,
+            "garp_refresh": 0.0}
+
+
+class Topology(Lan):
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            self.n1 = self.node("n1", MAC1, "10.251.0.1/24", "fd00:251::1/64")
+            self.n2 = self.node("n2", MAC2, "10.251.0.2/24", "fd00:251::2/64")
+            self.cl = self.node("cl", MACC, "10.251.0.100/24", "fd00:251::100/64")
+        except BaseException:
+            self.close()
+            raise
+
+
+@pytest.fixture
+def lan():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    with Topology() as lan:
+        yield lan
+
+
+def _ok(answer):
+    assert answer["ok"], answer
+    return answer
+
+
+def _held(ns: str, address: str):
+    return [a for a in addresses(ns) if a["local"] == address]
+
+
+def test_routes_read_by_netlink_match_ip_route(lan):
+    h = lan.helper(lan.n1)
+    for family, flag in ((4, "-4"), (6, "-6")):
+        mine = _ok(h.cmd(op="routes", family=family))["result"]
+        data = json.loads(sh("ip", "-n", lan.n1, flag, "-j", "route", "show", "table", "main"))
+        theirs = routes_from_ip_json(data, 2 if family == 4 else 10)
+        assert sorted(mine) == sorted([str(r.destination), r.interface, r.metric]
+                                      for r in theirs)
+        assert mine  # the connected route is there
+
+
+def test_ipv4_takeover_moves_client_neighbour_entry(lan, record_property):
+    h1 = lan.helper(lan.n1, TAKEOVER)
+    h2 = lan.helper(lan.n2, TAKEOVER)
+    spec = f"IPaddr::{FLOAT4}"
+
+    _ok(h1.cmd(op="start", spec=spec))
+    held = _held(lan.n1, FLOAT4)
+    assert len(held) == 1
+    assert held[0]["prefixlen"] == 24  # from the connected route
+    assert held[0]["label"] == "eth0:0"
+    assert held[0]["broadcast"] == "10.251.0.255"
+    assert _ok(h1.cmd(op="status", spec=spec))["result"] is True
+    # a second floating address gets the next label
+    _ok(h1.cmd(op="start", spec="IPaddr::10.251.0.51/24"))
+    assert _held(lan.n1, "10.251.0.51")[0]["label"] == "eth0:1"
+    _ok(h1.cmd(op="stop", spec="IPaddr::10.251.0.51/24"))
+
+    # the client learns the address once (its only traffic)
+    assert udp_probe(lan.cl, FLOAT4)
+    assert neighbour_mac(lan.cl, FLOAT4) == MAC1
+
+    # takeover: n1 releases, n2 acquires; the client's entry must follow without traffic
+    _ok(h1.cmd(op="stop", spec=spec))
+    assert _held(lan.n1, FLOAT4) == []
+    assert _ok(h1.cmd(op="status", spec=spec))["result"] is False
+    _ok(h1.cmd(op="stop", spec=spec))  # idempotent
+    _ok(h2.cmd(op="start", spec=spec))
+    took = wait_for(lambda: neighbour_mac(lan.cl, FLOAT4) == MAC2, timeout=1.0)
+    assert took is not None, f"client still maps {FLOAT4} to {neighbour_mac(lan.cl, FLOAT4)}"
+    record_property("ipv4_neigh_update_s", took)
+    print(f"client neighbour entry moved to n2 {took * 1000:.0f} ms after start() returned")
+    _ok(h2.cmd(op="start", spec=spec))  # idempotent
+    assert len(_held(lan.n2, FLOAT4)) == 1
+
+    # failback: back to n1 and the client follows again
+    _ok(h2.cmd(op="stop", spec=spec))
+    _ok(h1.cmd(op="start", spec=spec))
+    took = wait_for(lambda: neighbour_mac(lan.cl, FLOAT4) == MAC1, timeout=1.0)
+    assert took is not None
+    print(f"failback: client entry back on n1 after {took * 1000:.0f} ms")
+    # and the address answers from n1
+    assert udp_probe(lan.cl, FLOAT4)
+
+
+def test_duplicate_detection_refuses_an_address_in_use(lan):
+    h1 = lan.helper(lan.n1, TAKEOVER)
+    h2 = lan.helper(lan.n2, TAKEOVER)
+    spec = f"IPaddr::{FLOAT4}"
+    _ok(h2.cmd(op="start", spec=spec))
+    answer = h1.cmd(op="start", spec=spec, check_duplicates=True)
+    assert not answer["ok"]
+    assert answer["error"] == f"{FLOAT4} is already in use by MAC {MAC2} on eth0"
+    assert _held(lan.n1, FLOAT4) == []
+    # a free address passes the probe (our own probes are not mistaken for an answer)
+    _ok(h1.cmd(op="start", spec="IPaddr::10.251.0.60", check_duplicates=True))
+    assert len(_held(lan.n1, "10.251.0.60")) == 1
+    # without the check (a takeover decided by the cluster) the address is added
+    _ok(h2.cmd(op="stop", spec=spec))
+    _ok(h1.cmd(op="start", spec=spec, check_duplicates=False))
+    assert len(_held(lan.n1, FLOAT4)) == 1
+
+
+def test_ipv6_takeover_with_unsolicited_na(lan):
+    h1 = lan.helper(lan.n1, TAKEOVER)
+    h2 = lan.helper(lan.n2, TAKEOVER)
+    spec = f"IPaddr::{FLOAT6}"
+    _ok(h1.cmd(op="start", spec=spec))
+    held = _held(lan.n1, FLOAT6)
+    assert len(held) == 1 and held[0]["prefixlen"] == 64
+    assert udp_probe(lan.cl, FLOAT6)
+    assert neighbour_mac(lan.cl, FLOAT6) == MAC1
+    _ok(h1.cmd(op="stop", spec=spec))
+    assert _held(lan.n1, FLOAT6) == []
+    _ok(h2.cmd(op="start", spec=spec))
+    took = wait_for(lambda: neighbour_mac(lan.cl, FLOAT6) == MAC2, timeout=1.0)
+    assert took is not None, f"client still maps {FLOAT6} to {neighbour_mac(lan.cl, FLOAT6)}"
+    print(f"IPv6: client neighbour entry moved to n2 after {took * 1000:.0f} ms")
+    assert udp_probe(lan.cl, FLOAT6)
+
+
+def test_ipv6_duplicate_detection(lan):
+    h1 = lan.helper(lan.n1, TAKEOVER)
+    h2 = lan.helper(lan.n2, TAKEOVER)
+    spec = f"IPaddr::{FLOAT6}"
+    _ok(h2.cmd(op="start", spec=spec))
+    answer = h1.cmd(op="start", spec=spec, check_duplicates=True)
+    assert not answer["ok"]
+    assert "already in use on eth0" in answer["error"]
+    assert _held(lan.n1, FLOAT6) == []
+    _ok(h1.cmd(op="start", spec="IPaddr::fd00:251::60", check_duplicates=True))
+    held = _held(lan.n1, "fd00:251::60")
+    assert len(held) == 1 and "tentative" not in held[0]
+
+
+@pytest.mark.parametrize("floating", [FLOAT4, FLOAT6])
+def test_without_announcements_the_client_keeps_the_old_entry(lan, floating):
+    """Control: with garp_count = 0 the client's entry does not move by itself, so the tests
+    above measure our announcements, not something the kernel does on its own."""
+    quiet = dict(TAKEOVER, garp_count=0)
+    h1 = lan.helper(lan.n1, quiet)
+    h2 = lan.helper(lan.n2, quiet)
+    spec = f"IPaddr::{floating}"
+    _ok(h1.cmd(op="start", spec=spec))
+    assert udp_probe(lan.cl, floating)
+    assert neighbour_mac(lan.cl, floating) == MAC1
+    _ok(h1.cmd(op="stop", spec=spec))
+    _ok(h2.cmd(op="start", spec=spec))
+    assert wait_for(lambda: neighbour_mac(lan.cl, floating) != MAC1, timeout=1.5) is None
