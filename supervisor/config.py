@@ -733,6 +733,11 @@ def load_config(
     takeover = b.table(data.get("takeover", {}), ("takeover",), TAKEOVER_SETTINGS) or {}
 
     timing = _check_timing(b, timing_raw)
+    raw_watchdog = data.get("watchdog", {})
+    if isinstance(raw_watchdog, dict) and "timeout" not in raw_watchdog:
+        # not written: the default follows a long keepalive instead of refusing it
+        default = next(s.default for s in WATCHDOG_SETTINGS if s.key == "timeout")
+        watchdog["timeout"] = max(default, 2 * timing.keepalive)
     wd_timeout = watchdog.get("timeout")
     if watchdog.get("device") not in (None, "auto") and not str(watchdog["device"]).startswith(
         "/dev/"
