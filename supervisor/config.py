@@ -53,6 +53,7 @@ A complete example::
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import stat
@@ -72,8 +73,10 @@ from supervisor.resource_spec import (
 DEFAULT_CONFIG = Path("/etc/twinbeat/cluster.toml")
 DEFAULT_PORT = 694  # heartbeat's udpport
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+# Milliseconds are divided by 1000 (not multiplied by 0.001, which is inexact: 9 * 0.001 is
+# 0.009000000000000001), so "300ms" and "0.3" give the same float.
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
@@ -112,25 +115,29 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as \"2s\" or \"500ms\"")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration (examples: \"2s\", \"500ms\")")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m:
-            return float(m.group(1)) * _UNITS[m.group(2)]
+            unit = (m.group(2) or "s").lower()
+            number = float(m.group(1))
+            return number / 1000 if unit == "ms" else number * _UNITS[unit]
     raise ValueError(f"{value!r} is not a duration (examples: \"2s\", \"500ms\", \"1m\")")
 
 
 def format_duration(seconds: float) -> str:
-    if seconds == 0:
-        return "0s"
-    if seconds < 1 or seconds != int(seconds):
-        ms = round(seconds * 1000)
-        if ms % 1000 == 0:
-            return f"{ms // 1000}s"
-        return f"{ms}ms"
-    return f"{int(seconds)}s"
+    """The shortest of ``"2s"`` / ``"1500ms"`` for a duration, rounded to the millisecond.
+
+    ``parse_duration(format_duration(x)) == x`` for every whole number of milliseconds.
+    """
+    ms = round(seconds * 1000)
+    if ms % 1000 == 0:
+        return f"{ms // 1000}s"
+    return f"{ms}ms"
 
 
 def _bool(value: object) -> bool:
@@ -414,40 +421,95 @@ class Config:
 
 
 class Locator:
-    """Maps a key path such as ("group", 1, "resources") to its line in the TOML text."""
+    """Maps a key path such as ("group", 1, "resources") to its line in the TOML text.
 
-    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+    It follows enough of TOML to stay in step: table headers (dotted and quoted names, prefixes
+    recorded too), arrays of tables (counted), dotted keys, and values that span lines (arrays,
+    multi-line strings) with brackets, quotes and ``#`` inside strings or comments ignored.
+    """
+
+    _PART = r"(?:[A-Za-z0-9_\-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*')"
+    _DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
+    _HEADER = re.compile(rf"^\s*(\[\[?)\s*({_DOTTED})\s*\]\]?\s*(#.*)?$")
+    _KEY = re.compile(rf"^\s*({_DOTTED})\s*=")
+    _PARTS = re.compile(_PART)
 
     def __init__(self, text: str) -> None:
         self.lines: dict[tuple[str | int, ...], int] = {}
-        counters: dict[str, int] = {}
+        counters: dict[tuple[str, ...], int] = {}
         table: tuple[str | int, ...] = ()
-        in_multiline = 0
+        depth = 0  # open [ and { of a value that continues on the next lines
+        closing: str | None = None  # the delimiter of an open multi-line string
         for number, line in enumerate(text.splitlines(), start=1):
-            if in_multiline:
-                in_multiline += line.count("[") - line.count("]")
+            if closing is not None or depth > 0:
+                depth, closing = self._scan(line, depth, closing)
                 continue
-            m = self._HEADER.match(line)
-            if m and not self._KEY.match(line):
-                name = m.group(2).strip().strip("\"'")
+            k = self._KEY.match(line)
+            m = None if k else self._HEADER.match(line)
+            if m:
+                name = self._split(m.group(2))
                 if m.group(1) == "[[":
                     idx = counters.get(name, 0)
                     counters[name] = idx + 1
-                    table = (name, idx)
+                    table = (*name, idx)
                 else:
-                    table = tuple(name.split("."))
-                self.lines.setdefault(table, number)
+                    table = name
+                for n in range(1, len(table) + 1):
+                    self.lines.setdefault(table[:n], number)
                 continue
-            k = self._KEY.match(line)
             if k:
-                key = k.group(1).strip('"')
-                self.lines.setdefault((*table, key), number)
-                value = line[k.end():]
-                value = value.split("#", 1)[0] if '"' not in value else value
-                depth = value.count("[") - value.count("]")
-                if depth > 0:
-                    in_multiline = depth
+                keys = self._split(k.group(1))
+                for n in range(1, len(keys) + 1):
+                    self.lines.setdefault((*table, *keys[:n]), number)
+                depth, closing = self._scan(line[k.end():], 0, None)
+
+    @classmethod
+    def _split(cls, dotted: str) -> tuple[str, ...]:
+        parts = []
+        for part in cls._PARTS.findall(dotted):
+            key = part
+            if part[0] in "\"'":
+                try:
+                    key = next(iter(tomllib.loads(f"{part} = 0")))
+                except tomllib.TOMLDecodeError:
+                    key = part[1:-1]
+            parts.append(key)
+        return tuple(parts)
+
+    @staticmethod
+    def _scan(text: str, depth: int, closing: str | None) -> tuple[int, str | None]:
+        """Follow a value through one line: string quotes, comments and bracket depth."""
+        i = 0
+        while i < len(text):
+            if closing is not None:
+                if closing == '"""' and text[i] == "\\":
+                    i += 2
+                    continue
+                if text.startswith(closing, i):
+                    i += 3
+                    closing = None
+                    continue
+                i += 1
+                continue
+            c = text[i]
+            if c == "#":
+                break
+            if text.startswith('"""', i) or text.startswith("'''", i):
+                closing = text[i : i + 3]
+                i += 3
+                continue
+            if c in "\"'":
+                i += 1
+                while i < len(text) and text[i] != c:
+                    i += 2 if c == '"' and text[i] == "\\" else 1
+                i += 1
+                continue
+            if c in "[{":
+                depth += 1
+            elif c in "]}":
+                depth = max(0, depth - 1)
+            i += 1
+        return depth, closing
 
     def line(self, path: tuple[str | int, ...]) -> int:
         while path:
@@ -482,6 +544,9 @@ class AuthKey:
         return self.method == "crc" or not self.secret
 
 
+_AUTH_METHODS = ("crc", "md5", "sha1", "sha256")
+
+
 class AuthkeysError(ValueError):
     def __init__(self, line: int, message: str) -> None:
         self.line = line
@@ -489,28 +554,48 @@ class AuthkeysError(ValueError):
 
 
 def parse_authkeys_text(text: str) -> AuthKey:
-    """Read ``auth N`` and the ``N method [secret]`` line it selects."""
+    """Read ``auth N`` and the ``N method secret`` line it selects, as heartbeat reads them.
+
+    A line whose first non-blank character is ``#`` is a comment. The secret is one word (heartbeat
+    takes the first word and ignores the rest; here anything after it must be a ``# comment``), so
+    a ``#`` inside a secret is part of the secret, as in heartbeat.
+    """
     active: int | None = None
     active_line = 0
     keys: dict[int, tuple[str, bytes, int]] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        words = raw.split()
+        if not words or words[0].startswith("#"):
             continue
-        words = line.split(None, 2)
         if words[0] == "auth":
-            if len(words) != 2 or not words[1].isdigit():
+            if len(words) < 2 or not words[1].isdigit() or not _comment_or_nothing(words[2:]):
                 raise AuthkeysError(number, "expected 'auth N' with N a key number")
             active, active_line = int(words[1]), number
             continue
         if not words[0].isdigit():
-            raise AuthkeysError(number, f"expected 'N method secret', not {raw.strip()!r}")
+            hint = ""
+            if words[0].lower() in _AUTH_METHODS and len(words) > 1 and words[1].isdigit():
+                hint = f" (the key number comes first: '{words[1]} {words[0]} ...')"
+            raise AuthkeysError(
+                number, f"expected 'N method secret', not {raw.strip()!r}{hint}"
+            )
         method = words[1].lower() if len(words) > 1 else ""
-        if method not in ("crc", "md5", "sha1", "sha256"):
+        if method not in _AUTH_METHODS:
             raise AuthkeysError(number, f"unknown method {method!r} (crc, md5, sha1, sha256)")
-        secret = words[2].strip().encode() if len(words) > 2 else b""
-        if method != "crc" and not secret:
-            raise AuthkeysError(number, f"method {method} needs a secret")
+        if method == "crc":
+            if not _comment_or_nothing(words[2:]):
+                raise AuthkeysError(number, "method crc takes no secret")
+            secret = b""
+        else:
+            if len(words) < 3:
+                raise AuthkeysError(number, f"method {method} needs a secret")
+            if not _comment_or_nothing(words[3:]):
+                raise AuthkeysError(
+                    number, "the secret must be one word (heartbeat used only the first word)"
+                )
+            secret = words[2].encode()
+        if int(words[0]) in keys:
+            raise AuthkeysError(number, f"key {int(words[0])} is defined twice")
         keys[int(words[0])] = (method, secret, number)
     if active is None:
         raise AuthkeysError(1, "no 'auth N' line")
@@ -518,6 +603,10 @@ def parse_authkeys_text(text: str) -> AuthKey:
         raise AuthkeysError(active_line, f"'auth {active}' names no key line '{active} ...'")
     method, secret, _ = keys[active]
     return AuthKey(active, method, secret)
+
+
+def _comment_or_nothing(words: list[str]) -> bool:
+    return not words or words[0].startswith("#")
 
 
 def load_authkeys(path: str | Path, *, check_mode: bool = True) -> AuthKey:
@@ -634,31 +723,67 @@ def load_config(
         if key not in TOP_LEVEL:
             b.error((key,), f"unknown section{_suggest(key, TOP_LEVEL)}")
 
-    cluster = b.table(data.get("cluster", {}), ("cluster",), CLUSTER_SETTINGS) or {}
-    if "cluster" not in data:
-        b.error(("cluster",), "missing the [cluster] section")
+    if "cluster" in data:
+        cluster = b.table(data["cluster"], ("cluster",), CLUSTER_SETTINGS) or {}
+    else:
+        b.error(("cluster",), 'missing the [cluster] section (it needs at least name = "...")')
+        cluster = {s.key: s.default for s in CLUSTER_SETTINGS}
     timing_raw = b.table(data.get("timing", {}), ("timing",), TIMING_SETTINGS) or {}
     watchdog = b.table(data.get("watchdog", {}), ("watchdog",), WATCHDOG_SETTINGS) or {}
     takeover = b.table(data.get("takeover", {}), ("takeover",), TAKEOVER_SETTINGS) or {}
 
     timing = _check_timing(b, timing_raw)
-    wd_timeout = watchdog.get("timeout") or 10.0
+    raw_watchdog = data.get("watchdog", {})
+    if isinstance(raw_watchdog, dict) and "timeout" not in raw_watchdog:
+        # not written: the default follows a long keepalive instead of refusing it
+        default = next(s.default for s in WATCHDOG_SETTINGS if s.key == "timeout")
+        watchdog["timeout"] = max(default, 2 * timing.keepalive)
+    wd_timeout = watchdog.get("timeout")
     if watchdog.get("device") not in (None, "auto") and not str(watchdog["device"]).startswith(
         "/dev/"
     ):
         b.error(("watchdog", "device"), "must be 'auto' or a /dev/watchdog* path")
-    if wd_timeout < 2 * timing.keepalive:
-        b.error(("watchdog", "timeout"), "must be at least twice keepalive")
+    if wd_timeout is not None and wd_timeout < 2 * timing.keepalive:
+        b.error(
+            ("watchdog", "timeout"),
+            f"must be at least twice keepalive (2 x {format_duration(timing.keepalive)})",
+        )
+    for key in ("ping_interval", "ping_timeout"):
+        if cluster.get(key) == 0:
+            b.error(("cluster", key), "must be more than 0")
+    if (cluster.get("ping_interval") or 0) > (cluster.get("ping_timeout") or math.inf):
+        b.error(("cluster", "ping_timeout"), "must be at least ping_interval")
 
     nodes = _check_nodes(b, data.get("node"))
     node_names = {n.name for n in nodes}
-    links = _check_links(b, data.get("link"), root if check_devices else None, check_devices)
+    indexed_links = _check_links(
+        b, data.get("link"), root if check_devices else None, check_devices
+    )
+    links = [link for _, link in indexed_links]
     groups = _check_groups(b, data.get("group"), node_names, nodes)
 
     ping_nodes = cluster.get("ping_nodes") or ()
+    floating = {
+        spec.address: g.name
+        for g in groups
+        for spec in g.resources
+        if isinstance(spec, IPaddrSpec)
+    }
     for i, addr in enumerate(ping_nodes):
         if any(addr in (n.address, n.crossover_address) for n in nodes):
             b.error(("cluster", "ping_nodes"), f"ping node {addr} is a cluster node (entry {i})")
+        if addr in floating:
+            b.error(
+                ("cluster", "ping_nodes"),
+                f"ping node {addr} is a floating address of group {floating[addr]!r}",
+            )
+    for i, link in indexed_links:
+        if isinstance(link, UdpLink) and link.peer in floating:
+            b.error(
+                ("link", i, "peer"),
+                f"{link.peer} is a floating address (group {floating[link.peer]!r}): "
+                "heartbeats must go to a node's own address",
+            )
 
     authkeys_path = cluster.get("authkeys") or "authkeys"
     resolved_keys = Path(authkeys_path)
@@ -671,9 +796,10 @@ def load_config(
         try:
             load_authkeys(check_at)
         except AuthkeysError as exc:
-            b.error(("cluster", "authkeys"), f"{exc}" + (f" (line {exc.line})" if exc.line else ""))
+            where = f"{check_at}:{exc.line}: " if exc.line else ""
+            b.error(("cluster", "authkeys"), f"{where}{exc}")
 
-    errors = [p for p in b.problems if p.severity == "error"]
+    errors = sorted((p for p in b.problems if p.severity == "error"), key=lambda p: p.line)
     if errors:
         raise ConfigError(errors + [p for p in b.problems if p.severity != "error"])
     return Config(
@@ -696,12 +822,19 @@ def load_config(
 
 
 def _check_timing(b: _Builder, raw: Mapping[str, Any]) -> Timing:
+    # A value that failed to parse is None and already reported; compare only good values.
+    # (Explicit None tests: "0s" is a value to check, not a reason to use the default.)
     bad = raw.get("__bad__", set())
-    keepalive = raw.get("keepalive") or 1.0
-    deadtime = raw.get("deadtime") or 5.0
-    if "keepalive" not in bad and keepalive < 0.01:
+    keepalive = raw.get("keepalive")
+    if keepalive is None:
+        keepalive = 1.0
+    deadtime = raw.get("deadtime")
+    if deadtime is None:
+        deadtime = 5.0
+    good = {key for key in ("keepalive", "warntime", "deadtime", "initdead") if key not in bad}
+    if "keepalive" in good and keepalive < 0.01:
         b.error(("timing", "keepalive"), "must be at least 10ms")
-    if "deadtime" not in bad and "keepalive" not in bad and deadtime <= 2 * keepalive:
+    if {"deadtime", "keepalive"} <= good and deadtime <= 2 * keepalive:
         b.error(
             ("timing", "deadtime"),
             f"must be more than twice keepalive (2 x {format_duration(keepalive)})",
@@ -709,12 +842,16 @@ def _check_timing(b: _Builder, raw: Mapping[str, Any]) -> Timing:
     warntime = raw.get("warntime")
     if warntime is None:
         warntime = min(3 * keepalive, deadtime * 0.75)
-    elif "warntime" not in bad and not keepalive <= warntime < deadtime:
-        b.error(("timing", "warntime"), "must lie between keepalive and deadtime")
+    elif {"warntime", "keepalive", "deadtime"} <= good and not keepalive <= warntime < deadtime:
+        b.error(
+            ("timing", "warntime"),
+            f"must lie between keepalive ({format_duration(keepalive)}) and deadtime "
+            f"({format_duration(deadtime)})",
+        )
     initdead = raw.get("initdead")
     if initdead is None:
         initdead = 2 * deadtime
-    elif "initdead" not in bad and initdead < deadtime:
+    elif {"initdead", "deadtime"} <= good and initdead < deadtime:
         b.error(("timing", "initdead"), f"must be at least deadtime ({format_duration(deadtime)})")
     return Timing(keepalive, warntime, deadtime, initdead)
 
@@ -737,28 +874,39 @@ def _check_nodes(b: _Builder, raw: object) -> list[Node]:
         nodes.append(Node(t["name"], t["address"], t["crossover_address"]))
     if len(raw) != 2:
         b.error(("node",), f"a twinbeat cluster has exactly two nodes, not {len(raw)}")
-    if len(nodes) == 2:
-        a, c = nodes
+    seen: dict[object, str] = {}
+    for i, n in enumerate(nodes):
         for attr in ("address", "crossover_address"):
-            va, vc = getattr(a, attr), getattr(c, attr)
-            if va is not None and va == vc:
-                b.error(("node", 1, attr), f"both nodes have {attr} {va}")
+            value = getattr(n, attr)
+            if value is None:
+                continue
+            if value in seen:
+                b.error(("node", i, attr), f"{value} is already {seen[value]}")
+            else:
+                seen[value] = f"the {attr} of node {n.name!r}"
     return nodes
 
 
 def _check_links(
     b: _Builder, raw: object, root: str | Path | None, check_devices: bool
-) -> list[Link]:
+) -> list[tuple[int, Link]]:
+    """The valid links, each with its index in the file."""
     if raw is None:
         b.error(("link",), "missing: at least one [[link]] (serial or udp)")
         return []
     if not isinstance(raw, list):
         b.error(("link",), "write each link as a [[link]] table")
         return []
-    links: list[Link] = []
+    links: list[tuple[int, Link]] = []
     names: set[str] = set()
     for i, entry in enumerate(raw):
         kind = entry.get("type") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict):
+            b.error(("link", i), "expected a table")
+            continue
+        if kind is None:
+            b.error(("link", i), "missing required key 'type' (serial or udp)")
+            continue
         if kind == "serial":
             t = b.table(entry, ("link", i), SERIAL_SETTINGS)
             if t is None or "__bad__" in t:
@@ -787,11 +935,23 @@ def _check_links(
         if link.name in names:
             b.error(("link", i, "name"), f"link name {link.name!r} is used twice")
             continue
+        twin = next((other for _, other in links if _same_medium(link, other)), None)
+        if twin is not None:
+            b.error(("link", i), f"same medium as link {twin.name!r} ({twin.describe()})")
+            continue
         names.add(link.name)
-        links.append(link)
+        links.append((i, link))
     if len(raw) == 1 and links:
         b.warn(("link",), "only one heartbeat link: a single cut cable will look like a dead peer")
     return links
+
+
+def _same_medium(a: Link, b: Link) -> bool:
+    if isinstance(a, SerialLink) and isinstance(b, SerialLink):
+        return a.device == b.device
+    if isinstance(a, UdpLink) and isinstance(b, UdpLink):
+        return (a.interface, a.peer, a.port) == (b.interface, b.peer, b.port)
+    return False
 
 
 def _check_groups(
@@ -828,6 +988,7 @@ def _check_groups(
                 b.error(("group", i, "resources"), f"resource {j + 1} ({text!r}): {exc}")
                 continue
             if isinstance(spec, IPaddrSpec):
+                _check_ipaddr(b, ("group", i, "resources"), j, spec)
                 if spec.address in node_addrs:
                     b.error(
                         ("group", i, "resources"),
@@ -863,6 +1024,20 @@ def _check_groups(
             )
         )
     return groups
+
+
+def _check_ipaddr(b: _Builder, key: tuple[str | int, ...], j: int, spec: IPaddrSpec) -> None:
+    if spec.prefix is None:
+        return
+    net = ipaddress.ip_network(f"{spec.address}/{spec.prefix}", strict=False)
+    if spec.broadcast is not None and spec.broadcast not in net:
+        b.error(key, f"resource {j + 1}: broadcast {spec.broadcast} is outside {net}")
+    if spec.prefix < (8 if spec.address.version == 4 else 48):
+        b.warn(
+            key,
+            f"resource {j + 1}: /{spec.prefix} is a very short prefix for a floating address "
+            f"({net} holds {net.num_addresses} addresses); is it a typo?",
+        )
 
 
 def describe_settings() -> str:

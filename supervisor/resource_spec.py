@@ -10,7 +10,7 @@ resources, each written as heartbeat writes it:
 ``IPaddr::192.168.85.3/27/192.168.85.16``   ... and a broadcast address (3rd field an IP)
 ``IPaddr::192.168.85.3/27/eth0/192...16``   ... interface and broadcast
 ``192.168.85.3/27``                         the bare shorthand for ``IPaddr::...``
-``IPaddr2::...``                            accepted as a synonym of ``IPaddr``
+``IPaddr2::...``, ``IPv6addr::...``         accepted as synonyms of ``IPaddr``
 ``Filesystem::/dev/drbd0::/srv::ext4``      mount DEV on MOUNTPOINT with FSTYPE (options opt.)
 ``drbddisk::r0``                            promote/demote a DRBD resource
 ``httpd``                                   a systemd unit, or a script in resource.d/init.d
@@ -29,6 +29,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+
+
+_IPADDR_AGENTS = ("IPaddr", "IPaddr2", "IPv6addr")
 
 
 class ResourceSpecError(ValueError):
@@ -190,15 +193,15 @@ def parse_resource(spec: str) -> ResourceSpec:
         raise ResourceSpecError("empty resource")
     if any(c.isspace() for c in spec):
         raise ResourceSpecError(f"{spec!r} contains white space; list resources separately")
+    if _looks_like_ip(spec.split("/")[0]):
+        return parse_ipaddr(spec)  # the bare shorthand for IPaddr::...
     name, _, argtext = spec.partition("::")
     args = argtext.split("::") if argtext else []
-    if name in ("IPaddr", "IPaddr2"):
-        # An IPv6 address contains "::" itself: the one argument is everything after the name.
-        if not argtext or (len(args) != 1 and not _looks_like_ip(argtext.split("/")[0])):
+    if name in _IPADDR_AGENTS:
+        # the whole rest is the argument: an IPv6 address holds "::" itself
+        if not argtext or (not _looks_like_ip(argtext.split("/")[0]) and "::" in argtext):
             raise ResourceSpecError(f"{name} takes one argument: {name}::ADDR[/CIDR[/IFACE]]")
         return parse_ipaddr(argtext)
-    if _looks_like_ip(spec.split("/")[0]):
-        return parse_ipaddr(spec)
     if name == "Filesystem":
         if len(args) not in (3, 4) or not all(args[:3]):
             raise ResourceSpecError(
