@@ -71,6 +71,7 @@ log = logging.getLogger("twinbeat")
 
 CARRIER_POLL = 0.25
 RELOAD_DEBOUNCE = 0.3
+HISTORY = 100  # recent decisions kept for `twinbeat status` (monotonic time, reason)
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
 
@@ -128,6 +129,7 @@ class Supervisor:
         self._expected_wake: float | None = None
         self.steps = 0
         self.step_time = 0.0
+        self.history: list[tuple[float, str]] = []
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -218,16 +220,15 @@ class Supervisor:
             self.steps += 1
             self.state = result.state
             reasons.extend(result.reasons)
-            for reason in result.reasons:
-                log.info("%s", reason)
+            self._remember(now, result.reasons)
             for action in result.actions:
                 self._execute(action)
             while self._pending:
                 queued = self._pending.pop(0)
-                result = decide.step(self.state, queued, loop.time())
+                queued_now = loop.time()
+                result = decide.step(self.state, queued, queued_now)
                 self.state = result.state
-                for reason in result.reasons:
-                    log.info("%s", reason)
+                self._remember(queued_now, result.reasons)
                 for action in result.actions:
                     self._execute(action)
             self._feed_watchdog(now)
@@ -235,6 +236,13 @@ class Supervisor:
         finally:
             self._feeding = False
         return reasons
+
+    def _remember(self, now: float, reasons: list[str]) -> None:
+        for reason in reasons:
+            log.info("%s", reason)
+            self.history.append((now, reason))
+        if len(self.history) > HISTORY:
+            del self.history[: len(self.history) - HISTORY]
 
     def _feed_interval(self) -> float:
         interval = self.config.watchdog.timeout / 3
@@ -460,6 +468,8 @@ class Supervisor:
         st["watchdog"] = {**st["watchdog"], **self.watchdog.status(now)}
         st["config"] = self.config.path
         st["pid"] = os.getpid()
+        st["now"] = now  # CLOCK_MONOTONIC, the clock of the history below
+        st["history"] = [{"t": round(t, 6), "reason": r} for t, r in self.history]
         st["loop"] = {
             "steps": self.steps,
             "mean_step_us": round(self.step_time / self.steps * 1e6, 1) if self.steps else None,

@@ -171,3 +171,38 @@ def test_human_status_output(pair: Bed):
     for name in ("serial", "crossover", "public"):
         assert name in text
     assert "owner node1" in text
+
+
+def test_config_reload_rejects_invalid_and_applies_valid(pair: Bed):
+    node = pair.nodes["node2"]
+    good = node.config.read_text()
+    node.config.write_text(good.replace('deadtime = "1.0s"', 'deadtime = "10ms"'))
+    pair.wait_for("the invalid change to be rejected in the log",
+                  lambda: "configuration change rejected" in node.log(), timeout=10)
+    assert "timing.deadtime: must be more than twice keepalive" in node.log()
+    st = node.status()
+    assert st["timing"]["deadtime"] == DEADTIME  # the running configuration stays
+    assert st["peer"]["state"] == "alive"
+    node.config.write_text(good.replace('deadtime = "1.0s"', 'deadtime = "1500ms"'))
+    pair.wait_for("the valid change to apply",
+                  lambda: node.status()["timing"]["deadtime"] == 1.5, timeout=10)
+    assert owner(pair, "node2") == "node1"
+
+
+def test_check_config_cli(pair: Bed):
+    import subprocess
+    import sys
+
+    from tests.netns import REPO
+
+    cfg = pair.nodes["node1"].config
+    ok = subprocess.run([sys.executable, "-m", "supervisor", "check-config", "--config",
+                         str(cfg)], capture_output=True, text=True, cwd=REPO, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK (cluster nstest" in ok.stdout
+    bad = cfg.with_name("bad.toml")
+    bad.write_text(cfg.read_text().replace('name = "node2"', 'name = "node1"'))
+    out = subprocess.run([sys.executable, "-m", "supervisor", "check-config", "--config",
+                          str(bad)], capture_output=True, text=True, cwd=REPO, check=False)
+    assert out.returncode == 1
+    assert "node[1].name: node 'node1' is listed twice" in out.stderr
