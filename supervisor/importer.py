@@ -956,7 +956,7 @@ def main_import(argv: Sequence[str]) -> int:
             print(f"{prog}: error: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 1
         try:
-            texts.append(data.decode("utf-8"))
+            texts.append(data.decode("utf-8-sig"))
         except UnicodeDecodeError as exc:
             line = data[: exc.start].count(b"\n") + 1
             print(f"{prog}: error: {path}:{line}: not UTF-8 text", file=sys.stderr)
@@ -965,6 +965,9 @@ def main_import(argv: Sequence[str]) -> int:
     output = Path(args.output) if args.output else None
     key_file = output.parent / "authkeys" if output else None
     if output is not None and key_file is not None:
+        if not output.parent.is_dir():
+            print(f"{prog}: error: {output.parent} is not a folder", file=sys.stderr)
+            return 1
         if output.name == "authkeys":
             print(f"{prog}: error: --output must not be named authkeys: the key file is "
                   "written beside it under that name", file=sys.stderr)

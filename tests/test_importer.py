@@ -83,8 +83,6 @@ def errors_of(ha_cf: str, haresources: str = "", authkeys: str = KEY, **kw) -> l
     return info.value.problems
 
 
-
-
 def imp(ha_cf: str = MINIMAL, haresources: str = "", authkeys: str = KEY, **kw) -> ImportResult:
     kw.setdefault("secret_factory", fixed_secret)
     return import_heartbeat(ha_cf, haresources, authkeys, **kw)
@@ -849,3 +847,18 @@ def test_cli_four_nodes_with_node_and_peer(tmp_path):
     cfg = load_config(out, check_devices=False)
     assert cfg.cluster_name == "web"
     assert [n.name for n in cfg.nodes] == ["primary", "secondary"]
+
+
+def test_cli_output_folder_must_exist(tmp_path, capsys):
+    out = tmp_path / "nowhere" / "cluster.toml"
+    assert main_import(seed_args(SEED2, "--output", str(out))) == 1
+    assert f"{out.parent} is not a folder" in capsys.readouterr().err
+
+
+def test_cli_reads_files_with_a_byte_order_mark(tmp_path, capsys):
+    ha_cf = tmp_path / "ha.cf"
+    ha_cf.write_bytes(b"\xef\xbb\xbfkeepalive 2\n" + fixture(SEED2, "ha.cf").encode())
+    args = seed_args(SEED2)
+    args[1] = str(ha_cf)
+    assert main_import(args) == 0
+    assert tomllib.loads(capsys.readouterr().out)["timing"]["keepalive"] == "2s"
