@@ -273,8 +273,8 @@ class Announcer:
             return
         try:
             if self.takeover.garp_count > 0:
-                self.send_round()
                 self.first_sent_at = time.monotonic()
+                self.send_round()
         except OSError as exc:  # cannot even open the socket
             log.warning("cannot announce %s on %s: %s", self.address, self.ifname, exc)
             return

@@ -160,7 +160,9 @@ class FilesystemAgent:
     def _is_device(self, entry: MountEntry, path: str, devno: DevNo | None) -> bool:
         if devno is not None and entry.devno == devno:
             return True
-        return entry.source == path or os.path.realpath(entry.source) == path
+        if entry.source == path:
+            return True
+        return entry.source.startswith("/") and os.path.realpath(entry.source) == path
 
     def _state(self) -> tuple[MountEntry | None, list[MountEntry]]:
         """(what is visible on the mount point, where the device is mounted)."""

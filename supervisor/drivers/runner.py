@@ -107,10 +107,13 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-async def _terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def _terminate_group(
+    proc: asyncio.subprocess.Process, grace: float, *, term_sent: bool = False
+) -> None:
     """SIGTERM the process group, wait up to ``grace`` for the leader, then SIGKILL the group."""
     pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    _signal_group(pgid, signal.SIGTERM)
+    if not term_sent:
+        _signal_group(pgid, signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), grace)
     # Grandchildren may outlive the leader; the group id stays valid while any member lives.
@@ -210,7 +213,7 @@ async def run(
         # The caller gave up (its own timeout): kill the group in the background, re-raise.
         if proc.returncode is None:
             _signal_group(proc.pid, signal.SIGTERM)
-            reaper = asyncio.ensure_future(_terminate_group(proc, grace))
+            reaper = asyncio.ensure_future(_terminate_group(proc, grace, term_sent=True))
             _reapers.add(reaper)
             reaper.add_done_callback(_reapers.discard)
         log.warning(
