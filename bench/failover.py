@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.netns import AUTHKEYS, Bed, bed, cluster_config  # noqa: E402
+from tests.netns import AUTHKEYS, Bed, bed, cluster_config
 
 FLOAT = "192.168.85.3"
 PORT = 7000
@@ -183,8 +183,10 @@ def run(rounds: int) -> dict[str, object]:
             for i in range(rounds):
                 key_b = "n2" if backup == "node2" else "n1"
                 mac_b = b.mac[key_b]
-                b.wait_for(f"{backup} to see {owner} on all links", lambda bk=backup: all(
-                    lk["state"] == "up" for lk in b.nodes[bk].status()["links"]), timeout=20)
+                def links_up(bk: str = backup) -> bool:
+                    return all(lk["state"] == "up" for lk in b.nodes[bk].status()["links"])
+
+                b.wait_for(f"{backup} to see {owner} on all links", links_up, timeout=20)
                 time.sleep(0.3)
                 t_kill = b.freeze_and_kill(owner)
                 # the dead node's extra processes (echo server) went with its session? kill

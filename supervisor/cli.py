@@ -66,17 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
     cc.add_argument("--settings", action="store_true", help="list every setting and its default")
 
-    im = sub.add_parser(
+    # Listed here for `twinbeat --help`; its options belong to supervisor.importer.
+    sub.add_parser(
         "import-heartbeat",
-        help="convert heartbeat v1 ha.cf, haresources and authkeys into cluster.toml",
+        help="convert heartbeat v1 ha.cf, haresources and authkeys into cluster.toml "
+        "(see `twinbeat import-heartbeat --help`)",
     )
-    im.add_argument("--ha-cf", required=True, metavar="F")
-    im.add_argument("--haresources", required=True, metavar="F")
-    im.add_argument("--authkeys", required=True, metavar="F")
-    im.add_argument("--output", metavar="FILE",
-                    help="write here (and the key file beside it, mode 0600); default stdout")
-    im.add_argument("--node", metavar="NAME", help="the node this configuration is for")
-    im.add_argument("--force", action="store_true", help="overwrite existing output files")
     return p
 
 
@@ -86,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         # The importer owns its options (same names as shown by --help here).
         from supervisor.importer import main_import
 
-        if "-h" in argv or "--help" in argv:
-            _parser().parse_args(argv)
         return main_import(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
