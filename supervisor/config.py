@@ -249,7 +249,8 @@ TIMING_SETTINGS = (
 )
 WATCHDOG_SETTINGS = (
     Setting("mode", _choice("required", "automatic", "off"), "automatic"),
-    Setting("device", _str, "auto", help="auto (prefer hardware) or a /dev/watchdogN path"),
+    Setting("device", _str, "auto",
+            help="auto (prefer hardware), a /dev/watchdogN path, or fifo:/PATH (tests)"),
     Setting("timeout", parse_duration, 10.0, help="reset after this long without a feed"),
 )
 TAKEOVER_SETTINGS = (
@@ -739,10 +740,12 @@ def load_config(
         default = next(s.default for s in WATCHDOG_SETTINGS if s.key == "timeout")
         watchdog["timeout"] = max(default, 2 * timing.keepalive)
     wd_timeout = watchdog.get("timeout")
-    if watchdog.get("device") not in (None, "auto") and not str(watchdog["device"]).startswith(
-        "/dev/"
+    device = watchdog.get("device")
+    if device not in (None, "auto") and not (
+        str(device).startswith("/dev/") or str(device).startswith("fifo:/")
     ):
-        b.error(("watchdog", "device"), "must be 'auto' or a /dev/watchdog* path")
+        b.error(("watchdog", "device"),
+                "must be 'auto', a /dev/watchdog* path, or fifo:/PATH (the test driver)")
     if wd_timeout is not None and wd_timeout < 2 * timing.keepalive:
         b.error(
             ("watchdog", "timeout"),

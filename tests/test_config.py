@@ -401,8 +401,9 @@ def test_watchdog_device_must_be_a_dev_path(cwd):
     line = line_of(text, 'device = "watchdog0')
     assert errors(text) == [
         f"cluster.toml:{line}: watchdog.device: "
-        "must be 'auto' or a /dev/watchdog* path"
+        "must be 'auto', a /dev/watchdog* path, or fifo:/PATH (the test driver)"
     ]
+    assert errors(BASE + '\n[watchdog]\ndevice = "fifo:/run/wd"\n') == []
 
 
 def test_ping_interval_zero_and_timeout_below_interval(cwd):
