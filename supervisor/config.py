@@ -240,6 +240,8 @@ CLUSTER_SETTINGS = (
     Setting("public_interface", _iface, None, help="carrier lost here = cut off"),
     Setting("ping_interval", parse_duration, 1.0, help="how often ping nodes are probed"),
     Setting("ping_timeout", parse_duration, 3.0, help="no reply for this long = unreachable"),
+    Setting("resource_dirs", _str_list, ("/etc/twinbeat/resource.d", "/etc/init.d"),
+            help="where resource scripts are looked up, in order (before/after systemd units)"),
 )
 TIMING_SETTINGS = (
     Setting("keepalive", parse_duration, 1.0, help="interval between heartbeats"),
@@ -396,6 +398,7 @@ class Config:
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
     groups: tuple[Group, ...]
+    resource_dirs: tuple[str, ...] = ("/etc/twinbeat/resource.d", "/etc/init.d")
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def node(self, name: str) -> Node:
@@ -756,6 +759,9 @@ def load_config(
             b.error(("cluster", key), "must be more than 0")
     if (cluster.get("ping_interval") or 0) > (cluster.get("ping_timeout") or math.inf):
         b.error(("cluster", "ping_timeout"), "must be at least ping_interval")
+    for d in cluster.get("resource_dirs") or ():
+        if not d.startswith("/"):
+            b.error(("cluster", "resource_dirs"), f"{d!r} is not an absolute path")
 
     nodes = _check_nodes(b, data.get("node"))
     node_names = {n.name for n in nodes}
@@ -814,6 +820,7 @@ def load_config(
         public_interface=cluster["public_interface"],
         ping_interval=cluster["ping_interval"],
         ping_timeout=cluster["ping_timeout"],
+        resource_dirs=tuple(cluster["resource_dirs"] or ()),
         timing=timing,
         watchdog=WatchdogConfig(watchdog["mode"], watchdog["device"], watchdog["timeout"]),
         takeover=TakeoverConfig(**{k: v for k, v in takeover.items() if k != "__bad__"}),

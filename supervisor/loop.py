@@ -134,7 +134,13 @@ class Supervisor:
     # -- set-up ------------------------------------------------------------------------------
 
     def _default_agent(self, spec: ResourceSpec) -> ResourceAgent:
-        return make_agent(spec, AgentContext(takeover=self.config.takeover))
+        return make_agent(
+            spec,
+            AgentContext(
+                takeover=self.config.takeover,
+                resource_dirs=tuple(Path(d) for d in self.config.resource_dirs),
+            ),
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -459,7 +465,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         assert self.state is not None
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # the clock asyncio's loop.time() reads
         st = decide.status(self.state, now)
         for link in st["links"]:
             transport = self.transports.get(link["name"])

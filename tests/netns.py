@@ -234,13 +234,10 @@ class Bed:
         return handle
 
     def pids_of(self, node: str) -> list[int]:
-        """Every process of a node: its supervisor and everything it started."""
-        handle = self.nodes[node]
-        if handle.proc is None:
-            return []
-        out = sh("ps", "-e", "-o", "pid=,sid=", check=False).stdout
-        return [int(p) for p, s in (line.split() for line in out.splitlines())
-                if int(s) == handle.proc.pid]
+        """Every process of a node: all processes in its network namespace."""
+        key = "n1" if node == "node1" else "n2"
+        out = sh("ip", "netns", "pids", self.ns[key], check=False).stdout
+        return [int(p) for p in out.split()]
 
     def freeze_and_kill(self, node: str) -> float:
         """A node dies: freeze it, take its links down, silence its serial end, then SIGKILL.

@@ -826,3 +826,12 @@ def test_default_broadcast_is_the_top_of_the_subnet():
 def test_parse_resource_refuses(text):
     with pytest.raises(ResourceSpecError):
         parse_resource(text)
+
+
+def test_resource_dirs_default_and_must_be_absolute(cwd):
+    assert load(BASE).resource_dirs == ("/etc/twinbeat/resource.d", "/etc/init.d")
+    text = replace("auto_failback = true",
+                   'auto_failback = true\nresource_dirs = ["/srv/ha.d", "ha.d"]')
+    assert errors(text) == [
+        "cluster.toml:5: cluster.resource_dirs: 'ha.d' is not an absolute path"
+    ]

@@ -1,0 +1,313 @@
+"""The real supervisor loop, in process, on one node whose peer never answers.
+
+Resources are heartbeat-style scripts in a temporary resource.d that record every call, so
+the tests see the start order, the reverse stop order, what a failing start leaves behind,
+the escalation of a failing stop, monitoring restarts, and the watchdog's feeding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import pty
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.config import load_config
+from supervisor.core.events import AdminCommand, ShutdownRequested
+from supervisor.drivers.agents import AgentContext, make_agent
+from supervisor.drivers.reboot import RecordingRebooter
+from supervisor.loop import Supervisor
+from supervisor.resource_spec import ResourceSpec
+
+SCRIPT = """#!/bin/sh
+# A recording resource script: rec NAME start|stop|status
+name="$1"; op="$2"; dir="{dir}"
+echo "$op $name" >> "$dir/calls"
+case "$op" in
+  start) [ -e "$dir/$name.failstart" ] && exit 1; touch "$dir/$name.running" ;;
+  stop)  [ -e "$dir/$name.failstop" ] && exit 1; rm -f "$dir/$name.running" ;;
+  status) [ -e "$dir/$name.running" ] && exit 0; exit 3 ;;
+esac
+exit 0
+"""
+
+
+def write_config(tmp: Path, resources: list[str], *, watchdog: str = "",
+                 group_extra: str = "") -> Path:
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    tty_path = os.ttyname(slave)
+    keys = tmp / "authkeys"
+    keys.write_text("auth 1\n1 sha256 loop-test-secret\n")
+    keys.chmod(0o600)
+    res = ", ".join(f'"{r}"' for r in resources)
+    watchdog = watchdog or '[watchdog]\nmode = "off"'
+    cfg = tmp / "cluster.toml"
+    cfg.write_text(f"""
+[cluster]
+name = "looptest"
+
+[timing]
+keepalive = "50ms"
+deadtime = "200ms"
+initdead = "200ms"
+
+{watchdog}
+
+[[node]]
+name = "node1"
+
+[[node]]
+name = "node2"
+
+[[link]]
+type = "serial"
+device = "{tty_path}"
+
+[[group]]
+name = "app"
+preferred = "node1"
+resources = [{res}]
+monitor_interval = "200ms"
+{group_extra}
+""")
+    # keep both ends open for the test's lifetime (closed when the process exits)
+    _keep.extend([master, slave])
+    return cfg
+
+
+_keep: list[int] = []
+
+
+def resource_dir(tmp: Path) -> Path:
+    d = tmp / "resource.d"
+    d.mkdir()
+    script = d / "rec"
+    script.write_text(SCRIPT.format(dir=tmp))
+    script.chmod(0o755)
+    return d
+
+
+def calls(tmp: Path) -> list[str]:
+    try:
+        return (tmp / "calls").read_text().split("\n")[:-1]
+    except FileNotFoundError:
+        return []
+
+
+def run_node(
+    tmp: Path,
+    cfg_path: Path,
+    scenario: Callable[[Supervisor], Awaitable[None]],
+    **kw: Any,
+) -> Supervisor:
+    rdir = resource_dir(tmp)
+    cfg = load_config(cfg_path)
+
+    def factory(spec: ResourceSpec) -> Any:
+        return make_agent(spec, AgentContext(takeover=cfg.takeover, resource_dirs=(rdir,)))
+
+    sup = Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, **kw)
+
+    async def main() -> None:
+        task = asyncio.create_task(sup.run())
+        try:
+            await until("the supervisor to start", lambda: sup.state is not None)
+            await scenario(sup)
+        finally:
+            if sup.state is not None:
+                sup.feed(ShutdownRequested())
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    return sup
+
+
+async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -> None:
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def group(sup: Supervisor) -> dict[str, Any]:
+    return dict(sup.status()["groups"][0])
+
+
+def test_group_starts_left_to_right_and_stops_right_to_left(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b", "rec::c"])
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+
+    run_node(tmp_path, cfg, scenario)
+    log = [c for c in calls(tmp_path) if not c.startswith("status")]
+    # the start-up cleanup stops everything (reverse), then start in order, stop in reverse
+    assert log == ["stop c", "stop b", "stop a", "start a", "start b", "start c",
+                   "stop c", "stop b", "stop a"]
+
+
+def test_failing_middle_start_leaves_nothing_running(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b", "rec::c"])
+    (tmp_path / "b.failstart").touch()
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to fail", lambda: group(sup)["failed"])
+
+    sup = run_node(tmp_path, cfg, scenario)
+    log = [c for c in calls(tmp_path) if not c.startswith("status")]
+    assert log[3:7] == ["start a", "start b", "stop b", "stop a"]
+    assert "start c" not in log
+    assert not list(tmp_path.glob("*.running"))
+    history = [h["reason"] for h in sup.status()["history"]]
+    assert any("starting rec a" in r or "starting rec b" in r for r in history), history
+    assert any("failed to start" in r for r in history)
+
+
+def test_failing_stop_reboots_the_node(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b"], group_extra='on_stop_failure = "reboot"')
+    rebooter = RecordingRebooter()
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        (tmp_path / "b.failstop").touch()
+        (tmp_path / "a.running").unlink()  # a dies: the restart must first stop b, which fails
+        await until("a reboot request", lambda: bool(rebooter.reasons), timeout=10)
+
+    run_node(tmp_path, cfg, scenario, rebooter=rebooter)
+    assert "stopping rec b failed" in rebooter.reasons[0]
+    assert "rebooting node1" in rebooter.reasons[0]
+
+
+def test_failing_stop_with_block_policy_blocks_without_reboot(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b"], group_extra='on_stop_failure = "block"')
+    rebooter = RecordingRebooter()
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        (tmp_path / "b.failstop").touch()
+        (tmp_path / "a.running").unlink()
+        await until("the group to be blocked", lambda: group(sup)["local"] == "stop_failed")
+        assert "twinbeat cleanup app" in group(sup)["reason"]
+        (tmp_path / "b.failstop").unlink()
+        sup.feed(AdminCommand("cleanup", "app"))
+        await until("the group to run again", lambda: group(sup)["local"] == "running")
+
+    run_node(tmp_path, cfg, scenario, rebooter=rebooter)
+    assert rebooter.reasons == []
+
+
+def test_monitor_restarts_then_gives_up(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b"],
+                       group_extra='max_restarts = 2\nrestart_window = "1m"')
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        for n in (1, 2):
+            (tmp_path / "b.running").unlink()  # killed behind the supervisor's back
+            def restarted(n: int = n) -> bool:
+                return calls(tmp_path).count("start b") == n + 1
+
+            await until(f"restart {n}", restarted)
+            await until("running again", lambda: (tmp_path / "b.running").exists()
+                        and group(sup)["local"] == "running")
+        (tmp_path / "b.running").unlink()
+        await until("the group to be given up", lambda: group(sup)["failed"])
+
+    sup = run_node(tmp_path, cfg, scenario)
+    log = [c for c in calls(tmp_path) if not c.startswith("status")]
+    assert log.count("start b") == 3
+    history = [h["reason"] for h in sup.status()["history"]]
+    assert sum("restarting it" in r for r in history) == 2
+    assert any("3 times within" in r and "giving the group up" in r for r in history)
+
+
+class FeedWatcher(threading.Thread):
+    """Polls the FIFO driver's output file and records when each feed line appeared."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.feeds: list[float] = []
+        self.stop = False
+
+    def run(self) -> None:
+        seen = 0
+        while not self.stop:
+            try:
+                lines = self.path.read_text().splitlines()
+            except FileNotFoundError:
+                lines = []
+            n = sum(1 for line in lines if line.startswith("feed"))
+            now = time.monotonic()
+            self.feeds.extend([now] * (n - seen))
+            seen = n
+            time.sleep(0.01)
+
+
+def test_watchdog_is_not_fed_while_the_loop_is_blocked(tmp_path: Path):
+    wd = tmp_path / "watchdog"
+    wd.touch()
+    cfg = write_config(tmp_path, ["rec::a"], watchdog=(
+        f'[watchdog]\nmode = "required"\ndevice = "fifo:{wd}"\ntimeout = "1s"'))
+    watcher = FeedWatcher(wd)
+    watcher.start()
+    window: dict[str, float] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        await asyncio.sleep(1.0)
+        window["start"] = time.monotonic()
+        time.sleep(2.0)  # a blocking call inside the event loop
+        window["end"] = time.monotonic()
+        await asyncio.sleep(1.0)
+        st = sup.status()["watchdog"]
+        assert st["armed"] is True and st["timeout"] == 1
+        assert st["last_feed_age"] < 0.5
+
+    run_node(tmp_path, cfg, scenario)
+    watcher.stop = True
+    watcher.join()
+    before = [t for t in watcher.feeds if t < window["start"]]
+    during = [t for t in watcher.feeds if window["start"] + 0.05 < t < window["end"]]
+    after = [t for t in watcher.feeds if t > window["end"] + 0.05]
+    assert len(before) >= 3 and len(after) >= 3
+    assert during == [], "the watchdog was fed while the loop was blocked"
+    # fed at least every third of the timeout while healthy
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert max(gaps) < 0.5
+    assert (tmp_path / "watchdog").read_text().splitlines()[-1] == "close V"
+
+
+def test_required_watchdog_that_cannot_be_armed_refuses_ownership(tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a"], watchdog=(
+        f'[watchdog]\nmode = "required"\ndevice = "fifo:{tmp_path}/missing"'))
+
+    async def scenario(sup: Supervisor) -> None:
+        await asyncio.sleep(1.5)  # well past initdead: alone, it would take the group
+        st = sup.status()
+        assert st["can_own"] is False
+        assert "watchdog required but not armed" in st["watchdog"]["reason"]
+        assert group(sup)["local"] == "idle"
+        assert "watchdog required but not armed" in group(sup)["reason"]
+
+    run_node(tmp_path, cfg, scenario)
+    assert "start a" not in calls(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _close_ptys():
+    yield
+    while _keep:
+        try:
+            os.close(_keep.pop())
+        except OSError:
+            pass
