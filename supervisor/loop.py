@@ -368,6 +368,7 @@ class Supervisor:
                     run_command(
                         ["ping", "-n", "-q", "-c", "1", "-W", str(wait), str(addr)],
                         timeout=wait + 2,
+                        log_failure=False,
                     )
                     for addr in self.config.ping_nodes
                 )

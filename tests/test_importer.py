@@ -569,7 +569,8 @@ def test_watchdog(tmp_path):
     cfg = load_result(imp(MINIMAL + "watchdog /dev/watchdog\n"), tmp_path)
     assert (cfg.watchdog.mode, cfg.watchdog.device) == ("required", "/dev/watchdog")
     assert errors_of(MINIMAL + "watchdog watchdog0\n") == [
-        "ha.cf:5: watchdog.device: must be 'auto' or a /dev/watchdog* path"
+        "ha.cf:5: watchdog.device: must be 'auto', a /dev/watchdog* path, "
+        "or fifo:/PATH (the test driver)"
     ]
 
 

@@ -153,8 +153,13 @@ async def run(
     input: bytes | None = None,
     cwd: str | None = None,
     grace: float = KILL_GRACE,
+    log_failure: bool = True,
 ) -> RunResult:
-    """Run ``argv`` and return how it ended; see the module docstring for the rules."""
+    """Run ``argv`` and return how it ended; see the module docstring for the rules.
+
+    ``log_failure=False`` is for commands whose non-zero exit is an ordinary answer (a status
+    query, a ping): the caller decides what is worth logging.
+    """
     args = tuple(str(a) for a in argv)
     started = time.monotonic()
     # Our own pipes (not asyncio's) so we can close our ends even while a grandchild that the
@@ -234,6 +239,6 @@ async def run(
         duration=time.monotonic() - started,
         timed_out=timed_out,
     )
-    if not result.ok:
+    if not result.ok and log_failure:
         log.warning("%s", result.describe())
     return result

@@ -81,7 +81,7 @@ class ServiceAgent:
     async def _unit_loaded(self, unit: str) -> bool:
         r = await runner.run(
             [self.ctx.systemctl, "show", "-p", "LoadState", "--value", unit],
-            timeout=self.ctx.command_timeout,
+            timeout=self.ctx.command_timeout, log_failure=False,
         )
         if r.returncode in (126, 127):
             return False  # no systemctl on this machine: no units
@@ -108,11 +108,13 @@ class ServiceAgent:
 
     async def _script(self, path: Path, op: str) -> runner.RunResult:
         return await runner.run(
-            [str(path), *self.spec.args, op], timeout=self.ctx.command_timeout
+            [str(path), *self.spec.args, op], timeout=self.ctx.command_timeout,
+            log_failure=op != "status",
         )
 
     async def _systemctl(self, *args: str) -> runner.RunResult:
-        return await runner.run([self.ctx.systemctl, *args], timeout=self.ctx.command_timeout)
+        return await runner.run([self.ctx.systemctl, *args], timeout=self.ctx.command_timeout,
+                                log_failure=args[0] != "is-active")
 
     async def status(self) -> bool:
         backend = await self.resolve()
