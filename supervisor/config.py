@@ -52,6 +52,7 @@ A complete example::
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
@@ -1073,3 +1074,27 @@ def describe_settings() -> str:
 def environment_root() -> str | None:
     """TWINBEAT_ROOT lets tests point device/key checks at a scratch tree."""
     return os.environ.get("TWINBEAT_ROOT") or None
+
+
+def without_links_to(config: Config, local: Iterable[object]) -> tuple[Config, list[str]]:
+    """Drop UDP links whose peer is one of this host's own addresses.
+
+    heartbeat's shared ha.cf lists ``ucast eth1 10.0.0.1`` and ``ucast eth1 10.0.0.2`` on both
+    nodes and each node skips the line that names itself; the importer keeps both lines as
+    links, and this does the skipping at start-up. Returns the new configuration and one
+    sentence per dropped link.
+    """
+    mine = set(local)
+    keep: list[Link] = []
+    dropped: list[str] = []
+    for link in config.links:
+        if isinstance(link, UdpLink) and link.peer is not None and link.peer in mine:
+            dropped.append(
+                f"link {link.name} ({link.describe()}) skipped: its peer is this node's own "
+                "address (the other node uses it)"
+            )
+        else:
+            keep.append(link)
+    if not dropped:
+        return config, []
+    return dataclasses.replace(config, links=tuple(keep)), dropped

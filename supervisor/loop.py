@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from supervisor.config import (
     WatchdogConfig,
     load_authkeys,
     load_config,
+    without_links_to,
 )
 from supervisor.control import ControlServer
 from supervisor.core import decide
@@ -54,6 +56,7 @@ from supervisor.core.events import (
 )
 from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
+from supervisor.drivers.ipaddr import Netlink
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
 from supervisor.drivers.sdnotify import SystemdNotifier
@@ -148,6 +151,9 @@ class Supervisor:
         prepare_state_dir(self.state_dir)
         self.generation = next_generation(self.state_dir)
         key = load_authkeys(self.config.authkeys_path).secret
+        self.config, skipped = without_links_to(self.config, await self._local_addresses())
+        for sentence in skipped:
+            log.info("%s", sentence)
         now = loop.time()
         self.state = decide.initial_state(self.config, self.me, key, self.generation, now)
         log.info(
@@ -173,6 +179,16 @@ class Supervisor:
             return await self._done
         finally:
             await self._teardown()
+
+    async def _local_addresses(self) -> set[object]:
+        try:
+            entries = await asyncio.to_thread(
+                lambda: Netlink().addresses(socket.AF_INET) + Netlink().addresses(socket.AF_INET6)
+            )
+        except OSError as exc:
+            log.warning("cannot list this host's addresses: %s", exc)
+            return set()
+        return {e.address for e in entries}
 
     def _start_transports(self) -> None:
         for link in self.config.links:

@@ -835,3 +835,20 @@ def test_resource_dirs_default_and_must_be_absolute(cwd):
     assert errors(text) == [
         "cluster.toml:5: cluster.resource_dirs: 'ha.d' is not an absolute path"
     ]
+
+
+def test_links_to_own_address_are_dropped_at_start(cwd):
+    import ipaddress
+
+    from supervisor.config import without_links_to
+
+    text = BASE + (
+        '\n[[link]]\nname = "to-self"\ntype = "udp"\ninterface = "eth1"\npeer = "10.9.9.1"\n'
+    )
+    cfg = load(text)
+    names = [link.name for link in cfg.links]
+    new, said = without_links_to(cfg, {ipaddress.ip_address("10.9.9.1")})
+    assert [link.name for link in new.links] == [n for n in names if n != "to-self"]
+    assert len(said) == 1 and "link to-self" in said[0] and "own address" in said[0]
+    same, nothing = without_links_to(cfg, {ipaddress.ip_address("10.9.9.2")})
+    assert same is cfg and nothing == []
