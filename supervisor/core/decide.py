@@ -212,24 +212,33 @@ def _new_group(g: Group) -> GroupState:
 # The step function
 
 
+def _shallow(obj: Any) -> Any:
+    """A shallow copy of a plain dataclass instance (copy.copy is several times slower)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
 def clone(state: CoreState) -> CoreState:
     """A copy that shares only immutable parts (settings, beats, tuples, specs, ops).
 
-    Ten times cheaper than copy.deepcopy; a test checks that stepping a clone never changes
-    the original.
+    Much cheaper than copy.deepcopy; a test checks that stepping a clone never changes the
+    original.
     """
-    s = copy.copy(state)
-    s.links = {}
+    s: CoreState = _shallow(state)
+    links = {}
     for name, ls in state.links.items():
-        c = copy.copy(ls)
+        c = _shallow(ls)
         c.window = list(ls.window)
-        s.links[name] = c
-    s.groups = {}
+        links[name] = c
+    s.links = links
+    groups = {}
     for name, g in state.groups.items():
-        cg = copy.copy(g)
+        cg = _shallow(g)
         cg.plan = list(g.plan)
         cg.failures = list(g.failures)
-        s.groups[name] = cg
+        groups[name] = cg
+    s.groups = groups
     s.pins = dict(state.pins)
     s.dropped = dict(state.dropped)
     return s
