@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
