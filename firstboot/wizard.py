@@ -1,10 +1,11 @@
 """The interactive wizard: the question table played on a console.
 
 Each question prints a blank line, its one-line explanation, an optional list (network
-cards, ports, disks, services) and the prompt ``LABEL [DEFAULT]: ``. Enter takes the default;
-a bad answer prints ``  error: ...`` and the prompt again. After the last question comes the
-summary and ``Write this configuration? (yes/no) [yes]: ``; "no" goes through the questions
-again with the answers just given as defaults.
+cards, ports, disks, services) and the prompt ``LABEL [DEFAULT]: ``. Enter on an empty line
+takes the default (blanks are an answer, usually an invalid one); a bad answer prints
+``  error: ...`` and the prompt again. After the last question comes the summary and
+``Write this configuration? (yes/no) [yes]: ``; "no" goes through the questions again with
+the answers just given as defaults.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ def ask_question(con: Console, q: Question, ctx: Context) -> tuple[Any, str]:
     default = default_for(q, ctx)
     while True:
         raw = con.ask(prompt_text(q, ctx), hidden=q.hidden)
-        text = raw if q.hidden else raw.strip()
-        if text == "":
-            text = default or ""
+        # only an empty line takes the default: blanks are an (empty) answer of their own
+        text = raw if raw != "" else (default or "")
         try:
             value = q.validate(text, ctx)
         except Invalid as exc:
