@@ -186,7 +186,7 @@ class _Run:
         for line in done:
             con.say(f"  {line}")
         if self.live:
-            for line in apply_live(plan, start_supervisor=not self.args.reconfigure):
+            for line in apply_live(plan, first_boot=not self.args.reconfigure):
                 con.say(f"  {line}")
         con.say()
         con.say(f"This machine is now {setup.me.name}, {setup.role} of cluster "

@@ -48,7 +48,6 @@ class Question:
     ask_if: Callable[[Context], bool] = _always
     hidden: bool = False
     interactive: bool = True  # False: a seed-only key
-    seed_comment: str = ""
 
 
 def default_for(q: Question, ctx: Context) -> str | None:
@@ -245,7 +244,6 @@ QUESTIONS: tuple[Question, ...] = (
         _const("node1 is the preferred owner of the service; node2 takes over when it fails."),
         v.role,
         _const("node1"),
-        seed_comment="node1 (preferred owner of the service) or node2",
     ),
     Question(
         "hostname",
@@ -289,7 +287,6 @@ QUESTIONS: tuple[Question, ...] = (
         _const("The LAN's router; twinbeat pings it to know this node can reach the world."),
         v.gateway,
         _d_gateway,
-        seed_comment='an address in the public subnet, or "none"',
     ),
     Question(
         "dns",
@@ -333,7 +330,6 @@ QUESTIONS: tuple[Question, ...] = (
         _public_is,
         v.yes_no,
         _const("yes"),
-        seed_comment="true: heartbeats on serial, crossover and the public LAN",
     ),
     Question(
         "floating_addresses",
@@ -341,7 +337,6 @@ QUESTIONS: tuple[Question, ...] = (
         _const("The service address clients use; it moves to the node that runs the service."),
         v.floating_addresses,
         _d_floating,
-        seed_comment="in the public subnet; not a node's address",
     ),
     Question(
         "serial_port",
@@ -351,7 +346,6 @@ QUESTIONS: tuple[Question, ...] = (
         _d_serial,
         listing=_list_serial,
         warnings=v.serial_port_warnings,
-        seed_comment='ttyS1, ttyUSB0, ... or "none"',
     ),
     Question(
         "baud",
@@ -369,7 +363,6 @@ QUESTIONS: tuple[Question, ...] = (
         _d_disk,
         listing=_list_disks,
         warnings=v.disk_warnings,
-        seed_comment='a disk that does not hold the system (vdb, sdb, ...), or "none"',
     ),
     Question(
         "secret",
@@ -377,7 +370,6 @@ QUESTIONS: tuple[Question, ...] = (
         _secret_explain,
         v.secret_code,
         _d_secret,
-        seed_comment="the shared code; node1 makes one when this is missing, node2 needs it",
     ),
     Question(
         "services",
@@ -386,7 +378,6 @@ QUESTIONS: tuple[Question, ...] = (
         v.services,
         _const("none"),
         listing=_list_services,
-        seed_comment="installed .service units, started in this order",
     ),
     Question(
         "root_password",
@@ -395,7 +386,6 @@ QUESTIONS: tuple[Question, ...] = (
         v.root_password,
         _const(""),
         hidden=True,
-        seed_comment="plain text (it is hashed); prefer root_password_hash or ssh_key",
     ),
     Question(
         "root_password_hash",
@@ -411,7 +401,6 @@ QUESTIONS: tuple[Question, ...] = (
         _const("A public key for root's SSH logins: paste one line of your id_*.pub file."),
         v.ssh_key,
         _const("none"),
-        seed_comment='one line of an id_*.pub file, or "none"',
     ),
 )
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from firstboot import questions as qs
-from firstboot.questions import QUESTIONS, Question, default_for, should_ask
+from firstboot.questions import QUESTIONS, default_for, should_ask
 from firstboot.secret import Rng, generate_code, random_text
 from firstboot.validate import Context, Invalid, NeedsEarlier
 
@@ -247,6 +247,31 @@ def find_seed(
 # The example
 
 
+SEED_DOC = {
+    "role": "node1 (the preferred owner of the service) or node2",
+    "hostname": "this node's name (letters, digits, '-'); also its [[node]] name",
+    "peer_hostname": "the other node's name; the same two names on both nodes",
+    "cluster_name": "the same on both nodes",
+    "public_interface": "the card on the LAN the clients use",
+    "public_address": "this node's address on it, ADDRESS/PREFIX (prefix 8-29)",
+    "gateway": 'the LAN\'s router, also pinged to know the node sees the world; or "none"',
+    "dns": "name servers (a list; [] for none)",
+    "crossover_interface": "the card with the crossover cable to the peer",
+    "crossover_address": "this node's address on it, in a private subnet of its own",
+    "peer_public_address": "the peer's public address",
+    "peer_crossover_address": "the peer's crossover address",
+    "public_heartbeat": "heartbeats over the public LAN too (serial and crossover always)",
+    "floating_addresses": "service addresses in the public subnet, not a node's own",
+    "serial_port": 'the null-modem port (ttyS1, ttyUSB0, ...), or "none"',
+    "baud": "the serial speed; the same on both nodes",
+    "disk": 'a disk not holding the system, mirrored with DRBD onto /srv; or "none"',
+    "secret": "the shared code; node1 makes one when it is missing, node2 must have it",
+    "services": "installed .service units the cluster starts, in order ([] for none)",
+    "root_password": "root's console password, hashed at setup (or root_password_hash)",
+    "ssh_key": 'one line of an id_*.pub file for root\'s SSH logins, or "none"',
+}
+
+
 def _toml(value: str) -> str:
     return json.dumps(value)
 
@@ -297,25 +322,17 @@ def example_seed(rng: Rng) -> str:
         "",
     ]
     for q in QUESTIONS:
-        if q.key not in values:
-            continue
-        lines.append(f"# {_one_line(q)}")
-        lines.append(f"{q.key} = {values[q.key]}")
-        lines.append("")
-    lines.append("# Instead of root_password (plain text, hashed at setup), a hash:")
-    lines.append('# root_password_hash = "$6$..."   # openssl passwd -6')
+        if q.key in values:
+            lines.append(f"# {SEED_DOC[q.key]}")
+            lines.append(f"{q.key} = {values[q.key]}")
+    lines += [
+        "",
+        "# Instead of root_password, a crypt(3) hash (openssl passwd -6):",
+        '# root_password_hash = "$6$..."',
+        "",
+        "# Heartbeat timing is not asked: a beat every 200ms on each link, late after 600ms,",
+        "# the peer dead after 2s of silence on every link (ten missed beats, room for a busy",
+        "# node's hiccups), 20s right after start while the other node boots. Change it in",
+        "# /etc/twinbeat/cluster.toml ([timing]) on both nodes.",
+    ]
     return "\n".join(lines) + "\n"
-
-
-def _one_line(q: Question) -> str:
-    explain = q.explain(_ExampleContext())
-    return explain + (f" ({q.seed_comment})" if q.seed_comment else "")
-
-
-class _ExampleContext(Context):
-    """A context for rendering explanations in the example (node1, eth0 public)."""
-
-    def __init__(self) -> None:
-        from firstboot.hardware import Hardware
-
-        super().__init__(Hardware(), answers={"role": "node1", "public_interface": "eth0"})

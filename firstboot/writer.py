@@ -283,8 +283,10 @@ def make_plan(
     )
 
 
-def apply_live(plan: Plan, *, start_supervisor: bool, runner: Runner = run) -> list[str]:
-    """On the running appliance: set the hostname, stop owned services, start twinbeat."""
+def apply_live(plan: Plan, *, first_boot: bool, runner: Runner = run) -> list[str]:
+    """On the running appliance: set the hostname; at first boot also cancel the owned
+    services' start (twinbeat starts them where it owns the group) and queue twinbeat.
+    (On --reconfigure nothing is stopped: the node may be serving; a reboot applies it.)"""
     done: list[str] = []
     if plan.hostname and re.match(r"^[A-Za-z0-9-]+$", plan.hostname):
         try:
@@ -292,12 +294,12 @@ def apply_live(plan: Plan, *, start_supervisor: bool, runner: Runner = run) -> l
             done.append(f"hostname set to {plan.hostname}")
         except OSError as exc:
             done.append(f"could not set the hostname now: {exc.strerror}")
-    if plan.disable_units:
+    if first_boot and plan.disable_units:
         try:
             runner(["systemctl", "--no-block", "stop", *plan.disable_units], None)
         except WriteError as exc:
             done.append(f"could not stop {' '.join(plan.disable_units)}: {exc}")
-    if start_supervisor:
+    if first_boot:
         try:
             runner(["systemctl", "--no-block", "start", SUPERVISOR_UNIT], None)
             done.append(f"{SUPERVISOR_UNIT} starts when the boot continues")

@@ -464,12 +464,15 @@ def test_apply_live_sets_hostname_and_queues_units(monkeypatch: pytest.MonkeyPat
         return ""
 
     plan = writer.Plan(files=[], disable_units=("nginx.service",), hostname="linuxha1")
-    writer.apply_live(plan, start_supervisor=True, runner=runner)
+    writer.apply_live(plan, first_boot=True, runner=runner)
     assert names == ["linuxha1"]
     assert calls == [
         ["systemctl", "--no-block", "stop", "nginx.service"],
         ["systemctl", "--no-block", "start", "twinbeat.service"],
     ]
+    calls.clear()
+    writer.apply_live(plan, first_boot=False, runner=runner)  # --reconfigure: hands off
+    assert calls == [] and names == ["linuxha1", "linuxha1"]
 
 
 # --------------------------------------------------------------------------------------------
