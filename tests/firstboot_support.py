@@ -161,7 +161,7 @@ def spawn(root: Path, *args: str, extra_env: dict[str, str] | None = None) -> pe
         cwd=str(REPO),
         env=env(extra_env),
         encoding="utf-8",
-        timeout=10,
+        timeout=30,
         dimensions=(50, 200),
     )
     return child
