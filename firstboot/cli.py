@@ -215,6 +215,11 @@ class _Run:
         return EXIT_NOT_CONFIGURED
 
 
+def _say_how_to_restart(con: Console) -> None:
+    if os.environ.get(CONSOLE_ENV):  # at boot: the node stays unconfigured
+        con.say("The setup runs again at the next boot (or: twinbeat-firstboot).")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rng = _rng()
@@ -240,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         con.say()
         con.say("Interrupted: nothing was written.")
+        _say_how_to_restart(con)
         return EXIT_INTERRUPTED
     except EOFError:
         con.say()
         con.say("The console closed: nothing was written.")
+        _say_how_to_restart(con)
         return EXIT_NOT_CONFIGURED
     finally:
         if claim is not None:
