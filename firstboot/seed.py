@@ -198,7 +198,10 @@ Runner = Callable[[Sequence[str], str | None], str]
 
 @contextlib.contextmanager
 def _mounted(device: str, runner: Runner) -> Iterator[Path | None]:
-    with tempfile.TemporaryDirectory(prefix="twinbeat-seed.", dir="/run") as mnt:
+    """Mount device read-only on a fresh directory in /run; never delete below it (rmdir
+    only, so a mount that refuses to go away loses nothing)."""
+    mnt = tempfile.mkdtemp(prefix="twinbeat-seed.", dir="/run")
+    try:
         try:
             runner(["mount", "-o", "ro,nosuid,nodev,noexec", device, mnt], None)
         except Exception:
@@ -209,6 +212,9 @@ def _mounted(device: str, runner: Runner) -> Iterator[Path | None]:
         finally:
             with contextlib.suppress(Exception):
                 runner(["umount", mnt], None)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(mnt)
 
 
 def from_partitions(runner: Runner) -> SeedSource | None:
