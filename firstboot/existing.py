@@ -1,0 +1,109 @@
+"""The answers behind an existing configuration, as defaults for ``--reconfigure``.
+
+Best effort: whatever cannot be read is simply not a default (the table's default applies).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from firstboot.render import AUTHKEYS, CLUSTER_TOML, CROSSOVER_NETWORK, DRBD_RES, PUBLIC_NETWORK
+from firstboot.secret import parse_code
+from supervisor.resource_spec import IPaddrSpec, ResourceSpecError, ServiceSpec, parse_resource
+
+
+def _read(root: Path, path: str) -> str:
+    try:
+        return (root / path.lstrip("/")).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _network_values(text: str, key: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(rf"^{key}=(.*)$", text, re.MULTILINE)]
+
+
+def previous_answers(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        data: dict[str, Any] = tomllib.loads(_read(root, CLUSTER_TOML))
+    except tomllib.TOMLDecodeError:
+        data = {}
+    me = _read(root, "/etc/hostname").strip()
+    nodes = [n for n in data.get("node", []) if isinstance(n, dict)]
+    groups = [g for g in data.get("group", []) if isinstance(g, dict)]
+    links = [li for li in data.get("link", []) if isinstance(li, dict)]
+    cluster = data.get("cluster", {}) if isinstance(data.get("cluster"), dict) else {}
+    mine = next((n for n in nodes if n.get("name") == me), None)
+    peer = next((n for n in nodes if n.get("name") != me), None)
+    if mine and peer:
+        out["hostname"] = str(mine["name"])
+        out["peer_hostname"] = str(peer.get("name", ""))
+        out["peer_public_address"] = str(peer.get("address", ""))
+        out["peer_crossover_address"] = str(peer.get("crossover_address", ""))
+        if groups:
+            out["role"] = "node1" if groups[0].get("preferred") == me else "node2"
+    if "name" in cluster:
+        out["cluster_name"] = str(cluster["name"])
+    if "public_interface" in cluster:
+        out["public_interface"] = str(cluster["public_interface"])
+    for link in links:
+        if link.get("type") == "serial":
+            out["serial_port"] = str(link.get("device", "")).removeprefix("/dev/")
+            out["baud"] = str(link.get("baud", ""))
+        elif link.get("name") == "crossover":
+            out["crossover_interface"] = str(link.get("interface", ""))
+    if links:
+        if not any(li.get("type") == "serial" for li in links):
+            out["serial_port"] = "none"
+        out["public_heartbeat"] = "yes" if any(li.get("name") == "public" for li in links) else "no"
+    public = _read(root, PUBLIC_NETWORK)
+    if public:
+        for key, answer in (("Address", "public_address"), ("Gateway", "gateway")):
+            values = _network_values(public, key)
+            if values:
+                out[answer] = values[0]
+        if "public_address" in out and not _network_values(public, "Gateway"):
+            out["gateway"] = "none"
+        out["dns"] = " ".join(_network_values(public, "DNS")) or "none"
+    crossover = _read(root, CROSSOVER_NETWORK)
+    values = _network_values(crossover, "Address")
+    if values:
+        out["crossover_address"] = values[0]
+    if groups:
+        floating, services = [], []
+        for text in groups[0].get("resources", []):
+            try:
+                spec = parse_resource(str(text))
+            except ResourceSpecError:
+                continue
+            if isinstance(spec, IPaddrSpec):
+                floating.append(str(spec.address))
+            elif isinstance(spec, ServiceSpec) and spec.name.endswith(".service"):
+                services.append(spec.name)
+        if floating:
+            out["floating_addresses"] = " ".join(floating)
+        out["services"] = " ".join(services) or "none"
+    m = re.search(r"^\s*disk\s+/dev/(\S+);", _read(root, DRBD_RES), re.MULTILINE)
+    out["disk"] = m.group(1) if m else "none"
+    m = re.search(r"^\s*1\s+sha256\s+(\S+)", _read(root, AUTHKEYS), re.MULTILINE)
+    if m:
+        try:
+            out["secret"] = parse_code(m.group(1))
+        except ValueError:
+            pass
+    return {k: v for k, v in out.items() if v}
+
+
+def root_login_set(root: Path) -> bool:
+    """Whether root already has a password hash or an authorized SSH key."""
+    for line in _read(root, "/etc/shadow").splitlines():
+        if line.startswith("root:"):
+            field = line.split(":")[1] if ":" in line else ""
+            if field.startswith("$"):
+                return True
+    keys = _read(root, "/root/.ssh/authorized_keys")
+    return any(line.strip() and not line.startswith("#") for line in keys.splitlines())

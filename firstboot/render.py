@@ -1,0 +1,132 @@
+"""Render the node's files from the jinja2 templates shipped beside this module.
+
+``render(setup)`` returns the files to write, in the order they must be written: every file
+first and ``/etc/twinbeat/cluster.toml`` last, because its existence marks the node as
+configured. Rendering is pure; ``check(files)`` runs the supervisor's own validation over the
+rendered cluster.toml and authkeys before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from firstboot import model
+from firstboot.model import Setup
+from supervisor.config import ConfigError, load_config, parse_authkeys_text
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+CLUSTER_TOML = "/etc/twinbeat/cluster.toml"
+AUTHKEYS = "/etc/twinbeat/authkeys"
+PUBLIC_NETWORK = "/etc/systemd/network/10-twinbeat-public.network"
+CROSSOVER_NETWORK = "/etc/systemd/network/10-twinbeat-crossover.network"
+DRBD_RES = "/etc/drbd.d/r0.res"
+MARKER = "written by twinbeat-firstboot"
+
+
+@dataclass(frozen=True)
+class FileOut:
+    path: str  # absolute, as on the appliance
+    content: str
+    mode: int = 0o644
+
+
+def toml_string(value: object) -> str:
+    """A TOML basic string."""
+    text = str(value)
+    out = ['"']
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["toml"] = toml_string
+    return env
+
+
+def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
+    """The node's files. No global DRBD file: drbd-utils' own global_common.conf already says
+    ``usage-count no`` on Debian, and its drbdadm-84 (which drives the kernel's 8.4 module)
+    parses it."""
+    env = environment(templates)
+
+    def one(template: str, **extra: object) -> str:
+        return env.get_template(template).render(setup=setup, **extra)
+
+    files = [
+        FileOut("/etc/hostname", one("hostname.j2")),
+        FileOut("/etc/hosts", one("hosts.j2")),
+        FileOut(
+            PUBLIC_NETWORK,
+            one("network.j2", path=PUBLIC_NETWORK, purpose="public", nic=setup.public_nic,
+                address=setup.public, public=True),
+        ),
+        FileOut(
+            CROSSOVER_NETWORK,
+            one("network.j2", path=CROSSOVER_NETWORK, purpose="crossover",
+                nic=setup.crossover_nic, address=setup.crossover, public=False),
+        ),
+    ]
+    if setup.disk is not None:
+        files.append(
+            FileOut(
+                DRBD_RES,
+                one("drbd-r0.res.j2", resource=model.DRBD_RESOURCE, drbd_device=model.DRBD_DEVICE,
+                    mount_point=model.MOUNT_POINT, port=model.DRBD_PORT),
+            )
+        )
+    files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
+    files.append(
+        FileOut(
+            CLUSTER_TOML,
+            one("cluster.toml.j2", keepalive=model.KEEPALIVE, warntime=model.WARNTIME,
+                deadtime=model.DEADTIME, initdead=model.INITDEAD, group=model.GROUP_NAME),
+        )
+    )
+    return files
+
+
+class RenderError(Exception):
+    """The rendered files do not pass the supervisor's validation (a bug, never user input)."""
+
+
+def check(files: list[FileOut]) -> None:
+    by_path = {f.path: f for f in files}
+    if files[-1].path != CLUSTER_TOML:
+        raise RenderError("cluster.toml must be the last file written")
+    try:
+        key = parse_authkeys_text(by_path[AUTHKEYS].content)
+    except ValueError as exc:
+        raise RenderError(f"authkeys: {exc}") from None
+    if key.method != "sha256" or not key.secret:
+        raise RenderError("authkeys must hold a sha256 key")
+    try:
+        load_config(
+            CLUSTER_TOML,
+            text=by_path[CLUSTER_TOML].content,
+            check_devices=False,
+            check_authkeys=False,
+        )
+    except ConfigError as exc:
+        raise RenderError(f"cluster.toml does not validate:\n{exc}") from None
