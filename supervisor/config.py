@@ -801,7 +801,8 @@ def load_config(
         resolved_keys = Path(path).parent / resolved_keys
     if check_authkeys:
         check_at = resolved_keys
-        if root is not None and resolved_keys.is_absolute():
+        # ``root`` applies to paths written in the file; a relative one follows the file itself
+        if root is not None and Path(authkeys_path).is_absolute():
             check_at = Path(root) / resolved_keys.relative_to("/")
         try:
             load_authkeys(check_at)

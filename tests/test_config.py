@@ -852,3 +852,15 @@ def test_links_to_own_address_are_dropped_at_start(cwd):
     assert len(said) == 1 and "link to-self" in said[0] and "own address" in said[0]
     same, nothing = without_links_to(cfg, {ipaddress.ip_address("10.9.9.2")})
     assert same is cfg and nothing == []
+
+
+def test_relative_authkeys_under_a_scratch_root(tmp_path):
+    etc = tmp_path / "etc" / "twinbeat"
+    etc.mkdir(parents=True)
+    keys = etc / "authkeys"
+    keys.write_text("auth 1\n1 sha256 secret-secret\n")
+    keys.chmod(0o600)
+    cfg = etc / "cluster.toml"
+    cfg.write_text(BASE.replace('authkeys = "authkeys"', 'authkeys = "authkeys"'))
+    loaded = load_config(cfg, root=tmp_path, check_devices=False)
+    assert loaded.authkeys_path == str(keys)

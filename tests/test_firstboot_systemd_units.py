@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from firstboot_support import REPO
+
+from tests.firstboot_support import REPO
 
 UNITS = REPO / "mkosi.extra/usr/lib/systemd/system"
 

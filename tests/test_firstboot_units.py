@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from firstboot_support import SSH_KEY, add_disk, make_root
 
 from firstboot import hardware, render, secret, seed, validate, writer
 from firstboot.console import ConsoleClaim
@@ -21,6 +20,7 @@ from firstboot.model import build_setup
 from firstboot.questions import QUESTIONS, default_for
 from firstboot.validate import Context, Invalid
 from supervisor.config import load_config
+from tests.firstboot_support import SSH_KEY, add_disk, make_root
 
 # --------------------------------------------------------------------------------------------
 # The shared secret code

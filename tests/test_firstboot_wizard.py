@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from firstboot_support import (
+
+from supervisor.config import load_config
+from tests.firstboot_support import (
     NODE1,
     PASSWORD,
     REPO,
@@ -28,8 +30,6 @@ from firstboot_support import (
     spawn,
     tree_digest,
 )
-
-from supervisor.config import load_config
 
 CODE_RE = re.compile(r"Shared secret code \[([0-9A-Z-]{29})\]")
 

@@ -11,7 +11,6 @@ The states and the handover protocol are described in ``supervisor.core.states``
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
