@@ -18,16 +18,18 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, BinaryIO, Literal, TextIO
 
 import pexpect
 from pexpect import fdpexpect
@@ -122,6 +124,61 @@ class QMP:
             self.sock.close()
 
 
+class ConsolePump:
+    """Read a VM's serial console socket all the time, on a thread.
+
+    QEMU's emulated UART stalls the guest when nobody reads the console socket (the guest
+    waits for its transmit buffer to drain), so a VM whose console a scenario is not
+    watching at the moment, e.g. the peer during a failover, would hang. The pump copies
+    every byte to the console log and to a pipe that pexpect reads, buffering in memory
+    when pexpect is not reading; it never blocks on the socket's behalf.
+    """
+
+    def __init__(self, sock: socket.socket, log: BinaryIO) -> None:
+        self.sock = sock
+        self.log = log
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self._pending = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-pump", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        open_ = True
+        while not self._stop.is_set() and (open_ or self._pending):
+            wants_write = [self.write_fd] if self._pending else []
+            readable, writable, _ = select.select([self.sock] if open_ else [], wants_write,
+                                                  [], 0.2)
+            if readable:
+                try:
+                    data = self.sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    open_ = False  # QEMU closed the console: pass on what is left, then EOF
+                else:
+                    self.log.write(data)
+                    self.log.flush()
+                    self._pending += data
+            if writable or (self._pending and not wants_write):
+                try:
+                    n = os.write(self.write_fd, self._pending)
+                    del self._pending[:n]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    break
+        with contextlib.suppress(OSError):
+            os.close(self.write_fd)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            os.close(self.read_fd)
+
+
 @dataclass
 class VMConfig:
     """What to start. `extra_args` are appended verbatim (devices, netdevs, chardevs...)."""
@@ -159,7 +216,8 @@ class VM:
         self.qmp: QMP | None = None
         self.console: fdpexpect.fdspawn[str] | None = None
         self._console_sock: socket.socket | None = None
-        self._console_log: TextIO | None = None
+        self._console_log: BinaryIO | None = None
+        self._pump: ConsolePump | None = None
         self._qemu_log: TextIO | None = None
         self.started_at = 0.0
 
@@ -185,6 +243,9 @@ class VM:
             # (-kernel takes boot index 0 for itself)
             "-device", "virtio-blk-pci,drive=disk0"
             + (",bootindex=0" if c.firmware != "kernel" else ""),
+            # Entropy from the host: without it the kernel's random pool takes a minute to
+            # initialise under TCG and everything that needs random numbers waits.
+            "-device", "virtio-rng-pci",
             # Console first, waiting for our client: no boot output is lost.
             "-chardev", f"socket,id=console,path={self.console_socket},server=on,wait=on",
             "-serial", "chardev:console",
@@ -228,11 +289,11 @@ class VM:
         _running[self.proc.pid] = self.proc
         try:
             self._console_sock = self._connect(self.console_socket)
-            self._console_log = open(self.console_log_path, "w", encoding="utf-8",  # noqa: SIM115
-                                     errors="replace")
-            self.console = fdpexpect.fdspawn(self._console_sock.fileno(), encoding="utf-8",
+            self._console_log = open(self.console_log_path, "wb")  # noqa: SIM115
+            self._pump = ConsolePump(self._console_sock, self._console_log)
+            # pexpect reads what the pump passes on; writes go to the socket (send()).
+            self.console = fdpexpect.fdspawn(self._pump.read_fd, encoding="utf-8",
                                              codec_errors="replace", timeout=60)
-            self.console.logfile_read = self._console_log
             self.qmp = self._connect_qmp()
         except BaseException:
             self.close()
@@ -285,6 +346,9 @@ class VM:
         if self.qmp is not None:
             self.qmp.close()
             self.qmp = None
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
         if self._console_sock is not None:
             with contextlib.suppress(OSError):
                 self._console_sock.close()
@@ -333,9 +397,10 @@ class VM:
         return match.group(0) if isinstance(match, re.Match) else ""
 
     def send(self, text: str) -> None:
-        if self.console is None:
+        """Type on the serial console."""
+        if self._console_sock is None:
             raise VMError("VM not started")
-        self.console.send(text)
+        self._console_sock.sendall(text.encode())
 
     def sendline(self, line: str = "") -> None:
         self.send(line + "\r")
@@ -347,12 +412,20 @@ class VM:
         return time.monotonic() - self.started_at, matched
 
     def powerdown(self, timeout: float = 120.0) -> bool:
-        """ACPI power button; True if the guest shut down and QEMU exited within timeout."""
-        if self.qmp is None or self.proc is None:
+        """ACPI power button; True if the guest shut down and QEMU exited within timeout.
+        The console is read meanwhile (pexpect's logfile_read sees the shutdown)."""
+        if self.qmp is None or self.proc is None or self.console is None:
             return False
         self.qmp.execute("system_powerdown")
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                self.console.expect(pexpect.EOF, timeout=1)
+            except pexpect.TIMEOUT:
+                continue
+            break
         try:
-            self.proc.wait(timeout=timeout)
+            self.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             return False
         return True
