@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Run the QEMU scenarios against the twinbeat image.
+
+    qemu-tests/run.py [--image images/twinbeat-<version>.raw] [-k SUBSTRING] [--list]
+
+Scenarios come from qemu-tests/scenarios_*.py (see harness.py). One line per scenario:
+its name (what it checks), PASS or FAIL, the duration and a detail; then
+"N passed, N failed". Exit status 1 if any scenario failed. On failure the console and
+QEMU logs of the scenario's VMs are kept in artifacts/qemu/<scenario>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+from pathlib import Path
+from types import FrameType
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from harness import SCENARIOS, Context, Scenario  # noqa: E402
+
+
+def default_image() -> Path:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    return ROOT / "images" / f"twinbeat-{version}.raw"
+
+
+def load_scenarios() -> None:
+    for path in sorted(HERE.glob("scenarios_*.py")):
+        importlib.import_module(path.stem)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so that every VM is closed on the way out.
+    raise SystemExit(128 + signum)
+
+
+def run_one(s: Scenario, image: Path, artifacts: Path) -> tuple[bool, str]:
+    workdir = Path(tempfile.mkdtemp(prefix="tbq-"))
+    ctx = Context(image=image, workdir=workdir)
+    ok, detail = False, ""
+    try:
+        detail = s.func(ctx) or ""
+        ok = True
+    except Exception as e:
+        detail = f"{type(e).__name__}: {e}"
+        (workdir / "traceback.txt").write_text(traceback.format_exc())
+    finally:
+        for vm in ctx.vms:
+            vm.close()
+        if not ok:
+            dest = artifacts / s.name
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            for vm in ctx.vms:
+                vm.save_logs(dest)
+            if (workdir / "traceback.txt").exists():
+                shutil.copy(workdir / "traceback.txt", dest)
+            detail += f" (logs: {dest})"
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ok, detail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image", type=Path, default=None,
+                        help="disk image (default: images/twinbeat-<version>.raw)")
+    parser.add_argument("-k", dest="select", default="",
+                        help="run only scenarios whose name contains this")
+    parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "qemu",
+                        help="where failed scenarios' logs go (default: artifacts/qemu)")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = parser.parse_args(argv)
+
+    load_scenarios()
+    selected = [s for s in SCENARIOS if args.select in s.name]
+    if args.list:
+        for s in selected:
+            print(s.name)
+        return 0
+    image = args.image or default_image()
+    if not image.is_file():
+        print(f"run.py: {image}: no such image; run `make image` first", file=sys.stderr)
+        return 2
+    if not selected:
+        print(f"run.py: no scenario matches {args.select!r}", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    passed = failed = 0
+    width = max(len(s.name) for s in selected)
+    print(f"QEMU scenarios on {image} ({len(selected)} scenarios, TCG)", flush=True)
+    for s in selected:
+        start = time.monotonic()
+        ok, detail = run_one(s, image, args.artifacts)
+        took = time.monotonic() - start
+        passed += ok
+        failed += not ok
+        print(f"{s.name:<{width}}  {'PASS' if ok else 'FAIL'}  {took:6.1f} s  {detail}",
+              flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+#!/bin/bash
+# Install everything the host needs to build, test and boot the twinbeat image.
+#
+# Idempotent: when every package is already installed (and mkosi is 24.3 or newer)
+# it does not touch apt at all; the venv is rebuilt only when requirements-host.txt
+# changed. Meant for a Debian 12 (bookworm) host, run as root; on a newer Debian it
+# installs mkosi from the release itself.
+#
+# The backports suite is added by copying the machine's own Debian source entry with
+# the suite changed, so no mirror host name is ever written by this project.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+MKOSI_MIN=24.3
+BACKPORTS_FILE=/etc/apt/sources.list.d/twinbeat-backports.sources
+
+# Packages from the release itself.
+PKGS=(
+    # build: mkosi's helper tools
+    apt dpkg debian-archive-keyring bubblewrap
+    kmod dosfstools mtools cpio zstd xz-utils e2fsprogs fdisk util-linux
+    python3-pefile erofs-utils squashfs-tools
+    # legacy BIOS boot loader (mkosi runs grub-mkimage / grub-bios-setup)
+    grub-pc-bin grub2-common
+    # boot and inspect images
+    qemu-system-x86 qemu-utils ovmf
+    # host python for the venv and the tests
+    python3 python3-venv
+    # namespace tests
+    iproute2 iputils-arping
+)
+# Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
+# systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
+# systemd-hwdb, so the hwdb is built into the image instead of on every first boot).
+BPO_PKGS=(mkosi systemd udev systemd-boot systemd-boot-efi)
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'deps: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it installs Debian packages)"
+[ -r /etc/os-release ] || die "cannot read /etc/os-release"
+# shellcheck disable=SC1091
+. /etc/os-release
+[ "${ID:-}" = debian ] || die "needs a Debian host (this is ${PRETTY_NAME:-unknown})"
+CODENAME=${VERSION_CODENAME:-}
+
+version_ge() { dpkg --compare-versions "$1" ge "$2"; }
+
+installed_version() {
+    dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null \
+        | awk '$1 == "ii" { print $2 }'
+}
+
+all_installed() {
+    local p v
+    for p in "${PKGS[@]}" "${BPO_PKGS[@]}"; do
+        [ -n "$(installed_version "$p")" ] || return 1
+    done
+    v=$(installed_version mkosi)
+    version_ge "$v" "$MKOSI_MIN" || return 1
+    # systemd-boot-efi must come from the same systemd build as systemd itself.
+    [ "$(installed_version systemd)" = "$(installed_version systemd-boot-efi)" ] || return 1
+}
+
+# Write $BACKPORTS_FILE: a copy of the machine's own Debian entry for $CODENAME with the
+# suite changed to $CODENAME-backports.
+add_backports() {
+    /usr/bin/python3 scripts/apt-sources.py backports "$CODENAME" "$BACKPORTS_FILE"
+}
+
+install_packages() {
+    export DEBIAN_FRONTEND=noninteractive
+    local bpo=()
+    if [ "$CODENAME" = bookworm ]; then
+        if [ ! -x /usr/bin/python3 ]; then
+            apt-get update -q && apt-get install -y -q python3-minimal
+        fi
+        [ -f "$BACKPORTS_FILE" ] || add_backports
+        bpo=("${BPO_PKGS[@]/%//bookworm-backports}")
+    else
+        bpo=("${BPO_PKGS[@]}")
+    fi
+    log "apt-get update"
+    apt-get update -q
+    log "apt-get install ${PKGS[*]} ${bpo[*]}"
+    apt-get install -y -q --no-install-recommends "${PKGS[@]}" "${bpo[@]}"
+    local v
+    v=$(installed_version mkosi)
+    version_ge "$v" "$MKOSI_MIN" || die "mkosi $v installed, need >= $MKOSI_MIN"
+}
+
+if all_installed; then
+    log "host packages present (mkosi $(installed_version mkosi))"
+else
+    install_packages
+fi
+
+# The host venv: the image's library versions plus the test tools.
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements-host.txt .venv/.requirements-host.txt; then
+    log "creating .venv from /usr/bin/python3 with requirements-host.txt"
+    rm -rf .venv
+    /usr/bin/python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-host.txt
+    cp requirements-host.txt .venv/.requirements-host.txt
+else
+    log ".venv up to date"
+fi

@@ -1,0 +1,244 @@
+"""The built image, inspected without booting it (needs root).
+
+The image is built or reused through `make image`. Its root partition is mounted read-only
+from a loop device at the partition's byte offset (read with sfdisk --json) and inspected
+directly and through chroot; the ESP (vfat, which this host kernel cannot mount) is read
+with mtools at its offset; the GRUB BIOS boot code is read from the raw bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.image
+
+ROOT = Path(__file__).resolve().parent.parent
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"
+ROOT_X86_64_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+
+
+def version() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+@dataclass(frozen=True)
+class Part:
+    type: str
+    start: int  # bytes
+    size: int  # bytes
+    name: str
+
+
+@dataclass(frozen=True)
+class Image:
+    raw: Path
+    parts: list[Part]
+    root: Path  # the root file system, mounted read-only
+
+    def part(self, type_: str) -> Part:
+        matches = [p for p in self.parts if p.type.upper() == type_]
+        assert len(matches) == 1, f"expected one partition of type {type_}: {self.parts}"
+        return matches[0]
+
+    def chroot(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["chroot", str(self.root), *cmd], capture_output=True, text=True,
+                              check=False, timeout=60,
+                              env={"PATH": "/usr/bin:/usr/sbin", "LANG": "C.UTF-8"})
+
+    def esp(self, tool: str, *args: str) -> str:
+        esp = self.part(ESP_TYPE)
+        r = subprocess.run([tool, "-i", f"{self.raw}@@{esp.start}", *args], capture_output=True,
+                           text=True, timeout=60, check=False)
+        assert r.returncode == 0, f"{tool} {args}: {r.stderr}"
+        return r.stdout
+
+
+def partitions(raw: Path) -> list[Part]:
+    out = subprocess.run(["sfdisk", "--json", str(raw)], check=True, capture_output=True,
+                         text=True).stdout
+    table = json.loads(out)["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    return [Part(p["type"], p["start"] * sector, p["size"] * sector, p.get("name", ""))
+            for p in table["partitions"]]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    if os.geteuid() != 0:
+        pytest.fail("the image tests need root (loop devices, mount, chroot): run `make test`")
+    subprocess.run(["make", "--no-print-directory", "image"], cwd=ROOT, check=True)
+    raw = ROOT / "images" / f"twinbeat-{version()}.raw"
+    parts = partitions(raw)
+    root_part = next(p for p in parts if p.type.upper() == ROOT_X86_64_TYPE)
+    mnt = tmp_path_factory.mktemp("imgroot")
+    loop = subprocess.run(
+        ["losetup", "--find", "--show", "--read-only", "--offset", str(root_part.start),
+         "--sizelimit", str(root_part.size), str(raw)],
+        check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        subprocess.run(["mount", "-o", "ro,noload", loop, str(mnt)], check=True)
+        try:
+            yield Image(raw, parts, mnt)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_partition_table_has_esp_bios_boot_and_root(image: Image) -> None:
+    types = [p.type.upper() for p in image.parts]
+    assert types == [ESP_TYPE, BIOS_BOOT_TYPE, ROOT_X86_64_TYPE]
+    assert image.part(ROOT_X86_64_TYPE).size >= 2 * 1024**3
+
+
+def test_checksum_file_matches_the_image(image: Image) -> None:
+    want = image.raw.with_name(image.raw.name + ".sha256").read_text().split()
+    assert want[1] == image.raw.name
+    h = hashlib.sha256()
+    with open(image.raw, "rb") as f:
+        while chunk := f.read(8 * 1024 * 1024):
+            h.update(chunk)
+    assert h.hexdigest() == want[0]
+
+
+def test_kernel_and_initrd_are_exported_next_to_the_image(image: Image) -> None:
+    kernel = image.raw.with_suffix(".vmlinuz")
+    initrd = image.raw.with_suffix(".initrd")
+    with open(kernel, "rb") as f:
+        f.seek(0x202)
+        assert f.read(4) == b"HdrS", "the .vmlinuz is not an x86 bzImage"
+    assert initrd.stat().st_size > 1024 * 1024
+    # The same kernel as in the image.
+    kernels = list((image.root / "usr/lib/modules").glob("*/vmlinuz"))
+    assert len(kernels) == 1
+    assert kernels[0].read_bytes() == kernel.read_bytes()
+
+
+def test_uefi_boot_loader_systemd_boot_is_on_the_esp(image: Image) -> None:
+    listing = image.esp("mdir", "-b", "-/", "::/")
+    assert "::/EFI/BOOT/BOOTX64.EFI" in listing
+    assert "::/EFI/systemd/systemd-bootx64.efi" in listing
+    entries = [line for line in listing.splitlines()
+               if re.match(r"::/loader/entries/.*\.conf$", line)]
+    assert entries, listing
+    entry = image.esp("mtype", entries[0])
+    assert re.search(r"^options .*console=tty1 .*console=ttyS0,115200", entry, re.M), entry
+    for line in entry.splitlines():
+        if line.startswith(("linux ", "initrd ")):
+            path = "::" + line.split(maxsplit=1)[1].replace("\\", "/")
+            assert f"{path}\n" in listing + "\n", f"{line!r}: file missing on the ESP"
+
+
+def test_bios_boot_loader_grub_is_installed(image: Image) -> None:
+    with open(image.raw, "rb") as f:
+        mbr = f.read(512)
+        bios = image.part(BIOS_BOOT_TYPE)
+        f.seek(bios.start)
+        core = f.read(bios.size)
+    assert b"GRUB" in mbr[:440], "no GRUB boot code in the protective MBR"
+    assert mbr[510:] == b"\x55\xaa"
+    assert core.strip(b"\0"), "the BIOS boot partition is empty (no GRUB core image)"
+    grub_cfg = image.esp("mtype", "::/grub/grub.cfg")
+    assert re.search(r"^\s*linux .*console=ttyS0,115200", grub_cfg, re.M), grub_cfg
+    # GRUB's modules are inside its core image; the ESP holds its configuration and font.
+    listing = image.esp("mdir", "-b", "-/", "::/grub")
+    assert "::/grub/fonts/unicode.pf2" in listing
+
+
+def test_our_units_are_present_and_enabled(image: Image) -> None:
+    for unit in ("twinbeat.service", "twinbeat-ssh-keygen.service", "ssh.service",
+                 "systemd-networkd.service"):
+        r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled", unit],
+                           capture_output=True, text=True, check=False)
+        assert r.stdout.strip() == "enabled", f"{unit}: {r.stdout}{r.stderr}"
+    preset = (image.root / "usr/lib/systemd/system-preset/40-twinbeat.preset").read_text()
+    assert "enable twinbeat-firstboot.service" in preset
+    firstboot = image.root / "usr/lib/systemd/system/twinbeat-firstboot.service"
+    if firstboot.exists():  # written by the first-boot wizard's work
+        r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled",
+                            "twinbeat-firstboot.service"], capture_output=True, text=True,
+                           check=False)
+        assert r.stdout.strip() == "enabled", r.stdout + r.stderr
+
+
+def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -> None:
+    unit = (image.root / "usr/lib/systemd/system/twinbeat.service").read_text()
+    for line in ("ConditionPathExists=/etc/twinbeat/cluster.toml", "Type=notify",
+                 "ExecStart=/usr/bin/twinbeat run", "Restart=on-failure",
+                 "Wants=network-online.target"):
+        assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    assert re.search(r"^WatchdogSec=\d+", unit, re.M)
+    assert not (image.root / "etc/twinbeat/cluster.toml").exists()
+
+
+def test_python_libraries_import_in_the_image(image: Image) -> None:
+    r = image.chroot("python3", "-B", "-c", "import pyroute2, serial, pyinotify, jinja2, pexpect")
+    assert r.returncode == 0, r.stderr
+
+
+def test_our_packages_are_private_and_import_in_the_image(image: Image) -> None:
+    r = image.chroot("python3", "-I", "-B", "-c",
+                     "import sys; sys.path.insert(0, '/usr/lib/twinbeat'); "
+                     "import supervisor.config, firstboot; print(supervisor.config.__file__)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "/usr/lib/twinbeat/supervisor/config.py"
+    assert not list((image.root / "usr/lib/python3/dist-packages").glob("supervisor/config.py"))
+    # Byte-compiled by the image's Python, nothing from the host.
+    tags = {p.name.split(".")[1] for p in (image.root / "usr/lib/twinbeat").rglob("*.pyc")}
+    assert len(tags) == 1 and tags != {"cpython-311"}, tags
+
+
+def test_launchers_run_our_entry_points(image: Image) -> None:
+    for name, module in (("twinbeat", "supervisor.cli"), ("twinbeat-firstboot", "firstboot.cli")):
+        launcher = image.root / "usr/bin" / name
+        text = launcher.read_text()
+        assert text.startswith("#!/usr/bin/python3 -I\n")
+        assert 'sys.path.insert(0, "/usr/lib/twinbeat")' in text
+        assert f"from {module} import main" in text
+        assert os.access(launcher, os.X_OK)
+        if (ROOT / (module.replace(".", "/") + ".py")).exists():
+            r = image.chroot(f"/usr/bin/{name}", "--help")
+            assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_softdog_is_loaded_at_boot(image: Image) -> None:
+    conf = (image.root / "usr/lib/modules-load.d/softdog.conf").read_text()
+    assert "softdog" in [line.strip() for line in conf.splitlines()]
+    assert list((image.root / "usr/lib/modules").glob("*/kernel/drivers/watchdog/softdog.ko*"))
+    assert list((image.root / "usr/lib/modules").glob("*/kernel/drivers/block/drbd/drbd.ko*"))
+
+
+def test_no_node_specific_identity_is_baked_in(image: Image) -> None:
+    machine_id = image.root / "etc/machine-id"
+    assert machine_id.exists() and machine_id.stat().st_size == 0
+    assert not list((image.root / "etc/ssh").glob("ssh_host_*"))
+    assert not (image.root / "var/lib/systemd/random-seed").exists()
+
+
+def test_root_is_locked_and_sshd_refuses_passwords(image: Image) -> None:
+    shadow = {line.split(":")[0]: line.split(":")[1]
+              for line in (image.root / "etc/shadow").read_text().splitlines()}
+    assert shadow["root"][:1] in ("!", "*"), "root has a usable password in the image"
+    conf = (image.root / "etc/ssh/sshd_config.d/twinbeat.conf").read_text()
+    assert re.search(r"^PasswordAuthentication no$", conf, re.M)
+    assert re.search(r"^KbdInteractiveAuthentication no$", conf, re.M)
+
+
+def test_console_login_and_drbd_tools_are_installed(image: Image) -> None:
+    for tool in ("usr/bin/login", "usr/sbin/agetty", "usr/sbin/drbdadm", "usr/bin/arping",
+                 "usr/sbin/ip", "usr/sbin/sshd"):
+        assert (image.root / tool).exists(), tool
+    # base-files' /var/lock -> /run/lock survived the drbd-utils installation (mkosi.prepare).
+    assert os.readlink(image.root / "var/lock") == "/run/lock"
