@@ -209,6 +209,11 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append(
         "outside world: " + ("reachable" if world["ok"] else f"CUT OFF ({world['reason']})")
     )
+    if st.get("config_mismatch"):
+        lines.append(
+            "WARNING: the peer's configuration disagrees with this one on nodes, groups or "
+            "auto_failback (compare both cluster.toml files)"
+        )
     peer = st["peer"]
     extra = f" - {peer['reason']}" if peer.get("reason") and peer["state"] != "alive" else ""
     lines.append(

@@ -394,3 +394,16 @@ def test_status_reports_loss_and_dropped_counters():
     loss = {lk["name"]: lk["loss"] for lk in st["links"]}
     assert 0.3 < loss["crossover"] < 0.7
     assert loss["serial"] == 0.0
+
+
+def test_configurations_that_disagree_are_reported():
+    a = make_config(failback=True)
+    b = make_config(failback=False)
+    sim = Sim(configs={"node1": a, "node2": b})
+    sim.run(3.0)
+    st = sim.status("node1")
+    assert st["config_mismatch"] is True
+    assert any("disagree on nodes, groups or auto_failback" in r for r in sim.reasons("node2"))
+    same = Sim(make_config())
+    same.run(2.0)
+    assert same.status("node1")["config_mismatch"] is False

@@ -21,6 +21,8 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
     l   {link: 1|0}  whether the sender hears us on that link
     gr  {group: [activity, negotiation, epoch, failed]}
     p   {group: [node, stamp]}  admin pins (standby/takeover), merged by highest stamp
+    cd  digest of the sender's shared policy (nodes, groups, failback): the two nodes compare
+        it and warn when their configurations disagree on what they must agree on
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Beat:
     links: dict[str, bool] = field(default_factory=dict)
     groups: dict[str, GroupView] = field(default_factory=dict)
     pins: dict[str, tuple[str, int]] = field(default_factory=dict)
+    config_digest: str = ""
 
     @property
     def order(self) -> tuple[int, int]:
@@ -95,6 +98,7 @@ def encode(beat: Beat, key: bytes) -> bytes:
             for k, v in sorted(beat.groups.items())
         },
         "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
+        "cd": beat.config_digest,
     }
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
@@ -151,6 +155,9 @@ def _beat_from(body: object, cluster: str) -> Beat:
             raise DecodeError("malformed", "bad pin")
         pins[str(name)] = (node, stamp)
     links = {str(k): bool(v) for k, v in dict(body.get("l", {})).items()}
+    digest = body.get("cd", "")
+    if not isinstance(digest, str):
+        raise DecodeError("malformed", "bad config digest")
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -162,6 +169,7 @@ def _beat_from(body: object, cluster: str) -> Beat:
         links=links,
         groups=groups,
         pins=pins,
+        config_digest=digest,
     )
 
 

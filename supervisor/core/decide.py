@@ -11,6 +11,8 @@ The states and the handover protocol are described in ``supervisor.core.states``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -68,9 +70,28 @@ class Settings:
     me: str
     peer: str
     key: bytes
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        self.digest = policy_digest(self.config)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Settings:
         return self
+
+
+def policy_digest(config: Config) -> str:
+    """A short digest of what both nodes must agree on (not links: those differ per node)."""
+    shared = {
+        "cluster": config.cluster_name,
+        "nodes": sorted(n.name for n in config.nodes),
+        "auto_failback": config.auto_failback,
+        "groups": sorted(
+            (g.name, g.preferred, list(g.resource_texts), g.max_restarts, g.on_stop_failure)
+            for g in config.groups
+        ),
+    }
+    text = json.dumps(shared, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -149,6 +170,7 @@ class CoreState:
     shutdown_done: bool = False
     op_counter: int = 0
     world_reason: str = ""
+    config_mismatch: bool = False
 
     @property
     def config(self) -> Config:
@@ -326,6 +348,17 @@ def _on_frame(s: CoreState, link: str, data: bytes, now: float, out: _Out) -> No
         if s.peer_beat is not None and beat.generation > s.peer_beat.generation:
             out.reason(f"peer {s.peer} restarted (generation {beat.generation})")
         s.peer_beat = beat
+        mismatch = bool(beat.config_digest) and beat.config_digest != s.settings.digest
+        if mismatch != s.config_mismatch:
+            s.config_mismatch = mismatch
+            if mismatch:
+                out.warn(
+                    f"the configurations of {s.me} and {s.peer} disagree on nodes, groups or "
+                    f"auto_failback (digest {s.settings.digest} here, {beat.config_digest} "
+                    f"there): fix /etc/twinbeat/cluster.toml on one of them"
+                )
+            else:
+                out.reason(f"the configurations of {s.me} and {s.peer} agree again")
         for link_name, hears in beat.links.items():
             if link_name in s.links:
                 s.links[link_name].peer_hears_us = hears
@@ -951,6 +984,7 @@ def _send_beat(s: CoreState, now: float, out: _Out, published: tuple[Any, ...]) 
             for n, g in s.groups.items()
         },
         pins=dict(s.pins),
+        config_digest=s.settings.digest,
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     s.last_published = published
@@ -1067,4 +1101,6 @@ def status(s: CoreState, now: float) -> dict[str, Any]:
         "groups": groups,
         "dropped": dict(sorted(s.dropped.items())),
         "shutting_down": s.shutting_down,
+        "config_digest": s.settings.digest,
+        "config_mismatch": s.config_mismatch,
     }
