@@ -337,8 +337,7 @@ class Sim:
         if node.config.ping_nodes and node.world_ok and node.alive and not node.frozen:
             st = node.state
             if st.last_ping is None or self.now - st.last_ping > 0.2:
-                result = decide.step(st, PingReply(str(node.config.ping_nodes[0])), self.now)
-                node.state = result.state
+                self.deliver(name, PingReply(str(node.config.ping_nodes[0])))
 
     # -- observation -------------------------------------------------------------------------
 

@@ -407,3 +407,28 @@ def test_configurations_that_disagree_are_reported():
     same = Sim(make_config())
     same.run(2.0)
     assert same.status("node1")["config_mismatch"] is False
+
+
+def test_ping_node_that_never_answers_does_not_block_takeover():
+    cfg = make_config(extra_cluster='ping_nodes = ["192.168.85.254"]')
+    sim = Sim(cfg)
+    for node in sim.nodes.values():
+        node.world_ok = False  # the gateway drops ICMP: no reply, ever
+    sim.run(5.0)
+    assert sim.owner() == "node1"
+    assert any("no ping node has answered yet" in r for r in sim.reasons("node2"))
+    assert sim.status("node2")["world"]["ping_answered"] is False
+    sim.kill("node1")
+    sim.run(2.0)
+    assert sim.owner() == "node2"
+
+
+def test_ping_node_that_stops_answering_cuts_the_node_off():
+    cfg = make_config(extra_cluster='ping_nodes = ["192.168.85.254"]')
+    sim = Sim(cfg)
+    sim.run(5.0)
+    assert sim.status("node1")["world"]["ping_answered"] is True
+    sim.nodes["node1"].world_ok = False  # node1's pings stop being answered
+    sim.run(5.0)
+    assert sim.owner() == "node2"
+    assert any("no ping node answers" in r for r in sim.reasons("node1"))

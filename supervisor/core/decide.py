@@ -171,6 +171,7 @@ class CoreState:
     op_counter: int = 0
     world_reason: str = ""
     config_mismatch: bool = False
+    ping_silence_warned: bool = False
 
     @property
     def config(self) -> Config:
@@ -664,15 +665,29 @@ def _world_ok(s: CoreState, now: float) -> tuple[bool, str]:
     cfg = s.config
     if cfg.public_interface and s.carrier is False:
         return False, f"public interface {cfg.public_interface} has no carrier"
-    if cfg.ping_nodes:
-        last = s.last_ping if s.last_ping is not None else s.started_at
-        if now - last >= cfg.ping_timeout - EPS:
+    if cfg.ping_nodes and s.last_ping is not None:
+        # A ping node that never answered since start is not trusted to judge: a gateway that
+        # drops ICMP must not keep the backup from ever taking over (see _update_world).
+        if now - s.last_ping >= cfg.ping_timeout - EPS:
             nodes = ", ".join(str(a) for a in cfg.ping_nodes)
             return False, f"no ping node answers ({nodes})"
     return True, ""
 
 
 def _update_world(s: CoreState, now: float, out: _Out) -> None:
+    cfg = s.config
+    if (
+        cfg.ping_nodes
+        and s.last_ping is None
+        and not s.ping_silence_warned
+        and now - s.started_at >= cfg.ping_timeout - EPS
+    ):
+        s.ping_silence_warned = True
+        nodes = ", ".join(str(a) for a in cfg.ping_nodes)
+        out.warn(
+            f"no ping node has answered yet ({nodes}); until one does they are not used to "
+            "decide whether this node is cut off"
+        )
     ok, why = _world_ok(s, now)
     if why != s.world_reason:
         if ok:
@@ -1083,7 +1098,12 @@ def status(s: CoreState, now: float) -> dict[str, Any]:
             "deadtime": t.deadtime,
             "initdead": t.initdead,
         },
-        "world": {"ok": world_ok, "reason": world_why or None, "carrier": s.carrier},
+        "world": {
+            "ok": world_ok,
+            "reason": world_why or None,
+            "carrier": s.carrier,
+            "ping_answered": None if not s.config.ping_nodes else s.last_ping is not None,
+        },
         "can_own": s.watchdog_ok and not s.shutting_down,
         "watchdog": {"ok": s.watchdog_ok, "reason": s.watchdog_reason},
         "peer": {
