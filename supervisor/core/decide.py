@@ -665,12 +665,11 @@ def _world_ok(s: CoreState, now: float) -> tuple[bool, str]:
     cfg = s.config
     if cfg.public_interface and s.carrier is False:
         return False, f"public interface {cfg.public_interface} has no carrier"
-    if cfg.ping_nodes and s.last_ping is not None:
-        # A ping node that never answered since start is not trusted to judge: a gateway that
-        # drops ICMP must not keep the backup from ever taking over (see _update_world).
-        if now - s.last_ping >= cfg.ping_timeout - EPS:
-            nodes = ", ".join(str(a) for a in cfg.ping_nodes)
-            return False, f"no ping node answers ({nodes})"
+    # A ping node that never answered since start is not trusted to judge: a gateway that
+    # drops ICMP must not keep the backup from ever taking over (see _update_world).
+    if cfg.ping_nodes and s.last_ping is not None and now - s.last_ping >= cfg.ping_timeout - EPS:
+        nodes = ", ".join(str(a) for a in cfg.ping_nodes)
+        return False, f"no ping node answers ({nodes})"
     return True, ""
 
 
