@@ -13,7 +13,7 @@ MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help deps image test test-fast test-unit test-netns test-image qemu-test check bench \
-        clean distclean flash demo
+        clean distclean flash flash-usage demo
 
 help: ## show this list
 	@echo "twinbeat $(VERSION): make <target>"
@@ -65,9 +65,11 @@ check: deps ## ruff + mypy
 bench: deps ## run the benchmarks (bench/run.py) and print measured figures
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "==> no benchmarks yet (bench/run.py)"; fi
 
-flash: image ## write the image to a whole disk: make flash DEV=/dev/sdX [YES=1]
-	@[ -n "$(DEV)" ] || { echo "usage: make flash DEV=/dev/sdX [YES=1]" >&2; exit 2; }
+flash: flash-usage image ## write the image to a whole disk: make flash DEV=/dev/sdX [YES=1]
 	$(PYTHON) scripts/flash.py $(if $(YES),--yes) $(IMAGE) $(DEV)
+
+flash-usage:
+	@[ -n "$(DEV)" ] || { echo "usage: make flash DEV=/dev/sdX [YES=1]" >&2; exit 2; }
 
 demo: image ## build the image, boot one node under QEMU to its prompt, shut it down
 	$(PYTHON) qemu-tests/demo.py --image $(IMAGE)

@@ -17,7 +17,7 @@ NAME=twinbeat-$VERSION
 OUT=images
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/twinbeat
 LOG=build/mkosi.log
-NEED_GIB=6
+NEED_GIB=${TWINBEAT_MIN_FREE_GIB:-6}   # free space needed on each file system used
 MKOSI_MIN=24.3
 
 die() { printf 'make image: %s\n' "$*" >&2; exit 1; }
