@@ -22,13 +22,21 @@ from supervisor.drivers.drbd import local_states
 from supervisor.resource_spec import DrbdSpec, parse_resource
 
 DRBDADM = """#!/bin/sh
+# A fake drbdadm: the resource's state lives in files under {root}.
 echo "$*" >> "{root}/calls"
+r="{root}"
 case "$1" in
-  role) cat "{root}/role" ;;
-  dstate) cat "{root}/dstate" ;;
-  primary) printf 'Primary/Secondary\\n' > "{root}/role" ;;
-  secondary) [ -e "{root}/busy" ] && {{ echo "State change failed: held open" >&2; exit 11; }}
-             printf 'Secondary/Primary\\n' > "{root}/role" ;;
+  role) [ -e "$r/down" ] && {{ echo "r0: No such resource" >&2; exit 10; }}; cat "$r/role" ;;
+  dstate) [ -e "$r/down" ] && exit 10; cat "$r/dstate" ;;
+  cstate) [ -e "$r/down" ] && exit 10; cat "$r/cstate" ;;
+  sh-dev) echo /dev/drbd0 ;;
+  up) if [ -e "$r/no-md" ]; then echo "No valid meta data found" >&2; exit 1; fi
+      rm -f "$r/down" ;;
+  create-md) rm -f "$r/no-md" ;;
+  new-current-uuid) printf 'UpToDate/UpToDate\\n' > "$r/dstate" ;;
+  primary) printf 'Primary/Secondary\\n' > "$r/role" ;;
+  secondary) [ -e "$r/busy" ] && {{ echo "State change failed: held open" >&2; exit 11; }}
+             printf 'Secondary/Primary\\n' > "$r/role" ;;
 esac
 """
 
@@ -40,7 +48,9 @@ def fake(tmp_path: Path):
     script.chmod(0o755)
     (tmp_path / "role").write_text("Secondary/Primary\n")
     (tmp_path / "dstate").write_text("UpToDate/UpToDate\n")
-    ctx = AgentContext(takeover=TakeoverConfig(), drbdadm=str(script), command_timeout=10)
+    (tmp_path / "cstate").write_text("Connected\n")
+    ctx = AgentContext(takeover=TakeoverConfig(), drbdadm=str(script), command_timeout=10,
+                       run_dir=tmp_path / "run", drbd_connect_wait=1.0, modprobe="true")
     return tmp_path, DrbdAgent(DrbdSpec("r0"), ctx)
 
 
@@ -137,3 +147,44 @@ def test_make_agent_dispatch():
     assert isinstance(make_agent(parse_resource("httpd"), ctx), ServiceAgent)
     assert make_agent(parse_resource("maid::vacuum"), ctx).describe().startswith(
         "service maid vacuum")
+
+
+def test_a_resource_that_is_down_is_brought_up_by_stop(fake):
+    root, agent = fake
+    (root / "down").touch()
+    asyncio.run(agent.stop())
+    assert "up r0" in calls(root)
+    assert "create-md --force r0" not in calls(root)
+
+
+def test_a_disk_without_metadata_gets_it_then_comes_up(fake):
+    root, agent = fake
+    (root / "down").touch()
+    (root / "no-md").touch()
+    asyncio.run(agent.stop())
+    assert calls(root) == ["role r0", "up r0", "create-md --force r0", "up r0", "role r0"]
+    assert not (root / "down").exists()
+
+
+def test_a_new_pair_of_blank_replicas_skips_the_initial_sync_once(fake):
+    root, agent = fake
+    (root / "dstate").write_text("Inconsistent/Inconsistent\n")
+    asyncio.run(agent.start())
+    assert "new-current-uuid --clear-bitmap r0" in calls(root)
+    assert "primary r0" in calls(root)
+    assert (root / "run" / "fresh-drbd0").read_text() == "r0\n"
+
+
+@pytest.mark.parametrize(("dstate", "cstate"), [
+    ("Inconsistent/UpToDate", "Connected"),      # the peer has the data: sync, never skip
+    ("Inconsistent/Inconsistent", "WFConnection"),  # the peer is not here to confirm
+    ("Inconsistent/DUnknown", "StandAlone"),
+])
+def test_no_bootstrap_unless_both_blank_and_connected(fake, dstate, cstate):
+    root, agent = fake
+    (root / "dstate").write_text(dstate + "\n")
+    (root / "cstate").write_text(cstate + "\n")
+    with pytest.raises(AgentError, match="refusing to promote DRBD resource r0"):
+        asyncio.run(agent.start())
+    assert not any(c.startswith("new-current-uuid") for c in calls(root))
+    assert not (root / "run").exists()

@@ -177,3 +177,71 @@ def test_mount_failure_reports_stderr(loopdev, tmp_path):
     agent = FilesystemAgent(FilesystemSpec(loopdev, str(tmp_path / "t"), "xfs"), _ctx())
     with pytest.raises(AgentError, match=r"cannot mount .*mount -t xfs"):
         asyncio.run(agent.start())
+
+
+@pytest.fixture
+def blankdev(tmp_path):
+    _root()
+    image = tmp_path / "blank.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    dev = _sh("losetup", "--find", "--show", str(image))
+    try:
+        yield dev
+    finally:
+        for e in reversed(parse_mountinfo(Path("/proc/self/mountinfo").read_text())):
+            if e.source == dev:
+                subprocess.run(["umount", "-l", e.mountpoint], check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def _marked_ctx(tmp_path: Path, dev: str) -> AgentContext:
+    from supervisor.drivers.drbd import fresh_marker
+
+    ctx = AgentContext(TakeoverConfig(), command_timeout=60, run_dir=tmp_path / "run")
+    marker = fresh_marker(ctx.run_dir, dev)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("r0\n")
+    return ctx
+
+
+@pytest.mark.netns
+def test_a_fresh_blank_device_is_formatted_once(blankdev, tmp_path):
+    target = tmp_path / "srv"
+    ctx = _marked_ctx(tmp_path, blankdev)
+    agent = FilesystemAgent(FilesystemSpec(blankdev, str(target), "ext4"), ctx)
+    asyncio.run(agent.start())
+    assert _mounted_at(target) == [blankdev]
+    assert not list((tmp_path / "run").iterdir())  # the note is used up
+    (target / "data").write_text("kept")
+    asyncio.run(agent.stop())
+    asyncio.run(agent.start())  # no note any more: mounted as it is, not formatted again
+    assert (target / "data").read_text() == "kept"
+    asyncio.run(agent.stop())
+
+
+@pytest.mark.netns
+def test_a_blank_device_without_the_note_is_never_formatted(blankdev, tmp_path):
+    target = tmp_path / "srv"
+    ctx = AgentContext(TakeoverConfig(), command_timeout=60, run_dir=tmp_path / "run")
+    agent = FilesystemAgent(FilesystemSpec(blankdev, str(target), "ext4"), ctx)
+    with pytest.raises(AgentError, match="cannot mount"):
+        asyncio.run(agent.start())
+    probe = subprocess.run(["blkid", "-p", blankdev], capture_output=True, check=False)
+    assert probe.returncode == 2  # still no file system on it
+
+
+@pytest.mark.netns
+def test_a_device_with_a_file_system_is_never_reformatted(loopdev, tmp_path):
+    target = tmp_path / "srv"
+    ctx = AgentContext(TakeoverConfig(), command_timeout=60)
+    plain = FilesystemAgent(FilesystemSpec(loopdev, str(target), "ext4"), ctx)
+    asyncio.run(plain.start())
+    (target / "data").write_text("precious")
+    asyncio.run(plain.stop())
+    agent = FilesystemAgent(FilesystemSpec(loopdev, str(target), "ext4"),
+                            _marked_ctx(tmp_path, loopdev))
+    asyncio.run(agent.start())
+    assert (target / "data").read_text() == "precious"
+    assert not list((tmp_path / "run").iterdir())
+    asyncio.run(agent.stop())

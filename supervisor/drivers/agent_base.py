@@ -57,6 +57,14 @@ class AgentContext:
     drbdadm: str = "drbdadm"
     mount: str = "mount"
     umount: str = "umount"
+    blkid: str = "blkid"
+    modprobe: str = "modprobe"
+    mkfs: str = "mkfs"
+    #: where agents leave notes for each other that must not survive a reboot (a DRBD
+    #: device that twinbeat has just initialised and that may therefore be formatted)
+    run_dir: Path = Path("/run/twinbeat")
+    #: DRBD: how long start() waits for the peer to connect before judging the data
+    drbd_connect_wait: float = 15.0
     #: a safety limit on every command an agent runs (the caller's own timeout is shorter)
     command_timeout: float = 300.0
     #: Filesystem stop: seconds between SIGTERM and SIGKILL to processes holding the mount

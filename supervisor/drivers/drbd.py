@@ -5,17 +5,41 @@ Inconsistent, Diskless, ...) unless an administrator says so. ``start()`` checks
 ``drbdadm dstate RES`` first and refuses with a clear reason. The override is
 ``promote(force=True)`` (or setting ``force_next_start`` before ``start()``), which runs
 ``drbdadm primary --force RES``; it is meant for the CLI, never for automatic decisions.
+
+The resource itself is kept up (attached and connected, Secondary) on both nodes by every
+operation, so that replication runs whoever owns the group: ``stop()`` (which the supervisor
+also runs at start-up) brings it up with ``drbdadm up`` and, on a disk that has no DRBD
+metadata yet, creates it first (``create-md``). A brand-new pair is bootstrapped once: when
+both replicas are blank (Inconsistent on both sides of a connected resource whose data was
+never written), the node that acquires the group skips the initial sync with
+``drbdadm new-current-uuid --clear-bitmap`` (DRBD 8.4 user's guide, "Skipping initial
+resynchronization") and leaves a note in ``run_dir`` so that the Filesystem agent may put a
+file system on the new device. Any other Inconsistent or Outdated state is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from pathlib import Path
 
 from supervisor.drivers import runner
 from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import DrbdSpec
 
 log = logging.getLogger("twinbeat.drbd")
+
+
+def fresh_marker(run_dir: Path, device: str) -> Path:
+    """The note drbddisk leaves for the Filesystem agent: ``device`` is new and blank."""
+    return run_dir / f"fresh-{Path(device).name}"
+
+
+def peer_states(output: str) -> list[str]:
+    """Peer parts of ``drbdadm role``/``dstate`` output (``UpToDate/Inconsistent`` ->
+    Inconsistent); empty when the output has no peer part."""
+    return [line.split("/", 1)[1].strip() for line in output.splitlines() if "/" in line]
 
 
 def local_states(output: str) -> list[str]:
@@ -34,9 +58,74 @@ class DrbdAgent:
     def describe(self) -> str:
         return self.spec.describe()
 
-    async def _drbdadm(self, *args: str) -> runner.RunResult:
+    async def _drbdadm(self, *args: str, quiet: bool = False,
+                       input: bytes | None = None) -> runner.RunResult:
         return await runner.run(
-            [self.ctx.drbdadm, *args, self.spec.resource], timeout=self.ctx.command_timeout
+            [self.ctx.drbdadm, *args, self.spec.resource], timeout=self.ctx.command_timeout,
+            log_failure=not quiet, input=input,
+        )
+
+    async def ensure_up(self) -> None:
+        """Attach and connect the resource if it is not configured in the kernel yet."""
+        r = await self._drbdadm("role", quiet=True)
+        if r.ok and local_states(r.stdout):
+            return
+        # drbd-utils picks its 8.4 or 9 tools by the loaded module: load it first.
+        await runner.run([self.ctx.modprobe, "drbd"], timeout=self.ctx.command_timeout)
+        up = await self._drbdadm("up", quiet=True)
+        if up.ok:
+            log.info("DRBD resource %s is up", self.spec.resource)
+            return
+        text = (up.stderr + up.stdout).lower()
+        if "meta data" not in text and "metadata" not in text:
+            raise AgentError(f"cannot bring DRBD resource {self.spec.resource} up: "
+                             f"{up.describe()}")
+        # A disk without DRBD metadata: a new replica. The wizard warned when the disk held a
+        # file system or partition table before it was chosen.
+        md = await self._drbdadm("create-md", "--force", input=b"yes\nyes\n")
+        if not md.ok:
+            raise AgentError(f"cannot create DRBD metadata for {self.spec.resource}: "
+                             f"{md.describe()}")
+        log.info("DRBD resource %s: metadata created on a new disk", self.spec.resource)
+        up = await self._drbdadm("up")
+        if not up.ok:
+            raise AgentError(f"cannot bring DRBD resource {self.spec.resource} up: "
+                             f"{up.describe()}")
+
+    async def connection(self) -> str:
+        r = await self._drbdadm("cstate", quiet=True)
+        return r.stdout.strip().splitlines()[0] if r.ok and r.stdout.strip() else "Unknown"
+
+    async def device(self) -> str:
+        r = await self._drbdadm("sh-dev", quiet=True)
+        return r.stdout.strip() or f"/dev/drbd-{self.spec.resource}"
+
+    async def _bootstrap_if_new(self) -> None:
+        """Skip the initial sync of a brand-new pair of blank replicas (see the docstring)."""
+        deadline = time.monotonic() + self.ctx.drbd_connect_wait
+        while True:
+            r = await self._drbdadm("dstate", quiet=True)
+            local, peer = local_states(r.stdout), peer_states(r.stdout)
+            if not local or any(s != "Inconsistent" for s in local):
+                return  # not a new pair: the normal UpToDate rule applies
+            if peer and all(s == "Inconsistent" for s in peer) and (
+                await self.connection() == "Connected"
+            ):
+                break
+            if time.monotonic() > deadline:
+                return  # the peer is not here to confirm: refuse below, clearly
+            await asyncio.sleep(0.5)
+        r = await self._drbdadm("new-current-uuid", "--clear-bitmap")
+        if not r.ok:
+            raise AgentError(f"cannot initialise the new DRBD pair {self.spec.resource}: "
+                             f"{r.describe()}")
+        device = await self.device()
+        marker = fresh_marker(self.ctx.run_dir, device)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{self.spec.resource}\n")
+        log.warning(
+            "DRBD resource %s: both replicas were new and blank; the initial sync was skipped "
+            "and %s may now be formatted", self.spec.resource, device,
         )
 
     async def role(self) -> str:
@@ -60,6 +149,9 @@ class DrbdAgent:
 
     async def start(self, *, check_duplicates: bool = False) -> None:
         force, self.force_next_start = self.force_next_start, False
+        await self.ensure_up()
+        if not force:
+            await self._bootstrap_if_new()
         await self.promote(force=force)
 
     async def promote(self, *, force: bool = False) -> None:
@@ -85,6 +177,7 @@ class DrbdAgent:
                              f"{r.describe()}")
 
     async def stop(self) -> None:
+        await self.ensure_up()  # also how a node joins replication at start-up
         if await self.role() != "Primary":
             return
         r = await self._drbdadm("secondary")

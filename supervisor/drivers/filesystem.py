@@ -6,6 +6,10 @@
   maps; compared by device number, so chroots and other mount namespaces are found too), sends
   SIGTERM, waits ``ctx.kill_grace``, sends SIGKILL to the rest, then runs ``umount``;
 * status: the device is mounted on the mount point.
+
+A file system is created only on a DRBD device that the drbddisk agent has just initialised
+as a brand-new pair of blank replicas (it leaves a note in ``ctx.run_dir``), and only when
+``blkid`` finds no signature on it: twinbeat never formats anything else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from supervisor.drivers import runner
 from supervisor.drivers.agent_base import AgentContext, AgentError
+from supervisor.drivers.drbd import fresh_marker
 from supervisor.resource_spec import FilesystemSpec
 
 log = logging.getLogger("twinbeat.filesystem")
@@ -195,6 +200,7 @@ class FilesystemAgent:
             os.makedirs(self.target, exist_ok=True)
         except OSError as exc:
             raise AgentError(f"cannot create mount point {self.target}: {exc}") from exc
+        await self._format_if_fresh()
         argv = [self.ctx.mount, "-t", self.spec.fstype]
         if self.spec.options:
             argv += ["-o", self.spec.options]
@@ -202,6 +208,26 @@ class FilesystemAgent:
         r = await runner.run(argv, timeout=self.ctx.command_timeout)
         if not r.ok:
             raise AgentError(f"cannot mount {self.spec.describe()}: {r.describe()}")
+
+    async def _format_if_fresh(self) -> None:
+        marker = fresh_marker(self.ctx.run_dir, self.spec.device)
+        if not marker.exists():
+            return
+        probe = await runner.run(
+            [self.ctx.blkid, "-p", "-o", "value", "-s", "TYPE", self.spec.device],
+            timeout=self.ctx.command_timeout, log_failure=False,
+        )
+        if probe.returncode == 2:  # blkid: no signature at all on the device
+            log.warning("creating a %s file system on the new, blank %s",
+                        self.spec.fstype, self.spec.device)
+            r = await runner.run([self.ctx.mkfs, "-t", self.spec.fstype, self.spec.device],
+                                 timeout=self.ctx.command_timeout)
+            if not r.ok:
+                raise AgentError(f"cannot create a file system on {self.spec.device}: "
+                                 f"{r.describe()}")
+        elif not probe.ok:
+            raise AgentError(f"cannot probe {self.spec.device}: {probe.describe()}")
+        marker.unlink(missing_ok=True)
 
     async def stop(self) -> None:
         _top, ours = await asyncio.to_thread(self._state)
