@@ -8,10 +8,8 @@ the escalation of a failing stop, monitoring restarts, and the watchdog's feedin
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import pty
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -230,27 +228,8 @@ def test_monitor_restarts_then_gives_up(tmp_path: Path):
     assert any("3 times within" in r and "giving the group up" in r for r in history)
 
 
-class FeedWatcher(threading.Thread):
-    """Polls the FIFO driver's output file and records when each feed line appeared."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.feeds: list[float] = []
-        self.stop = False
-
-    def run(self) -> None:
-        seen = 0
-        while not self.stop:
-            try:
-                lines = self.path.read_text().splitlines()
-            except FileNotFoundError:
-                lines = []
-            n = sum(1 for line in lines if line.startswith("feed"))
-            now = time.monotonic()
-            self.feeds.extend([now] * (n - seen))
-            seen = n
-            time.sleep(0.01)
+def feeds(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.startswith("feed"))
 
 
 def test_watchdog_is_not_fed_while_the_loop_is_blocked(tmp_path: Path):
@@ -258,33 +237,29 @@ def test_watchdog_is_not_fed_while_the_loop_is_blocked(tmp_path: Path):
     wd.touch()
     cfg = write_config(tmp_path, ["rec::a"], watchdog=(
         f'[watchdog]\nmode = "required"\ndevice = "fifo:{wd}"\ntimeout = "1s"'))
-    watcher = FeedWatcher(wd)
-    watcher.start()
-    window: dict[str, float] = {}
+    counts: dict[str, int] = {}
 
     async def scenario(sup: Supervisor) -> None:
         await until("the group to run", lambda: group(sup)["local"] == "running")
-        await asyncio.sleep(1.0)
-        window["start"] = time.monotonic()
-        time.sleep(2.0)  # a blocking call inside the event loop
-        window["end"] = time.monotonic()
-        await asyncio.sleep(1.0)
+        counts["healthy_start"] = feeds(wd)
+        await asyncio.sleep(1.5)
+        counts["before"] = feeds(wd)
+        # A blocking call inside the event loop: nothing else runs on the loop meanwhile, so
+        # the counts read right before and right after it are exact.
+        time.sleep(2.0)
+        counts["after_block"] = feeds(wd)
+        await asyncio.sleep(1.5)
+        counts["resumed"] = feeds(wd)
         st = sup.status()["watchdog"]
         assert st["armed"] is True and st["timeout"] == 1
-        assert st["last_feed_age"] < 0.5
+        assert st["last_feed_age"] < 1.0
 
     run_node(tmp_path, cfg, scenario)
-    watcher.stop = True
-    watcher.join()
-    before = [t for t in watcher.feeds if t < window["start"]]
-    during = [t for t in watcher.feeds if window["start"] + 0.05 < t < window["end"]]
-    after = [t for t in watcher.feeds if t > window["end"] + 0.05]
-    assert len(before) >= 3 and len(after) >= 3
-    assert during == [], "the watchdog was fed while the loop was blocked"
-    # while healthy it is fed well within the 1 s timeout (every third of it, plus jitter)
-    gaps = [b - a for a, b in itertools.pairwise(after)]
-    assert max(gaps) < 0.8
-    assert (tmp_path / "watchdog").read_text().splitlines()[-1] == "close V"
+    # healthy: fed more often than the 1 s timeout (every third of it)
+    assert counts["before"] - counts["healthy_start"] >= 3
+    assert counts["after_block"] == counts["before"], "fed while the loop was blocked"
+    assert counts["resumed"] - counts["after_block"] >= 3, "feeding did not resume"
+    assert wd.read_text().splitlines()[-1] == "close V"
 
 
 def test_required_watchdog_that_cannot_be_armed_refuses_ownership(tmp_path: Path):
