@@ -25,6 +25,9 @@ class Context:
     # This scenario's artifacts folder (artifacts/qemu/<scenario>/): scenarios that keep VMs
     # of their own beyond ctx.vms (a pair shared by several scenarios) save logs there.
     artifacts: Path | None = None
+    # Names of the scenarios that will run after this one (e.g. to shut a shared pair down
+    # once no later scenario needs it).
+    remaining: tuple[str, ...] = ()
 
     def vm(self, name: str, **config: Any) -> VM:
         """Start a VM of this image (VMConfig fields as keywords) and track it for cleanup."""

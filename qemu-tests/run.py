@@ -46,10 +46,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_one(s: Scenario, image: Path, artifacts: Path) -> tuple[bool, str]:
+def run_one(s: Scenario, image: Path, artifacts: Path,
+            remaining: tuple[str, ...] = ()) -> tuple[bool, str]:
     workdir = Path(tempfile.mkdtemp(prefix="tbq-"))
     shutil.rmtree(artifacts / s.name, ignore_errors=True)  # nothing stale from a former run
-    ctx = Context(image=image, workdir=workdir, artifacts=artifacts / s.name)
+    ctx = Context(image=image, workdir=workdir, artifacts=artifacts / s.name,
+                  remaining=remaining)
     ok, detail = False, ""
     try:
         detail = s.func(ctx) or ""
@@ -106,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"QEMU scenarios on {image} ({len(selected)} scenarios, TCG)", flush=True)
     began = time.monotonic()
     try:
-        for s in selected:
+        for i, s in enumerate(selected):
             start = time.monotonic()
-            ok, detail = run_one(s, image, args.artifacts)
+            ok, detail = run_one(s, image, args.artifacts,
+                                 tuple(x.name for x in selected[i + 1:]))
             took = time.monotonic() - start
             passed += ok
             failed += not ok
