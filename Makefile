@@ -55,7 +55,7 @@ test-image: image
 	@echo "==> image tests (root)"
 	$(PYTEST) tests -m image
 
-qemu-test: image ## boot the image under QEMU (TCG) and run the scenarios in qemu-tests/
+qemu-test: image ## boot the image under QEMU (TCG): boot smoke tests and the pair scenarios
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
 
 check: deps ## ruff + mypy
@@ -71,7 +71,7 @@ flash: flash-usage image ## write the image to a whole disk: make flash DEV=/dev
 flash-usage:
 	@[ -n "$(DEV)" ] || { echo "usage: make flash DEV=/dev/sdX [YES=1]" >&2; exit 2; }
 
-demo: image ## build the image, boot one node under QEMU to its prompt, shut it down
+demo: image ## build the image, boot a pair under QEMU, pull node1's plug, watch node2 serve
 	$(PYTHON) qemu-tests/demo.py --image $(IMAGE)
 
 clean: ## remove built images, build logs and test artifacts

@@ -39,6 +39,14 @@ BASE_UNIT_PREFIXES = (
     "user@", "plymouth", "debug-shell", "ssh", "e2scrub", "fstrim", "apt-", "dpkg",
     "man-db", "logrotate", "networking", "ifup", "udev", "polkit", "getty-static",
 )
+# twinbeat's own units are base units, except the ones it ships for a cluster to own.
+OWNABLE_UNITS = ("twinbeat-demo-web.service",)
+
+
+def is_base_unit(unit: str) -> bool:
+    """A unit of the base system that the cluster must never own."""
+    return unit.startswith(BASE_UNIT_PREFIXES) and unit not in OWNABLE_UNITS
+
 UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
 
 
@@ -401,7 +409,7 @@ def discover_services(root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     offered = tuple(
         n
         for n in installed
-        if not n.startswith(BASE_UNIT_PREFIXES)
+        if not is_base_unit(n)
         and not found[n].is_symlink()
         and _has_install_section(found[n])
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from firstboot.hardware import BASE_UNIT_PREFIXES, Hardware
+from firstboot.hardware import Hardware, is_base_unit
 from firstboot.secret import parse_code
 from supervisor.config import CLUSTER_SETTINGS, SERIAL_SETTINGS
 
@@ -378,7 +378,7 @@ def services(text: str, ctx: Context) -> tuple[str, ...]:
             raise Invalid(f"{word}: only services (.service units) can be owned")
         if not _UNIT_RE.match(unit) or unit.endswith("@.service"):
             raise Invalid(f"{word!r} is not a service name")
-        if unit.startswith(BASE_UNIT_PREFIXES):
+        if is_base_unit(unit):
             raise Invalid(f"{unit} is part of the base system; the cluster cannot own it")
         if unit not in ctx.hw.services:
             offered = ", ".join(ctx.hw.offered_services) or "none"

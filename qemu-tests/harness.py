@@ -22,6 +22,12 @@ class Context:
     image: Path
     workdir: Path
     vms: list[VM] = field(default_factory=list)
+    # This scenario's artifacts folder (artifacts/qemu/<scenario>/): scenarios that keep VMs
+    # of their own beyond ctx.vms (a pair shared by several scenarios) save logs there.
+    artifacts: Path | None = None
+    # Names of the scenarios that will run after this one (e.g. to shut a shared pair down
+    # once no later scenario needs it).
+    remaining: tuple[str, ...] = ()
 
     def vm(self, name: str, **config: Any) -> VM:
         """Start a VM of this image (VMConfig fields as keywords) and track it for cleanup."""
@@ -41,6 +47,15 @@ class Scenario:
 
 
 SCENARIOS: list[Scenario] = []
+# Called once after the last scenario, whatever happened (e.g. to shut a shared pair down).
+FINALIZERS: list[Callable[[], None]] = []
+
+
+def at_end(func: Callable[[], None]) -> Callable[[], None]:
+    """Register a clean-up that run.py calls after the last scenario (also on errors)."""
+    if func not in FINALIZERS:
+        FINALIZERS.append(func)
+    return func
 
 
 def scenario(name: str) -> Callable[[ScenarioFunc], ScenarioFunc]:

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from harness import SCENARIOS, Context, Scenario  # noqa: E402
+from harness import FINALIZERS, SCENARIOS, Context, Scenario  # noqa: E402
 
 
 def default_image() -> Path:
@@ -46,9 +46,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_one(s: Scenario, image: Path, artifacts: Path) -> tuple[bool, str]:
+def run_one(s: Scenario, image: Path, artifacts: Path,
+            remaining: tuple[str, ...] = ()) -> tuple[bool, str]:
     workdir = Path(tempfile.mkdtemp(prefix="tbq-"))
-    ctx = Context(image=image, workdir=workdir)
+    shutil.rmtree(artifacts / s.name, ignore_errors=True)  # nothing stale from a former run
+    ctx = Context(image=image, workdir=workdir, artifacts=artifacts / s.name,
+                  remaining=remaining)
     ok, detail = False, ""
     try:
         detail = s.func(ctx) or ""
@@ -61,8 +64,8 @@ def run_one(s: Scenario, image: Path, artifacts: Path) -> tuple[bool, str]:
             vm.close()
         if not ok:
             dest = artifacts / s.name
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
+            # (the scenario may have saved logs of its own there already)
+            dest.mkdir(parents=True, exist_ok=True)
             for vm in ctx.vms:
                 vm.save_logs(dest)
             if (workdir / "traceback.txt").exists():
@@ -103,15 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     passed = failed = 0
     width = max(len(s.name) for s in selected)
     print(f"QEMU scenarios on {image} ({len(selected)} scenarios, TCG)", flush=True)
-    for s in selected:
-        start = time.monotonic()
-        ok, detail = run_one(s, image, args.artifacts)
-        took = time.monotonic() - start
-        passed += ok
-        failed += not ok
-        print(f"{s.name:<{width}}  {'PASS' if ok else 'FAIL'}  {took:6.1f} s  {detail}",
-              flush=True)
-    print(f"{passed} passed, {failed} failed")
+    began = time.monotonic()
+    try:
+        for i, s in enumerate(selected):
+            start = time.monotonic()
+            ok, detail = run_one(s, image, args.artifacts,
+                                 tuple(x.name for x in selected[i + 1:]))
+            took = time.monotonic() - start
+            passed += ok
+            failed += not ok
+            print(f"{s.name:<{width}}  {'PASS' if ok else 'FAIL'}  {took:6.1f} s  {detail}",
+                  flush=True)
+    finally:
+        for finalize in FINALIZERS:
+            try:
+                finalize()
+            except Exception as e:  # clean-up must go on: report and continue
+                print(f"run.py: clean-up {finalize.__name__} failed: {e}", file=sys.stderr)
+    print(f"{passed} passed, {failed} failed ({time.monotonic() - began:.0f} s)")
     return 1 if failed else 0
 
 

@@ -195,6 +195,15 @@ class VMConfig:
     initrd: Path | None = None
     append: str = ""
     extra_args: Sequence[str] = field(default_factory=list)
+    # Run QEMU through this command prefix (e.g. ["ip", "netns", "exec", NAME] so that tap
+    # devices of a test's network namespace can be used); it must exec QEMU in place.
+    wrapper: Sequence[str] = field(default_factory=list)
+    # Keep the overlay across start/close: a VM started again (after a power-off) boots the
+    # same disk, with what the guest wrote to it (e.g. its configuration). Default: a fresh
+    # overlay on every start, deleted on close.
+    reuse_overlay: bool = False
+    # Append to the console and QEMU logs instead of starting them anew (restarts of a VM).
+    append_logs: bool = False
 
 
 class VM:
@@ -234,6 +243,7 @@ class VM:
         c = self.config
         image = c.image.resolve()
         cmd = [
+            *c.wrapper,
             QEMU,
             "-name", c.name,
             "-machine", "q35", "-accel", "tcg",
@@ -271,16 +281,21 @@ class VM:
         c = self.config
         if not c.image.is_file():
             raise VMError(f"{c.image}: no such image (run `make image`)")
-        for p in (self.console_socket, self.qmp_socket, self.overlay):
+        for p in (self.console_socket, self.qmp_socket):
             p.unlink(missing_ok=True)
-        create = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-                  "-b", str(c.image.resolve()), str(self.overlay)]
-        if c.disk_size:
-            create.append(c.disk_size)
-        subprocess.run(create, check=True, capture_output=True)
+        if not (c.reuse_overlay and self.overlay.exists()):
+            self.overlay.unlink(missing_ok=True)
+            create = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                      "-b", str(c.image.resolve()), str(self.overlay)]
+            if c.disk_size:
+                create.append(c.disk_size)
+            subprocess.run(create, check=True, capture_output=True)
 
         cmd = self.command()
-        self._qemu_log = open(self.qemu_log_path, "w", encoding="utf-8")  # noqa: SIM115
+        if c.append_logs:
+            self._qemu_log = open(self.qemu_log_path, "a", encoding="utf-8")  # noqa: SIM115
+        else:
+            self._qemu_log = open(self.qemu_log_path, "w", encoding="utf-8")  # noqa: SIM115
         self._qemu_log.write(" ".join(cmd) + "\n")
         self._qemu_log.flush()
         self.started_at = time.monotonic()
@@ -289,7 +304,8 @@ class VM:
         _running[self.proc.pid] = self.proc
         try:
             self._console_sock = self._connect(self.console_socket)
-            self._console_log = open(self.console_log_path, "wb")  # noqa: SIM115
+            self._console_log = open(self.console_log_path,  # noqa: SIM115
+                                     "ab" if c.append_logs else "wb")
             self._pump = ConsolePump(self._console_sock, self._console_log)
             # pexpect reads what the pump passes on; writes go to the socket (send()).
             self.console = fdpexpect.fdspawn(self._pump.read_fd, encoding="utf-8",
@@ -358,7 +374,19 @@ class VM:
                 with contextlib.suppress(OSError):
                     f.close()
         self._console_log = self._qemu_log = None
-        self.overlay.unlink(missing_ok=True)
+        if not self.config.reuse_overlay:
+            self.overlay.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Power loss: SIGKILL the QEMU process (by its PID), then release everything."""
+        if self.proc is not None:
+            _kill(self.proc)
+        self.close()
+
+    def remove_overlay(self) -> None:
+        """Delete a kept overlay (reuse_overlay=True) once the VM is closed for good."""
+        if not self.running:
+            self.overlay.unlink(missing_ok=True)
 
     def remove_workdir(self) -> None:
         """Delete the working directory (logs included) if this VM created it."""

@@ -516,3 +516,23 @@ def test_claim_is_exclusive_and_stale_claims_are_taken_over(tmp_path: Path) -> N
     b.release()
     done = ConsoleClaim(path, "tty1", finished=lambda: True)
     assert not done.try_claim() and not path.exists()
+
+
+def test_twinbeat_units_are_base_units_except_the_demo_web_page(root: Path) -> None:
+    units = root / "usr/lib/systemd/system"
+    (units / "twinbeat-demo-web.service").write_text(
+        "[Service]\nExecStart=/usr/bin/python3 -m http.server 80\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    hw = hardware.discover(root)
+    assert hw.offered_services == ("nginx.service", "twinbeat-demo-web.service")
+    assert "twinbeat.service" in hw.services
+    ctx = ctx_for(root)
+    assert validate.services("twinbeat-demo-web nginx", ctx) == (
+        "twinbeat-demo-web.service",
+        "nginx.service",
+    )
+    with pytest.raises(validate.Invalid, match="part of the base system"):
+        validate.services("twinbeat", ctx)
+    assert hardware.is_base_unit("twinbeat-firstboot.service")
+    assert not hardware.is_base_unit("twinbeat-demo-web.service")

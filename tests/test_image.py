@@ -177,6 +177,16 @@ def test_our_units_are_present_and_enabled(image: Image) -> None:
         assert r.stdout.strip() == "enabled", r.stdout + r.stderr
 
 
+def test_demo_web_service_is_shipped_disabled(image: Image) -> None:
+    """A service a user may choose in the wizard: twinbeat starts it, the boot does not."""
+    unit = image.root / "usr/lib/systemd/system/twinbeat-demo-web.service"
+    assert "ExecStart=/usr/bin/python3 -m http.server 80" in unit.read_text()
+    r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled",
+                        "twinbeat-demo-web.service"], capture_output=True, text=True,
+                       check=False)
+    assert r.stdout.strip() == "disabled", r.stdout + r.stderr
+
+
 def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -> None:
     unit = (image.root / "usr/lib/systemd/system/twinbeat.service").read_text()
     for line in ("ConditionPathExists=/etc/twinbeat/cluster.toml", "Type=notify",
