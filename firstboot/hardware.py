@@ -38,6 +38,8 @@ BASE_UNIT_PREFIXES = (
     "dbus", "emergency", "rescue", "initrd-", "kmod", "modprobe", "user-runtime-dir",
     "user@", "plymouth", "debug-shell", "ssh", "e2scrub", "fstrim", "apt-", "dpkg",
     "man-db", "logrotate", "networking", "ifup", "udev", "polkit", "getty-static",
+    # DRBD is driven by twinbeat itself (drbddisk::RES), never as a unit of a group
+    "drbd", "grub-",
 )
 # twinbeat's own units are base units, except the ones it ships for a cluster to own.
 OWNABLE_UNITS = ("twinbeat-demo-web.service",)

@@ -72,6 +72,9 @@ BOOT_TIMEOUT = 900.0  # boot to the wizard or a login prompt (TCG, two VMs, a lo
 KERNEL_APPEND = "systemd.firstboot=no systemd.mask=systemd-boot-update.service"
 LINKS = ("serial", "crossover", "public")
 SERIAL_PORT = 4001  # the null-modem's TCP port on the namespace's loopback
+DATA_DISK = "vdb"  # the second disk, replicated when Pair(replicate=True)
+DRBD_RES = "r0"  # the wizard's DRBD resource (firstboot.model.DRBD_RESOURCE)
+MOUNT_POINT = "/srv"  # where the group mounts /dev/drbd0 (firstboot.model.MOUNT_POINT)
 PAGE_RE = re.compile(r"twinbeat demo page served by (\S+)")
 
 T = TypeVar("T")
@@ -122,8 +125,11 @@ class Layout:
         where = f"socket,id=nm,host=127.0.0.1,port={SERIAL_PORT}"
         return where + (",server=on,wait=off" if self.index == 1 else ",reconnect=1")
 
-    def qemu_args(self, data_disk: Path) -> list[str]:
-        return [
+    def qemu_args(self, data_disk: Path, raw_disk: Path | None = None) -> list[str]:
+        # raw_disk: a third disk (vdc), not replicated: the benchmark's reference
+        raw = (["-drive", f"file={raw_disk},format=qcow2,if=none,id=raw,cache=unsafe",
+                "-device", "virtio-blk-pci,drive=raw,addr=0x9"] if raw_disk else [])
+        return [*raw,
             # public LAN: tap on the observer's bridge (PCI slot 5 -> enp0s5)
             "-netdev", f"tap,id=pub,ifname={self.tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=pub,id=pubnic,mac={self.public_mac},addr=0x5",
@@ -148,8 +154,8 @@ PUBLIC_IFACE = "enp0s5"
 CROSSOVER_IFACE = "enp0s6"
 
 
-def seed_text(layout: Layout, secret: str) -> str:
-    """A complete first-boot seed for this node (TOML)."""
+def seed_text(layout: Layout, secret: str, disk: str = "none") -> str:
+    """A complete first-boot seed for this node (TOML); `disk` is the disk to replicate."""
     peer = Layout("node1" if layout.index == 2 else "node2", layout.other, "")
     lines = {
         "role": layout.name,
@@ -168,7 +174,7 @@ def seed_text(layout: Layout, secret: str) -> str:
         "floating_addresses": [FLOATING],
         "serial_port": "ttyS1",
         "baud": 115200,
-        "disk": "none",
+        "disk": disk,
         "secret": secret,
         "services": [WEB_UNIT.removesuffix(".service")],
         "root_password": PASSWORD,
@@ -216,6 +222,7 @@ class Node:
         self.shell: Shell | None = None
         self.boots = 0
         self.data_disk = pair.workdir / f"{layout.name}-data.qcow2"
+        self.raw_disk = pair.workdir / f"{layout.name}-raw.qcow2" if pair.replicate else None
         self.seed: str | None = None
         # This node's end of each cable: plugged in (QEMU starts with every cable in).
         self.plugged = {"serial": True, "crossover": True, "public": True}
@@ -223,7 +230,7 @@ class Node:
     # -- power ---------------------------------------------------------------------------
 
     def config(self) -> VMConfig:
-        extra = self.layout.qemu_args(self.data_disk)
+        extra = self.layout.qemu_args(self.data_disk, self.raw_disk)
         if self.seed is not None:
             b64 = base64.b64encode(self.seed.encode()).decode()
             extra += ["-smbios", f"type=11,value=io.systemd.credential.binary:twinbeat.seed={b64}"]
@@ -235,9 +242,10 @@ class Node:
     def power_on(self) -> None:
         if self.vm is not None and self.vm.running:
             raise PairError(f"{self.name} is already running")
-        if not self.data_disk.exists():
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(self.data_disk),
-                            "256M"], check=True, capture_output=True)
+        for disk in (self.data_disk, self.raw_disk):
+            if disk is not None and not disk.exists():
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "256M"],
+                               check=True, capture_output=True)
         self.vm = VM(self.config(), workdir=self.pair.workdir)
         self.boots += 1
         self.plugged = dict.fromkeys(self.plugged, True)
@@ -315,11 +323,15 @@ class Pair:
     """The two nodes, the namespace with the observer, and the faults."""
 
     def __init__(self, image: Path, workdir: Path, *, seed_both: bool = False,
-                 say: Callable[[str], None] | None = None) -> None:
+                 replicate: bool = False, say: Callable[[str], None] | None = None) -> None:
         self.image = image.resolve()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.seed_both = seed_both
+        # replicate vdb with DRBD (the group then also holds drbddisk::r0 and a file system
+        # on /dev/drbd0 mounted on /srv); else the wizard and the seeds answer "none"
+        self.replicate = replicate
+        self.disk = DATA_DISK if replicate else "none"
         self.say = say
         self.log_path = workdir / "pair.log"
         self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -356,9 +368,9 @@ class Pair:
     def boot(self) -> None:
         """Start both nodes, provision them (node1 by the wizard unless seed_both), log in."""
         start = time.monotonic()
-        self.node2.seed = seed_text(self.node2.layout, self.secret)
+        self.node2.seed = seed_text(self.node2.layout, self.secret, self.disk)
         if self.seed_both:
-            self.node1.seed = seed_text(self.node1.layout, self.secret)
+            self.node1.seed = seed_text(self.node1.layout, self.secret, self.disk)
         self.node1.power_on()
         self.node2.power_on()
         if self.seed_both:
@@ -459,7 +471,7 @@ class Pair:
             (r"Floating address\(es\) \[192\.168\.85\.3\]: ", ""),
             (r"Null-modem serial port \('none' for none\) \[ttyS1\]: ", ""),
             (r"Serial baud rate \[115200\]: ", ""),
-            (r"Disk to replicate \('none' for none\) \[vdb\]: ", "none"),
+            (r"Disk to replicate \('none' for none\) \[vdb\]: ", self.disk),
             (r"Shared secret code \[([0-9A-Z-]+)\]: ", secret_answer),
             (r"Services to own \('none' for none\) \[none\]: ", "twinbeat-demo-web"),
             (r"Root password \[none\]: ", PASSWORD),

@@ -8,8 +8,10 @@ group) and asserts from the observer's side (HTTP answers and ARP replies for th
 address on the public LAN) as well as from both nodes' `twinbeat status --json`. On failure,
 both consoles, both statuses and journals and the pair's log go to artifacts/qemu/<scenario>/.
 
-Not covered here: DRBD replication (the wizard is answered "Disk to replicate: none"; its
-bootstrap is not implemented yet), so no scenario checks UpToDate/UpToDate or divergence.
+This pair replicates nothing (the wizard is answered "Disk to replicate: none"): DRBD runs on a
+second pair, in scenarios_replication.py (initial UpToDate/UpToDate, every acknowledged
+write on the backup after a power loss, the old owner resynchronised as the target). Not covered
+anywhere yet: what DRBD does in the split brain of scenario 6c (issue 7).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from vm import VMError  # noqa: E402
 
 from supervisor.config import Config, load_config  # noqa: E402
 
-REPLICATION = "replication: not implemented yet (disk 'none'), not checked"
+REPLICATION = "replication: none on this pair (see the replicated-* scenarios)"
 
 _pair: Pair | None = None
 _workdir: Path | None = None

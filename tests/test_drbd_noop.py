@@ -50,7 +50,8 @@ def fake(tmp_path: Path):
     (tmp_path / "dstate").write_text("UpToDate/UpToDate\n")
     (tmp_path / "cstate").write_text("Connected\n")
     ctx = AgentContext(takeover=TakeoverConfig(), drbdadm=str(script), command_timeout=10,
-                       run_dir=tmp_path / "run", drbd_connect_wait=1.0, modprobe="true")
+                       run_dir=tmp_path / "run", drbd_connect_wait=1.0, drbd_sync_wait=1.0,
+                       modprobe="true")
     return tmp_path, DrbdAgent(DrbdSpec("r0"), ctx)
 
 
@@ -188,3 +189,36 @@ def test_no_bootstrap_unless_both_blank_and_connected(fake, dstate, cstate):
         asyncio.run(agent.start())
     assert not any(c.startswith("new-current-uuid") for c in calls(root))
     assert not (root / "run").exists()
+
+
+def test_a_replica_being_resynchronised_is_promoted_once_up_to_date(fake, tmp_path):
+    root, agent = fake
+    (root / "dstate").write_text("Inconsistent/UpToDate\n")
+    (root / "cstate").write_text("SyncTarget\n")
+    ctx = agent.ctx
+    agent.ctx = AgentContext(takeover=ctx.takeover, drbdadm=ctx.drbdadm, command_timeout=10,
+                             run_dir=ctx.run_dir, drbd_connect_wait=1.0, drbd_sync_wait=20.0,
+                             modprobe="true")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.start())
+        await asyncio.sleep(1.2)
+        assert not task.done()  # still waiting for the resync
+        assert not any(c.startswith("primary") for c in calls(root))
+        (root / "dstate").write_text("UpToDate/UpToDate\n")
+        (root / "cstate").write_text("Connected\n")
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert "primary r0" in calls(root)
+    assert not any(c.startswith("new-current-uuid") for c in calls(root))
+
+
+def test_a_resync_that_does_not_finish_in_time_is_refused(fake):
+    root, agent = fake
+    (root / "dstate").write_text("Inconsistent/UpToDate\n")
+    (root / "cstate").write_text("SyncTarget\n")
+    with pytest.raises(AgentError, match="the local disk is Inconsistent, not UpToDate"):
+        asyncio.run(agent.start())
+    assert calls(root).count("dstate r0") >= 3  # it polled for a while first
+    assert not any(c.startswith("primary") for c in calls(root))

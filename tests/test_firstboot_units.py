@@ -536,3 +536,16 @@ def test_twinbeat_units_are_base_units_except_the_demo_web_page(root: Path) -> N
         validate.services("twinbeat", ctx)
     assert hardware.is_base_unit("twinbeat-firstboot.service")
     assert not hardware.is_base_unit("twinbeat-demo-web.service")
+
+
+def test_drbd_service_is_never_offered(root: Path) -> None:
+    """twinbeat drives DRBD itself (drbddisk::RES); drbd-utils' unit is not a service to own."""
+    (root / "usr/lib/systemd/system/drbd.service").write_text(
+        "[Service]\nExecStart=/lib/drbd/scripts/drbd start\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    hw = hardware.discover(root)
+    assert "drbd.service" in hw.services
+    assert "drbd.service" not in hw.offered_services
+    with pytest.raises(validate.Invalid, match="part of the base system"):
+        validate.services("drbd", ctx_for(root))

@@ -65,6 +65,9 @@ class AgentContext:
     run_dir: Path = Path("/run/twinbeat")
     #: DRBD: how long start() waits for the peer to connect before judging the data
     drbd_connect_wait: float = 15.0
+    #: DRBD: how long start() waits for a resync (or a reconnection) to make the local disk
+    #: UpToDate before refusing to promote (well within the default start_timeout, 60 s)
+    drbd_sync_wait: float = 40.0
     #: a safety limit on every command an agent runs (the caller's own timeout is shorter)
     command_timeout: float = 300.0
     #: Filesystem stop: seconds between SIGTERM and SIGKILL to processes holding the mount

@@ -14,7 +14,11 @@ both replicas are blank (Inconsistent on both sides of a connected resource whos
 never written), the node that acquires the group skips the initial sync with
 ``drbdadm new-current-uuid --clear-bitmap`` (DRBD 8.4 user's guide, "Skipping initial
 resynchronization") and leaves a note in ``run_dir`` so that the Filesystem agent may put a
-file system on the new device. Any other Inconsistent or Outdated state is refused.
+file system on the new device. A replica that is being resynchronised (or is reconnecting
+to its peer) is given ``ctx.drbd_sync_wait`` seconds to become UpToDate before promotion is
+refused: a node that comes back after a failover and gets its group back at once (auto
+failback) waits for the changed blocks instead of failing the group. Any other Inconsistent
+or Outdated state is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import DrbdSpec
 
 log = logging.getLogger("twinbeat.drbd")
+
+#: Connection states in which a local disk that is not UpToDate yet may still become so:
+#: a resync is running or about to, or the connection to the peer is being made.
+CATCHING_UP = frozenset({
+    "Connected", "StartingSyncT", "WFBitMapT", "WFSyncUUID", "SyncTarget", "PausedSyncT",
+    "WFConnection", "WFReportParams",
+})
 
 
 def fresh_marker(run_dir: Path, device: str) -> Path:
@@ -108,6 +119,8 @@ class DrbdAgent:
             local, peer = local_states(r.stdout), peer_states(r.stdout)
             if not local or any(s != "Inconsistent" for s in local):
                 return  # not a new pair: the normal UpToDate rule applies
+            if any(s not in ("Inconsistent", "DUnknown") for s in peer):
+                return  # the peer has data (e.g. UpToDate: a resync is due, never skip it)
             if peer and all(s == "Inconsistent" for s in peer) and (
                 await self.connection() == "Connected"
             ):
@@ -152,7 +165,26 @@ class DrbdAgent:
         await self.ensure_up()
         if not force:
             await self._bootstrap_if_new()
+            await self._await_up_to_date()
         await self.promote(force=force)
+
+    async def _await_up_to_date(self) -> None:
+        """Give a replica that is catching up ``ctx.drbd_sync_wait`` s to become UpToDate."""
+        deadline = time.monotonic() + self.ctx.drbd_sync_wait
+        told = False
+        while True:
+            states = await self.disk_states()
+            if all(s == "UpToDate" for s in states):
+                return
+            cstate = await self.connection()
+            if cstate not in CATCHING_UP or time.monotonic() > deadline:
+                return  # promote() refuses, and says why
+            if not told:
+                log.info("DRBD resource %s: local disk %s (%s); waiting up to %g s for it to "
+                         "become UpToDate before promoting", self.spec.resource,
+                         "/".join(states), cstate, self.ctx.drbd_sync_wait)
+                told = True
+            await asyncio.sleep(0.5)
 
     async def promote(self, *, force: bool = False) -> None:
         if await self.role() == "Primary":
