@@ -10,7 +10,7 @@ both consoles, both statuses and journals and the pair's log go to artifacts/qem
 
 This pair replicates nothing (the wizard is answered "Disk to replicate: none"): DRBD runs on a
 second pair, in scenarios_replication.py (initial UpToDate/UpToDate, every acknowledged
-write on the backup after a power loss, the old owner resynchronised as the target). Not covered
+write on the backup after a power loss). Not covered
 anywhere yet: what DRBD does in the split brain of scenario 6c (issue 7).
 """
 
