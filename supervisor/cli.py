@@ -3,6 +3,8 @@
     twinbeat run [--config FILE] [--node NAME] [--state-dir DIR]
     twinbeat status [--json] [--state-dir DIR]
     twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
+    twinbeat takeover --force-data GROUP [--yes]
+    twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
     twinbeat check-config [--config FILE]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
 """
@@ -60,7 +62,33 @@ def _parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(name, help=text)
         c.add_argument("group", nargs="?", help="one group (default: all groups)")
+        if name == "takeover":
+            c.add_argument(
+                "--force-data", action="store_true",
+                help="also promote the group's DRBD replicas when their data is not "
+                "UpToDate here (Outdated, Inconsistent, split brain): says what may be lost "
+                "and asks for confirmation; needs GROUP",
+            )
+            c.add_argument("--yes", action="store_true",
+                           help="with --force-data: do not ask for confirmation")
         state_dir(c)
+
+    sb = sub.add_parser(
+        "resolve-split-brain",
+        help="recover DRBD from a split brain by discarding one node's changes",
+        description="Recover a DRBD resource from a split brain (both nodes wrote while apart; "
+        "`twinbeat status` shows SPLIT BRAIN). NODE's changes since the nodes parted are "
+        "thrown away and NODE resyncs from the other node. Run the same command on BOTH "
+        "nodes (order does not matter): on NODE it runs `drbdadm secondary` and `drbdadm "
+        "connect --discard-my-data`, on the other node `drbdadm connect` (DRBD user's guide, "
+        "manual split brain recovery). NODE must not be serving the group: move it first "
+        "with `twinbeat standby` on NODE.",
+    )
+    sb.add_argument("--discard", required=True, metavar="NODE",
+                    help="the node whose changes since the split are thrown away")
+    sb.add_argument("--resource", metavar="RES", help="one DRBD resource (default: all)")
+    sb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    state_dir(sb)
 
     cc = sub.add_parser("check-config", help="validate the configuration; non-zero on errors")
     cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
@@ -87,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "status":
         return cmd_status(args)
+    if args.command == "takeover" and args.force_data:
+        return cmd_force_data(args)
     if args.command in ("standby", "takeover", "cleanup"):
         return cmd_admin(args)
+    if args.command == "resolve-split-brain":
+        return cmd_resolve_split_brain(args)
     if args.command == "check-config":
         return cmd_check_config(args)
     return EXIT_USAGE
@@ -176,6 +208,78 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print("twinbeat: not confirmed (no terminal to ask on); add --yes", file=sys.stderr)
+        return False
+    try:
+        return input(f"{question} Type yes to go on: ").strip().lower() == "yes"
+    except EOFError:
+        return False
+
+
+def _replicas(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    answer = _ask(args, {"command": "status"})
+    if answer is None or not answer.get("ok"):
+        return None
+    return list(answer["status"].get("replication") or [])
+
+
+def cmd_force_data(args: argparse.Namespace) -> int:
+    if not args.group:
+        print("twinbeat: takeover --force-data needs a GROUP", file=sys.stderr)
+        return EXIT_USAGE
+    replicas = _replicas(args)
+    if replicas is None:
+        return EXIT_FAIL
+    print(f"FORCED takeover of group {args.group}: its DRBD replicas are promoted here "
+          "whatever their state.")
+    for r in replicas:
+        print(f"  {r['name']}: here {r['disk']}, peer {r['peer_disk']} ({r['connection']})"
+              + (", SPLIT BRAIN" if r.get("split_brain") else ""))
+        if r["disk"] != "UpToDate" or r.get("split_brain"):
+            print("    writes made on the other node that never reached this disk are LOST "
+                  "for the service; they stay only on the other node's disk")
+    if not args.yes and not _confirm("Promote possibly stale data?"):
+        return EXIT_FAIL
+    answer = _ask(args, {"command": "takeover", "group": args.group, "force_data": True})
+    if answer is None:
+        return EXIT_FAIL
+    for reason in answer.get("reasons") or []:
+        print(reason)
+    if not answer.get("ok"):
+        print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
+    replicas = _replicas(args)
+    if replicas is None:
+        return EXIT_FAIL
+    print(f"Resolving a DRBD split brain by discarding {args.discard}'s changes since the "
+          "nodes parted (they are overwritten by the other node's data).")
+    for r in replicas:
+        if args.resource in (None, r["name"]):
+            print(f"  {r['name']}: here {r['role']} {r['disk']}, {r['connection']}"
+                  + (", SPLIT BRAIN" if r.get("split_brain") else "")
+                  + ("" if r.get("out_of_sync_kib") is None
+                     else f", {r['out_of_sync_kib']} KiB changed here since they parted"))
+    if not args.yes and not _confirm(f"Throw away {args.discard}'s changes?"):
+        return EXIT_FAIL
+    answer = _ask(args, {"command": "resolve-split-brain", "discard": args.discard,
+                         "resource": args.resource})
+    if answer is None:
+        return EXIT_FAIL
+    for reason in answer.get("reasons") or []:
+        print(reason)
+    if not answer.get("ok"):
+        if not answer.get("reasons"):
+            print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     answer = _ask(args, {"command": "status"})
     if answer is None:
@@ -258,12 +362,39 @@ def format_status(st: dict[str, Any]) -> str:
             f"preferred {g['preferred']}" + (f" ({'; '.join(flags)})" if flags else "")
         )
         lines.append(f"             {g['reason']}")
+    for r in st.get("replication") or []:
+        lines.append(format_replica(r))
     dropped = st.get("dropped") or {}
     if dropped:
         lines.append(
             "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
         )
     return "\n".join(lines)
+
+
+def format_replica(r: dict[str, Any]) -> str:
+    """One DRBD resource: roles, connection, both disks, and sync progress with rate and ETA."""
+    text = (f"replication {r['name']}: {r['role']}/{r['peer_role']}, {r['connection']}, "
+            f"disks {r['disk']}/{r['peer_disk']}")
+    if r.get("syncing"):
+        text += f", {r['replication']}"
+        if r.get("sync_done_percent") is not None:
+            text += f" {r['sync_done_percent']:.1f}%"
+        if r.get("out_of_sync_kib") is not None:
+            text += f" ({r['out_of_sync_kib']} KiB to go"
+            rate, eta = r.get("sync_rate_kib_s"), r.get("sync_eta_s")
+            if rate is not None:
+                text += f", {rate:.0f} KiB/s"
+            if eta is not None:
+                text += f", done in ~{int(eta // 60)}m{int(eta % 60):02d}s"
+            text += ")"
+    if r.get("split_brain"):
+        text += ("\n  SPLIT BRAIN: the replicas diverged; see "
+                 "`twinbeat resolve-split-brain --help`")
+    monitor = r.get("monitor")
+    if monitor and monitor != "running":
+        text += f"\n  (DRBD monitor {monitor}: states may be stale)"
+    return text
 
 
 if __name__ == "__main__":

@@ -54,8 +54,11 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
+from supervisor.core.replica import promotion_verdict
 from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
+from supervisor.drivers.drbd import DrbdAgent
+from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.ipaddr import Netlink
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
@@ -67,13 +70,15 @@ from supervisor.drivers.watchdog import (
     Watchdog,
     WatchdogDevice,
 )
-from supervisor.resource_spec import ResourceSpec
+from supervisor.resource_spec import DrbdSpec, ResourceSpec
 from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
 
 log = logging.getLogger("twinbeat")
 
 CARRIER_POLL = 0.25
 RELOAD_DEBOUNCE = 0.3
+#: seconds a `takeover --force-data` keeps a forced promotion armed for the group's start
+FORCE_WINDOW = 300.0
 HISTORY = 100  # recent decisions kept for `twinbeat status` (monotonic time, reason)
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
@@ -103,6 +108,7 @@ class Supervisor:
         rebooter: Rebooter | None = None,
         notifier: SystemdNotifier | None = None,
         sys_root: str = "/sys",
+        drbd_monitor: Events2Monitor | None = None,
     ) -> None:
         self.config = config
         self.me = me
@@ -133,6 +139,11 @@ class Supervisor:
         self.steps = 0
         self.step_time = 0.0
         self.history: list[tuple[float, str]] = []
+        #: drbdadm for resolve-split-brain (tests use a fake)
+        self.drbdadm = "drbdadm"
+        resources = drbd_resources(config)
+        #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
+        self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -142,8 +153,15 @@ class Supervisor:
             AgentContext(
                 takeover=self.config.takeover,
                 resource_dirs=tuple(Path(d) for d in self.config.resource_dirs),
+                drbd_split_brain=self._split_brain,
             ),
         )
+
+    def _split_brain(self, resource: str) -> bool:
+        if self.drbd_monitor is None:
+            return False
+        view = self.drbd_monitor.views.get(resource)
+        return view is not None and view.split_brain
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -171,6 +189,8 @@ class Supervisor:
         ok = armed or self.config.watchdog.mode != "required"
         self.feed(WatchdogState(ok, reason))
         self._spawn(self._poll_carriers())
+        if self.drbd_monitor is not None:
+            self.drbd_monitor.start()
         if self.config.ping_nodes:
             self._spawn(self._ping_loop())
         self.feed(Tick())
@@ -212,6 +232,8 @@ class Supervisor:
             wm.close()
         if self._control is not None:
             await self._control.close()
+        if self.drbd_monitor is not None:
+            await self.drbd_monitor.stop()
         self.watchdog.disable()
         self.notifier.stopping()
         log.info("twinbeat stopped")
@@ -468,6 +490,11 @@ class Supervisor:
         command = request.get("command")
         if command == "status":
             return {"ok": True, "status": self.status()}
+        if command == "takeover" and request.get("force_data"):
+            return self._force_data_takeover(request.get("group"))
+        if command == "resolve-split-brain":
+            return await self._resolve_split_brain(request.get("discard"),
+                                                   request.get("resource"))
         if command in ("standby", "takeover", "cleanup"):
             group = request.get("group")
             if group is not None and not isinstance(group, str):
@@ -480,6 +507,100 @@ class Supervisor:
             return {"ok": True, "reasons": ["reload requested (see the log)"]}
         return {"ok": False, "error": f"unknown command {command!r}"}
 
+    def _drbd_agents(self, group: str) -> list[DrbdAgent]:
+        cfg = next((g for g in self.config.groups if g.name == group), None)
+        if cfg is None:
+            return []
+        agents = [self._agent(group, spec) for spec in cfg.resources
+                  if isinstance(spec, DrbdSpec)]
+        return [a for a in agents if isinstance(a, DrbdAgent)]
+
+    def _force_data_takeover(self, group: object) -> dict[str, Any]:
+        """``twinbeat takeover --force-data GROUP``: arm a forced promotion of the group's
+        DRBD resources for FORCE_WINDOW seconds, forget the group's failures here (a refused
+        promotion failed it) and take the group over."""
+        if not isinstance(group, str):
+            return {"ok": False, "error": "takeover --force-data needs a group name"}
+        agents = self._drbd_agents(group)
+        if not agents:
+            return {"ok": False, "error": f"group {group!r} has no drbddisk resource; use a "
+                                          "plain takeover"}
+        risks = []
+        for agent in agents:
+            view = (self.drbd_monitor.views.get(agent.spec.resource)
+                    if self.drbd_monitor is not None else None)
+            if view is not None:
+                verdict = promotion_verdict(
+                    resource=agent.spec.resource, role=view.role, disk=view.disk,
+                    peer_role=view.peer_role, peer_disk=view.peer_disk,
+                    connection=view.connection, split_brain=view.split_brain, force=True)
+                risks.append(verdict.risk or verdict.reason)
+            agent.force_until = time.monotonic() + FORCE_WINDOW
+        reasons = self.feed(AdminCommand("cleanup", group))
+        reasons += self.feed(AdminCommand("takeover", group))
+        refused = [r for r in reasons if " refused: " in r]
+        if refused:
+            for agent in agents:
+                agent.force_until = None
+        else:
+            log.warning("admin: takeover of group %s with FORCED data promotion: %s", group,
+                        "; ".join(risks) or "disk states unknown")
+        return {"ok": not refused, "reasons": risks + reasons,
+                "error": "; ".join(refused) or None}
+
+    async def _resolve_split_brain(self, discard: object, resource: object) -> dict[str, Any]:
+        """``twinbeat resolve-split-brain --discard NODE``, this node's half of DRBD's manual
+        recovery (user's guide 8.4, "Manual split brain recovery"): on the node whose data
+        is discarded, ``secondary`` + ``connect --discard-my-data``; on the survivor,
+        ``connect``. Run on both nodes with the same NODE."""
+        assert self.state is not None
+        nodes = [self.state.me, self.state.peer]
+        if discard not in nodes:
+            return {"ok": False, "error": f"--discard must name a node: {' or '.join(nodes)}"}
+        names = [r for r in (self.drbd_monitor.views if self.drbd_monitor else {})
+                 if resource in (None, r)]
+        if not names:
+            return {"ok": False, "error": "no such replicated resource here"
+                                          if resource else "this node replicates nothing"}
+        assert self.drbd_monitor is not None
+        said: list[str] = []
+        ok = True
+        for name in names:
+            view = self.drbd_monitor.views[name]
+            if view.connection == "Connected" and not view.split_brain:
+                said.append(f"{name}: connected and replicating, no split brain to resolve")
+                continue
+            if discard == self.state.me:
+                if view.role == "Primary":
+                    ok = False
+                    said.append(f"{name}: refused: this node ({self.state.me}) is Primary and "
+                                "serves this data; move the group to the other node first "
+                                "(twinbeat standby), or discard the other node")
+                    continue
+                lost = ("" if view.out_of_sync_kib is None else
+                        f" (DRBD counts {view.out_of_sync_kib} KiB changed here since the "
+                        "nodes parted)")
+                said.append(f"{name}: DISCARDING this node's ({self.state.me}) changes since "
+                            f"the split{lost}; it will resync from {self.state.peer}")
+                steps = [("disconnect",), ("secondary",), ("connect", "--discard-my-data")]
+            else:
+                said.append(f"{name}: keeping this node's ({self.state.me}) data; "
+                            f"{discard}'s changes since the split will be overwritten")
+                steps = [("disconnect",), ("connect",)]
+            for step in steps:
+                r = await run_command([self.drbdadm, *step, name], timeout=60)
+                # disconnect fails on a StandAlone resource ("unknown connection"): fine
+                if not r.ok and step[0] != "disconnect":
+                    ok = False
+                    said.append(f"{name}: drbdadm {' '.join(step)} failed: {r.describe()}")
+                    break
+            else:
+                said.append(f"{name}: done here; run the same command on {self.state.peer} "
+                            "if you have not yet")
+        for sentence in said:
+            log.warning("resolve-split-brain: %s", sentence)
+        return {"ok": ok, "reasons": said, "error": None if ok else "; ".join(said)}
+
     def status(self) -> dict[str, Any]:
         assert self.state is not None
         now = time.monotonic()  # the clock asyncio's loop.time() reads
@@ -489,6 +610,8 @@ class Supervisor:
             if transport is not None:
                 link["transport"] = transport.info()
         st["watchdog"] = {**st["watchdog"], **self.watchdog.status(now)}
+        if self.drbd_monitor is not None:
+            st["replication"] = self.drbd_monitor.status()
         st["config"] = self.config.path
         st["pid"] = os.getpid()
         st["now"] = now  # CLOCK_MONOTONIC, the clock of the history below

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def fake(tmp_path: Path):
     script = tmp_path / "drbdadm"
     script.write_text(DRBDADM.format(root=tmp_path))
     script.chmod(0o755)
-    (tmp_path / "role").write_text("Secondary/Primary\n")
+    (tmp_path / "role").write_text("Secondary/Secondary\n")
     (tmp_path / "dstate").write_text("UpToDate/UpToDate\n")
     (tmp_path / "cstate").write_text("Connected\n")
     ctx = AgentContext(takeover=TakeoverConfig(), drbdadm=str(script), command_timeout=10,
@@ -97,12 +98,37 @@ def test_refuses_to_promote_without_uptodate_disk(fake, state):
 def test_admin_can_force(fake):
     root, agent = fake
     (root / "dstate").write_text("Outdated/DUnknown\n")
-    agent.force_next_start = True
+    agent.force_until = time.monotonic() + 60
     asyncio.run(agent.start())
     assert "primary --force r0" in calls(root)
-    assert agent.force_next_start is False  # one-shot
+    assert agent.force_until is None  # one-shot
     asyncio.run(agent.stop())
     with pytest.raises(AgentError):
+        asyncio.run(agent.start())
+
+
+def test_an_expired_force_does_not_promote_stale_data(fake):
+    root, agent = fake
+    (root / "dstate").write_text("Outdated/DUnknown\n")
+    agent.force_until = time.monotonic() - 1  # the takeover it was armed for never came
+    with pytest.raises(AgentError, match="Outdated"):
+        asyncio.run(agent.start())
+    assert not any(c.startswith("primary") for c in calls(root))
+
+
+def test_refuses_while_the_peer_is_primary_even_forced(fake):
+    root, agent = fake
+    (root / "role").write_text("Secondary/Primary\n")
+    agent.force_until = time.monotonic() + 60
+    with pytest.raises(AgentError, match="the peer is Primary"):
+        asyncio.run(agent.start())
+    assert not any(c.startswith("primary") for c in calls(root))
+
+
+def test_refuses_a_split_brain_replica(fake):
+    _root, agent = fake
+    agent.ctx.drbd_split_brain = lambda resource: resource == "r0"
+    with pytest.raises(AgentError, match="split brain"):
         asyncio.run(agent.start())
 
 

@@ -6,6 +6,7 @@ modules can import it without a cycle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +69,9 @@ class AgentContext:
     #: DRBD: how long start() waits for a resync (or a reconnection) to make the local disk
     #: UpToDate before refusing to promote (well within the default start_timeout, 60 s)
     drbd_sync_wait: float = 40.0
+    #: DRBD: whether the monitor (drbdsetup events2) saw an unresolved split brain of a
+    #: resource; drbddisk refuses to promote such a replica unless forced
+    drbd_split_brain: Callable[[str], bool] = lambda _resource: False
     #: a safety limit on every command an agent runs (the caller's own timeout is shorter)
     command_timeout: float = 300.0
     #: Filesystem stop: seconds between SIGTERM and SIGKILL to processes holding the mount

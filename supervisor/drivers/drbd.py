@@ -3,7 +3,7 @@
 Safety rule: never promote a replica whose local data is not ``UpToDate`` (Outdated,
 Inconsistent, Diskless, ...) unless an administrator says so. ``start()`` checks
 ``drbdadm dstate RES`` first and refuses with a clear reason. The override is
-``promote(force=True)`` (or setting ``force_next_start`` before ``start()``), which runs
+``promote(force=True)`` (or setting ``force_until`` before ``start()``), which runs
 ``drbdadm primary --force RES``; it is meant for the CLI, never for automatic decisions.
 
 The resource itself is kept up (attached and connected, Secondary) on both nodes by every
@@ -28,6 +28,7 @@ import logging
 import time
 from pathlib import Path
 
+from supervisor.core.replica import promotion_verdict
 from supervisor.drivers import runner
 from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import DrbdSpec
@@ -63,8 +64,10 @@ class DrbdAgent:
     def __init__(self, spec: DrbdSpec, ctx: AgentContext) -> None:
         self.spec = spec
         self.ctx = ctx
-        #: set by an administrator's command: the next start() promotes even without UpToDate
-        self.force_next_start = False
+        #: set by an administrator's command (``twinbeat takeover --force-data``): a start()
+        #: before this monotonic time promotes even without UpToDate data. A deadline, not a
+        #: flag: a takeover that never comes must not leave a forced promotion armed.
+        self.force_until: float | None = None
 
     def describe(self) -> str:
         return self.spec.describe()
@@ -161,7 +164,8 @@ class DrbdAgent:
         return await self.role() == "Primary"
 
     async def start(self, *, check_duplicates: bool = False) -> None:
-        force, self.force_next_start = self.force_next_start, False
+        force = self.force_until is not None and time.monotonic() < self.force_until
+        self.force_until = None
         await self.ensure_up()
         if not force:
             await self._bootstrap_if_new()
@@ -187,21 +191,33 @@ class DrbdAgent:
             await asyncio.sleep(0.5)
 
     async def promote(self, *, force: bool = False) -> None:
-        if await self.role() == "Primary":
+        """Promote by the rules of ``supervisor.core.replica.promotion_verdict``."""
+        r = await self._drbdadm("role")
+        roles = local_states(r.stdout)
+        if not r.ok or not roles:
+            raise AgentError(f"cannot read the role of DRBD resource {self.spec.resource}: "
+                             f"{r.describe()}")
+        peers = peer_states(r.stdout)
+        disks = await self.disk_states()
+        d = await self._drbdadm("dstate", quiet=True)
+        peer_disks = peer_states(d.stdout) if d.ok else []
+        verdict = promotion_verdict(
+            resource=self.spec.resource,
+            role="Primary" if all(x == "Primary" for x in roles) else roles[0],
+            # the worst volume decides
+            disk=next((x for x in disks if x != "UpToDate"), "UpToDate"),
+            peer_role="Primary" if "Primary" in peers else (peers[0] if peers else "Unknown"),
+            peer_disk=peer_disks[0] if peer_disks else "DUnknown",
+            connection=await self.connection(),
+            split_brain=self.ctx.drbd_split_brain(self.spec.resource),
+            force=force,
+        )
+        if not verdict.allowed:
+            raise AgentError(verdict.reason)
+        if verdict.risk:
+            log.warning("%s; %s", verdict.reason, verdict.risk)
+        if "already Primary" in verdict.reason:
             return
-        states = await self.disk_states()
-        if any(s != "UpToDate" for s in states):
-            if not force:
-                raise AgentError(
-                    f"refusing to promote DRBD resource {self.spec.resource}: the local disk is "
-                    f"{'/'.join(states)}, not UpToDate; promoting it could serve stale data "
-                    "(an administrator can force it)"
-                )
-            log.warning(
-                "forcing promotion of DRBD resource %s with local disk %s (administrator)",
-                self.spec.resource,
-                "/".join(states),
-            )
         args = ("primary", "--force") if force else ("primary",)
         r = await self._drbdadm(*args)
         if not r.ok:

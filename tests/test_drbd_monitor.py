@@ -1,0 +1,303 @@
+"""The events2 monitor against a fake drbdsetup, and the supervisor's DRBD admin commands
+(status, takeover --force-data, resolve-split-brain) against a fake drbdadm."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from supervisor.cli import format_replica
+from supervisor.config import load_config
+from supervisor.core.events import ShutdownRequested
+from supervisor.drivers.agents import AgentContext, make_agent
+from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
+from supervisor.loop import Supervisor
+from supervisor.resource_spec import ResourceSpec
+
+from .test_drbd_noop import DRBDADM
+
+EXISTS = """exists resource name:r0 role:Secondary suspended:no
+exists connection name:r0 peer-node-id:0 conn-name:peer connection:Connected role:Primary
+exists device name:r0 volume:0 minor:0 disk:Inconsistent
+exists peer-device name:r0 peer-node-id:0 conn-name:peer volume:0 replication:SyncTarget \
+peer-disk:UpToDate out-of-sync:10000
+exists -
+"""
+
+# A fake drbdsetup: `events2 --statistics all` prints the state once, then a change, then
+# dies (the monitor must restart it); `events2 --now --statistics all` prints a snapshot
+# whose out-of-sync figure drops by 1000 KiB per call.
+DRBDSETUP = """#!/bin/sh
+d="{dir}"
+echo "$*" >> "$d/setup-calls"
+if [ "$2" = "--now" ]; then
+  n=$(cat "$d/oos" 2>/dev/null || echo 10000); n=$((n - 1000)); echo $n > "$d/oos"
+  echo "exists peer-device name:r0 peer-node-id:0 conn-name:peer volume:0 \
+replication:SyncTarget peer-disk:UpToDate out-of-sync:$n"
+  echo "exists -"
+  exit 0
+fi
+cat "$d/exists"
+echo "change connection name:r0 peer-node-id:0 conn-name:peer connection:Connected"
+[ -e "$d/die" ] && {{ echo "drbdsetup: something broke" >&2; exit 20; }}
+exec sleep 30
+"""
+
+
+def fake_drbdsetup(tmp: Path, *, die: bool, exists: str = EXISTS) -> str:
+    (tmp / "exists").write_text(exists)
+    if die:
+        (tmp / "die").touch()
+    script = tmp / "drbdsetup"
+    script.write_text(DRBDSETUP.format(dir=tmp))
+    script.chmod(0o755)
+    return str(script)
+
+
+async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -> None:
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def test_monitor_restarts_a_dying_child_and_keeps_the_state(tmp_path: Path):
+    mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp_path, die=True),
+                         restart_delay=0.1, poll_sync=60)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("two restarts", lambda: mon.restarts >= 2)
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    view = mon.views["r0"]
+    assert (view.role, view.peer_role, view.disk, view.replication) == (
+        "Secondary", "Primary", "Inconsistent", "SyncTarget")
+    assert "exit status 20" in mon.last_error and "something broke" in mon.last_error
+    calls = (tmp_path / "setup-calls").read_text().splitlines()
+    assert calls.count("events2 --statistics all") >= 2  # the first child and a restart
+
+
+def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
+    mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp_path, die=False),
+                         restart_delay=0.1, poll_sync=0.3)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("three snapshots", lambda: (mon.views["r0"].out_of_sync_kib or 1e9)
+                        <= 7000, timeout=15)
+            await asyncio.sleep(0.1)
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    (st,) = mon.status()
+    assert st["syncing"] is True
+    assert st["out_of_sync_kib"] is not None and st["out_of_sync_kib"] <= 7000
+    assert st["sync_done_percent"] is not None and st["sync_done_percent"] >= 30.0
+    assert st["sync_rate_kib_s"] is not None and st["sync_rate_kib_s"] > 0
+    assert st["sync_eta_s"] is not None and st["sync_eta_s"] > 0
+    text = format_replica(st)
+    assert "SyncTarget" in text and "KiB/s" in text and "done in ~" in text
+
+
+def test_monitor_reports_a_missing_tool(tmp_path: Path):
+    mon = Events2Monitor(["r0"], drbdsetup=str(tmp_path / "nope"), restart_delay=0.05)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("a restart", lambda: mon.restarts >= 1)
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    assert "cannot run" in mon.last_error
+    assert "restarting" in format_replica(mon.status()[0])
+
+
+# -- the supervisor's commands ------------------------------------------------------------------
+
+_keep: list[int] = []
+
+
+def drbd_node(tmp: Path) -> tuple[Path, Path]:
+    """A one-node configuration whose group is drbddisk::r0, and a fake drbdadm."""
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    _keep.extend([master, slave])
+    keys = tmp / "authkeys"
+    keys.write_text("auth 1\n1 sha256 drbd-test-secret\n")
+    keys.chmod(0o600)
+    cfg = tmp / "cluster.toml"
+    cfg.write_text(f"""
+[cluster]
+name = "drbdtest"
+[timing]
+keepalive = "50ms"
+deadtime = "200ms"
+initdead = "200ms"
+[watchdog]
+mode = "off"
+[[node]]
+name = "node1"
+[[node]]
+name = "node2"
+[[link]]
+type = "serial"
+device = "{os.ttyname(slave)}"
+[[group]]
+name = "app"
+preferred = "node1"
+resources = ["drbddisk::r0"]
+monitor_interval = "200ms"
+""")
+    script = tmp / "drbdadm"
+    script.write_text(DRBDADM.format(root=tmp))
+    script.chmod(0o755)
+    (tmp / "role").write_text("Secondary/Unknown\n")
+    (tmp / "dstate").write_text("Outdated/DUnknown\n")
+    (tmp / "cstate").write_text("WFConnection\n")
+    return cfg, script
+
+
+def run_drbd_node(tmp: Path, scenario: Callable[[Supervisor], Awaitable[None]]) -> Supervisor:
+    cfg_path, drbdadm = drbd_node(tmp)
+    cfg = load_config(cfg_path)
+    assert drbd_resources(cfg) == ["r0"]
+
+    def factory(spec: ResourceSpec) -> Any:
+        return make_agent(spec, AgentContext(
+            takeover=cfg.takeover, drbdadm=str(drbdadm), modprobe="true", command_timeout=10,
+            run_dir=tmp / "run", drbd_connect_wait=0.2, drbd_sync_wait=0.2,
+            drbd_split_brain=lambda r: sup.drbd_monitor is not None
+            and sup.drbd_monitor.views[r].split_brain))
+
+    # the monitor's child is a fake that prints the Outdated state and waits
+    exists = ("exists resource name:r0 role:Secondary\n"
+              "exists connection name:r0 connection:Connecting role:Unknown\n"
+              "exists device name:r0 volume:0 minor:0 disk:Outdated\n"
+              "exists peer-device name:r0 volume:0 replication:Off peer-disk:DUnknown\n"
+              "exists -\n")
+    mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp, die=False, exists=exists),
+                         poll_sync=60)
+    sup = Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, drbd_monitor=mon)
+    sup.drbdadm = str(drbdadm)
+
+    async def main() -> None:
+        task = asyncio.create_task(sup.run())
+        try:
+            await until("the supervisor to start", lambda: sup.state is not None)
+            await scenario(sup)
+        finally:
+            if sup.state is not None:
+                sup.feed(ShutdownRequested())
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    return sup
+
+
+def drbd_calls(tmp: Path) -> list[str]:
+    """drbdadm calls, without the state queries of the group's monitoring."""
+    return [c for c in (tmp / "calls").read_text().splitlines()
+            if c.split()[0] not in ("role", "dstate", "cstate", "sh-dev")]
+
+
+def group(sup: Supervisor) -> dict[str, Any]:
+    return dict(sup.status()["groups"][0])
+
+
+def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
+    answers: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        # the peer never answers: node1 tries to start the group, drbddisk refuses
+        await until("the refusal", lambda: any(
+            "refusing to promote DRBD resource r0: the local disk is Outdated" in r
+            for _t, r in sup.history))
+        await until("the group to be marked failed", lambda: group(sup)["failed"])
+        await until("the monitor's view", lambda: sup.status()["replication"][0]["disk"]
+                    == "Outdated")
+        answers["status"] = sup.status()
+        answers["plain"] = await sup._on_control({"command": "takeover", "group": "app",
+                                                  "force_data": False})
+        answers["force"] = await sup._on_control({"command": "takeover", "group": "app",
+                                                  "force_data": True})
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+
+    run_drbd_node(tmp_path, scenario)
+    st = answers["status"]["replication"][0]
+    # (the fake's stream ends with a change to Connected)
+    assert (st["disk"], st["connection"], st["monitor"]) == ("Outdated", "Connected",
+                                                            "running")
+    assert answers["status"]["groups"][0]["failed"]
+    force = answers["force"]
+    assert force["ok"] is True
+    assert any("Outdated" in r and "missing here" in r for r in force["reasons"])
+    calls = drbd_calls(tmp_path)
+    assert "primary --force r0" in calls
+    assert calls.count("primary --force r0") == 1 and "primary r0" not in calls
+
+
+def test_force_data_needs_a_drbd_group(tmp_path: Path):
+    answers: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        answers["none"] = await sup._on_control({"command": "takeover", "force_data": True})
+        answers["bad"] = await sup._on_control({"command": "takeover", "group": "nope",
+                                                "force_data": True})
+
+    run_drbd_node(tmp_path, scenario)
+    assert answers["none"]["ok"] is False and "group name" in answers["none"]["error"]
+    assert answers["bad"]["ok"] is False and "no drbddisk" in answers["bad"]["error"]
+
+
+def test_resolve_split_brain_on_the_victim_and_on_the_survivor(tmp_path: Path):
+    answers: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        mon = sup.drbd_monitor
+        assert mon is not None
+        await until("the monitor", lambda: mon.views["r0"].disk == "Outdated")
+        answers["nothing"] = await sup._on_control({"command": "resolve-split-brain",
+                                                    "discard": "node3"})
+        mon.feed_line("call helper name:r0 volume:0 minor:0 helper:split-brain")
+        mon.feed_line("destroy connection name:r0")
+        answers["status"] = sup.status()["replication"][0]
+        (tmp_path / "calls").write_text("")
+        answers["victim"] = await sup._on_control({"command": "resolve-split-brain",
+                                                   "discard": "node1"})
+        answers["victim_calls"] = drbd_calls(tmp_path)
+        (tmp_path / "calls").write_text("")
+        answers["survivor"] = await sup._on_control({"command": "resolve-split-brain",
+                                                     "discard": "node2"})
+        answers["survivor_calls"] = drbd_calls(tmp_path)
+        mon.views["r0"].role = "Primary"
+        answers["primary"] = await sup._on_control({"command": "resolve-split-brain",
+                                                    "discard": "node1"})
+
+    run_drbd_node(tmp_path, scenario)
+    assert answers["nothing"]["ok"] is False and "node1 or node2" in answers["nothing"]["error"]
+    assert answers["status"]["split_brain"] is True
+    assert "SPLIT BRAIN" in format_replica(answers["status"])
+    assert answers["victim"]["ok"] is True
+    assert any("DISCARDING this node's (node1) changes" in r for r in answers["victim"]["reasons"])
+    assert answers["victim_calls"] == ["disconnect r0", "secondary r0",
+                                       "connect --discard-my-data r0"]
+    assert answers["survivor"]["ok"] is True
+    assert any("node2's changes since the split will be overwritten" in r
+               for r in answers["survivor"]["reasons"])
+    assert answers["survivor_calls"] == ["disconnect r0", "connect r0"]
+    assert answers["primary"]["ok"] is False
+    assert "this node (node1) is Primary" in answers["primary"]["error"]
