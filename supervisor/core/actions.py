@@ -63,10 +63,12 @@ class ShutdownComplete:
 @dataclass(frozen=True)
 class OutdateReplica:
     """The peer asked (fence-peer): mark the local replica of ``resource`` Outdated
-    (``drbdadm outdate``), then feed back an OutdateResult with the same ids."""
+    (``drbdadm outdate``), then feed back an OutdateResult with the same ids. ``timeout``
+    leaves the answer time to reach the peer before its request times out."""
 
     resource: str
     request_id: int
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True)

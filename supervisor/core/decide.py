@@ -1350,7 +1350,7 @@ def _update_fencing(s: CoreState, now: float, out: _Out) -> None:
                      "resource name: answering that it failed")
             continue
         s.fence_in[resource] = FenceIn(resource, wire_id, now)
-        out.actions.append(OutdateReplica(resource, wire_id))
+        out.actions.append(OutdateReplica(resource, wire_id, fence_timeout(s.config) / 2))
         out.reason(f"{s.peer} lost its replication link for DRBD resource {resource} and asks "
                    f"{s.me} to outdate its replica (fence request {wire_id}): running "
                    "drbdadm outdate")
