@@ -477,3 +477,19 @@ def test_sim_the_peer_restarting_gets_the_request_again():
     sim.nodes["node2"].outdate_result = "outdated"
     sim.run(1.0)
     assert answers(sim) == [(1, 4)]
+
+
+def test_status_text_shows_pending_and_last_fence_peer():
+    from supervisor.cli import format_status
+
+    sim = formed()
+    sim.deliver("node1", FenceRequested("r0", 1))
+    sim.run(0.3)
+    text = format_status(sim.status("node1"))
+    assert "fence-peer r0: waiting for the peer's answer" in text
+    request = sim.nodes["node2"].outdates[0][1]
+    sim.deliver("node2", OutdateResult("r0", request.request_id, "primary"))
+    sim.run(0.3)
+    text = format_status(sim.status("node1"))
+    assert "waiting for the peer's answer" not in text
+    assert "last fence-peer (0 s ago): fence-peer for DRBD resource r0: node2 refused" in text
