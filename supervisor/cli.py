@@ -6,6 +6,7 @@
     twinbeat takeover --force-data GROUP [--yes]
     twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
     twinbeat check-config [--config FILE]
+    twinbeat fence-peer [RESOURCE] [--state-dir DIR]     (DRBD's fence-peer handler)
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -25,6 +27,11 @@ from supervisor.control import ControlError, request
 from supervisor.statefiles import CONTROL_SOCKET, DEFAULT_STATE_DIR
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: fence-peer's exit code when the daemon cannot ask the peer: "peer could not be reached"
+FENCE_UNREACHABLE = 5
+#: how long fence-peer waits for the daemon's answer; the daemon answers within its own
+#: fence timeout (max(2 x deadtime, 10 s)) or as soon as the peer is declared dead
+FENCE_ANSWER_TIMEOUT = 120.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
     cc.add_argument("--settings", action="store_true", help="list every setting and its default")
 
+    fp = sub.add_parser(
+        "fence-peer",
+        help="DRBD's fence-peer handler: ask the peer over the heartbeat links to outdate "
+        "its replica",
+        description="DRBD's fence-peer handler (drbd.conf: disk { fencing resource-only; } "
+        'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }). When a DRBD Primary loses '
+        "its replication link, DRBD runs it; twinbeat asks the peer over the heartbeat links "
+        "(serial, UDP) to mark its replica Outdated, so that it is not promoted with stale "
+        "data. Messages go to stderr (DRBD logs them). Exit codes, as DRBD reads them: "
+        "3 peer's disk already Inconsistent, 4 peer's disk now Outdated, 5 peer unreachable "
+        "(also when the twinbeat daemon is not running), 6 peer refused: it is Primary.",
+    )
+    fp.add_argument("resource", nargs="?", metavar="RESOURCE",
+                    help="DRBD resource (default: $DRBD_RESOURCE, which DRBD sets)")
+    state_dir(fp)
+
     # Listed here for `twinbeat --help`; its options belong to supervisor.importer.
     sub.add_parser(
         "import-heartbeat",
@@ -123,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_resolve_split_brain(args)
     if args.command == "check-config":
         return cmd_check_config(args)
+    if args.command == "fence-peer":
+        return cmd_fence_peer(args)
     return EXIT_USAGE
 
 
@@ -280,6 +305,30 @@ def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fence_peer(args: argparse.Namespace) -> int:
+    """DRBD's fence-peer handler; the exit code is DRBD's (see the subcommand's --help)."""
+    resource = args.resource or os.environ.get("DRBD_RESOURCE", "")
+    if not resource:
+        print("twinbeat fence-peer: no resource given and DRBD_RESOURCE is not set",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        answer = request(args.state_dir / CONTROL_SOCKET,
+                         {"command": "fence-peer", "resource": resource},
+                         timeout=FENCE_ANSWER_TIMEOUT)
+    except (ControlError, OSError, ValueError) as exc:
+        print(f"twinbeat fence-peer {resource}: cannot ask the twinbeat daemon ({exc}); "
+              f"exit {FENCE_UNREACHABLE}: peer unreachable", file=sys.stderr)
+        return FENCE_UNREACHABLE
+    code = answer.get("code")
+    if not answer.get("ok") or not isinstance(code, int) or isinstance(code, bool):
+        print(f"twinbeat fence-peer {resource}: {answer.get('error') or 'no exit code'}; "
+              f"exit {FENCE_UNREACHABLE}", file=sys.stderr)
+        return FENCE_UNREACHABLE
+    print(f"twinbeat: {answer.get('message') or ''}", file=sys.stderr)
+    return code
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     answer = _ask(args, {"command": "status"})
     if answer is None:
@@ -364,6 +413,15 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"             {g['reason']}")
     for r in st.get("replication") or []:
         lines.append(format_replica(r))
+    fencing = st.get("fencing") or {}
+    for item in fencing.get("pending") or []:
+        lines.append(
+            f"fence-peer {item['resource']}: waiting for the peer's answer "
+            f"({item['age']:.1f} s, gives up in {max(0.0, item['timeout_in']):.1f} s)"
+        )
+    last = fencing.get("last")
+    if last:
+        lines.append(f"last fence-peer ({last['age']:.0f} s ago): {last['message']}")
     dropped = st.get("dropped") or {}
     if dropped:
         lines.append(

@@ -3,6 +3,10 @@
 The socket lives in the state directory (mode 0700) with mode 0600, and the server also
 checks the caller's credentials (SO_PEERCRED): only root or the daemon's own user may talk to
 it. Requests: ``{"command": "status"}``, ``{"command": "standby", "group": null}``, ...
+
+Each connection is served by its own task, so a request that waits (``{"command":
+"fence-peer", "resource": "r0"}`` is answered ``{"ok": true, "code": 4, "message": ...}`` only
+once the peer has answered or the core gave up) does not hold up the others.
 """
 
 from __future__ import annotations

@@ -11,12 +11,13 @@ after a step completed: a loop that stalls stops feeding it, and the node is res
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from supervisor.core import decide
 from supervisor.core.actions import (
     Action,
     CheckResource,
+    FenceAnswer,
     Log,
+    OutdateReplica,
     Reboot,
     ResourceAction,
     SendFrame,
@@ -45,8 +48,10 @@ from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
     Event,
+    FenceRequested,
     FrameReceived,
     LinkCarrier,
+    OutdateResult,
     PingReply,
     PublicCarrier,
     ResourceResult,
@@ -57,7 +62,7 @@ from supervisor.core.events import (
 from supervisor.core.replica import promotion_verdict
 from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
-from supervisor.drivers.drbd import DrbdAgent
+from supervisor.drivers.drbd import DrbdAgent, outdate_replica
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.ipaddr import Netlink
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
@@ -82,6 +87,12 @@ FORCE_WINDOW = 300.0
 HISTORY = 100  # recent decisions kept for `twinbeat status` (monotonic time, reason)
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
+#: outdates the local replica of a DRBD resource: (resource, timeout) -> result
+Outdater = Callable[[str, float], Awaitable[str]]
+
+
+async def default_outdater(resource: str, timeout: float) -> str:
+    return await outdate_replica(resource, "drbdadm", timeout)
 
 
 def make_watchdog(cfg: WatchdogConfig) -> Watchdog:
@@ -109,11 +120,15 @@ class Supervisor:
         notifier: SystemdNotifier | None = None,
         sys_root: str = "/sys",
         drbd_monitor: Events2Monitor | None = None,
+        outdater: Outdater = default_outdater,
     ) -> None:
         self.config = config
         self.me = me
         self.state_dir = state_dir
         self.sys_root = sys_root
+        self.outdater = outdater
+        self._fence_ids = itertools.count(1)
+        self._fence_waiters: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self.agent_factory = agent_factory or self._default_agent
         self.watchdog = watchdog or make_watchdog(config.watchdog)
         self.rebooter = rebooter or SysrqRebooter()
@@ -230,6 +245,10 @@ class Supervisor:
             wm, _notifier = self._inotify
             loop.remove_reader(wm.get_fd())
             wm.close()
+        for waiter in self._fence_waiters.values():
+            if not waiter.done():
+                waiter.set_result((5, "twinbeat is stopping; the peer was not asked"))
+        self._fence_waiters.clear()
         if self._control is not None:
             await self._control.close()
         if self.drbd_monitor is not None:
@@ -331,6 +350,12 @@ class Supervisor:
             case ShutdownComplete():
                 if self._done is not None and not self._done.done():
                     self._done.set_result(0)
+            case OutdateReplica():
+                self._spawn(self._outdate(action))
+            case FenceAnswer(request_id=request_id, code=code, message=message):
+                waiter = self._fence_waiters.pop(request_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result((code, message))
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -375,6 +400,32 @@ class Supervisor:
             log.info("group %s: %s %s %s (%.3f s)", action.group, type(action).__name__,
                      action.spec.describe(), word, elapsed)
         self.feed(ResourceResult(action.group, action.op_id, ok, running, detail))
+
+    # -- fencing (DRBD fence-peer) ---------------------------------------------------------------
+
+    async def _outdate(self, action: OutdateReplica) -> None:
+        """Outdate the local replica off the decision path; the result comes back as an event."""
+        detail = ""
+        try:
+            result = await self.outdater(action.resource, action.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a driver bug is a failed outdate, not a dead daemon
+            log.exception("DRBD resource %s: outdate failed", action.resource)
+            result, detail = "failed", f"internal error: {exc!r}"
+        self.feed(OutdateResult(action.resource, action.request_id, result, detail))
+
+    async def _fence_peer(self, resource: str) -> dict[str, Any]:
+        """``twinbeat fence-peer``: wait for the core's FenceAnswer (other requests go on)."""
+        request_id = next(self._fence_ids)
+        waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._fence_waiters[request_id] = waiter
+        try:
+            self.feed(FenceRequested(resource, request_id))
+            code, message = await waiter
+        finally:
+            self._fence_waiters.pop(request_id, None)
+        return {"ok": True, "code": code, "message": message}
 
     # -- links, carrier, ping ------------------------------------------------------------------
 
@@ -502,6 +553,11 @@ class Supervisor:
             reasons = self.feed(AdminCommand(command, group))
             refused = [r for r in reasons if " refused: " in r]
             return {"ok": not refused, "reasons": reasons, "error": "; ".join(refused) or None}
+        if command == "fence-peer":
+            resource = request.get("resource")
+            if not isinstance(resource, str) or not resource:
+                return {"ok": False, "error": "resource must be a DRBD resource name"}
+            return await self._fence_peer(resource)
         if command == "reload":
             self._do_reload()
             return {"ok": True, "reasons": ["reload requested (see the log)"]}

@@ -18,6 +18,8 @@ from supervisor.config import Config, load_config
 from supervisor.core import decide
 from supervisor.core.actions import (
     CheckResource,
+    FenceAnswer,
+    OutdateReplica,
     Reboot,
     SendFrame,
     ShutdownComplete,
@@ -28,6 +30,7 @@ from supervisor.core.events import (
     AdminCommand,
     Event,
     FrameReceived,
+    OutdateResult,
     PingReply,
     PublicCarrier,
     ResourceResult,
@@ -159,6 +162,11 @@ class NodeSim:
     world_ok: bool = True
     tick_token: int = 0
     tick_at: float | None = None
+    # fencing: what the core asked for; ``outdate_result`` set = the fake driver answers
+    outdates: list[tuple[float, OutdateReplica]] = field(default_factory=list)
+    fence_answers: list[tuple[float, FenceAnswer]] = field(default_factory=list)
+    outdate_result: str | None = None
+    last_frame: bytes = b""
 
     def holds(self, group: str) -> bool:
         return any(v for (g, _), v in self.running.items() if g == group)
@@ -285,6 +293,7 @@ class Sim:
     def _act(self, node: NodeSim, action: object) -> None:
         match action:
             case SendFrame(data=data):
+                node.last_frame = data
                 for link in self.links.values():
                     if not link.up[node.name] or self.rng.random() < link.loss:
                         continue
@@ -314,6 +323,13 @@ class Sim:
                 self.kill(node.name)
             case ShutdownComplete():
                 node.exited = True
+            case OutdateReplica(resource=resource, request_id=rid):
+                node.outdates.append((self.now, action))
+                if node.outdate_result is not None:
+                    self._push(self.now + node.op_latency, node.name,
+                               OutdateResult(resource, rid, node.outdate_result))
+            case FenceAnswer():
+                node.fence_answers.append((self.now, action))
             case _:
                 pass
 

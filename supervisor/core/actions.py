@@ -60,5 +60,35 @@ class ShutdownComplete:
     """Every group is stopped and the peer was told; the daemon may exit."""
 
 
+@dataclass(frozen=True)
+class OutdateReplica:
+    """The peer asked (fence-peer): mark the local replica of ``resource`` Outdated
+    (``drbdadm outdate``), then feed back an OutdateResult with the same ids. ``timeout``
+    leaves the answer time to reach the peer before its request times out."""
+
+    resource: str
+    request_id: int
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class FenceAnswer:
+    """Tell the fence-peer handler waiting under ``request_id`` its exit code for DRBD."""
+
+    request_id: int
+    code: int
+    message: str
+
+
 ResourceAction = StartResource | StopResource | CheckResource
-Action = SendFrame | StartResource | StopResource | CheckResource | Reboot | Log | ShutdownComplete
+Action = (
+    SendFrame
+    | StartResource
+    | StopResource
+    | CheckResource
+    | Reboot
+    | Log
+    | ShutdownComplete
+    | OutdateReplica
+    | FenceAnswer
+)

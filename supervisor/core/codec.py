@@ -23,6 +23,14 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
     p   {group: [node, stamp]}  admin pins (standby/takeover), merged by highest stamp
     cd  digest of the sender's shared policy (nodes, groups, failback): the two nodes compare
         it and warn when their configurations disagree on what they must agree on
+    o   {drbd resource: request id}  fence requests from the sender to us: "outdate your
+        replica of this resource" (DRBD's outdate-peer, carried by our own links)
+    oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
+        is one of OUTDATE_RESULTS
+
+``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
+is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
+frame without them (an older peer) decodes to empty dicts.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ MAGIC = b"TB1:"
 VERSION = 1
 MAC_LEN = 16
 MAX_LINE = 8192
+#: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
+OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})
 
 
 class DecodeError(Exception):
@@ -71,6 +81,8 @@ class Beat:
     groups: dict[str, GroupView] = field(default_factory=dict)
     pins: dict[str, tuple[str, int]] = field(default_factory=dict)
     config_digest: str = ""
+    outdate: dict[str, int] = field(default_factory=dict)
+    outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -100,6 +112,10 @@ def encode(beat: Beat, key: bytes) -> bytes:
         "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
         "cd": beat.config_digest,
     }
+    if beat.outdate:
+        body["o"] = dict(sorted(beat.outdate.items()))
+    if beat.outdate_answers:
+        body["oa"] = {k: [v[0], v[1]] for k, v in sorted(beat.outdate_answers.items())}
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
 
@@ -158,6 +174,22 @@ def _beat_from(body: object, cluster: str) -> Beat:
     digest = body.get("cd", "")
     if not isinstance(digest, str):
         raise DecodeError("malformed", "bad config digest")
+    raw_o, raw_oa = body.get("o", {}), body.get("oa", {})
+    if not isinstance(raw_o, dict) or not isinstance(raw_oa, dict):
+        raise DecodeError("malformed", "fence fields are not objects")
+    outdate: dict[str, int] = {}
+    for name, rid in raw_o.items():
+        if not _request_id(rid):
+            raise DecodeError("malformed", "bad fence request")
+        outdate[str(name)] = rid
+    answers: dict[str, tuple[int, str]] = {}
+    for name, item in raw_oa.items():
+        if not isinstance(item, list):
+            raise DecodeError("malformed", "bad fence answer")
+        rid, result = item
+        if not _request_id(rid) or result not in OUTDATE_RESULTS:
+            raise DecodeError("malformed", "bad fence answer")
+        answers[str(name)] = (rid, result)
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -170,7 +202,13 @@ def _beat_from(body: object, cluster: str) -> Beat:
         groups=groups,
         pins=pins,
         config_digest=digest,
+        outdate=outdate,
+        outdate_answers=answers,
     )
+
+
+def _request_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class LineSplitter:

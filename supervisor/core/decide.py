@@ -6,7 +6,8 @@ with a ``Tick`` if nothing else happens. Every decision comes with a sentence in
 ``Step.reasons`` ("taking over group web: peer node2 silent on all links for 2.0 s"), which the
 loop logs and the tests assert.
 
-The states and the handover protocol are described in ``supervisor.core.states``.
+The states and the handover protocol are described in ``supervisor.core.states``; fencing
+(DRBD's outdate-peer carried by the heartbeat links) in the "Fencing" section below.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from supervisor.core import codec
 from supervisor.core.actions import (
     Action,
     CheckResource,
+    FenceAnswer,
     Log,
+    OutdateReplica,
     Reboot,
     SendFrame,
     ShutdownComplete,
@@ -32,8 +36,10 @@ from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
     Event,
+    FenceRequested,
     FrameReceived,
     LinkCarrier,
+    OutdateResult,
     PingReply,
     PublicCarrier,
     ResourceResult,
@@ -143,6 +149,36 @@ class GroupState:
     blocked_reason: str = ""
 
 
+@dataclass(frozen=True)
+class FenceOut:
+    """A fence request of ours that the peer has not answered yet (published as ``o``)."""
+
+    resource: str
+    wire_id: int  # unique across our restarts: (generation << 20) | counter
+    waiters: tuple[int, ...]  # the loop's ids of the fence-peer handlers waiting for it
+    since: float
+    deadline: float
+
+
+@dataclass(frozen=True)
+class FenceIn:
+    """The peer's latest fence request for a resource and what our outdate came to."""
+
+    resource: str
+    wire_id: int
+    since: float
+    result: str | None = None  # None while drbdadm outdate runs; then codec.OUTDATE_RESULTS
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    resource: str
+    code: int
+    message: str
+    at: float
+
+
 @dataclass
 class CoreState:
     settings: Settings
@@ -172,6 +208,10 @@ class CoreState:
     world_reason: str = ""
     config_mismatch: bool = False
     ping_silence_warned: bool = False
+    fence_out: dict[str, FenceOut] = field(default_factory=dict)
+    fence_in: dict[str, FenceIn] = field(default_factory=dict)
+    fence_counter: int = 0
+    fence_last: FenceOutcome | None = None
 
     @property
     def config(self) -> Config:
@@ -263,6 +303,8 @@ def clone(state: CoreState) -> CoreState:
     s.groups = groups
     s.pins = dict(state.pins)
     s.dropped = dict(state.dropped)
+    s.fence_out = dict(state.fence_out)
+    s.fence_in = dict(state.fence_in)
     return s
 
 
@@ -305,6 +347,10 @@ def _handle(s: CoreState, event: Event, now: float, out: _Out) -> None:
                 out.reason("shutting down: stopping every group and handing it to the peer")
         case ConfigChanged(config=config):
             _on_config(s, config, now, out)
+        case FenceRequested(resource=resource, request_id=request_id):
+            _on_fence_request(s, resource, request_id, now, out)
+        case OutdateResult():
+            _on_outdate_result(s, event, out)
 
 
 def _drop(s: CoreState, cause: str) -> None:
@@ -583,6 +629,7 @@ def _evaluate(s: CoreState, now: float, out: _Out) -> None:
     _update_links(s, now, out)
     _update_peer(s, now, out)
     _update_world(s, now, out)
+    _update_fencing(s, now, out)
     for g in list(s.groups.values()):
         _expire_failures(s, g, now, out)
         _decide_group(s, g, now, out)
@@ -979,6 +1026,8 @@ def _published(s: CoreState, now: float) -> tuple[Any, ...]:
             )
         ),
         tuple(sorted(s.pins.items())),
+        tuple(sorted(_fence_requests(s).items())),
+        tuple(sorted(_fence_answers(s).items())),
     )
 
 
@@ -999,6 +1048,8 @@ def _send_beat(s: CoreState, now: float, out: _Out, published: tuple[Any, ...]) 
         },
         pins=dict(s.pins),
         config_digest=s.settings.digest,
+        outdate=_fence_requests(s),
+        outdate_answers=_fence_answers(s),
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     s.last_published = published
@@ -1026,6 +1077,7 @@ def next_deadline(s: CoreState, now: float) -> float:
             times.append(g.next_monitor)
         if g.failed_until is not None and g.failed_until != math.inf:
             times.append(g.failed_until)
+    times += [f.deadline for f in s.fence_out.values()]
     future = [x for x in times if x > now + EPS]
     return min(future) if future else now + t.keepalive
 
@@ -1122,4 +1174,210 @@ def status(s: CoreState, now: float) -> dict[str, Any]:
         "shutting_down": s.shutting_down,
         "config_digest": s.settings.digest,
         "config_mismatch": s.config_mismatch,
+        "fencing": _fence_status(s, now),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Fencing: DRBD's outdate-peer, carried by the heartbeat links
+#
+# With ``disk { fencing resource-only; }`` and ``handlers { fence-peer "twinbeat fence-peer"; }``
+# a DRBD 8.4 Primary that loses its replication connection runs the handler, which asks this
+# daemon (FenceRequested). While the peer is alive (heartbeats still flow, e.g. over the
+# serial cable) the request is published in every beat (``o``); the peer runs
+# ``drbdadm outdate`` once per request id (OutdateReplica -> OutdateResult) and publishes the
+# result (``oa``) until the request disappears from our beats. The handler's exit code tells
+# DRBD what happened to the peer's disk. DRBD 8.4 user's guide, "The peer fencing interface"
+# (table "fence-peer handler exit codes"), and drbd-utils' scripts/outdate-peer.sh:
+#
+#   3  the peer's disk was already Inconsistent
+#   4  the peer's disk was set to Outdated (or was Outdated to begin with)
+#   5  the peer could not be reached (DRBD, when its own disk is UpToDate, assumes the peer
+#      dead and marks it Outdated in its own view)
+#   6  the peer refused to be outdated because it is Primary (DRBD then outdates the disk of
+#      the node that ran the handler)
+#   7  the peer node was fenced (STONITH): never returned here, there is no fencing device
+#
+# Any other code is "fence-peer helper broken" to DRBD. A failed ``drbdadm outdate`` on a
+# live peer is reported as 5, the nearest documented meaning, with a warning: the peer's
+# replica may then still be UpToDate.
+
+#: the fence-peer exit code for each result of ``drbdadm outdate`` on the peer
+OUTDATE_EXIT_CODES: dict[str, int] = {
+    "inconsistent": 3,
+    "outdated": 4,
+    "failed": 5,
+    "primary": 6,
+}
+FENCE_UNREACHABLE = 5
+#: a fence request waits at least this long for the peer's answer (or 2 x deadtime)
+FENCE_MIN_TIMEOUT = 10.0
+# DRBD resource names as drbddisk::RES accepts them, and never an option ("-...").
+_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*$")
+
+
+def fence_timeout(config: Config) -> float:
+    """How long a fence request waits for the live peer's answer before exit code 5."""
+    return max(2 * config.timing.deadtime, FENCE_MIN_TIMEOUT)
+
+
+def _fence_requests(s: CoreState) -> dict[str, int]:
+    return {r: f.wire_id for r, f in s.fence_out.items()}
+
+
+def _fence_answers(s: CoreState) -> dict[str, tuple[int, str]]:
+    """Our answers, published while the peer's latest beat still asks that question."""
+    asked = s.peer_beat.outdate if s.peer_beat is not None else {}
+    return {
+        r: (f.wire_id, f.result)
+        for r, f in s.fence_in.items()
+        if f.result is not None and asked.get(r) == f.wire_id
+    }
+
+
+def _fence_done(
+    s: CoreState, waiters: tuple[int, ...], outcome: FenceOutcome, out: _Out, *, warn: bool
+) -> None:
+    """Answer every waiting handler with ``outcome`` and remember it for the status."""
+    for request_id in waiters:
+        out.actions.append(FenceAnswer(request_id, outcome.code, outcome.message))
+    s.fence_last = outcome
+    if warn:
+        out.warn(outcome.message)
+    else:
+        out.reason(outcome.message)
+
+
+def _on_fence_request(
+    s: CoreState, resource: str, request_id: int, now: float, out: _Out
+) -> None:
+    what = f"fence-peer for DRBD resource {resource}"
+    if not _RESOURCE_RE.match(resource):
+        message = f"fence-peer refused: {resource!r} is not a DRBD resource name; exit 5"
+        _fence_done(s, (request_id,), FenceOutcome(resource, FENCE_UNREACHABLE, message, now),
+                    out, warn=True)
+        return
+    pending = s.fence_out.get(resource)
+    if pending is not None:
+        s.fence_out[resource] = replace(pending, waiters=(*pending.waiters, request_id))
+        out.reason(f"{what}: already asking {s.peer} (request {pending.wire_id}); this "
+                   "handler waits for the same answer")
+        return
+    if s.peer_status is not PeerStatus.ALIVE:
+        why = (s.peer_dead_reason if s.peer_status is PeerStatus.DEAD
+               else f"not heard since {s.me} started")
+        message = f"{what}: peer {s.peer} is unreachable ({why}); exit 5 (peer unreachable)"
+        _fence_done(s, (request_id,), FenceOutcome(resource, FENCE_UNREACHABLE, message, now),
+                    out, warn=True)
+        return
+    s.fence_counter += 1
+    wire_id = (s.generation << 20) | (s.fence_counter & 0xFFFFF)
+    timeout = fence_timeout(s.config)
+    s.fence_out[resource] = FenceOut(resource, wire_id, (request_id,), now, now + timeout)
+    out.reason(f"{what}: the replication link is down but {s.peer} is alive; asking it over "
+               f"the heartbeat links to outdate its replica (request {wire_id}, waiting up to "
+               f"{_fmt(timeout)})")
+
+
+def _on_outdate_result(s: CoreState, r: OutdateResult, out: _Out) -> None:
+    cur = s.fence_in.get(r.resource)
+    if cur is None or cur.wire_id != r.request_id or cur.result is not None:
+        out.actions.append(Log("warning", f"ignoring a stale outdate result for DRBD resource "
+                                          f"{r.resource} (request {r.request_id})"))
+        return
+    result = r.result if r.result in OUTDATE_EXIT_CODES else "failed"
+    s.fence_in[r.resource] = replace(cur, result=result, detail=r.detail)
+    text = {
+        "outdated": "is Outdated now",
+        "inconsistent": "is Inconsistent or Diskless already",
+        "primary": "was not outdated: DRBD is Primary here",
+        "failed": "could not be outdated",
+    }[result]
+    detail = f" ({r.detail})" if r.detail else ""
+    message = (f"the replica of DRBD resource {r.resource} on {s.me} {text}{detail}; "
+               f"answering {s.peer}'s fence request {r.request_id}")
+    if result in ("outdated", "inconsistent"):
+        out.reason(message)
+    else:
+        out.warn(message)
+
+
+def _update_fencing(s: CoreState, now: float, out: _Out) -> None:
+    beat = s.peer_beat if s.peer_status is PeerStatus.ALIVE else None
+    # Our requests: answered, given up (peer dead, timeout, we are leaving), or still waiting.
+    for resource, req in list(s.fence_out.items()):
+        what = f"fence-peer for DRBD resource {resource}"
+        answer = beat.outdate_answers.get(resource) if beat is not None else None
+        given_up = ""
+        if answer is not None and answer[0] == req.wire_id:
+            result = answer[1]
+            code = OUTDATE_EXIT_CODES[result]
+            text = {
+                "outdated": f"{s.peer} outdated its replica; exit 4 (peer Outdated)",
+                "inconsistent": f"{s.peer}'s replica is Inconsistent already; exit 3",
+                "primary": f"{s.peer} refused: it is Primary; exit 6 (DRBD outdates this "
+                           "node's disk instead)",
+                "failed": f"{s.peer} could not outdate its replica; exit 5 (treated as "
+                          "unreachable: its replica may still be UpToDate)",
+            }[result]
+            del s.fence_out[resource]
+            _fence_done(s, req.waiters, FenceOutcome(resource, code, f"{what}: {text}", now),
+                        out, warn=result in ("failed", "primary"))
+        elif s.peer_status is not PeerStatus.ALIVE:
+            given_up = (f"{s.peer} became unreachable before answering ({s.peer_dead_reason});"
+                        " exit 5 (peer unreachable)")
+        elif s.status is NodeStatus.LEAVING:
+            given_up = f"{s.me} is shutting down before {s.peer} answered; exit 5"
+        elif now >= req.deadline - EPS:
+            given_up = (f"no answer from {s.peer} within {_fmt(req.deadline - req.since)} "
+                        "although it is alive; exit 5 (peer unreachable): its replica may not "
+                        "be outdated")
+        if given_up:
+            del s.fence_out[resource]
+            outcome = FenceOutcome(resource, FENCE_UNREACHABLE, f"{what}: {given_up}", now)
+            _fence_done(s, req.waiters, outcome, out, warn=True)
+    # The peer's requests: one drbdadm outdate per request id, never two.
+    if beat is None:
+        return
+    for resource, wire_id in sorted(beat.outdate.items()):
+        cur = s.fence_in.get(resource)
+        if cur is not None and cur.wire_id == wire_id:
+            continue
+        if not _RESOURCE_RE.match(resource):
+            s.fence_in[resource] = FenceIn(resource, wire_id, now, "failed", "not a DRBD "
+                                           "resource name")
+            out.warn(f"{s.peer} asks {s.me} to outdate {resource!r}, which is not a DRBD "
+                     "resource name: answering that it failed")
+            continue
+        s.fence_in[resource] = FenceIn(resource, wire_id, now)
+        out.actions.append(OutdateReplica(resource, wire_id, fence_timeout(s.config) / 2))
+        out.reason(f"{s.peer} lost its replication link for DRBD resource {resource} and asks "
+                   f"{s.me} to outdate its replica (fence request {wire_id}): running "
+                   "drbdadm outdate")
+
+
+def _fence_status(s: CoreState, now: float) -> dict[str, Any]:
+    last = s.fence_last
+    return {
+        "pending": [
+            {
+                "resource": f.resource,
+                "request": f.wire_id,
+                "handlers": len(f.waiters),
+                "age": round(now - f.since, 3),
+                "timeout_in": round(f.deadline - now, 3),
+            }
+            for f in s.fence_out.values()
+        ],
+        "last": None if last is None else {
+            "resource": last.resource,
+            "code": last.code,
+            "message": last.message,
+            "age": round(now - last.at, 3),
+        },
+        "peer_requests": [
+            {"resource": f.resource, "request": f.wire_id, "result": f.result,
+             "age": round(now - f.since, 3)}
+            for f in s.fence_in.values()
+        ],
     }

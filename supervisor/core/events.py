@@ -83,6 +83,28 @@ class ConfigChanged:
     config: Config
 
 
+@dataclass(frozen=True)
+class FenceRequested:
+    """DRBD ran its fence-peer handler (``twinbeat fence-peer``) for ``resource``: the local
+    node lost its replication connection and asks the peer, over the heartbeat links, to mark
+    its replica Outdated. ``request_id`` is the loop's id for the waiting handler; it comes
+    back in the FenceAnswer action."""
+
+    resource: str
+    request_id: int
+
+
+@dataclass(frozen=True)
+class OutdateResult:
+    """The outcome of an OutdateReplica action: one of ``codec.OUTDATE_RESULTS``
+    (outdated | inconsistent | primary | failed)."""
+
+    resource: str
+    request_id: int
+    result: str
+    detail: str = ""
+
+
 Event = (
     Tick
     | FrameReceived
@@ -94,4 +116,6 @@ Event = (
     | AdminCommand
     | ShutdownRequested
     | ConfigChanged
+    | FenceRequested
+    | OutdateResult
 )

@@ -232,3 +232,65 @@ class DrbdAgent:
         if not r.ok:
             raise AgentError(f"cannot demote DRBD resource {self.spec.resource}: "
                              f"{r.describe()}")
+
+
+# --------------------------------------------------------------------------------------------
+# Fencing: the peer lost its replication link and asks us to outdate our replica
+# (supervisor.core.decide, "Fencing"). Kept apart from DrbdAgent: it is not a resource
+# operation and runs whoever owns the group.
+
+#: seconds between retries of an outdate that DRBD refused "while Connected"
+OUTDATE_RETRY = 0.5
+#: disk states of a replica that holds no usable data (fence-peer exit code 3)
+NO_DATA = frozenset({"Inconsistent", "Diskless", "Failed", "Negotiating", "Attaching"})
+
+
+async def outdate_replica(resource: str, drbdadm: str, timeout: float) -> str:
+    """Mark the local replica of ``resource`` Outdated (``drbdadm outdate RES``) so that it is
+    not promoted with stale data; returns what became of it:
+
+    ``"outdated"``      done, or it was Outdated already (fence-peer exit code 4)
+    ``"inconsistent"``  the local disk is Inconsistent or Diskless: not usable anyway (3)
+    ``"primary"``       refused: DRBD is Primary here (6)
+    ``"failed"``        anything else; the detail is logged (5)
+
+    drbd-utils' scripts/outdate-peer.sh reads the exit status of ``drbdadm outdate`` the same
+    way (0 outdated, 5 inconsistent, 17 primary); the states are also checked with
+    ``drbdadm role`` and ``drbdadm dstate``, which do not depend on those numbers. DRBD
+    refuses to outdate a replica "while Connected": this side may notice the broken
+    replication link a little later than the peer did, so that refusal is retried every
+    OUTDATE_RETRY seconds until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(1.0, deadline - time.monotonic())
+
+    while True:
+        r = await runner.run([drbdadm, "outdate", resource], timeout=left(), log_failure=False)
+        if r.ok:
+            log.warning("DRBD resource %s: the local replica is Outdated now (the peer lost "
+                        "its replication link and asked for it)", resource)
+            return "outdated"
+        connected = "while Connected" in r.stderr + r.stdout
+        if not connected or r.timed_out or time.monotonic() + OUTDATE_RETRY >= deadline:
+            break
+        await asyncio.sleep(OUTDATE_RETRY)
+    role = await runner.run([drbdadm, "role", resource], timeout=left(), log_failure=False)
+    if r.returncode == 17 or (role.ok and "Primary" in local_states(role.stdout)):
+        log.warning("DRBD resource %s: not outdating the local replica: it is Primary here",
+                    resource)
+        return "primary"
+    ds = await runner.run([drbdadm, "dstate", resource], timeout=left(), log_failure=False)
+    states = local_states(ds.stdout) if ds.ok else []
+    if states and all(s == "Outdated" for s in states):
+        return "outdated"
+    if (states and all(s in NO_DATA or s == "Outdated" for s in states)) or (
+        not states and r.returncode == 5
+    ):
+        log.info("DRBD resource %s: the local replica is %s already; nothing to outdate",
+                 resource, "/".join(states) or "Inconsistent")
+        return "inconsistent"
+    log.error("DRBD resource %s: cannot outdate the local replica (disk %s): %s", resource,
+              "/".join(states) or "unknown", r.describe())
+    return "failed"
