@@ -87,8 +87,12 @@ def previous_answers(root: Path) -> dict[str, str]:
         if floating:
             out["floating_addresses"] = " ".join(floating)
         out["services"] = " ".join(services) or "none"
-    m = re.search(r"^\s*disk\s+/dev/(\S+);", _read(root, DRBD_RES), re.MULTILINE)
-    out["disk"] = m.group(1) if m else "none"
+    replicated = [r for r in data.get("replicated", []) if isinstance(r, dict)]
+    disk = str(replicated[0].get("disk", "")) if replicated else ""
+    if not disk.startswith("/dev/"):  # written before [[replicated]] existed: the .res says
+        m = re.search(r"^\s*disk\s+(/dev/\S+);", _read(root, DRBD_RES), re.MULTILINE)
+        disk = m.group(1) if m else ""
+    out["disk"] = disk.removeprefix("/dev/") or "none"
     m = re.search(r"^\s*1\s+sha256\s+(\S+)", _read(root, AUTHKEYS), re.MULTILINE)
     if m:
         try:

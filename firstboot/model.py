@@ -16,8 +16,11 @@ from firstboot.hardware import Disk, Hardware, Nic, format_size
 from firstboot.secret import ALPHABET
 
 GROUP_NAME = "service"
+# The replicated disk's [[replicated]] table; the rest of it takes the supervisor's defaults,
+# written out in cluster.toml (templates/cluster.toml.j2) so that users see them.
 DRBD_RESOURCE = "r0"
-DRBD_DEVICE = "/dev/drbd0"
+DRBD_MINOR = 0
+DRBD_DEVICE = f"/dev/drbd{DRBD_MINOR}"
 DRBD_PORT = 7788
 MOUNT_POINT = "/srv"
 FILESYSTEM = "ext4"

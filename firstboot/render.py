@@ -15,7 +15,14 @@ import jinja2
 
 from firstboot import model
 from firstboot.model import Setup
-from supervisor.config import ConfigError, load_config, parse_authkeys_text
+from supervisor import drbdconf
+from supervisor.config import (
+    REPLICATED_SETTINGS,
+    ConfigError,
+    format_rate,
+    load_config,
+    parse_authkeys_text,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CLUSTER_TOML = "/etc/twinbeat/cluster.toml"
@@ -24,6 +31,10 @@ PUBLIC_NETWORK = "/etc/systemd/network/10-twinbeat-public.network"
 CROSSOVER_NETWORK = "/etc/systemd/network/10-twinbeat-crossover.network"
 DRBD_RES = "/etc/drbd.d/r0.res"
 MARKER = "written by twinbeat-firstboot"
+
+
+class RenderError(Exception):
+    """The rendered files do not pass the supervisor's validation (a bug, never user input)."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,28 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     return env
 
 
+def replicated_values() -> dict[str, object]:
+    """The wizard's [[replicated]] table: its own names, the supervisor's defaults."""
+    defaults = {s.key: s.default for s in REPLICATED_SETTINGS}
+    return {
+        "name": model.DRBD_RESOURCE,
+        "minor": model.DRBD_MINOR,
+        "device": model.DRBD_DEVICE,
+        "port": model.DRBD_PORT,
+        "protocol": defaults["protocol"],
+        "resync_rate": format_rate(defaults["resync_rate"]),
+        "filesystem": model.FILESYSTEM,
+        "mount_point": model.MOUNT_POINT,
+        "split_brain": defaults["split_brain"],
+    }
+
+
 def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
-    """The node's files. No global DRBD file: drbd-utils' own global_common.conf already says
-    ``usage-count no`` on Debian, and its drbdadm-84 (which drives the kernel's 8.4 module)
-    parses it."""
+    """The node's files. With a disk, /etc/drbd.d/r0.res is rendered by the supervisor's own
+    renderer (supervisor.drbdconf) from the rendered cluster.toml, so the two agree the way
+    twinbeat checks at start. No global DRBD file: drbd-utils' own global_common.conf already
+    says ``usage-count no`` on Debian, and its drbdadm-84 (which drives the kernel's 8.4
+    module) parses it."""
     env = environment(templates)
 
     def one(template: str, **extra: object) -> str:
@@ -88,27 +117,29 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
                 nic=setup.crossover_nic, address=setup.crossover, public=False),
         ),
     ]
-    if setup.disk is not None:
-        files.append(
-            FileOut(
-                DRBD_RES,
-                one("drbd-r0.res.j2", resource=model.DRBD_RESOURCE, drbd_device=model.DRBD_DEVICE,
-                    mount_point=model.MOUNT_POINT, port=model.DRBD_PORT),
-            )
-        )
-    files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
-    files.append(
-        FileOut(
-            CLUSTER_TOML,
-            one("cluster.toml.j2", keepalive=model.KEEPALIVE, warntime=model.WARNTIME,
-                deadtime=model.DEADTIME, initdead=model.INITDEAD, group=model.GROUP_NAME),
-        )
+    cluster_toml = one(
+        "cluster.toml.j2", keepalive=model.KEEPALIVE, warntime=model.WARNTIME,
+        deadtime=model.DEADTIME, initdead=model.INITDEAD, group=model.GROUP_NAME,
+        drbd=replicated_values(),
     )
+    if setup.disk is not None:
+        files.append(FileOut(DRBD_RES, drbd_resource_file(cluster_toml)))
+    files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
+    files.append(FileOut(CLUSTER_TOML, cluster_toml))
     return files
 
 
-class RenderError(Exception):
-    """The rendered files do not pass the supervisor's validation (a bug, never user input)."""
+def drbd_resource_file(cluster_toml: str) -> str:
+    """/etc/drbd.d/r0.res as the supervisor renders it from this cluster.toml."""
+    try:
+        config = load_config(CLUSTER_TOML, text=cluster_toml, check_devices=False,
+                             check_authkeys=False)
+    except ConfigError as exc:
+        raise RenderError(f"cluster.toml does not validate:\n{exc}") from None
+    (replicated,) = config.replicated
+    if str(drbdconf.resource_path(replicated)) != DRBD_RES:
+        raise RenderError(f"the replicated disk's file is not {DRBD_RES}")
+    return drbdconf.render_resource(config, replicated)
 
 
 def check(files: list[FileOut]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from firstboot.hardware import UNIT_DIRS
 from firstboot.render import CLUSTER_TOML, DRBD_RES, MARKER, FileOut
 from firstboot.secret import Rng, random_text
+from supervisor.drbdconf import MARKER as GENERATED_MARKER
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SUPERVISOR_UNIT = "twinbeat.service"
@@ -224,7 +225,7 @@ def _remove_if_ours(root: Path, path: str) -> bool:
         head = p.read_text(encoding="utf-8", errors="replace")[:200]
     except OSError:
         return False
-    if MARKER not in head:
+    if MARKER not in head and GENERATED_MARKER not in head:  # neither ours nor twinbeat's
         return False
     p.unlink()
     return True

@@ -1,12 +1,13 @@
 """``twinbeat``: the supervisor daemon and its command line.
 
-    twinbeat run [--config FILE] [--node NAME] [--state-dir DIR]
+    twinbeat run [--config FILE] [--node NAME] [--state-dir DIR] [--drbd-dir DIR]
     twinbeat status [--json] [--state-dir DIR]
     twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
     twinbeat takeover --force-data GROUP [--yes]
     twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
-    twinbeat check-config [--config FILE]
     twinbeat fence-peer [RESOURCE] [--state-dir DIR]     (DRBD's fence-peer handler)
+    twinbeat check-config [--config FILE] [--drbd-dir DIR]
+    twinbeat drbd-config [--write] [--config FILE] [--drbd-dir DIR]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
 """
 
@@ -22,7 +23,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import DEFAULT_CONFIG, ConfigError, describe_settings, load_config
+from supervisor.config import (
+    DEFAULT_CONFIG,
+    DEFAULT_DRBD_DIR,
+    Config,
+    ConfigError,
+    describe_settings,
+    load_config,
+)
 from supervisor.control import ControlError, request
 from supervisor.statefiles import CONTROL_SOCKET, DEFAULT_STATE_DIR
 
@@ -39,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="twinbeat",
         description="twinbeat: two-node high availability (heartbeats, takeover, watchdog).",
         epilog="Files: /etc/twinbeat/cluster.toml (configuration), /etc/twinbeat/authkeys "
-        "(shared key, mode 0600), /var/lib/twinbeat/ (state and control socket).",
+        "(shared key, mode 0600), /var/lib/twinbeat/ (state and control socket), "
+        "/etc/drbd.d/NAME.res (DRBD resources, rendered from cluster.toml).",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -50,12 +59,24 @@ def _parser() -> argparse.ArgumentParser:
             help=f"state directory with the control socket (default {DEFAULT_STATE_DIR})",
         )
 
-    r = sub.add_parser("run", help="run the supervisor in the foreground (what the unit runs)")
+    def drbd_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--drbd-dir", type=Path, default=DEFAULT_DRBD_DIR, metavar="DIR",
+            help=f"where the DRBD resource files live (default {DEFAULT_DRBD_DIR})",
+        )
+
+    r = sub.add_parser(
+        "run", help="run the supervisor in the foreground (what the unit runs)",
+        description="Run the supervisor. With [[replicated]] disks it first writes a missing "
+        "DRBD resource file and refuses to start when an existing one does not match "
+        "cluster.toml.",
+    )
     r.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
                    help=f"cluster configuration (default {DEFAULT_CONFIG})")
     r.add_argument("--node", metavar="NAME",
                    help="this node's name in the configuration (default: the hostname)")
     state_dir(r)
+    drbd_dir(r)
     r.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
 
     s = sub.add_parser("status", help="show links, peer, groups and watchdog")
@@ -97,9 +118,27 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     state_dir(sb)
 
-    cc = sub.add_parser("check-config", help="validate the configuration; non-zero on errors")
+    cc = sub.add_parser(
+        "check-config",
+        help="validate the configuration (and the DRBD resource files); non-zero on errors",
+        description="Validate cluster.toml; with [[replicated]] disks also check that each "
+        "DRBD resource file exists and matches it.",
+    )
     cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
     cc.add_argument("--settings", action="store_true", help="list every setting and its default")
+    drbd_dir(cc)
+
+    dc = sub.add_parser(
+        "drbd-config",
+        help="print (or --write) the DRBD resource files rendered from cluster.toml",
+        description="Render one DRBD 8.4 resource file per [[replicated]] table of "
+        "cluster.toml: print them, or write them to DIR/NAME.res with --write.",
+    )
+    dc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+                    help=f"cluster configuration (default {DEFAULT_CONFIG})")
+    dc.add_argument("--write", action="store_true",
+                    help="write the files instead of printing them")
+    drbd_dir(dc)
 
     fp = sub.add_parser(
         "fence-peer",
@@ -148,29 +187,74 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check_config(args)
     if args.command == "fence-peer":
         return cmd_fence_peer(args)
+    if args.command == "drbd-config":
+        return cmd_drbd_config(args)
     return EXIT_USAGE
+
+
+def _load_or_report(path: Path) -> Config | None:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = sum(1 for p in exc.problems if p.severity == "error")
+        print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return None
+    for warning in cfg.warnings:
+        print(warning, file=sys.stderr)
+    return cfg
+
+
+def cmd_drbd_config(args: argparse.Namespace) -> int:
+    from supervisor import drbdconf
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return EXIT_FAIL
+    if not cfg.replicated:
+        print(f"{args.config}: no [[replicated]] tables, no DRBD resource files",
+              file=sys.stderr)
+        return EXIT_OK
+    rendered = drbdconf.render_all(cfg, args.drbd_dir)
+    if not args.write:
+        print("\n".join(text for _, text in rendered), end="")
+        return EXIT_OK
+    for path, text in rendered:
+        try:
+            drbdconf.write_file(path, text)
+        except OSError as exc:
+            print(f"twinbeat: cannot write {path}: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        print(f"wrote {path}")
+    return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     if args.settings:
         print(describe_settings())
         return EXIT_OK
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        n = sum(1 for p in exc.problems if p.severity == "error")
-        print(f"{args.config}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return EXIT_FAIL
-    for warning in cfg.warnings:
-        print(warning, file=sys.stderr)
     groups = ", ".join(g.name for g in cfg.groups) or "none"
     print(
         f"{args.config}: OK (cluster {cfg.cluster_name}, nodes "
         f"{' and '.join(n.name for n in cfg.nodes)}, {len(cfg.links)} links, groups: {groups})"
     )
-    return EXIT_OK
+    if not cfg.replicated:
+        return EXIT_OK
+    from supervisor import drbdconf
+
+    status = EXIT_OK
+    for r in cfg.replicated:
+        problem = drbdconf.check_file(cfg, r, args.drbd_dir)
+        if problem is None:
+            print(f"{drbdconf.resource_path(r, args.drbd_dir)}: OK (matches {args.config})")
+        else:
+            print(problem, file=sys.stderr)
+            status = EXIT_FAIL
+    return status
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -197,6 +281,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             "hostname)", me, args.config, " and ".join(n.name for n in cfg.nodes),
         )
         return EXIT_FAIL
+    if cfg.replicated:
+        from supervisor import drbdconf
+
+        written, problems = drbdconf.prepare_at_start(cfg, args.drbd_dir)
+        for path in written:
+            log.info("wrote %s from %s (it was missing)", path, args.config)
+        if problems:
+            log.error("refusing to start: the DRBD resource files do not match %s", args.config)
+            for message in problems:
+                log.error("  %s", message)
+            return EXIT_FAIL
     from supervisor.loop import Supervisor
 
     supervisor = Supervisor(cfg, me, args.state_dir)
@@ -364,8 +459,8 @@ def format_status(st: dict[str, Any]) -> str:
     )
     if st.get("config_mismatch"):
         lines.append(
-            "WARNING: the peer's configuration disagrees with this one on nodes, groups or "
-            "auto_failback (compare both cluster.toml files)"
+            "WARNING: the peer's configuration disagrees with this one on nodes, groups, "
+            "auto_failback or replicated disks (compare both cluster.toml files)"
         )
     peer = st["peer"]
     extra = f" - {peer['reason']}" if peer.get("reason") and peer["state"] != "alive" else ""

@@ -47,7 +47,20 @@ A complete example::
     [[group]]
     name = "web"
     preferred = "node1"
-    resources = ["IPaddr::192.168.85.3/24/eth0", "httpd"]
+    resources = ["IPaddr::192.168.85.3/24/eth0", "drbddisk::r0",
+                 "Filesystem::/dev/drbd0::/srv::ext4", "httpd"]
+
+    [[replicated]]                    # a DRBD resource (supervisor.drbdconf renders its file)
+    name = "r0"
+    disk = "/dev/sdb"                 # this node's backing disk
+    minor = 0                         # the device is /dev/drbd0
+    port = 7788                       # TCP port on both crossover addresses
+    protocol = "C"
+    resync_rate = "100M"              # KiB/s with K, M or G (DRBD's own units)
+    filesystem = "ext4"
+    mount_point = "/srv"
+    split_brain = "disconnect"        # or discard-younger-primary | discard-least-changes
+                                      # | "discard-node NAME"
 """
 
 from __future__ import annotations
@@ -65,6 +78,8 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.resource_spec import (
+    DrbdSpec,
+    FilesystemSpec,
     IPaddrSpec,
     ResourceSpec,
     ResourceSpecError,
@@ -72,6 +87,7 @@ from supervisor.resource_spec import (
 )
 
 DEFAULT_CONFIG = Path("/etc/twinbeat/cluster.toml")
+DEFAULT_DRBD_DIR = Path("/etc/drbd.d")  # where supervisor.drbdconf writes NAME.res
 DEFAULT_PORT = 694  # heartbeat's udpport
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
@@ -220,6 +236,94 @@ def _baud(value: object) -> int:
     return value
 
 
+_DRBD_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_PATH_RE = re.compile(r"^(/[A-Za-z0-9_.+@%=,-]+)+$")
+_FSTYPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.]{0,31}$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*([KkMmGg]?)\s*$")
+_RATE_UNITS = {"": 1, "k": 1, "m": 1024, "g": 1024 * 1024}
+# DRBD 8.4's limits (drbd_limits.h) in KiB/s: c-max-rate is at least 250K, both at most 4G.
+RATE_MIN_KIB = 250
+RATE_MAX_KIB = 4 << 20
+SPLIT_BRAIN_POLICIES = ("disconnect", "discard-younger-primary", "discard-least-changes",
+                        "discard-node")
+
+
+def _drbd_name(value: object) -> str:
+    text = _str(value)
+    if not _DRBD_NAME_RE.match(text):
+        raise ValueError(f"{text!r} is not a DRBD resource name (letters, digits, '-', '_')")
+    return text
+
+
+def _dev_path(value: object) -> str:
+    text = _str(value)
+    if not text.startswith("/dev/") or not _PATH_RE.match(text) or "/../" in text + "/":
+        raise ValueError(f"{text!r} is not a /dev path (e.g. \"/dev/sdb\")")
+    return text
+
+
+def _mount_point(value: object) -> str:
+    text = _str(value)
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not an absolute path (e.g. \"/srv\")")
+    path = text.rstrip("/")
+    if not path or not _PATH_RE.match(path) or "/../" in path + "/" or "/./" in path + "/":
+        raise ValueError(f"{text!r} cannot be a mount point (an absolute path such as \"/srv\")")
+    return path
+
+
+def _fstype(value: object) -> str:
+    text = _str(value)
+    if not _FSTYPE_RE.match(text):
+        raise ValueError(f"{text!r} is not a file system type (e.g. \"ext4\", \"xfs\")")
+    return text
+
+
+def parse_rate(value: object) -> int:
+    """KiB/s from DRBD's rate syntax: ``"100M"``, ``"500K"``, ``"1G"``, or a bare number (KiB/s).
+
+    As in drbd.conf, K/M/G are binary multiples of a KiB: ``"100M"`` is 102400 KiB/s.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a rate such as \"100M\" or \"500K\" (KiB/s)")
+    if isinstance(value, int):
+        kib = value
+    elif isinstance(value, str) and (m := _RATE_RE.match(value)):
+        kib = int(m.group(1)) * _RATE_UNITS[m.group(2).lower()]
+    else:
+        raise ValueError(f"{value!r} is not a rate (examples: \"100M\", \"40M\", \"500K\")")
+    if not RATE_MIN_KIB <= kib <= RATE_MAX_KIB:
+        raise ValueError(
+            f"{value!r} is out of range: DRBD accepts {format_rate(RATE_MIN_KIB)} to "
+            f"{format_rate(RATE_MAX_KIB)}"
+        )
+    return kib
+
+
+def format_rate(kib: int) -> str:
+    """DRBD's shortest exact spelling of a rate in KiB/s: 102400 -> ``"100M"``."""
+    if kib and kib % (1024 * 1024) == 0:
+        return f"{kib // (1024 * 1024)}G"
+    if kib and kib % 1024 == 0:
+        return f"{kib // 1024}M"
+    return f"{kib}K"
+
+
+def _split_brain(value: object) -> str:
+    text = _str(value)
+    words = text.split()
+    if words and words[0] == "discard-node":
+        if len(words) != 2 or not _NAME_RE.match(words[1]):
+            raise ValueError("write discard-node with the node to discard: \"discard-node NAME\"")
+        return f"discard-node {words[1]}"
+    if len(words) == 1 and words[0] in SPLIT_BRAIN_POLICIES:
+        return words[0]
+    raise ValueError(
+        f"{text!r} is not a split-brain policy (disconnect, discard-younger-primary, "
+        "discard-least-changes, \"discard-node NAME\")"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The settings tables
 
@@ -295,7 +399,29 @@ GROUP_SETTINGS = (
     Setting("stop_timeout", parse_duration, 60.0),
     Setting("status_timeout", parse_duration, 20.0),
 )
-TOP_LEVEL = ("cluster", "timing", "watchdog", "takeover", "node", "link", "group")
+# 100M (102400 KiB/s) is DRBD 8.4's own c-max-rate default and about what one gigabit crossover
+# cable carries (~110 MB/s): a resync uses the link instead of crawling at DRBD's historic
+# 250K default (a 100 GiB disk would need ~5 days at 250K, ~17 minutes at 100M). The dynamic
+# controller still yields to application I/O (c-min-rate), so a high ceiling costs nothing.
+DEFAULT_RESYNC_RATE = 100 * 1024
+DEFAULT_DRBD_PORT = 7788
+REPLICATED_SETTINGS = (
+    Setting("name", _drbd_name, required=True, help="DRBD resource name (drbddisk::NAME)"),
+    Setting("disk", _dev_path, required=True, help="this node's backing disk, a /dev path"),
+    Setting("minor", _int_range(0, 255), 0, help="DRBD minor: the device is /dev/drbdMINOR"),
+    Setting("port", _int_range(1, 65535), DEFAULT_DRBD_PORT,
+            help="TCP port on both nodes' crossover_address"),
+    Setting("protocol", _choice("A", "B", "C"), "C",
+            help="C: a write completes when on both disks"),
+    Setting("resync_rate", parse_rate, DEFAULT_RESYNC_RATE,
+            help="resync ceiling in KiB/s, or with K, M, G (102400 = 100M)"),
+    Setting("filesystem", _fstype, "ext4", help="file system on the DRBD device"),
+    Setting("mount_point", _mount_point, required=True, help="where the owner mounts it"),
+    Setting("split_brain", _split_brain, "disconnect",
+            help="disconnect | discard-younger-primary | discard-least-changes | "
+                 "discard-node NAME"),
+)
+TOP_LEVEL = ("cluster", "timing", "watchdog", "takeover", "node", "link", "group", "replicated")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,6 +510,39 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Replicated:
+    """One DRBD resource replicated over the crossover link (``[[replicated]]``)."""
+
+    name: str
+    disk: str
+    mount_point: str
+    minor: int = 0
+    port: int = DEFAULT_DRBD_PORT
+    protocol: str = "C"
+    resync_rate: int = DEFAULT_RESYNC_RATE  # KiB/s
+    filesystem: str = "ext4"
+    split_brain: str = "disconnect"  # a policy, or "discard-node NAME"
+
+    @property
+    def device(self) -> str:
+        return f"/dev/drbd{self.minor}"
+
+    @property
+    def split_brain_policy(self) -> str:
+        return self.split_brain.split()[0]
+
+    @property
+    def split_brain_node(self) -> str | None:
+        words = self.split_brain.split()
+        return words[1] if len(words) == 2 else None
+
+    def shared(self) -> tuple[str, int, int, str, int, str, str, str]:
+        """What both nodes must agree on (the backing disk is each node's own)."""
+        return (self.name, self.minor, self.port, self.protocol, self.resync_rate,
+                self.filesystem, self.mount_point, self.split_brain)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     cluster_name: str
@@ -400,6 +559,7 @@ class Config:
     links: tuple[Link, ...]
     groups: tuple[Group, ...]
     resource_dirs: tuple[str, ...] = ("/etc/twinbeat/resource.d", "/etc/init.d")
+    replicated: tuple[Replicated, ...] = ()
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def node(self, name: str) -> Node:
@@ -771,6 +931,7 @@ def load_config(
     )
     links = [link for _, link in indexed_links]
     groups = _check_groups(b, data.get("group"), node_names, nodes)
+    replicated = _check_replicated(b, data.get("replicated"), nodes, groups)
 
     ping_nodes = cluster.get("ping_nodes") or ()
     floating = {
@@ -829,6 +990,7 @@ def load_config(
         nodes=tuple(nodes),
         links=tuple(links),
         groups=tuple(groups),
+        replicated=tuple(replicated),
         warnings=tuple(p for p in b.problems if p.severity == "warning"),
     )
 
@@ -1038,6 +1200,65 @@ def _check_groups(
     return groups
 
 
+def _check_replicated(
+    b: _Builder, raw: object, nodes: list[Node], groups: list[Group]
+) -> list[Replicated]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        b.error(("replicated",), "write each replicated disk as a [[replicated]] table")
+        return []
+    out: list[Replicated] = []
+    seen: dict[str, dict[object, str]] = {k: {} for k in
+                                          ("name", "minor", "port", "disk", "mount_point")}
+    node_names = {n.name for n in nodes}
+    for i, entry in enumerate(raw):
+        t = b.table(entry, ("replicated", i), REPLICATED_SETTINGS)
+        if t is None:
+            continue
+        label = t["name"] or f"entry {i}"
+        for key, used in seen.items():
+            value = t[key]
+            if value is None:
+                continue
+            if value in used:
+                b.error(("replicated", i, key),
+                        f"{key} {value!r} is already used by [[replicated]] {used[value]}")
+            else:
+                used[value] = label
+        sb = t["split_brain"]
+        if sb is not None and sb.startswith("discard-node ") and node_names:
+            victim = sb.split()[1]
+            if victim not in node_names:
+                b.error(("replicated", i, "split_brain"),
+                        f"{victim!r} is not a node (nodes: {', '.join(sorted(node_names))})")
+        if "__bad__" in t:
+            continue
+        out.append(Replicated(
+            name=t["name"], disk=t["disk"], mount_point=t["mount_point"], minor=t["minor"],
+            port=t["port"], protocol=t["protocol"], resync_rate=t["resync_rate"],
+            filesystem=t["filesystem"], split_brain=sb,
+        ))
+    if raw:
+        for j, n in enumerate(nodes):
+            if n.crossover_address is None:
+                b.error(("node", j, "crossover_address"),
+                        f"node {n.name!r} needs a crossover_address: [[replicated]] disks are "
+                        "mirrored between the nodes' crossover addresses")
+    for i, r in enumerate(out):
+        specs = [s for g in groups for s in g.resources]
+        if not any(isinstance(s, DrbdSpec) and s.resource == r.name for s in specs):
+            b.warn(("replicated", i, "name"),
+                   f"no group has drbddisk::{r.name}: nothing promotes {r.device} or mounts it")
+        for s in specs:
+            if isinstance(s, FilesystemSpec) and s.device == r.device and (
+                    s.mountpoint.rstrip("/") != r.mount_point or s.fstype != r.filesystem):
+                b.warn(("replicated", i, "mount_point"),
+                       f"a group mounts {r.device} on {s.mountpoint} ({s.fstype}), not on "
+                       f"{r.mount_point} ({r.filesystem})")
+    return out
+
+
 def _check_ipaddr(b: _Builder, key: tuple[str | int, ...], j: int, spec: IPaddrSpec) -> None:
     if spec.prefix is None:
         return
@@ -1064,6 +1285,7 @@ def describe_settings() -> str:
         ("[link] serial", SERIAL_SETTINGS),
         ("[link] udp", UDP_SETTINGS),
         ("[group]", GROUP_SETTINGS),
+        ("[replicated]", REPLICATED_SETTINGS),
     ):
         out.append(f"[{section}]")
         for s in settings:

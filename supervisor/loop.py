@@ -524,6 +524,11 @@ class Supervisor:
             log.warning("%s", warning)
         assert self.state is not None
         self.state = decide.set_key(self.state, key)
+        if new.replicated != self.config.replicated:
+            from supervisor.drbdconf import regenerate_command
+
+            log.warning("[[replicated]] changed: rewrite the DRBD resource files with `%s` "
+                        "(twinbeat checks them at its next start)", regenerate_command(path))
         old_links = self.config.links
         self.config = new
         if new.links != old_links:

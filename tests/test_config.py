@@ -15,14 +15,18 @@ from supervisor.config import (
     AuthkeysError,
     ConfigError,
     Locator,
+    Replicated,
     SerialLink,
     UdpLink,
     format_duration,
+    format_rate,
     load_authkeys,
     load_config,
     parse_authkeys_text,
     parse_duration,
+    parse_rate,
 )
+from supervisor.core.decide import policy_digest
 from supervisor.resource_spec import (
     DrbdSpec,
     FilesystemSpec,
@@ -166,7 +170,7 @@ def test_unknown_section_and_unknown_top_level_key(cwd):
     text = "zzz = 1\n" + BASE + "\n[timings]\nkeepalive = 1\n"
     errs = errors(text)
     assert errs[0] == "cluster.toml:1: zzz: unknown section " + (
-        "(known: cluster, group, link, node, takeover, timing, watchdog)"
+        "(known: cluster, group, link, node, replicated, takeover, timing, watchdog)"
     )
     assert errs[1] == (
         f"cluster.toml:{line_of(text, '[timings]')}: timings: unknown section "
@@ -864,3 +868,180 @@ def test_relative_authkeys_under_a_scratch_root(tmp_path):
     cfg.write_text(BASE.replace('authkeys = "authkeys"', 'authkeys = "authkeys"'))
     loaded = load_config(cfg, root=tmp_path, check_devices=False)
     assert loaded.authkeys_path == str(keys)
+
+
+# --------------------------------------------------------------------------------------------
+# [[replicated]]: DRBD resources
+
+REPLICATED = """
+[[replicated]]
+name = "r0"
+disk = "/dev/vdb"
+mount_point = "/srv"
+"""
+REPLICATED_BASE = replace(
+    '"httpd"]', '"drbddisk::r0", "Filesystem::/dev/drbd0::/srv::ext4", "httpd"]'
+) + REPLICATED
+
+
+def test_replicated_defaults(cwd):
+    cfg = load(REPLICATED_BASE)
+    assert cfg.replicated == (
+        Replicated(name="r0", disk="/dev/vdb", mount_point="/srv", minor=0, port=7788,
+                   protocol="C", resync_rate=102400, filesystem="ext4",
+                   split_brain="disconnect"),
+    )
+    (r,) = cfg.replicated
+    assert (r.device, r.split_brain_policy, r.split_brain_node) == ("/dev/drbd0", "disconnect",
+                                                                     None)
+    assert cfg.warnings == ()
+    assert load(BASE).replicated == ()
+
+
+def test_replicated_every_value(cwd):
+    text = REPLICATED_BASE.replace('mount_point = "/srv"\n', (
+        'mount_point = "/srv/"\nminor = 3\nport = 7790\nprotocol = "A"\nresync_rate = "40M"\n'
+        'filesystem = "xfs"\nsplit_brain = "discard-node  node2"\n'
+    ))
+    (r,) = load(text).replicated
+    assert r == Replicated(name="r0", disk="/dev/vdb", mount_point="/srv", minor=3, port=7790,
+                           protocol="A", resync_rate=40 * 1024, filesystem="xfs",
+                           split_brain="discard-node node2")
+    assert (r.device, r.split_brain_policy, r.split_brain_node) == ("/dev/drbd3",
+                                                                    "discard-node", "node2")
+
+
+@pytest.mark.parametrize(("text", "kib"), [
+    ("100M", 102400), ("40m", 40960), ("500K", 500), ("250k", 250), ("1G", 1048576),
+    ("4G", 4194304), ("2048", 2048), (2048, 2048), (" 8 M ", 8192),
+])
+def test_resync_rate_units_are_drbds(text, kib):
+    assert parse_rate(text) == kib
+    assert parse_rate(format_rate(kib)) == kib
+
+
+@pytest.mark.parametrize("bad", ["fast", "100MB", "1.5M", "-1M", "249K", "4097M", "5G", 0, True,
+                                 ""])
+def test_resync_rate_refuses_what_drbd_refuses(bad):
+    with pytest.raises(ValueError):
+        parse_rate(bad)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("resync_rate", '"fast"', "is not a rate"),
+    ("resync_rate", '"100K"', "out of range: DRBD accepts 250K to 4G"),
+    ("protocol", '"D"', "'D' is not one of: A, B, C"),
+    ("minor", "256", "256 is out of range (0-255)"),
+    ("port", "0", "0 is out of range (1-65535)"),
+    ("filesystem", '"ext 4"', "is not a file system type"),
+    ("split_brain", '"discard-everything"', "is not a split-brain policy"),
+    ("split_brain", '"discard-node"', "write discard-node with the node to discard"),
+    ("split_brain", '"discard-node node3"', "'node3' is not a node (nodes: node1, node2)"),
+    ("tls", "true", "unknown key"),
+])
+def test_replicated_errors_name_file_line_and_key(cwd, key, value, message):
+    text = REPLICATED_BASE + f"{key} = {value}\n"
+    (err,) = errors(text)
+    line = line_of(text, f"{key} = {value}", start=line_of(text, "[[replicated]]"))
+    assert err.startswith(f"cluster.toml:{line}: replicated[0].{key}: "), err
+    assert message in err
+
+
+@pytest.mark.parametrize(("old", "new", "key", "message"), [
+    ('name = "r0"', 'name = "r 0"', "name", "is not a DRBD resource name"),
+    ('name = "r0"', 'name = "r0.x"', "name", "is not a DRBD resource name"),
+    ('disk = "/dev/vdb"', 'disk = "vdb"', "disk", "is not a /dev path"),
+    ('disk = "/dev/vdb"', 'disk = "/dev/../etc/passwd"', "disk", "is not a /dev path"),
+    ('disk = "/dev/vdb"', 'disk = "/dev/vd b"', "disk", "is not a /dev path"),
+    ('mount_point = "/srv"', 'mount_point = "srv"', "mount_point", "is not an absolute path"),
+    ('mount_point = "/srv"', 'mount_point = "/"', "mount_point", "cannot be a mount point"),
+    ('mount_point = "/srv"', 'mount_point = "/srv/../etc"', "mount_point",
+     "cannot be a mount point"),
+])
+def test_replicated_bad_values(cwd, old, new, key, message):
+    text = REPLICATED_BASE.replace(old, new)
+    (err,) = errors(text)
+    assert err.startswith(f"cluster.toml:{line_of(text, new)}: replicated[0].{key}: "), err
+    assert message in err
+
+
+def test_replicated_required_keys(cwd):
+    text = REPLICATED_BASE.replace('disk = "/dev/vdb"\n', "")
+    (err,) = errors(text)
+    assert err == (f"cluster.toml:{line_of(text, '[[replicated]]')}: replicated[0]: "
+                   "missing required key 'disk'")
+
+
+SECOND = """
+[[replicated]]
+name = "r1"
+disk = "/dev/vdc"
+minor = 1
+port = 7789
+mount_point = "/data"
+"""
+
+
+def test_two_replicated_disks_are_fine(cwd):
+    cfg = load(REPLICATED_BASE + SECOND)
+    assert [(r.name, r.device, r.port) for r in cfg.replicated] == [
+        ("r0", "/dev/drbd0", 7788), ("r1", "/dev/drbd1", 7789)]
+    # no group promotes r1: a warning, not an error
+    (warning,) = cfg.warnings
+    line = line_of(REPLICATED_BASE + SECOND, 'name = "r1"')
+    assert str(warning) == (
+        f"cluster.toml:{line}: warning: replicated[1].name: no group has drbddisk::r1: nothing "
+        "promotes /dev/drbd1 or mounts it"
+    )
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ('name = "r1"', 'name = "r0"', "name"),
+    ("minor = 1", "minor = 0", "minor"),
+    ("port = 7789", "port = 7788", "port"),
+    ('disk = "/dev/vdc"', 'disk = "/dev/vdb"', "disk"),
+    ('mount_point = "/data"', 'mount_point = "/srv/"', "mount_point"),
+])
+def test_replicated_names_minors_ports_disks_and_mount_points_are_unique(cwd, old, new, key):
+    text = REPLICATED_BASE + SECOND.replace(old, new)
+    (err,) = errors(text)
+    second = line_of(text, "[[replicated]]", start=line_of(text, "[[replicated]]") + 1)
+    line = line_of(text, new, start=second)
+    assert err.startswith(f"cluster.toml:{line}: replicated[1].{key}: "), err
+    assert "is already used by [[replicated]] r0" in err
+
+
+def test_replicated_needs_both_crossover_addresses(cwd):
+    text = REPLICATED_BASE.replace('crossover_address = "10.0.0.2"\n', "")
+    (err,) = errors(text)
+    line = line_of(text, 'name = "node2"') - 1  # the [[node]] header
+    assert err.startswith(f"cluster.toml:{line}: node[1].crossover_address: node 'node2' needs "
+                          "a crossover_address")
+
+
+def test_replicated_mount_disagreeing_with_the_group_is_a_warning(cwd):
+    text = REPLICATED_BASE.replace('mount_point = "/srv"', 'mount_point = "/data"')
+    (warning,) = load(text).warnings
+    assert "replicated[0].mount_point: a group mounts /dev/drbd0 on /srv (ext4), not on " \
+           "/data (ext4)" in str(warning)
+
+
+def test_replicated_must_be_an_array_of_tables(cwd):
+    text = BASE + '\n[replicated]\nname = "r0"\n'
+    (err,) = errors(text)
+    assert err == (f"cluster.toml:{line_of(text, '[replicated]')}: replicated: write each "
+                   "replicated disk as a [[replicated]] table")
+
+
+def test_replicated_settings_join_the_policy_digest(cwd):
+    base = policy_digest(load(BASE))
+    with_disk = load(REPLICATED_BASE)
+    assert policy_digest(with_disk) != base
+    # the backing disk is each node's own: it may differ between the two nodes
+    other_disk = load(REPLICATED_BASE.replace('disk = "/dev/vdb"', 'disk = "/dev/sdb"'))
+    assert policy_digest(other_disk) == policy_digest(with_disk)
+    for key, value in (("port", "7790"), ("protocol", '"B"'), ("resync_rate", '"40M"'),
+                       ("split_brain", '"discard-least-changes"'), ("minor", "1")):
+        changed = load(REPLICATED_BASE.replace('name = "r0"\n', f'name = "r0"\n{key} = {value}\n',
+                                               1))
+        assert policy_digest(changed) != policy_digest(with_disk), key

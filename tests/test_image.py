@@ -258,3 +258,115 @@ def test_console_login_and_drbd_tools_are_installed(image: Image) -> None:
         assert (image.root / tool).exists(), tool
     # base-files' /var/lock -> /run/lock survived the drbd-utils installation (mkosi.prepare).
     assert os.readlink(image.root / "var/lock") == "/run/lock"
+
+
+# --------------------------------------------------------------------------------------------
+# DRBD resource files: rendered by the image's own twinbeat, parsed by the image's drbdadm-84.
+# (Here rather than in the unit tier: drbd-utils' trixie binaries need a newer C library than
+# the Debian 12 host has, and the image is what runs them.)
+
+DRBD_CLUSTER_TOML = """\
+[cluster]
+name = "web"
+authkeys = "authkeys"
+
+[[node]]
+name = "{node1}"
+crossover_address = "10.0.0.1"
+
+[[node]]
+name = "{node2}"
+crossover_address = "10.0.0.2"
+
+[[link]]
+name = "crossover"
+type = "udp"
+interface = "eth1"
+
+[[group]]
+name = "web"
+preferred = "{node1}"
+resources = ["drbddisk::r0", "Filesystem::/dev/drbd0::/srv::ext4"]
+
+[[replicated]]
+name = "r0"
+disk = "/dev/vdb"
+mount_point = "/srv"
+split_brain = "discard-node {node2}"
+"""
+
+
+@pytest.fixture
+def image_tmp(image: Image, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A scratch folder of the host, seen as /tmp/twinbeat-test inside the image's chroot."""
+    inside = "/tmp/twinbeat-test"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "twinbeat-test").mkdir()
+    subprocess.run(["mount", "--bind", str(work), str(image.root / "tmp")], check=True)
+    try:
+        yield work / "twinbeat-test", inside
+    finally:
+        subprocess.run(["umount", str(image.root / "tmp")], check=True)
+
+
+def _drbd_site(host: Path, node1: str, node2: str) -> None:
+    (host / "cluster.toml").write_text(DRBD_CLUSTER_TOML.format(node1=node1, node2=node2))
+    fd = os.open(host / "authkeys", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, b"auth 1\n1 sha256 0123456789abcdef0123\n")
+    os.close(fd)
+
+
+def test_drbd_template_is_shipped_with_the_supervisor(image: Image) -> None:
+    shipped = image.root / "usr/lib/twinbeat/supervisor/templates/drbd.res.j2"
+    assert shipped.read_text() == (ROOT / "supervisor/templates/drbd.res.j2").read_text()
+
+
+def test_rendered_resource_file_parses_with_drbdadm_84(
+    image: Image, image_tmp: tuple[Path, str]
+) -> None:
+    host, inside = image_tmp
+    _drbd_site(host, "alpha", "beta")  # not this host: drbdadm parses it all, binds nothing
+    r = image.chroot("/usr/bin/twinbeat", "drbd-config", "--write", "--config",
+                     f"{inside}/cluster.toml", "--drbd-dir", f"{inside}/drbd.d")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == f"wrote {inside}/drbd.d/r0.res\n"
+    r = image.chroot("/usr/lib/drbd/drbdadm-84", "-c", f"{inside}/drbd.d/r0.res", "dump")
+    assert r.returncode == 0, r.stdout + r.stderr
+    dump = " ".join(r.stdout.split())
+    for wanted in ("on alpha { device /dev/drbd0 minor 0; disk /dev/vdb; meta-disk internal; "
+                   "address ipv4 10.0.0.1:7788; }",
+                   "address ipv4 10.0.0.2:7788;",
+                   "net { protocol C; after-sb-0pri discard-node-beta; after-sb-1pri consensus; "
+                   "after-sb-2pri disconnect; }",
+                   "disk { fencing resource-only; resync-rate 100M; c-max-rate 100M; }",
+                   'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }'):
+        assert wanted in dump, f"{wanted!r} not in drbdadm's dump:\n{r.stdout}"
+    r = image.chroot("/usr/bin/twinbeat", "check-config", "--config", f"{inside}/cluster.toml",
+                     "--drbd-dir", f"{inside}/drbd.d")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_drbdadm_84_turns_the_rendered_file_into_the_intended_options(
+    image: Image, image_tmp: tuple[Path, str]
+) -> None:
+    """With this host as a node, drbdadm's dry run shows what it would pass to drbdsetup."""
+    host, inside = image_tmp
+    me = os.uname().nodename
+    _drbd_site(host, me, "peer")
+    r = image.chroot("/usr/bin/twinbeat", "drbd-config", "--write", "--config",
+                     f"{inside}/cluster.toml", "--drbd-dir", f"{inside}/drbd.d")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = image.chroot("/usr/lib/drbd/drbdadm-84", "-c", f"{inside}/drbd.d/r0.res", "-d", "up",
+                     "r0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    attach = next(line for line in r.stdout.splitlines() if " attach " in line)
+    connect = next(line for line in r.stdout.splitlines() if " connect " in line)
+    for option in ("--fencing=resource-only", "--resync-rate=100M", "--c-max-rate=100M"):
+        assert option in attach.split(), attach
+    assert "/dev/vdb" in attach.split()
+    # discard-node-peer on this host: the peer's changes are the ones discarded
+    for option in ("ipv4:10.0.0.1:7788", "ipv4:10.0.0.2:7788", "--protocol=C",
+                   "--after-sb-0pri=discard-remote", "--after-sb-1pri=consensus",
+                   "--after-sb-2pri=disconnect"):
+        assert option in connect.split(), connect

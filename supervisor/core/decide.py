@@ -96,6 +96,8 @@ def policy_digest(config: Config) -> str:
             for g in config.groups
         ),
     }
+    if config.replicated:  # only when present: older peers without the section still agree
+        shared["replicated"] = sorted(r.shared() for r in config.replicated)
     text = json.dumps(shared, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
