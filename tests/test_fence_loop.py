@@ -153,7 +153,7 @@ def test_fence_peer_command_returns_the_peers_answer(tmp_path, null_modem, capsy
                     await asyncio.wait_for(task, 30)
 
     asyncio.run(main())
-    assert asked == [("r0", 5.0)]  # half of max(2 x deadtime, 10 s)
+    assert asked == [("r0", 15.0)]  # half of max(2 x deadtime, 30 s)
     pending = results["pending"]
     assert isinstance(pending, list) and [p["resource"] for p in pending] == ["r0"]
     assert results["code"] == 4

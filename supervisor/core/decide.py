@@ -1212,8 +1212,12 @@ OUTDATE_EXIT_CODES: dict[str, int] = {
     "primary": 6,
 }
 FENCE_UNREACHABLE = 5
-#: a fence request waits at least this long for the peer's answer (or 2 x deadtime)
-FENCE_MIN_TIMEOUT = 10.0
+#: a fence request waits at least this long for the peer's answer (or 2 x deadtime). The
+#: peer's half is `drbdadm outdate`, which DRBD refuses while the peer still believes it is
+#: Connected: it notices the broken link by its own ping (ping-int, 10 s by default), so the
+#: peer is given half of this, 15 s, to get there (seen in the QEMU pair: a cut crossover
+#: cable is noticed by the two nodes several seconds apart).
+FENCE_MIN_TIMEOUT = 30.0
 # DRBD resource names as drbddisk::RES accepts them, and never an option ("-...").
 _RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*$")
 
