@@ -42,6 +42,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -638,3 +639,83 @@ def observing(pair: Pair) -> Iterator[ArpSampler]:
         yield s
     finally:
         s.stop()
+
+
+class SharedPair:
+    """A pair shared by a family of scenarios (the scenarios_*.py modules): booted by the
+    first of them that runs, shut down after the last one (or by ``harness.at_end``), and
+    on a failure: its logs saved to the scenario's artifacts, and shut down unless
+    ``keep_after_failure(pair)`` says the remaining scenarios can still use it."""
+
+    def __init__(self, prefix: str, *, replicate: bool = False,
+                 on_boot: Callable[[], None] | None = None,
+                 keep_after_failure: Callable[[Pair], bool] | None = None,
+                 save_extra: Callable[[Pair, Path], None] | None = None) -> None:
+        self.prefix = prefix
+        self.replicate = replicate
+        self.on_boot = on_boot
+        self.keep_after_failure = keep_after_failure
+        self.save_extra = save_extra
+        self.pair: Pair | None = None
+        self.workdir: Path | None = None
+        self.names: set[str] = set()
+        from harness import at_end
+
+        at_end(self.shutdown)
+
+    def get(self, image: Path) -> Pair:
+        if self.pair is not None and not self.pair.closed:
+            return self.pair
+        if self.on_boot is not None:
+            self.on_boot()
+        self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
+        self.pair = Pair(image, self.workdir, replicate=self.replicate)
+        self.pair.boot()
+        return self.pair
+
+    def shutdown(self) -> None:
+        if self.pair is not None:
+            self.pair.close()
+            self.pair = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def scenario(self, name: str, prepare: Callable[[Pair], None] | None = None,
+                 ) -> Callable[[Callable[[Pair], str]], Callable[[Pair], str]]:
+        """Register `func(pair) -> detail` as the scenario `name` on this shared pair;
+        `prepare(pair)` runs first (e.g. bring it back to a baseline)."""
+        from harness import Context, scenario
+
+        def register(func: Callable[[Pair], str]) -> Callable[[Pair], str]:
+            def run(ctx: Context) -> str:
+                pair: Pair | None = None
+                try:
+                    pair = self.get(ctx.image)
+                    if prepare is not None:
+                        prepare(pair)
+                    detail = func(pair)
+                    if not self.names.intersection(ctx.remaining):
+                        self.shutdown()  # the last one: free the CPUs for the rest
+                    return detail
+                except Exception:
+                    pair = pair or self.pair
+                    if pair is not None and ctx.artifacts is not None:
+                        with contextlib.suppress(Exception):
+                            pair.save_artifacts(ctx.artifacts)
+                        if self.save_extra is not None:
+                            with contextlib.suppress(Exception):
+                                self.save_extra(pair, ctx.artifacts)
+                    if pair is not None and (
+                        not pair.booted or not self.names.intersection(ctx.remaining)
+                        or self.keep_after_failure is None or not self.keep_after_failure(pair)
+                    ):
+                        self.shutdown()  # the next scenario boots a fresh pair
+                    raise
+
+            run.__name__ = func.__name__
+            scenario(name)(run)
+            self.names.add(name)
+            return func
+
+        return register

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import Context, at_end, scenario
 from pair import (
     FLOATING,
     GROUP,
@@ -35,6 +32,7 @@ from pair import (
     Node,
     Pair,
     PairError,
+    SharedPair,
     brief,
     group_of,
     link_states,
@@ -49,69 +47,18 @@ from vm import VMError  # noqa: E402
 from supervisor.config import Config, load_config  # noqa: E402
 
 REPLICATION = "replication: none on this pair (see the replicated-* scenarios)"
-
-_pair: Pair | None = None
-_workdir: Path | None = None
-
-
-def _get_pair(ctx: Context) -> Pair:
-    global _pair, _workdir
-    if _pair is not None and not _pair.closed:
-        return _pair
-    _workdir = Path(tempfile.mkdtemp(prefix="tbqp-"))
-    _pair = Pair(ctx.image, _workdir)
-    _pair.boot()
-    return _pair
-
-
-@at_end
-def shutdown_pair() -> None:
-    global _pair, _workdir
-    if _pair is not None:
-        _pair.close()
-        _pair = None
-    if _workdir is not None:
-        shutil.rmtree(_workdir, ignore_errors=True)
-        _workdir = None
-
-
-PairScenario = Callable[[Pair], str]
-PAIR_SCENARIOS: set[str] = set()
+# (a lambda: _healthy is defined below)
+SHARED = SharedPair("tbqp-", keep_after_failure=lambda pair: _healthy(pair))  # noqa: PLW0108
 
 
 def pair_scenario(name: str, baseline: bool = True) -> Callable[[PairScenario], PairScenario]:
     """A scenario on the shared pair: boot it if needed, bring it to the baseline, run,
-    and on failure save both nodes' logs, statuses and journals to the artifacts folder."""
+    and on failure save both nodes' logs, statuses and journals to the artifacts folder
+    (the pair is kept for the next scenario when it can be brought back to the baseline)."""
+    return SHARED.scenario(name, prepare=_baseline if baseline else None)
 
-    def register(func: PairScenario) -> PairScenario:
-        def run(ctx: Context) -> str:
-            pair: Pair | None = None
-            try:
-                pair = _get_pair(ctx)
-                if baseline:
-                    _baseline(pair)
-                detail = func(pair)
-                if not PAIR_SCENARIOS.intersection(ctx.remaining):
-                    shutdown_pair()  # the last pair scenario: free the CPUs for the rest
-                return detail
-            except Exception:
-                if pair is None:
-                    pair = _pair
-                if pair is not None and ctx.artifacts is not None:
-                    with contextlib.suppress(Exception):
-                        pair.save_artifacts(ctx.artifacts)
-                if pair is not None and (not pair.booted
-                                         or not PAIR_SCENARIOS.intersection(ctx.remaining)
-                                         or not _healthy(pair)):
-                    shutdown_pair()  # the next scenario boots a fresh pair
-                raise
 
-        run.__name__ = func.__name__
-        scenario(name)(run)
-        PAIR_SCENARIOS.add(name)
-        return func
-
-    return register
+PairScenario = Callable[[Pair], str]
 
 
 def _healthy(pair: Pair) -> bool:

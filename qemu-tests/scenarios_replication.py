@@ -19,83 +19,29 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import Context, at_end, scenario
-from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, group_of
+from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
 
-_pair: Pair | None = None
-_workdir: Path | None = None
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
-REPLICATION_SCENARIOS: set[str] = set()
 FILES = 4  # files of 1 MiB each written on node1 before its power loss
 
 
-@at_end
-def shutdown_replicated_pair() -> None:
-    global _pair, _workdir
-    if _pair is not None:
-        _pair.close()
-        _pair = None
-    if _workdir is not None:
-        shutil.rmtree(_workdir, ignore_errors=True)
-        _workdir = None
+def _save_drbd(pair: Pair, artifacts: Path) -> None:
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for node in pair.nodes:
+        with contextlib.suppress(Exception):
+            (artifacts / f"{node.name}-drbd.txt").write_text(
+                node.sh("drbdadm status; cat /proc/drbd; dmesg | grep -i drbd | tail -n 80",
+                        check=False, timeout=30)[1])
 
 
-def _get_pair(ctx: Context) -> Pair:
-    global _pair, _workdir
-    if _pair is not None and not _pair.closed:
-        return _pair
-    _written.clear()
-    _workdir = Path(tempfile.mkdtemp(prefix="tbqr-"))
-    _pair = Pair(ctx.image, _workdir, replicate=True)
-    _pair.boot()
-    return _pair
-
-
-ReplicationScenario = Callable[[Pair], str]
-
-
-def replication_scenario(name: str) -> Callable[[ReplicationScenario], ReplicationScenario]:
-    """A scenario on the replicated pair; a failure saves its logs and ends the pair (the
-    scenarios build on each other)."""
-
-    def register(func: ReplicationScenario) -> ReplicationScenario:
-        def run(ctx: Context) -> str:
-            pair: Pair | None = None
-            try:
-                pair = _get_pair(ctx)
-                detail = func(pair)
-                if not REPLICATION_SCENARIOS.intersection(ctx.remaining):
-                    shutdown_replicated_pair()
-                return detail
-            except Exception:
-                pair = pair or _pair
-                if pair is not None and ctx.artifacts is not None:
-                    with contextlib.suppress(Exception):
-                        pair.save_artifacts(ctx.artifacts)
-                    for node in pair.nodes:
-                        with contextlib.suppress(Exception):
-                            ctx.artifacts.mkdir(parents=True, exist_ok=True)
-                            (ctx.artifacts / f"{node.name}-drbd.txt").write_text(
-                                node.sh("drbdadm status; cat /proc/drbd; "
-                                        "dmesg | grep -i drbd | tail -n 80", check=False,
-                                        timeout=30)[1])
-                shutdown_replicated_pair()
-                raise
-
-        run.__name__ = func.__name__
-        scenario(name)(run)
-        REPLICATION_SCENARIOS.add(name)
-        return func
-
-    return register
+#: the scenarios build on each other: a failure ends the pair (no keep_after_failure)
+SHARED = SharedPair("tbqr-", replicate=True, on_boot=_written.clear, save_extra=_save_drbd)
+replication_scenario = SHARED.scenario
 
 
 def drbd_state(node: Node) -> tuple[str, str, str]:
@@ -149,6 +95,13 @@ def replicated_forms(pair: Pair) -> str:
     start = time.monotonic()
     pair.wait_formed("node1", timeout=600)
     t_sync = wait_in_sync(pair, timeout=300)
+    # the initial full sync, node1 the source (once: a new pair), node2 the target
+    initial = pair.node2.sh("dmesg | grep -F 'Resync done' | head -n 1", timeout=30)[1].strip()
+    source = pair.node1.sh("journalctl -b -u twinbeat -o cat | grep -F 'source of the "
+                           "initial full sync'", check=False, timeout=30)[1].strip()
+    if not initial or not source:
+        raise PairError(f"no initial full sync from node1 to node2 (node2's kernel: "
+                        f"{initial!r}; node1's journal: {source!r})")
     cfg = pair.node1.sh("cat /etc/twinbeat/cluster.toml", timeout=30)[1]
     for want in (f"drbddisk::{DRBD_RES}", f"Filesystem::/dev/drbd0::{MOUNT_POINT}::ext4"):
         if want not in cfg:
@@ -167,7 +120,8 @@ def replicated_forms(pair: Pair) -> str:
     bench = write_benchmark(pair.node1)
     t = pair.timings
     return (f"provisioned {t['provisioned']:.0f} s, logged in {t['logged_in']:.0f} s; formed "
-            f"and Connected UpToDate/UpToDate {t_sync - start:.0f} s later; node1 Primary "
+            f"and Connected UpToDate/UpToDate {t_sync - start:.0f} s later; initial full sync "
+            f"node1 -> node2: {initial.split('] ', 1)[-1]}; node1 Primary "
             f"with /dev/drbd0 on {MOUNT_POINT}, node2 Secondary; status: {line!r}; {bench}")
 
 

@@ -34,10 +34,10 @@ case "$1" in
   up) if [ -e "$r/no-md" ]; then echo "No valid meta data found" >&2; exit 1; fi
       rm -f "$r/down" ;;
   create-md) rm -f "$r/no-md" ;;
-  new-current-uuid) printf 'UpToDate/UpToDate\\n' > "$r/dstate" ;;
-  primary) printf 'Primary/Secondary\\n' > "$r/role" ;;
+  primary) printf 'Primary/Secondary\\n' > "$r/role"
+           if [ "$2" = --force ]; then sed -i 's|^Inconsistent/|UpToDate/|' "$r/dstate"; fi ;;
   secondary) [ -e "$r/busy" ] && {{ echo "State change failed: held open" >&2; exit 11; }}
-             printf 'Secondary/Primary\\n' > "$r/role" ;;
+             printf 'Secondary/Secondary\\n' > "$r/role" ;;
 esac
 """
 
@@ -193,13 +193,19 @@ def test_a_disk_without_metadata_gets_it_then_comes_up(fake):
     assert not (root / "down").exists()
 
 
-def test_a_new_pair_of_blank_replicas_skips_the_initial_sync_once(fake):
+def test_a_new_pair_starts_the_initial_full_sync_from_here_once(fake):
     root, agent = fake
     (root / "dstate").write_text("Inconsistent/Inconsistent\n")
     asyncio.run(agent.start())
-    assert "new-current-uuid --clear-bitmap r0" in calls(root)
-    assert "primary r0" in calls(root)
+    assert calls(root).count("primary --force r0") == 1
+    assert "primary r0" not in calls(root)
     assert (root / "run" / "fresh-drbd0").read_text() == "r0\n"
+    assert (root / "dstate").read_text() == "UpToDate/Inconsistent\n"
+    # once the source is UpToDate the pair is not new any more: never again
+    asyncio.run(agent.stop())
+    asyncio.run(agent.start())
+    assert calls(root).count("primary --force r0") == 1
+    assert "primary r0" in calls(root)
 
 
 @pytest.mark.parametrize(("dstate", "cstate"), [
@@ -213,7 +219,7 @@ def test_no_bootstrap_unless_both_blank_and_connected(fake, dstate, cstate):
     (root / "cstate").write_text(cstate + "\n")
     with pytest.raises(AgentError, match="refusing to promote DRBD resource r0"):
         asyncio.run(agent.start())
-    assert not any(c.startswith("new-current-uuid") for c in calls(root))
+    assert not any(c.startswith("primary") for c in calls(root))
     assert not (root / "run").exists()
 
 
@@ -237,7 +243,7 @@ def test_a_replica_being_resynchronised_is_promoted_once_up_to_date(fake, tmp_pa
 
     asyncio.run(scenario())
     assert "primary r0" in calls(root)
-    assert not any(c.startswith("new-current-uuid") for c in calls(root))
+    assert "primary --force r0" not in calls(root)
 
 
 def test_a_resync_that_does_not_finish_in_time_is_refused(fake):

@@ -10,11 +10,13 @@ The resource itself is kept up (attached and connected, Secondary) on both nodes
 operation, so that replication runs whoever owns the group: ``stop()`` (which the supervisor
 also runs at start-up) brings it up with ``drbdadm up`` and, on a disk that has no DRBD
 metadata yet, creates it first (``create-md``). A brand-new pair is bootstrapped once: when
-both replicas are blank (Inconsistent on both sides of a connected resource whose data was
-never written), the node that acquires the group skips the initial sync with
-``drbdadm new-current-uuid --clear-bitmap`` (DRBD 8.4 user's guide, "Skipping initial
-resynchronization") and leaves a note in ``run_dir`` so that the Filesystem agent may put a
-file system on the new device. A replica that is being resynchronised (or is reconnecting
+both replicas are new (Inconsistent on both sides of a connected resource), the node that
+acquires the group (node1, the preferred node, on a new cluster) starts the initial full
+sync as its source with ``drbdadm primary --force`` (DRBD 8.4 user's guide, "The initial
+device synchronization"); the other node waits as the sync target. It happens once: after
+it one replica is UpToDate, so the condition never holds again. The source leaves a note in
+``run_dir`` so that the Filesystem agent may put a file system on the new device (DRBD lets
+the source be used while the sync runs). A replica that is being resynchronised (or is reconnecting
 to its peer) is given ``ctx.drbd_sync_wait`` seconds to become UpToDate before promotion is
 refused: a node that comes back after a failover and gets its group back at once (auto
 failback) waits for the changed blocks instead of failing the group. Any other Inconsistent
@@ -114,35 +116,38 @@ class DrbdAgent:
         r = await self._drbdadm("sh-dev", quiet=True)
         return r.stdout.strip() or f"/dev/drbd-{self.spec.resource}"
 
-    async def _bootstrap_if_new(self) -> None:
-        """Skip the initial sync of a brand-new pair of blank replicas (see the docstring)."""
+    async def _bootstrap_if_new(self) -> bool:
+        """Start the initial full sync of a brand-new pair from here (see the docstring);
+        True when it did (this node is then Primary)."""
         deadline = time.monotonic() + self.ctx.drbd_connect_wait
         while True:
             r = await self._drbdadm("dstate", quiet=True)
             local, peer = local_states(r.stdout), peer_states(r.stdout)
             if not local or any(s != "Inconsistent" for s in local):
-                return  # not a new pair: the normal UpToDate rule applies
+                return False  # not a new pair: the normal UpToDate rule applies
             if any(s not in ("Inconsistent", "DUnknown") for s in peer):
-                return  # the peer has data (e.g. UpToDate: a resync is due, never skip it)
+                return False  # the peer has data (UpToDate: a resync to here is due)
             if peer and all(s == "Inconsistent" for s in peer) and (
                 await self.connection() == "Connected"
             ):
                 break
             if time.monotonic() > deadline:
-                return  # the peer is not here to confirm: refuse below, clearly
+                return False  # the peer is not here to confirm: refuse below, clearly
             await asyncio.sleep(0.5)
-        r = await self._drbdadm("new-current-uuid", "--clear-bitmap")
+        r = await self._drbdadm("primary", "--force")
         if not r.ok:
-            raise AgentError(f"cannot initialise the new DRBD pair {self.spec.resource}: "
-                             f"{r.describe()}")
+            raise AgentError(f"cannot start the initial sync of the new DRBD pair "
+                             f"{self.spec.resource}: {r.describe()}")
         device = await self.device()
         marker = fresh_marker(self.ctx.run_dir, device)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{self.spec.resource}\n")
         log.warning(
-            "DRBD resource %s: both replicas were new and blank; the initial sync was skipped "
-            "and %s may now be formatted", self.spec.resource, device,
+            "DRBD resource %s: both replicas were new; this node is the source of the initial "
+            "full sync (the peer waits as its target) and %s may now be formatted",
+            self.spec.resource, device,
         )
+        return True
 
     async def role(self) -> str:
         r = await self._drbdadm("role")
@@ -168,7 +173,8 @@ class DrbdAgent:
         self.force_until = None
         await self.ensure_up()
         if not force:
-            await self._bootstrap_if_new()
+            if await self._bootstrap_if_new():
+                return
             await self._await_up_to_date()
         await self.promote(force=force)
 
