@@ -9,9 +9,9 @@ address on the public LAN) as well as from both nodes' `twinbeat status --json`.
 both consoles, both statuses and journals and the pair's log go to artifacts/qemu/<scenario>/.
 
 This pair replicates nothing (the wizard is answered "Disk to replicate: none"): DRBD runs on a
-second pair, in scenarios_replication.py (initial UpToDate/UpToDate, every acknowledged
-write on the backup after a power loss). Not covered
-anywhere yet: what DRBD does in the split brain of scenario 6c (issue 7).
+second pair, in scenarios_replication.py (initial full sync, resync of only the changed
+blocks, outdate-peer fencing, DRBD's split brain detected and resolved, every acknowledged
+write on the backup after a power loss).
 """
 
 from __future__ import annotations
