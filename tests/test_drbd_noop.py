@@ -118,11 +118,33 @@ def test_an_expired_force_does_not_promote_stale_data(fake):
 
 def test_refuses_while_the_peer_is_primary_even_forced(fake):
     root, agent = fake
+    agent.ctx.drbd_peer_wait = 0.6
     (root / "role").write_text("Secondary/Primary\n")
     agent.force_until = time.monotonic() + 60
     with pytest.raises(AgentError, match="the peer is Primary"):
         asyncio.run(agent.start())
     assert not any(c.startswith("primary") for c in calls(root))
+
+
+def test_waits_for_drbd_to_notice_a_dead_primary_peer(fake):
+    # seen in the QEMU pair: the heartbeat declares the powered-off peer dead after 2 s,
+    # DRBD still shows it Connected and Primary until its ping times out ~10 s later
+    root, agent = fake
+    agent.ctx.drbd_peer_wait = 20.0
+    (root / "role").write_text("Secondary/Primary\n")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.start())
+        await asyncio.sleep(1.2)
+        assert not task.done()
+        assert not any(c.startswith("primary") for c in calls(root))
+        (root / "role").write_text("Secondary/Unknown\n")
+        (root / "cstate").write_text("WFConnection\n")
+        (root / "dstate").write_text("UpToDate/DUnknown\n")
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert "primary r0" in calls(root)
 
 
 def test_refuses_a_split_brain_replica(fake):

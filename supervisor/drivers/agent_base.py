@@ -69,6 +69,9 @@ class AgentContext:
     #: DRBD: how long start() waits for a resync (or a reconnection) to make the local disk
     #: UpToDate before refusing to promote (well within the default start_timeout, 60 s)
     drbd_sync_wait: float = 40.0
+    #: DRBD: how long start() waits for DRBD to notice that a peer it still shows as Primary
+    #: is gone (DRBD's own ping: ping-int 10 s + ping-timeout by default)
+    drbd_peer_wait: float = 20.0
     #: DRBD: whether the monitor (drbdsetup events2) saw an unresolved split brain of a
     #: resource; drbddisk refuses to promote such a replica unless forced
     drbd_split_brain: Callable[[str], bool] = lambda _resource: False

@@ -172,11 +172,30 @@ class DrbdAgent:
         force = self.force_until is not None and time.monotonic() < self.force_until
         self.force_until = None
         await self.ensure_up()
+        await self._await_peer_not_primary()
         if not force:
             if await self._bootstrap_if_new():
                 return
             await self._await_up_to_date()
         await self.promote(force=force)
+
+    async def _await_peer_not_primary(self) -> None:
+        """The supervisor starts a group only once the peer has released it or is dead; but
+        after a peer's power loss DRBD still shows it Connected and Primary until its own
+        ping notices (ping-int, 10 s by default), far later than the heartbeat deadtime.
+        Give DRBD ``ctx.drbd_peer_wait`` seconds to see that; promote() refuses after that."""
+        deadline = time.monotonic() + self.ctx.drbd_peer_wait
+        told = False
+        while True:
+            r = await self._drbdadm("role", quiet=True)
+            if "Primary" not in peer_states(r.stdout) or time.monotonic() > deadline:
+                return
+            if not told:
+                log.info("DRBD resource %s: DRBD still sees the peer as Primary (it notices a "
+                         "dead peer by its own ping); waiting up to %g s", self.spec.resource,
+                         self.ctx.drbd_peer_wait)
+                told = True
+            await asyncio.sleep(0.5)
 
     async def _await_up_to_date(self) -> None:
         """Give a replica that is catching up ``ctx.drbd_sync_wait`` s to become UpToDate."""
