@@ -380,10 +380,18 @@ class Pair:
             self._wizard(self.node1)
         self._await_seeded(self.node2)
         self.timings["provisioned"] = time.monotonic() - start
-        if len(set(self.fingerprints.values())) != 1:
-            raise PairError(f"the nodes' setup fingerprints differ: {self.fingerprints}")
         for node in self.nodes:
             node.need_shell()
+            if node.name not in self.fingerprints:
+                # the seed was applied on the screen (tty1): ttyS0 showed no summary; the
+                # fingerprint is also in cluster.toml's header
+                text = node.sh("head -n 5 /etc/twinbeat/cluster.toml", timeout=60)[1]
+                m = re.search(r"Fingerprint of the shared part: (\S+)", text)
+                if not m:
+                    raise PairError(f"{node.name}: no fingerprint in cluster.toml: {text!r}")
+                self.fingerprints[node.name] = m.group(1)
+        if len(set(self.fingerprints.values())) != 1:
+            raise PairError(f"the nodes' setup fingerprints differ: {self.fingerprints}")
         self.timings["logged_in"] = time.monotonic() - start
         self.booted = True
 
@@ -399,7 +407,7 @@ class Pair:
         # The seed applies on the first console to claim it: the screen (tty1) or ttyS0;
         # ttyS0 then says that setup finished on the other console.
         got = vm.expect([r"This machine is now \S+, node\d of cluster",
-                         r"Setup finished on \S+: this node is configured",
+                         r"Setup finished on [^\r\n:]+: this node is configured",
                          r"The seed cannot be used", r"Role \(node1 or node2\)"],
                         timeout=BOOT_TIMEOUT)
         assert vm.console is not None
@@ -410,6 +418,10 @@ class Pair:
             raise PairError(f"{node.name}: the seed was refused: {problems}")
         if got.startswith("Role"):
             raise PairError(f"{node.name}: no seed found: the wizard asks its questions")
+        if got.startswith("Setup finished"):
+            # applied on the other console (tty1), whose summary this console did not show
+            self.log(f"{node.name}: configured by its seed (on its other console)")
+            return
         self._fingerprint(node, str(vm.console.before))
         self.log(f"{node.name}: configured by its seed")
 
