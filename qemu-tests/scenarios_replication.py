@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from guest import ShellError
 from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
 
 #: file name -> sha256 of every acknowledged write of the surviving history
@@ -61,7 +62,16 @@ def wait_in_sync(pair: Pair, timeout: float) -> float:
     """Both nodes Connected and UpToDate/UpToDate; return when that was seen."""
     deadline = time.monotonic() + timeout
     while True:
-        states = {n.name: drbd_state(n) for n in pair.nodes}
+        try:
+            states = {n.name: drbd_state(n) for n in pair.nodes}
+        except ShellError as e:
+            # seen twice under TCG: a node's serial console stops answering for over 120 s
+            # while a full resync runs; the shell logs in again on the next call
+            if time.monotonic() > deadline:
+                raise PairError(f"DRBD state unreadable within {timeout:.0f} s: {e}") from e
+            pair.log(f"console not answering during the resync: {e}")
+            time.sleep(5.0)
+            continue
         if all(s[1] == "Connected" and s[2] == "UpToDate/UpToDate" for s in states.values()):
             return time.monotonic()
         if time.monotonic() > deadline:
