@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guest import ShellError
 from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
+from vm import VMError
 
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
@@ -64,7 +64,7 @@ def wait_in_sync(pair: Pair, timeout: float) -> float:
     while True:
         try:
             states = {n.name: drbd_state(n) for n in pair.nodes}
-        except ShellError as e:
+        except VMError as e:  # the command or the re-login timed out
             # seen twice under TCG: a node's serial console stops answering for over 120 s
             # while a full resync runs; the shell logs in again on the next call
             if time.monotonic() > deadline:
