@@ -6,20 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from supervisor.cli import format_replica
 from supervisor.config import load_config
-from supervisor.core.events import ShutdownRequested
 from supervisor.drivers.agents import AgentContext, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.loop import Supervisor
 from supervisor.resource_spec import ResourceSpec
 
 from .test_drbd_noop import DRBDADM
+from .test_supervisor_loop import drive, group, until
 
 EXISTS = """exists resource name:r0 role:Secondary suspended:no
 exists connection name:r0 peer-node-id:0 conn-name:peer connection:Connected role:Primary
@@ -57,14 +56,6 @@ def fake_drbdsetup(tmp: Path, *, die: bool, exists: str = EXISTS) -> str:
     script.write_text(DRBDSETUP.format(dir=tmp))
     script.chmod(0o755)
     return str(script)
-
-
-async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -> None:
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_monitor_restarts_a_dying_child_and_keeps_the_state(tmp_path: Path):
@@ -193,29 +184,13 @@ def run_drbd_node(tmp: Path, scenario: Callable[[Supervisor], Awaitable[None]]) 
                          poll_sync=60)
     sup = Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, drbd_monitor=mon)
     sup.drbdadm = str(drbdadm)
-
-    async def main() -> None:
-        task = asyncio.create_task(sup.run())
-        try:
-            await until("the supervisor to start", lambda: sup.state is not None)
-            await scenario(sup)
-        finally:
-            if sup.state is not None:
-                sup.feed(ShutdownRequested())
-            await asyncio.wait_for(task, 30)
-
-    asyncio.run(main())
-    return sup
+    return drive(sup, scenario)
 
 
 def drbd_calls(tmp: Path) -> list[str]:
     """drbdadm calls, without the state queries of the group's monitoring."""
     return [c for c in (tmp / "calls").read_text().splitlines()
             if c.split()[0] not in ("role", "dstate", "cstate", "sh-dev")]
-
-
-def group(sup: Supervisor) -> dict[str, Any]:
-    return dict(sup.status()["groups"][0])
 
 
 def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):

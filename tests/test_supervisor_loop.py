@@ -112,7 +112,12 @@ def run_node(
     def factory(spec: ResourceSpec) -> Any:
         return make_agent(spec, AgentContext(takeover=cfg.takeover, resource_dirs=(rdir,)))
 
-    sup = Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, **kw)
+    return drive(Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, **kw),
+                 scenario)
+
+
+def drive(sup: Supervisor, scenario: Callable[[Supervisor], Awaitable[None]]) -> Supervisor:
+    """Run `sup` until `scenario(sup)` is done, then shut it down cleanly."""
 
     async def main() -> None:
         task = asyncio.create_task(sup.run())

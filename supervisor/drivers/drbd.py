@@ -223,12 +223,15 @@ class DrbdAgent:
             raise AgentError(f"cannot read the role of DRBD resource {self.spec.resource}: "
                              f"{r.describe()}")
         peers = peer_states(r.stdout)
-        disks = await self.disk_states()
-        d = await self._drbdadm("dstate", quiet=True)
-        peer_disks = peer_states(d.stdout) if d.ok else []
+        role = "Primary" if all(x == "Primary" for x in roles) else roles[0]
+        d = await self._drbdadm("dstate")
+        disks, peer_disks = local_states(d.stdout), peer_states(d.stdout)
+        if not d.ok or not disks:
+            raise AgentError(f"cannot read the disk state of DRBD resource "
+                             f"{self.spec.resource}: {d.describe()}")
         verdict = promotion_verdict(
             resource=self.spec.resource,
-            role="Primary" if all(x == "Primary" for x in roles) else roles[0],
+            role=role,
             # the worst volume decides
             disk=next((x for x in disks if x != "UpToDate"), "UpToDate"),
             peer_role="Primary" if "Primary" in peers else (peers[0] if peers else "Unknown"),
@@ -241,7 +244,7 @@ class DrbdAgent:
             raise AgentError(verdict.reason)
         if verdict.risk:
             log.warning("%s; %s", verdict.reason, verdict.risk)
-        if "already Primary" in verdict.reason:
+        if role == "Primary":
             return
         args = ("primary", "--force") if force else ("primary",)
         r = await self._drbdadm(*args)
