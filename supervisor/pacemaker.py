@@ -474,8 +474,7 @@ def render_cib(m: _Model) -> str:
               f"pacemaker` from {_xml_comment(cfg.path)}.\n"
               "     Pacemaker 2.1 or newer. stonith-enabled=false: there is no fencing device "
               "yet (README.txt).\n"
-              "     Load it on one node once the cluster runs: "
-              "cibadmin --replace --xml-file cib.xml -->\n")
+              "     Load it on one node once the cluster runs (README.txt says how). -->\n")
     return header + ET.tostring(cib, encoding="unicode") + "\n"
 
 
