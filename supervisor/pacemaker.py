@@ -78,6 +78,11 @@ from supervisor.resource_spec import (
 #: the CIB schema the export is written for: Pacemaker 2.1.0 introduced it (and the
 #: Promoted/Unpromoted role names); any later Pacemaker reads it and can upgrade it
 CIB_SCHEMA = "pacemaker-3.7"
+#: Pacemaker 2.1.0's feature set. Without one, the scheduler reads the CIB as written by a
+#: Pacemaker older than 1.1.17 and looks for per-resource fail counts only, so the per-operation
+#: ones a failure records never reach migration-threshold (crm_simulate shows it; the DC sets
+#: the attribute at its election, but a CIB loaded with cibadmin --replace may run without it)
+CIB_FEATURE_SET = "3.10.0"
 #: the preferred node's location score and the stickiness that outweighs it (auto_failback off)
 PREFERRED_SCORE = 100
 STICKY = 200
@@ -407,8 +412,8 @@ def _node_ids(cfg: Config) -> list[tuple[str, str]]:
 
 def render_cib(m: _Model) -> str:
     cfg = m.cfg
-    cib = ET.Element("cib", {"validate-with": CIB_SCHEMA, "admin_epoch": "0", "epoch": "1",
-                             "num_updates": "0"})
+    cib = ET.Element("cib", {"crm_feature_set": CIB_FEATURE_SET, "validate-with": CIB_SCHEMA,
+                             "admin_epoch": "0", "epoch": "1", "num_updates": "0"})
     conf = ET.SubElement(cib, "configuration")
     crm = ET.SubElement(conf, "crm_config")
     _nvpairs(crm, "cluster_property_set", "cib-bootstrap-options", [
@@ -533,8 +538,11 @@ def render_corosync(cfg: Config, links: list[Knet]) -> str:
         "}",
         "",
         "logging {",
+        "    # as in the corosync.conf Debian installs",
+        "    to_stderr: yes",
+        "    to_logfile: yes",
+        "    logfile: /var/log/corosync/corosync.log",
         "    to_syslog: yes",
-        "    to_stderr: no",
         "}",
     ]
     return "\n".join(out) + "\n"
