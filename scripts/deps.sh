@@ -29,10 +29,12 @@ PKGS=(
     python3 python3-venv
     # namespace tests
     iproute2 iputils-arping
-    # `twinbeat export pacemaker` is checked by the real tools: crm_verify (pacemaker-cli-utils,
-    # which pulls in pacemaker), corosync's own parser (corosync -t), and the OCF agents the
-    # exported CIB names (resource-agents: IPaddr2, Filesystem, ping; drbd-utils: linbit/drbd)
-    pacemaker-cli-utils corosync resource-agents drbd-utils
+    # `twinbeat export pacemaker` is checked by the real tools: crm_verify and crm_simulate
+    # (pacemaker-cli-utils, which pulls in pacemaker), corosync's own parser (corosync -t),
+    # the OCF agents the exported CIB names (resource-agents: IPaddr2, Filesystem;
+    # pacemaker-resource-agents: ping, Dummy; drbd-utils: linbit/drbd) and pcs, which runs the
+    # exported pcs script
+    pacemaker-cli-utils corosync resource-agents drbd-utils pcs
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
@@ -74,9 +76,9 @@ add_backports() {
 }
 
 # The cluster daemons that the packages above bring along (corosync, pacemaker, drbd,
-# cluster-glue's logd): this is a build and test host, not a cluster node, so when deps.sh is
-# the one installing them they are disabled and stopped (a machine that already had them keeps
-# its own set-up).
+# cluster-glue's logd, pcsd): this is a build and test host, not a cluster node, so when
+# deps.sh is the one installing them they are disabled and stopped (a machine that already had
+# them keeps its own set-up).
 quiet_cluster_units() {
     local unit units=()
     [ -d /run/systemd/system ] || return 0  # no systemd running: nothing was started
@@ -95,6 +97,7 @@ install_packages() {
     [ -n "$(installed_version pacemaker)" ] || fresh_units+=(pacemaker.service)
     [ -n "$(installed_version drbd-utils)" ] || fresh_units+=(drbd.service)
     [ -n "$(installed_version cluster-glue)" ] || fresh_units+=(logd.service)
+    [ -n "$(installed_version pcs)" ] || fresh_units+=(pcsd.service pcsd-ruby.service)
     local bpo=()
     if [ "$CODENAME" = bookworm ]; then
         if [ ! -x /usr/bin/python3 ]; then

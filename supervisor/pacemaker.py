@@ -416,10 +416,8 @@ def render_cib(m: _Model) -> str:
                              "admin_epoch": "0", "epoch": "1", "num_updates": "0"})
     conf = ET.SubElement(cib, "configuration")
     crm = ET.SubElement(conf, "crm_config")
-    _nvpairs(crm, "cluster_property_set", "cib-bootstrap-options", [
-        ("stonith-enabled", "false"),
-        ("cluster-name", cfg.cluster_name),
-    ])
+    # (cluster-name is not set here: Pacemaker takes it from corosync.conf)
+    _nvpairs(crm, "cluster_property_set", "cib-bootstrap-options", [("stonith-enabled", "false")])
     nodes = ET.SubElement(conf, "nodes")
     for nid, name in _node_ids(cfg):
         ET.SubElement(nodes, "node", id=nid, uname=name)
@@ -444,7 +442,7 @@ def render_cib(m: _Model) -> str:
             "rsc": grp.id, "node": grp.group.preferred, "score": str(PREFERRED_SCORE)})
         for cid in grp.drbd:
             ET.SubElement(cons, "rsc_colocation", {
-                "id": f"colocation-{grp.id}-{cid}-INFINITY", "rsc": grp.id,
+                "id": f"colocation-{grp.id}-{cid}-INFINITY", "rsc": grp.id, "rsc-role": "Started",
                 "with-rsc": cid, "with-rsc-role": "Promoted", "score": "INFINITY"})
             ET.SubElement(cons, "rsc_order", {
                 "id": f"order-{cid}-{grp.id}-mandatory", "first": cid, "first-action": "promote",
@@ -574,12 +572,17 @@ def render_pcs(m: _Model) -> str:
         f"# `twinbeat export pacemaker` from {cfg.path}. For pcs 0.11 (Pacemaker 2.1).",
         "# Run it on one node once the cluster runs (pcs cluster start --all). It edits a copy",
         "# of the live CIB and pushes it once, so a half-built configuration never runs.",
+        "# sh pcs-commands.sh FILE builds into the CIB file FILE instead and pushes nothing.",
         "# stonith-enabled=false: there is no fencing device yet (README.txt). pcs checks that",
         "# each agent exists on this node: install the services (and lsb/ wrappers) first.",
         "set -eu",
-        'CIB=$(mktemp)',
-        "trap 'rm -f \"$CIB\"' EXIT",
-        'pcs cluster cib "$CIB"',
+        'if [ $# -gt 0 ]; then',
+        '    CIB=$1',
+        'else',
+        '    CIB=$(mktemp)',
+        "    trap 'rm -f \"$CIB\"' EXIT",
+        '    pcs cluster cib "$CIB"',
+        'fi',
         'pcs -f "$CIB" property set stonith-enabled=false',
         'pcs -f "$CIB" resource defaults update resource-stickiness='
         + ("0" if cfg.auto_failback else str(STICKY)),
@@ -587,12 +590,10 @@ def render_pcs(m: _Model) -> str:
     for c in [*m.clones, *([m.ping] if m.ping else [])]:
         words = _pcs_create(c.primitive)
         meta = [(k, v) for k, v in c.meta if k != "promotable"]
-        if ("promotable", "true") in c.meta:
-            words += ["promotable", c.id]
-        else:
-            words += ["clone", c.id]
-        if meta:
-            words += ["meta", *_pcs_pairs(meta)]
+        # pcs 0.11.5 (Debian 12) takes clone options right after the clone id: a "meta"
+        # there would put them on the primitive, where Pacemaker does not read them
+        words += ["promotable" if ("promotable", "true") in c.meta else "clone", c.id,
+                  *_pcs_pairs(meta)]
         lines.append(" ".join(words))
     for grp in m.groups:
         for p in grp.primitives:
@@ -619,7 +620,7 @@ def render_pcs(m: _Model) -> str:
             lines.append(f'pcs -f "$CIB" constraint location {cid} rule role=Promoted '
                          f"score={PREFERRED_SCORE} '#uname' eq "
                          f"{shlex.quote(grp.group.preferred)}")
-    lines.append('pcs cluster cib-push "$CIB" --config')
+    lines.append('if [ $# -eq 0 ]; then pcs cluster cib-push "$CIB" --config; fi')
     return "\n".join(lines) + "\n"
 
 
