@@ -52,6 +52,7 @@ import math
 import re
 import shlex
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -791,10 +792,10 @@ def not_carried(cfg: Config, m: _Model) -> list[Left]:
 # README.txt and the whole export
 
 
-def _wrap(text: str, indent: str, width: int = 78) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent)
+def _wrap(text: str, indent: str, width: int = 78, *, hanging: str | None = None) -> list[str]:
+    return textwrap.wrap(text, width, initial_indent=indent,
+                         subsequent_indent=indent if hanging is None else hanging,
+                         break_on_hyphens=False)
 
 
 def render_readme(cfg: Config, m: _Model, links: list[Knet], left: list[Left],
@@ -819,7 +820,7 @@ def render_readme(cfg: Config, m: _Model, links: list[Knet], left: list[Left],
         "Steps",
         "-----",
         "1. Stop twinbeat on both nodes (systemctl disable --now twinbeat) and install",
-        "   corosync, pacemaker and resource-agents (and pcs if you use it).",
+        "   corosync, pacemaker and resource-agents (drbd-utils for DRBD, pcs if you use it).",
         "2. Copy corosync.conf to /etc/corosync/ on both nodes. Run corosync-keygen on one",
         "   node and copy /etc/corosync/authkey (mode 0400) to the other: the crypto settings",
         "   need it and this export holds no key.",
@@ -840,13 +841,13 @@ def render_readme(cfg: Config, m: _Model, links: list[Knet], left: list[Left],
                        "group runs where it is Promoted, after promote")
     out += ["", "Not carried over, or carried over differently", "-" * 46]
     for item in left:
-        out += _wrap(f"* {item.what}", "")
+        out += _wrap(f"* {item.what}", "", hanging="  ")
         out += _wrap(f"Why: {item.reason}.", "  ")
         out += _wrap(f"Instead: {item.instead}.", "  ")
     if warnings:
         out += ["", "Warnings", "--------"]
         for w in warnings:
-            out += _wrap(f"* {w}", "")
+            out += _wrap(f"* {w}", "", hanging="  ")
     return "\n".join(out) + "\n"
 
 
