@@ -566,3 +566,20 @@ def test_help_tells_the_truth(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["export", "pacemaker", "--help"])
     assert "--output DIR" in capsys.readouterr().out
+
+
+def test_cli_looks_for_scripts_in_the_first_resource_dir(tmp_path, capsys):
+    scripts = tmp_path / "resource.d"
+    scripts.mkdir()
+    (scripts / "httpd").write_text("#!/bin/sh\n")
+    text = with_text(EXAMPLE, "[timing]", f'resource_dirs = ["{scripts}", "/etc/init.d"]\n\n'
+                     "[timing]")
+    config = write_config(tmp_path, text)
+    out = tmp_path / "out"
+    assert main_export(["--config", str(config), "--output", str(out)]) == 0
+    prim = primitive(ET.fromstring((out / "cib.xml").read_text()), "web-httpd")
+    assert (prim.get("class"), prim.get("type")) == ("lsb", "twinbeat-httpd")
+    wrapper = (out / "lsb" / "twinbeat-httpd").read_text()
+    assert f"for dir in {scripts} /etc/init.d; do" in wrapper
+    assert stat.S_IMODE((out / "lsb" / "twinbeat-httpd").stat().st_mode) == 0o755
+    assert "lsb/twinbeat-httpd" in capsys.readouterr().out
