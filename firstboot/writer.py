@@ -14,7 +14,6 @@ are never cut in the middle.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ from pathlib import Path
 from firstboot.hardware import UNIT_DIRS
 from firstboot.render import CLUSTER_TOML, DRBD_RES, MARKER, FileOut
 from firstboot.secret import Rng, random_text
+from supervisor import names
 from supervisor.drbdconf import MARKER as GENERATED_MARKER
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -289,7 +289,7 @@ def apply_live(plan: Plan, *, first_boot: bool, runner: Runner = run) -> list[st
     services' start (twinbeat starts them where it owns the group) and queue twinbeat.
     (On --reconfigure nothing is stopped: the node may be serving; a reboot applies it.)"""
     done: list[str] = []
-    if plan.hostname and re.match(r"^[A-Za-z0-9-]+$", plan.hostname):
+    if plan.hostname and names.is_hostname(plan.hostname):
         try:
             socket.sethostname(plan.hostname)
             done.append(f"hostname set to {plan.hostname}")

@@ -57,19 +57,19 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from supervisor.config import (
-    ConfigError,
-    format_duration,
-    load_config,
-    parse_authkeys_text,
-)
+from supervisor import authkeys, names
+from supervisor.authkeys import parse_authkeys_text
+from supervisor.config import ConfigError, dump, format_duration, load_config
+from supervisor.config.dump import comment
+from supervisor.config.locator import KeyPath, Locator
 from supervisor.resource_spec import ResourceSpecError, ServiceSpec, parse_resource
 
 HEARTBEAT_KEEPALIVE_MS = 1000  # heartbeat's built-in defaults (config.c, 1.2 and later)
 HEARTBEAT_DEADTIME_MS = 30000
 HEARTBEAT_BAUD = 19200
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
+_NAME_BAD = re.compile(rf"[^{names.NAME_CHARS}]+")
 _TIME_RE = re.compile(
     r"^(\d+(?:\.\d*)?|\.\d+)(ms|msec|us|usec|s|sec|m|min|h|hr)?$", re.IGNORECASE
 )
@@ -487,44 +487,39 @@ class _Key:
 
 
 def _read_authkeys(text: str, name: str, p: _Problems) -> _Key:
+    """The key heartbeat would use, read leniently (supervisor.authkeys.scan splits the lines;
+    the strict reader is supervisor.authkeys.parse_authkeys_text)."""
     active: tuple[int, str] | None = None
     keys: dict[int, tuple[str, str | None, str]] = {}  # n -> (method, secret, ref)
-    for number, raw in enumerate(text.splitlines(), start=1):
-        ref = _refname(name, number)
-        words = raw.split()
-        if not words or words[0].startswith("#"):
-            continue
-        if words[0] == "auth":
-            if len(words) < 2 or not words[1].isdigit():
-                p.error(ref, f"expected 'auth N' with N a key number, not {raw.strip()!r}")
+    for item in authkeys.scan(text):
+        ref = _refname(name, item.line)
+        if isinstance(item, authkeys.AuthLine):
+            if item.index is None:
+                p.error(ref, f"expected 'auth N' with N a key number, not {item.text!r}")
             else:
-                active = (int(words[1]), ref)
+                active = (item.index, ref)
             continue
-        if words[0].isdigit() and len(words) >= 2:
-            index, method, rest = int(words[0]), words[1].lower(), words[2:]
-        elif words[0].lower() in ("crc", "md5", "sha1", "sha256") and len(words) >= 2 and (
-            words[1].isdigit()
-        ):
-            index, method, rest = int(words[1]), words[0].lower(), words[2:]
+        if isinstance(item, authkeys.OtherLine) or not item.method:
+            p.error(ref, f"expected 'N method secret', not {item.text!r}")
+            continue
+        if item.swapped:
             p.warn(
                 ref,
-                f"{raw.strip()!r} has the key number after the method; heartbeat expects "
-                f"'{index} {method}' (and would refuse this file). Read as key {index}, "
-                f"method {method}",
+                f"{item.text!r} has the key number after the method; heartbeat expects "
+                f"'{item.index} {item.method}' (and would refuse this file). Read as key "
+                f"{item.index}, method {item.method}",
             )
-        else:
-            p.error(ref, f"expected 'N method secret', not {raw.strip()!r}")
+        if item.method not in authkeys.METHODS:
+            p.error(ref, f"unknown method {item.method!r} (heartbeat knows crc, md5 and sha1)")
             continue
-        if method not in ("crc", "md5", "sha1", "sha256"):
-            p.error(ref, f"unknown method {method!r} (heartbeat knows crc, md5 and sha1)")
-            continue
-        if rest and rest[0].startswith("#") and method == "crc":
-            rest = []
+        rest = item.rest
+        if rest and rest[0].startswith("#") and item.method == "crc":
+            rest = ()
         secret = rest[0] if rest else None
-        if len(rest) > 1 and not rest[1].startswith("#"):
-            p.note(ref, f"the secret has {len(rest)} words: heartbeat used only the first, and so "
-                   "does the import")
-        keys[index] = (method, secret, ref)
+        if len(rest) > 1 and not authkeys.comment_or_nothing(rest[1:]):
+            p.note(ref, f"the secret has {len(rest)} words: heartbeat used only the first, and "
+                   "so does the import")
+        keys[item.index] = (item.method, secret, ref)
     file_ref = _refname(name)
     if active is None:
         why = "the file is empty" if not text.strip() else "no 'auth N' line"
@@ -560,48 +555,34 @@ def _read_authkeys(text: str, name: str, p: _Problems) -> _Key:
 
 
 # --------------------------------------------------------------------------------------------
-# Writing TOML
+# Writing TOML (supervisor.config.dump writes it; this keeps where each value came from)
 
 
-def _q(text: str) -> str:
-    """A TOML basic string."""
-    out = []
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    return '"' + "".join(out) + '"'
+@dataclass
+class _Out:
+    """cluster.toml's tables, a comment per key or table, and the heartbeat line behind each."""
 
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: dict[KeyPath, str] = field(default_factory=dict)
+    refs: dict[KeyPath, str] = field(default_factory=dict)
 
-def _comment_text(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
-class _Toml:
-    """Lines of TOML, each remembered with the heartbeat file:line it came from."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.refs: dict[int, str] = {}
-
-    def add(self, line: str, ref: str | None = None, comment: str | None = None) -> None:
-        if comment:
-            line = f"{line:<40}# {_comment_text(comment)}" if line else f"# {comment}"
-        self.lines.append(line)
+    def set(self, path: KeyPath, value: object, ref: str | None = None,
+            note: str | None = None) -> None:
+        table: Any = self.data
+        for part in path[:-1]:
+            table = table[part]
+        table[path[-1]] = value
         if ref is not None:
-            self.refs[len(self.lines)] = ref
+            self.refs[path] = ref
+        if note is not None:
+            self.notes[path] = note
 
-    def comment(self, text: str) -> None:
-        self.lines.append(f"# {_comment_text(text)}" if text else "#")
-
-    def blank(self) -> None:
-        self.lines.append("")
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+    def entry(self, table: str, ref: str) -> int:
+        """A new [[table]]; its index."""
+        entries = self.data.setdefault(table, [])
+        entries.append({})
+        self.refs[(table, len(entries) - 1)] = ref
+        return len(entries) - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,12 +637,15 @@ def import_heartbeat(
     authkeys_text = f"auth 1\n1 sha256 {secret}\n"
 
     files = (ha_cf_name, haresources_name, authkeys_name)
-    toml = _render(
+    out = _render(
         cf=cf, nodes=nodes, groups=groups, failback=failback, key_path=key_path,
         cluster_name=cluster_name, key=key, fresh=fresh, p=p, files=files,
     )
-    body = toml.text()
-    _validate(body, toml, p)
+    body = dump(out.data, notes=out.notes, key_help=False, strict=False)
+    if not groups:
+        body += "\n" + comment("haresources defines no resource group: the nodes only watch "
+                                "each other.") + "\n"
+    _validate(body, out, p)
     text = _header(files, p) + body
     if tomllib.loads(text) != tomllib.loads(body):  # the header is only comments
         raise AssertionError("the header changed the configuration")
@@ -670,23 +654,17 @@ def import_heartbeat(
 
 
 def _header(files: tuple[str, str, str], p: _Problems) -> str:
-    t = _Toml()
-    t.comment("cluster.toml written by `twinbeat import-heartbeat` from heartbeat's")
-    t.comment(f"  {files[0]}, {files[1]} and {files[2]}.")
-    t.comment("Each value says which heartbeat line it came from. Copy this file and the key")
-    t.comment("file to /etc/twinbeat/ on BOTH nodes; `twinbeat check-config` checks them.")
+    lines = [
+        "cluster.toml written by `twinbeat import-heartbeat` from heartbeat's",
+        f"  {files[0]}, {files[1]} and {files[2]}.",
+        "Each value says which heartbeat line it came from. Copy this file and the key",
+        "file to /etc/twinbeat/ on BOTH nodes; `twinbeat check-config` checks them.",
+    ]
     if p.warnings:
-        t.comment("")
-        t.comment("Warnings:")
-        for w in p.warnings:
-            t.comment(f"  {w}")
+        lines += ["", "Warnings:", *(f"  {w}" for w in p.warnings)]
     if p.notes:
-        t.comment("")
-        t.comment("Not carried over, or changed on the way:")
-        for n in p.notes:
-            t.comment(f"  {n}")
-    t.blank()
-    return t.text()
+        lines += ["", "Not carried over, or changed on the way:", *(f"  {n}" for n in p.notes)]
+    return "".join(comment(line) + "\n" for line in lines) + "\n"
 
 
 def _choose_nodes(
@@ -812,110 +790,99 @@ def _render(
     fresh: bool,
     p: _Problems,
     files: tuple[str, str, str],
-) -> _Toml:
-    t = _Toml()
-    t.add("[cluster]")
-    t.add(f"name = {_q(cluster_name)}", None, "both nodes use the same name and key")
+) -> _Out:
+    t = _Out({"cluster": {}, "timing": {}, "watchdog": {}})
+    t.set(("cluster", "name"), cluster_name, None, "both nodes use the same name and key")
     key_comment = "fresh random key" if fresh else f"secret from {key.ref}"
-    t.add(f"authkeys = {_q(key_path)}", key.ref, f"mode 0600; {key_comment}")
-    t.add(f"auto_failback = {'true' if failback[0] else 'false'}", failback[1],
+    t.set(("cluster", "authkeys"), key_path, key.ref, f"mode 0600; {key_comment}")
+    t.set(("cluster", "auto_failback"), failback[0], failback[1],
           f"{failback[1]} ({failback[2]})")
     if cf.ping:
         refs = sorted({ref for _, ref in cf.ping})
-        t.add(f"ping_nodes = [{', '.join(_q(a) for a, _ in cf.ping)}]", refs[0],
-              ", ".join(refs))
+        t.set(("cluster", "ping_nodes"), [a for a, _ in cf.ping], refs[0], ", ".join(refs))
     if "deadping" in cf.timing:
         ms, ref = cf.timing["deadping"]
-        t.add(f"ping_timeout = {_q(format_duration(ms / 1000))}", ref, f"{ref} (deadping)")
-    t.blank()
+        t.set(("cluster", "ping_timeout"), format_duration(ms / 1000), ref, f"{ref} (deadping)")
 
-    t.add("[timing]")
     for key_name, default in (("keepalive", HEARTBEAT_KEEPALIVE_MS),
                               ("deadtime", HEARTBEAT_DEADTIME_MS)):
         if key_name in cf.timing:
             ms, ref = cf.timing[key_name]
-            t.add(f"{key_name} = {_q(format_duration(ms / 1000))}", ref, ref)
+            t.set(("timing", key_name), format_duration(ms / 1000), ref, ref)
         else:
             ref = files[0]
             p.note(ref, f"no {key_name}: heartbeat's default {format_duration(default / 1000)} "
                    "is written out (twinbeat's own default differs)")
-            t.add(f"{key_name} = {_q(format_duration(default / 1000))}", ref,
+            t.set(("timing", key_name), format_duration(default / 1000), ref,
                   "heartbeat's default")
     for key_name in ("warntime", "initdead"):
         if key_name in cf.timing:
             ms, ref = cf.timing[key_name]
-            t.add(f"{key_name} = {_q(format_duration(ms / 1000))}", ref, ref)
-    t.blank()
+            t.set(("timing", key_name), format_duration(ms / 1000), ref, ref)
 
-    t.add("[watchdog]")
     if cf.watchdog:
         device, ref = cf.watchdog
-        t.add('mode = "required"', ref, f"{ref}: never own services without it")
-        t.add(f"device = {_q(device)}", ref, ref)
+        t.set(("watchdog", "mode"), "required", ref, f"{ref}: never own services without it")
+        t.set(("watchdog", "device"), device, ref, ref)
     else:
-        t.add('mode = "automatic"', files[0],
+        t.set(("watchdog", "mode"), "automatic", files[0],
               "ha.cf has no watchdog: twinbeat arms one if there is one")
-    t.blank()
 
     for name, ref in nodes:
-        t.add("[[node]]", ref)
-        t.add(f"name = {_q(name)}", ref, ref)
-        t.blank()
+        i = t.entry("node", ref)
+        t.set(("node", i, "name"), name, ref, ref)
 
     baud = cf.baud
     for link in cf.links:
-        t.add("[[link]]", link.ref)
-        t.add(f"name = {_q(link.name)}", link.ref)
-        t.add(f'type = "{link.kind}"', link.ref)
+        i = t.entry("link", link.ref)
+        t.set(("link", i, "name"), link.name, link.ref)
+        t.set(("link", i, "type"), link.kind, link.ref)
         if link.kind == "serial":
-            t.add(f"device = {_q(link.device)}", link.ref, link.ref)
+            t.set(("link", i, "device"), link.device, link.ref, link.ref)
             if baud:
-                t.add(f"baud = {baud[0]}", baud[1], baud[1])
+                t.set(("link", i, "baud"), baud[0], baud[1], baud[1])
             else:
-                t.add(f"baud = {HEARTBEAT_BAUD}", link.ref, "heartbeat's default")
+                t.set(("link", i, "baud"), HEARTBEAT_BAUD, link.ref, "heartbeat's default")
         else:
-            t.add(f"interface = {_q(link.interface)}", link.ref, link.ref)
+            t.set(("link", i, "interface"), link.interface, link.ref, link.ref)
             if link.peer:
                 what = "multicast group" if link.port is not None else "unicast peer"
-                t.add(f"peer = {_q(link.peer)}", link.ref, what)
+                t.set(("link", i, "peer"), link.peer, link.ref, what)
             if link.port is not None:
-                t.add(f"port = {link.port}", link.ref, link.ref)
+                t.set(("link", i, "port"), link.port, link.ref, link.ref)
                 if link.ttl is not None:
-                    t.add(f"ttl = {link.ttl}", link.ref, link.ref)
+                    t.set(("link", i, "ttl"), link.ttl, link.ref, link.ref)
             elif cf.udpport:
-                t.add(f"port = {cf.udpport[0]}", cf.udpport[1], cf.udpport[1])
-        t.blank()
+                t.set(("link", i, "port"), cf.udpport[0], cf.udpport[1], cf.udpport[1])
 
     for g in groups:
-        t.add("[[group]]", g.ref)
-        t.add(f"name = {_q(g.name)}", g.ref, g.ref)
-        t.add(f"preferred = {_q(g.node)}", g.ref)
-        t.add(f"resources = [{', '.join(_q(r) for r in g.resources)}]", g.ref)
-        t.blank()
-    if not groups:
-        t.comment("haresources defines no resource group: the nodes only watch each other.")
-    while t.lines and t.lines[-1] == "":
-        t.lines.pop()
+        i = t.entry("group", g.ref)
+        t.set(("group", i, "name"), g.name, g.ref, g.ref)
+        t.set(("group", i, "preferred"), g.node, g.ref)
+        t.set(("group", i, "resources"), list(g.resources), g.ref)
     return t
 
 
-def _validate(text: str, toml: _Toml, p: _Problems) -> None:
+def _validate(text: str, out: _Out, p: _Problems) -> None:
     """Check the result with the real loader; map its problems back to heartbeat's lines."""
+    locator = Locator(text)
+    refs = {locator.line(path): ref for path, ref in out.refs.items()}
     try:
         cfg = load_config("cluster.toml", text=text, check_devices=False, check_authkeys=False)
     except ConfigError as exc:
         raise HeartbeatImportError(
-            [f"{_ref_for(toml, prob.line)}: {prob.key}: {prob.message}"
+            [f"{_ref_for(refs, prob.line)}: {prob.key}: {prob.message}"
              for prob in exc.problems if prob.severity == "error"]
         ) from None
     for w in cfg.warnings:
-        p.warn(_ref_for(toml, w.line), w.message)
+        p.warn(_ref_for(refs, w.line), w.message)
 
 
-def _ref_for(toml: _Toml, line: int) -> str:
+def _ref_for(refs: dict[int, str], line: int) -> str:
+    """The heartbeat line behind cluster.toml's ``line`` (or the nearest line above it)."""
     for n in range(line, 0, -1):
-        if n in toml.refs:
-            return toml.refs[n]
+        if n in refs:
+            return refs[n]
     return "cluster.toml"
 
 
