@@ -45,14 +45,12 @@ and writes a fresh random key instead; so it does when the file names no usable 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import ipaddress
 import os
 import re
 import secrets
 import sys
-import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import authkeys, names
+from supervisor.atomicfile import atomic_write
 from supervisor.authkeys import parse_authkeys_text
 from supervisor.config import ConfigError, dump, format_duration, load_config
 from supervisor.config.dump import comment
@@ -991,25 +990,11 @@ def main_import(argv: Sequence[str]) -> int:
 
 
 def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Write a file atomically: a private temporary file (mode 0600 from the start) renamed or
-    linked into place, so a key is never readable by others, not even for an instant. Without
-    ``force`` an existing file is never replaced (FileExistsError)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode & ~_umask() if mode != 0o600 else 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if path exists: never overwrites
-            os.unlink(tmp)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write a file atomically (supervisor.atomicfile: private until renamed or linked into
+    place, so a key is never readable by others, not even for an instant). ``mode`` other
+    than 0600 follows the umask, as a file the shell creates. Without ``force`` an existing
+    file is never replaced (FileExistsError)."""
+    atomic_write(path, data, mode=mode & ~_umask() if mode != 0o600 else 0o600, replace=force)
 
 
 def _umask() -> int:
