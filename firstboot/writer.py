@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from firstboot.secret import Rng, random_text
 from supervisor import names
 from supervisor.atomicfile import atomic_write
 from supervisor.drbdconf import MARKER as GENERATED_MARKER
+from supervisor.drivers.runner import run_sync
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SUPERVISOR_UNIT = "twinbeat.service"
@@ -41,22 +41,15 @@ class WriteError(Exception):
 
 
 def run(cmd: Sequence[str], input_text: str | None = None, timeout: float = 30.0) -> str:
-    """Run a command with a clean environment; WriteError with its stderr on failure."""
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            input=input_text,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={"PATH": SAFE_PATH, "LC_ALL": "C"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WriteError(f"{' '.join(cmd)}: {exc}") from None
-    if proc.returncode != 0:
-        raise WriteError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+    """Run a command through supervisor.drivers.runner (clean environment, own process group,
+    killed and reaped on timeout); WriteError with the command and its stderr on failure
+    (the caller shows it: the runner's own log line would land on the wizard's screen)."""
+    r = run_sync(cmd, timeout=timeout, env={"PATH": SAFE_PATH, "LC_ALL": "C"},
+                 input=input_text.encode() if input_text is not None else None,
+                 log_failure=False)
+    if not r.ok:
+        raise WriteError(r.describe())
+    return r.stdout
 
 
 def can_hash_passwords() -> bool:

@@ -102,6 +102,33 @@ def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     assert "SyncTarget" in text and "KiB/s" in text and "done in ~" in text
 
 
+def test_stopping_the_monitor_kills_and_reaps_its_child(tmp_path: Path):
+    """The events2 child ignores SIGTERM: stop() kills its group after the grace and reaps
+    it (it used to be killed alone, outside the runner)."""
+    script = tmp_path / "drbdsetup"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {tmp_path}/pid\n"
+                      f"sh -c 'trap \"\" TERM; echo $$ > {tmp_path}/grandchild; "
+                      "exec sleep 60' &\ncat \"$0.exists\"\nwait\n")
+    script.chmod(0o755)
+    (tmp_path / "drbdsetup.exists").write_text(EXISTS)
+    mon = Events2Monitor(["r0"], drbdsetup=str(script), poll_sync=60, kill_grace=0.2)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("the state", lambda: mon.views["r0"].role is not None
+                        and (tmp_path / "grandchild").exists())
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+    grandchild = int((tmp_path / "grandchild").read_text())
+    state = Path(f"/proc/{grandchild}/stat")
+    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def test_monitor_reports_a_missing_tool(tmp_path: Path):
     mon = Events2Monitor(["r0"], drbdsetup=str(tmp_path / "nope"), restart_delay=0.05)
 
