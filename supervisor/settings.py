@@ -419,5 +419,10 @@ def describe_settings() -> str:
             title += f' type = "{sec.variant}"'
         out.append(title)
         for s in settings_of(sec.name):
-            out.append(f"  {s.key:<18} {s.default_text():<28} {s.help}".rstrip())
+            default = s.default_text()
+            if len(default) <= 28:
+                out.append(f"  {s.key:<18} {default:<28} {s.help}")
+            else:  # a long default (a derived one) gets its own line
+                out.append(f"  {s.key:<18} {default}")
+                out.append(f"  {'':<18} {'':<28} {s.help}")
     return "\n".join(out)

@@ -18,8 +18,8 @@ The package:
 ==============  =============================================================================
 
 ``twinbeat check-config --settings`` lists every setting; ``dump(load_config(...))`` writes a
-configuration back with each setting's help as its comment. ``EXAMPLE`` is a complete one
-(``twinbeat check-config --example`` prints it; the tests load it and write it back).
+configuration back with each setting's help as its comment. ``EXAMPLE`` is a complete
+configuration (tests/test_config_dump.py loads it and writes it back).
 """
 
 from __future__ import annotations
