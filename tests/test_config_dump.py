@@ -114,6 +114,12 @@ def test_settings_listing_comes_from_the_table():
 def test_example_round_trips():
     config = load(EXAMPLE)
     assert round_trip(config) == config
+    # dump(config) writes every setting, defaults included: each row's formatter is the
+    # inverse of its parser for every default
+    written = tomllib.loads(dump(config))
+    for row in table.SETTINGS:
+        if row.section in ("cluster", "timing", "watchdog", "takeover"):
+            assert row.key in written[row.section] or row.default is None, row.key
     assert config.groups[0].resource_texts[1] == "drbddisk::r0"
 
 
@@ -169,6 +175,7 @@ seconds = st.one_of(ms.map(lambda n: n / 1000),
 @st.composite
 def configs(draw: st.DrawFn) -> dict[str, Any]:
     keepalive = draw(seconds.filter(lambda s: s < 1000))
+    ping = draw(seconds)
     deadtime = keepalive * 2 + draw(seconds)
     node_names = draw(st.lists(names, min_size=2, max_size=2, unique=True))
     octets = draw(st.lists(st.integers(1, 250), min_size=4, max_size=4, unique=True))
@@ -176,7 +183,11 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
               "crossover_address": f"10.0.0.{octets[i + 2]}"} for i, n in enumerate(node_names)]
     links: list[dict[str, Any]] = [{"type": "udp", "interface": "eth1",
                                     "peer": nodes[1]["crossover_address"],
-                                    "port": draw(st.integers(1, 65535))}]
+                                    "port": draw(st.integers(1, 65535)),
+                                    "ttl": draw(st.integers(1, 255))}]
+    if draw(st.booleans()):
+        links.append({"type": "udp", "name": draw(names.filter(lambda n: n != "eth1")),
+                      "interface": "eth0", "peer": "239.1.1.1"})
     if draw(st.booleans()):
         links.append({"type": "serial", "device": draw(st.sampled_from(["/dev/ttyS1",
                                                                          "/dev/ttyUSB0"])),
@@ -195,16 +206,26 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "max_restarts": draw(st.integers(0, 1000)),
         "on_stop_failure": draw(st.sampled_from(["reboot", "block"])),
         "start_timeout": duration_value(draw(seconds)),
+        "stop_timeout": duration_value(draw(seconds)),
+        "status_timeout": duration_value(draw(seconds)),
+        "restart_window": duration_value(draw(seconds)),
+        "failure_timeout": duration_value(draw(st.one_of(st.just(0.0), seconds))),
     }
     data: dict[str, Any] = {
         "cluster": {"name": draw(names), "auto_failback": draw(st.booleans()),
                     "ping_nodes": ["192.168.1.254"] if draw(st.booleans()) else [],
+                    "public_interface": draw(st.sampled_from(["eth0", "enp1s0", "br-lan"])),
+                    "ping_interval": duration_value(ping), "ping_timeout":
+                    duration_value(ping + draw(st.one_of(st.just(0.0), seconds))),
                     "resource_dirs": draw(st.lists(st.sampled_from(["/a", "/b/c", "/etc"]),
                                                    max_size=3))},
         "timing": timing,
         "watchdog": {"mode": draw(st.sampled_from(["required", "automatic", "off"])),
+                     "device": draw(st.sampled_from(["auto", "/dev/watchdog1", "fifo:/run/w"])),
                      "timeout": duration_value(max(2 * keepalive, draw(seconds)))},
         "takeover": {"garp_count": draw(st.integers(0, 100)),
+                     "garp_interval": duration_value(draw(seconds)),
+                     "garp_repeat_delay": duration_value(draw(st.one_of(st.just(0.0), seconds))),
                      "garp_refresh": duration_value(draw(seconds)), "dad": draw(st.booleans())},
         "node": nodes,
         "link": links,
@@ -215,6 +236,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
             "name": "r0", "disk": "/dev/vdb", "mount_point": "/srv",
             "minor": 0, "port": draw(st.integers(1, 65535)),
             "protocol": draw(st.sampled_from(["A", "B", "C"])),
+            "filesystem": draw(st.sampled_from(["ext4", "xfs"])),
             "resync_rate": draw(st.integers(250, 4 << 20)),
             "split_brain": draw(st.sampled_from(
                 ["disconnect", "discard-least-changes", f"discard-node {node_names[0]}"])),
