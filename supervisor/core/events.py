@@ -65,10 +65,12 @@ class ResourceResult:
 
 @dataclass(frozen=True)
 class AdminCommand:
-    """``twinbeat standby|takeover|cleanup [GROUP]``; ``force`` skips safety refusals."""
+    """``twinbeat standby|takeover|cleanup [GROUP]``: the core answers with an AdminAnswer
+    action carrying ``request_id`` and its typed decision (Accepted or Refused)."""
 
     command: str  # standby | takeover | cleanup
     group: str | None = None
+    request_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,11 @@ class ShutdownRequested:
 
 @dataclass(frozen=True)
 class ConfigChanged:
-    """A new, already validated configuration replaces the running one."""
+    """A new, already validated configuration replaces the running one; ``key``: the secret
+    of the (re)loaded authkeys file (None keeps the current one)."""
 
     config: Config
+    key: bytes | None = None
 
 
 @dataclass(frozen=True)
