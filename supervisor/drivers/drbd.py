@@ -264,7 +264,7 @@ class DrbdAgent:
 
 # --------------------------------------------------------------------------------------------
 # Fencing: the peer lost its replication link and asks us to outdate our replica
-# (supervisor.core.decide, "Fencing"). Kept apart from DrbdAgent: it is not a resource
+# (supervisor.core.fencing). Kept apart from DrbdAgent: it is not a resource
 # operation and runs whoever owns the group.
 
 #: seconds between retries of an outdate that DRBD refused "while Connected"
