@@ -33,6 +33,7 @@ from supervisor.core.actions import (
     OutdateReplica,
     Reboot,
     ResourceAction,
+    RunDrbdadm,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -41,15 +42,16 @@ from supervisor.core.actions import (
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    DrbdadmDone,
     Event,
     FrameReceived,
     OutdateResult,
+    ReplicaChanged,
     ResourceResult,
     ShutdownRequested,
     Tick,
     WatchdogState,
 )
-from supervisor.core.replica import promotion_verdict
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.view import status as core_status
@@ -67,17 +69,15 @@ from supervisor.drivers.watchdog import (
     Watchdog,
     WatchdogDevice,
 )
-from supervisor.resource_spec import DrbdSpec, ResourceSpec
+from supervisor.resource_spec import ResourceSpec
 from supervisor.sources.carrier import CarrierSource
-from supervisor.sources.control import Answer, ControlSource, admin_reply
+from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
 from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
 
 log = logging.getLogger("twinbeat")
 
-#: seconds a `takeover --force-data` keeps a forced promotion armed for the group's start
-FORCE_WINDOW = 300.0
 HISTORY = 100  # recent decisions kept for `twinbeat status` (monotonic time, reason)
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -165,6 +165,8 @@ class Supervisor:
         resources = drbd_resources(config)
         #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
+        if self.drbd_monitor is not None and self.drbd_monitor.on_change is None:
+            self.drbd_monitor.on_change = self._replica_changed
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -346,7 +348,10 @@ class Supervisor:
         request_id = next(self._request_ids)
         waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
-        self.feed(make(request_id))
+        event = make(request_id)
+        if isinstance(event, AdminCommand):
+            self._sync_replicas()
+        self.feed(event)
         return waiter
 
     def _feed_interval(self) -> float:
@@ -392,6 +397,8 @@ class Supervisor:
                     self._done.set_result(0)
             case OutdateReplica():
                 self._spawn(self._outdate(action))
+            case RunDrbdadm():
+                self._spawn(self._drbdadm(action))
             case FenceAnswer(request_id=request_id) | AdminAnswer(request_id=request_id):
                 waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():
@@ -415,8 +422,10 @@ class Supervisor:
         try:
             agent = self._agent(action.group, action.spec)
             match action:
-                case StartResource(check_duplicates=dad):
+                case StartResource(check_duplicates=dad, force_data=force):
                     log.info("group %s: starting %s", action.group, agent.describe())
+                    if force and isinstance(agent, DrbdAgent):
+                        agent.force_next = True  # an admin's takeover --force-data
                     await asyncio.wait_for(agent.start(check_duplicates=dad), action.timeout)
                 case StopResource():
                     log.info("group %s: stopping %s", action.group, agent.describe())
@@ -454,102 +463,30 @@ class Supervisor:
             result, detail = "failed", f"internal error: {exc!r}"
         self.feed(OutdateResult(action.resource, action.request_id, result, detail))
 
-    # -- DRBD admin commands ---------------------------------------------------------------------
+    # -- DRBD --------------------------------------------------------------------------------
 
-    def _drbd_agents(self, group: str) -> list[DrbdAgent]:
-        cfg = next((g for g in self.config.groups if g.name == group), None)
-        if cfg is None:
-            return []
-        agents = [self._agent(group, spec) for spec in cfg.resources
-                  if isinstance(spec, DrbdSpec)]
-        return [a for a in agents if isinstance(a, DrbdAgent)]
+    def _sync_replicas(self) -> None:
+        """Post the monitor's current view of every replica (before an admin command, so
+        the core judges what DRBD says now)."""
+        if self.drbd_monitor is not None:
+            for view in self.drbd_monitor.views.values():
+                self.feed(ReplicaChanged(view.snapshot()))
 
-    async def force_data_takeover(self, group: object) -> dict[str, Any]:
-        """``twinbeat takeover --force-data GROUP``: arm a forced promotion of the group's
-        DRBD resources for FORCE_WINDOW seconds, forget the group's failures here (a refused
-        promotion failed it) and take the group over."""
-        if not isinstance(group, str):
-            return {"ok": False, "error": "takeover --force-data needs a group name"}
-        agents = self._drbd_agents(group)
-        if not agents:
-            return {"ok": False, "error": f"group {group!r} has no drbddisk resource; use a "
-                                          "plain takeover"}
-        risks = []
-        for agent in agents:
-            view = (self.drbd_monitor.views.get(agent.spec.resource)
-                    if self.drbd_monitor is not None else None)
-            if view is not None:
-                verdict = promotion_verdict(
-                    resource=agent.spec.resource, role=view.role, disk=view.disk,
-                    peer_role=view.peer_role, peer_disk=view.peer_disk,
-                    connection=view.connection, split_brain=view.split_brain, force=True)
-                risks.append(verdict.risk or verdict.reason)
-            agent.force_until = time.monotonic() + FORCE_WINDOW
-        cleanup = admin_reply(await self.ask(lambda rid: AdminCommand("cleanup", group, rid)))
-        takeover = admin_reply(await self.ask(lambda rid: AdminCommand("takeover", group, rid)))
-        reasons = cleanup["reasons"] + takeover["reasons"]
-        refused = [r["error"] for r in (cleanup, takeover) if not r["ok"]]
-        if refused:
-            for agent in agents:
-                agent.force_until = None
-        else:
-            log.warning("admin: takeover of group %s with FORCED data promotion: %s", group,
-                        "; ".join(risks) or "disk states unknown")
-        return {"ok": not refused, "reasons": risks + reasons,
-                "error": "; ".join(refused) or None}
+    def _replica_changed(self, resource: str, _said: list[str]) -> None:
+        if self.drbd_monitor is not None and self.state is not None:
+            self.feed(ReplicaChanged(self.drbd_monitor.views[resource].snapshot()))
 
-    async def resolve_split_brain(self, discard: object, resource: object) -> dict[str, Any]:
-        """``twinbeat resolve-split-brain --discard NODE``, this node's half of DRBD's manual
-        recovery (user's guide 8.4, "Manual split brain recovery"): on the node whose data
-        is discarded, ``secondary`` + ``connect --discard-my-data``; on the survivor,
-        ``connect``. Run on both nodes with the same NODE."""
-        assert self.state is not None
-        nodes = [self.state.me, self.state.peer]
-        if discard not in nodes:
-            return {"ok": False, "error": f"--discard must name a node: {' or '.join(nodes)}"}
-        names = [r for r in (self.drbd_monitor.views if self.drbd_monitor else {})
-                 if resource in (None, r)]
-        if not names:
-            return {"ok": False, "error": "no such replicated resource here"
-                                          if resource else "this node replicates nothing"}
-        assert self.drbd_monitor is not None
-        said: list[str] = []
-        ok = True
-        for name in names:
-            view = self.drbd_monitor.views[name]
-            if view.connection == "Connected" and not view.split_brain:
-                said.append(f"{name}: connected and replicating, no split brain to resolve")
-                continue
-            if discard == self.state.me:
-                if view.role == "Primary":
-                    ok = False
-                    said.append(f"{name}: refused: this node ({self.state.me}) is Primary and "
-                                "serves this data; move the group to the other node first "
-                                "(twinbeat standby), or discard the other node")
-                    continue
-                lost = ("" if view.out_of_sync_kib is None else
-                        f" (DRBD counts {view.out_of_sync_kib} KiB changed here since the "
-                        "nodes parted)")
-                said.append(f"{name}: DISCARDING this node's ({self.state.me}) changes since "
-                            f"the split{lost}; it will resync from {self.state.peer}")
-                steps = [("disconnect",), ("secondary",), ("connect", "--discard-my-data")]
-            else:
-                said.append(f"{name}: keeping this node's ({self.state.me}) data; "
-                            f"{discard}'s changes since the split will be overwritten")
-                steps = [("disconnect",), ("connect",)]
-            for cmd in steps:
-                r = await run_command([self.drbdadm, *cmd, name], timeout=60)
-                # disconnect fails on a StandAlone resource ("unknown connection"): fine
-                if not r.ok and cmd[0] != "disconnect":
-                    ok = False
-                    said.append(f"{name}: drbdadm {' '.join(cmd)} failed: {r.describe()}")
-                    break
-            else:
-                said.append(f"{name}: done here; run the same command on {self.state.peer} "
-                            "if you have not yet")
-        for sentence in said:
-            log.warning("resolve-split-brain: %s", sentence)
-        return {"ok": ok, "reasons": said, "error": None if ok else "; ".join(said)}
+    async def _drbdadm(self, action: RunDrbdadm) -> None:
+        """The commands of a resolve-split-brain, in order; the outcome comes back as an
+        event."""
+        ok, detail = True, ""
+        for args, required in action.steps:
+            r = await run_command([self.drbdadm, *args, action.resource],
+                                  timeout=action.timeout)
+            if not r.ok and required:
+                ok, detail = False, f"drbdadm {' '.join(args)} failed: {r.describe()}"
+                break
+        self.feed(DrbdadmDone(action.request_id, action.resource, ok, detail))
 
     # -- status ------------------------------------------------------------------------------
 

@@ -169,6 +169,7 @@ class NodeSim:
     fence_answers: list[tuple[float, FenceAnswer]] = field(default_factory=list)
     outdate_result: str | None = None
     last_frame: bytes = b""
+    actions: list[tuple[float, object]] = field(default_factory=list)
 
     def holds(self, group: str) -> bool:
         return any(v for (g, _), v in self.running.items() if g == group)
@@ -286,6 +287,7 @@ class Sim:
         for r in result.reasons:
             node.reasons.append((self.now, r))
         for action in result.actions:
+            node.actions.append((self.now, action))
             self._act(node, action)
         self._schedule_tick(node)
         if self.check_invariant:

@@ -92,9 +92,22 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Refused:
-    """An admin command the core refused, and why (one sentence, also logged)."""
+    """An admin command the core refused, and why (one sentence, also logged); ``said``:
+    the lines to show the administrator (what was checked, what was not done)."""
 
     reason: str
+    said: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunDrbdadm:
+    """Run ``drbdadm ARGS... RESOURCE`` for each step in order; a failing step whose
+    ``required`` flag is set ends the run. Answered by a DrbdadmDone with the same ids."""
+
+    request_id: int
+    resource: str
+    steps: tuple[tuple[tuple[str, ...], bool], ...]
+    timeout: float = 60.0
 
 
 Decision = Accepted | Refused
@@ -120,4 +133,5 @@ Action = (
     | OutdateReplica
     | FenceAnswer
     | AdminAnswer
+    | RunDrbdadm
 )

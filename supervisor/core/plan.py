@@ -182,17 +182,19 @@ def schedule_monitor(g: GroupState, now: float) -> GroupState:
     return g
 
 
-def advance(s: CoreState, g: GroupState, out: Out, *, force_data: bool = False) -> CoreState:
-    """Issue the next operation of the group's plan if none is in flight. ``force_data``:
-    an administrator's `takeover --force-data` is armed for this group (drbddisk starts
-    promote whatever the state of the data)."""
+def advance(s: CoreState, g: GroupState, now: float, out: Out) -> CoreState:
+    """Issue the next operation of the group's plan if none is in flight. A drbddisk start
+    is forced when an administrator's `takeover --force-data` is armed for it."""
     if g.inflight is not None or not g.plan:
         return s.with_group(g)
     op, plan = g.plan[0], g.plan[1:]
+    spec = g.specs[op.index]
+    force_data = False
+    if op.kind == "start" and isinstance(spec, DrbdSpec) and s.force_data:
+        s, force_data = use_force(s, g.name, spec.resource, now)
     cfg = s.group_cfg(g.name)
     op_id = s.op_counter + 1
     g = evolve(g, plan=plan, inflight=op, inflight_id=op_id)
-    spec = g.specs[op.index]
     if op.kind == "start":
         out.actions.append(
             StartResource(
@@ -202,7 +204,7 @@ def advance(s: CoreState, g: GroupState, out: Out, *, force_data: bool = False) 
                 op_id,
                 cfg.start_timeout if cfg else 60.0,
                 check_duplicates=g.check_duplicates,
-                force_data=force_data and isinstance(spec, DrbdSpec),
+                force_data=force_data,
             )
         )
     elif op.kind == "stop":
@@ -214,6 +216,20 @@ def advance(s: CoreState, g: GroupState, out: Out, *, force_data: bool = False) 
             CheckResource(g.name, op.index, spec, op_id, cfg.status_timeout if cfg else 20.0)
         )
     return evolve(s, op_counter=op_id, groups={**s.groups, g.name: g})
+
+
+def use_force(s: CoreState, group: str, resource: str, now: float) -> tuple[CoreState, bool]:
+    """Whether this start of ``resource`` in ``group`` is forced (and use the force up)."""
+    armed = s.force_data.get(group)
+    if armed is None or resource not in armed.resources or now >= armed.deadline - EPS:
+        return s, False
+    left = armed.resources - {resource}
+    force = dict(s.force_data)
+    if left:
+        force[group] = evolve(armed, resources=left)
+    else:
+        del force[group]
+    return evolve(s, force_data=force), True
 
 
 def cleanup(g: GroupState, out: Out) -> GroupState:

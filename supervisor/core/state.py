@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.core import codec
 from supervisor.core.actions import Action, Log
+from supervisor.core.replica import Replica
 from supervisor.core.states import (
     ACTIVITY_TRANSITIONS,
     LINK_TRANSITIONS,
@@ -38,7 +39,7 @@ from supervisor.core.states import (
     PeerStatus,
     checked,
 )
-from supervisor.resource_spec import ResourceSpec
+from supervisor.resource_spec import DrbdSpec, ResourceSpec
 
 if TYPE_CHECKING:
     from supervisor.config import Config, Group
@@ -266,6 +267,26 @@ class FenceState:
     last: FenceOutcome | None = None
 
 
+@dataclass(frozen=True)
+class ForceData:
+    """``takeover --force-data``: the group's drbddisk starts promote whatever the data,
+    until ``deadline`` (a takeover that never comes must not leave a forced promotion
+    armed); each resource's first start after the command uses it up."""
+
+    deadline: float
+    resources: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Resolving:
+    """A ``resolve-split-brain`` whose drbdadm commands are running: what it said so far,
+    whether everything went well, the resources still running their commands."""
+
+    said: tuple[str, ...]
+    ok: bool
+    pending: frozenset[str]
+
+
 # --------------------------------------------------------------------------------------------
 # The whole state
 
@@ -294,6 +315,12 @@ class CoreState:
     shutdown_done: bool = False
     op_counter: int = 0
     fence: FenceState = FenceState({}, {})
+    #: the DRBD resources the groups use, as the events2 monitor last described them
+    replicas: Mapping[str, Replica] = field(default_factory=dict)
+    #: armed `takeover --force-data`, by group
+    force_data: Mapping[str, ForceData] = field(default_factory=dict)
+    #: resolve-split-brain requests waiting for their drbdadm commands, by request id
+    resolving: Mapping[int, Resolving] = field(default_factory=dict)
 
     @property
     def config(self) -> Config:
@@ -348,7 +375,18 @@ def initial_state(config: Config, me: str, key: bytes, generation: int, now: flo
         watchdog_reason="watchdog not armed yet" if required else "not required",
         pins={},
         dropped={},
+        replicas={name: Replica(name) for name in drbd_resources(config)},
     )
+
+
+def drbd_resources(config: Config) -> list[str]:
+    """The DRBD resources the groups of ``config`` use (drbddisk::RES), in order."""
+    names: list[str] = []
+    for group in config.groups:
+        for spec in group.resources:
+            if isinstance(spec, DrbdSpec) and spec.resource not in names:
+                names.append(spec.resource)
+    return names
 
 
 def new_group(g: Group) -> GroupState:

@@ -13,7 +13,7 @@ This module only dispatches; the concerns live beside it:
     liveness.py   links, the peer, the outside world
     ownership.py  who should own each group; the WANT/GRANT handover
     plan.py       each group's ordered start / reverse stop, monitors, restarts, failures
-    admin.py      standby / takeover / cleanup, accepted or refused
+    admin.py      standby / takeover [--force-data] / cleanup / resolve-split-brain
     fencing.py    DRBD's outdate-peer over the heartbeat links
     publish.py    what a beat says and when one is sent
     view.py       the status as a typed value
@@ -30,6 +30,7 @@ from supervisor.core.actions import Action
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    DrbdadmDone,
     Event,
     FenceRequested,
     FrameReceived,
@@ -37,6 +38,7 @@ from supervisor.core.events import (
     OutdateResult,
     PingReply,
     PublicCarrier,
+    ReplicaChanged,
     ResourceResult,
     ShutdownRequested,
     Tick,
@@ -46,6 +48,7 @@ from supervisor.core.intake import on_frame
 from supervisor.core.ownership import decide_group
 from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
 from supervisor.core.publish import publish
+from supervisor.core.replica import Replica
 from supervisor.core.state import (
     EPS,
     CoreState,
@@ -53,6 +56,7 @@ from supervisor.core.state import (
     LinkState,
     Out,
     Settings,
+    drbd_resources,
     evolve,
     initial_state,
 )
@@ -74,9 +78,10 @@ class Step:
 def step(state: CoreState, event: Event, now: float) -> Step:
     out = Out()
     if isinstance(event, AdminCommand):
-        s, refusal = admin.on_admin(state, event.command, event.group, now, out)
-        s = _evaluate(s, now, out)
-        out.actions.append(admin.answer(event.request_id, refusal, out))
+        result = admin.on_admin(state, event, now, out)
+        s = _evaluate(result.state, now, out)
+        if not result.later:
+            out.actions.append(admin.answer(event.request_id, result, out))
         return Step(s, out.actions, out.reasons)
     s = _handle(state, event, now, out)
     s = _evaluate(s, now, out)
@@ -110,6 +115,12 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
             return fencing.on_request(s, resource, request_id, now, out)
         case OutdateResult():
             return fencing.on_outdate_result(s, event, out)
+        case ReplicaChanged(replica=replica):
+            if s.replicas.get(replica.name) == replica:
+                return s
+            return evolve(s, replicas={**s.replicas, replica.name: replica})
+        case DrbdadmDone():
+            return admin.on_drbdadm_done(s, event, out)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -137,7 +148,8 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
             groups[name] = gs.said(f"configuration: group {name} removed; stopping it")
             out.reason(groups[name].reason)
     out.reason("configuration reloaded")
-    return evolve(s, settings=settings, links=links, groups=groups)
+    replicas = {name: s.replicas.get(name) or Replica(name) for name in drbd_resources(config)}
+    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas)
 
 
 def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
@@ -145,12 +157,14 @@ def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
     s = liveness.update_peer(s, now, out)
     s = liveness.update_world(s, now, out)
     s = fencing.update(s, now, out)
+    if s.force_data:
+        s = admin.expire_force(s, now, out)
     for name in list(s.groups):
         g = s.groups[name]
         g = expire_failures(s, g, now, out)
         g = decide_group(s, g, now, out)
         g = schedule_monitor(g, now)
-        s = advance(s, g, out)
+        s = advance(s, g, now, out)
         g = s.groups[name]
         if g.activity is Activity.IDLE and g.inflight is None and s.group_cfg(name) is None:
             s = evolve(s, groups={n: x for n, x in s.groups.items() if n != name})

@@ -25,22 +25,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from supervisor.core.replica import ReplicaView, parse_events2
-from supervisor.resource_spec import DrbdSpec
+from supervisor.core.state import drbd_resources
 
 if TYPE_CHECKING:
-    from supervisor.config import Config
+    pass
 
 log = logging.getLogger("twinbeat.drbd")
 
 
-def drbd_resources(config: Config) -> list[str]:
-    """The DRBD resources the groups of ``config`` use (drbddisk::RES), in order."""
-    names: list[str] = []
-    for group in config.groups:
-        for spec in group.resources:
-            if isinstance(spec, DrbdSpec) and spec.resource not in names:
-                names.append(spec.resource)
-    return names
+__all__ = ["Events2Monitor", "drbd_resources"]
 
 
 class Events2Monitor:

@@ -35,19 +35,14 @@ class Target(Protocol):
 
     def reload(self) -> None: ...
 
-    def force_data_takeover(self, group: object) -> Awaitable[dict[str, Any]]: ...
-
-    def resolve_split_brain(self, discard: object,
-                            resource: object) -> Awaitable[dict[str, Any]]: ...
-
 
 def admin_reply(answer: Answer) -> dict[str, Any]:
-    """The JSON answer to standby/takeover/cleanup, from the core's typed decision."""
+    """The JSON answer to an admin command, from the core's typed decision."""
     if isinstance(answer, FenceAnswer):  # the daemon stopped before the core answered
         return {"ok": False, "reasons": [], "error": answer.message}
     match answer.decision:
-        case Refused(reason=reason):
-            return {"ok": False, "reasons": [reason], "error": reason}
+        case Refused(reason=reason, said=said):
+            return {"ok": False, "reasons": list(said), "error": reason}
         case Accepted(reasons=reasons):
             return {"ok": True, "reasons": list(reasons), "error": None}
 
@@ -68,16 +63,19 @@ class ControlSource:
         group = request.get("group")
         if command == "status":
             return {"ok": True, "status": self.target.status()}
-        if command == "takeover" and request.get("force_data"):
-            return await self.target.force_data_takeover(group)
         if command == "resolve-split-brain":
-            return await self.target.resolve_split_brain(request.get("discard"),
-                                                         request.get("resource"))
+            discard, resource = request.get("discard"), request.get("resource")
+            if not isinstance(discard, str) or not isinstance(resource, str | None):
+                return {"ok": False, "error": "discard must be a node name"}
+            return admin_reply(await self.target.ask(lambda rid: AdminCommand(
+                "resolve-split-brain", None, rid, discard=discard, resource=resource)))
         if command in ("standby", "takeover", "cleanup"):
             if group is not None and not isinstance(group, str):
                 return {"ok": False, "error": "group must be a name"}
             name: str = command
-            answer = await self.target.ask(lambda rid: AdminCommand(name, group, rid))
+            force = command == "takeover" and bool(request.get("force_data"))
+            answer = await self.target.ask(lambda rid: AdminCommand(name, group, rid,
+                                                                    force_data=force))
             return admin_reply(answer)
         if command == "fence-peer":
             resource = request.get("resource")
