@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, WatchdogConfig, load_authkeys, without_links_to
+from supervisor.config import Config, load_authkeys, without_links_to
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
@@ -62,13 +62,7 @@ from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
 from supervisor.drivers.sdnotify import SystemdNotifier
-from supervisor.drivers.watchdog import (
-    FifoWatchdog,
-    LinuxWatchdog,
-    NullWatchdog,
-    Watchdog,
-    WatchdogDevice,
-)
+from supervisor.drivers.watchdog import Watchdog, make_watchdog
 from supervisor.resource_spec import ResourceSpec
 from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
@@ -88,18 +82,6 @@ Outdater = Callable[[str, float], Awaitable[str]]
 
 async def default_outdater(resource: str, timeout: float) -> str:
     return await outdate_replica(resource, "drbdadm", timeout)
-
-
-def make_watchdog(cfg: WatchdogConfig) -> Watchdog:
-    """The watchdog facade for the configuration (``fifo:PATH`` is the test driver)."""
-    device: WatchdogDevice
-    if cfg.mode == "off":
-        device = NullWatchdog()
-    elif cfg.device.startswith("fifo:"):
-        device = FifoWatchdog(cfg.device.removeprefix("fifo:"))
-    else:
-        device = LinuxWatchdog(cfg.device)
-    return Watchdog(cfg.mode, device)
 
 
 def log_step(result: Step) -> list[tuple[int, str]]:
