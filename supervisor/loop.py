@@ -17,13 +17,12 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, load_authkeys, without_links_to
+from supervisor.config import Config, UdpLink, load_authkeys, without_links_to
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
@@ -205,16 +204,10 @@ class Supervisor:
             await self._teardown()
 
     async def _local_addresses(self) -> set[object]:
-        from supervisor.drivers.ipaddr import Netlink  # pyroute2: only needed here
-
-        try:
-            entries = await asyncio.to_thread(
-                lambda: Netlink().addresses(socket.AF_INET) + Netlink().addresses(socket.AF_INET6)
-            )
-        except OSError as exc:
-            log.warning("cannot list this host's addresses: %s", exc)
-            return set()
-        return {e.address for e in entries}
+        """The links' peers that are this host's own addresses (see without_links_to)."""
+        peers = [lk.peer for lk in self.config.links
+                 if isinstance(lk, UdpLink) and lk.peer is not None]
+        return set(linkdrv.own_addresses(peers)) if peers else set()
 
     def _start_transports(self) -> None:
         for link in self.config.links:
