@@ -149,7 +149,10 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
             out.reason(groups[name].reason)
     out.reason("configuration reloaded")
     replicas = {name: s.replicas.get(name) or Replica(name) for name in drbd_resources(config)}
-    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas)
+    # a new key or cluster name: the next frame is authenticated again, whatever its bytes
+    peer_state = evolve(s.peer_state, frame=b"")
+    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas,
+                  peer_state=peer_state)
 
 
 def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:

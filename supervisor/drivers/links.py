@@ -325,7 +325,6 @@ def read_carrier(interface: str, sys_root: str = "/sys") -> bool | None:
         return None if not os.path.exists(base) else False
 
 
-
 def own_addresses(candidates: Iterable[IPAddress], proc: str = "/proc") -> set[IPAddress]:
     """Which of ``candidates`` are this host's own addresses, without rtnetlink (pyroute2
     stays unimported on a node that manages no address).
