@@ -17,10 +17,10 @@ same process later uses a top-level name (``from pyroute2 import IPRoute``), the
 **One socket.** Opened at the first request and kept for the process's life; a lock
 serialises the requests of the agents' threads. It joins no multicast group, so nothing
 queues on it between requests. It sets NETLINK_GET_STRICT_CHK, so the kernel itself
-filters an address dump by family and interface (Linux >= 4.20; older kernels ignore the
-filter and the caller filters again): the monitor parses only the addresses of its own
-interface. A request that fails other than by the kernel's refusal drops the socket; the
-next request opens a new one.
+filters an address dump by family and interface (Linux >= 4.20; an older kernel refuses the
+option, the dump is then unfiltered and the reply is filtered here): the monitor parses only
+the addresses of its own interface. A request that fails other than by the kernel's refusal
+drops the socket; the next request opens a new one.
 
 A refusal of the kernel is an OSError with its errno and text ("File exists", "Cannot
 assign requested address"), as ``ip`` prints it.
@@ -119,9 +119,7 @@ class Rtnetlink:
             pr = self._pr
             for attempt in (1, 2):
                 if self._sock is None:
-                    sock = pr.IPRSocket(strict_check=True)
-                    sock.bind(groups=0)
-                    self._sock = sock
+                    self._sock = self._open(pr)
                 msg, kind, flags = build(pr)
                 try:
                     replies = self._sock.nlm_request(
@@ -138,6 +136,19 @@ class Rtnetlink:
                     self._drop()
                     raise
             raise AssertionError("unreachable")
+
+    @staticmethod
+    def _open(pr: _Pyroute2) -> Any:
+        try:
+            sock = pr.IPRSocket(strict_check=True)
+        except OSError:  # Linux < 4.20 has no NETLINK_GET_STRICT_CHK: dumps are unfiltered
+            sock = pr.IPRSocket()
+        try:
+            sock.bind(groups=0)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None
