@@ -44,6 +44,7 @@ from supervisor.core.events import (
     DrbdadmDone,
     Event,
     FrameReceived,
+    FramesReceived,
     OutdateResult,
     ReplicaChanged,
     ResourceResult,
@@ -128,6 +129,7 @@ class Supervisor:
         self._timer: asyncio.TimerHandle | None = None
         self._feeding = False
         self._pending: list[Event] = []
+        self._frames: list[FrameReceived] = []
         self._done: asyncio.Future[int] | None = None
         self._last_feed = 0.0
         self._request_ids = itertools.count(1)
@@ -224,7 +226,17 @@ class Supervisor:
         )
 
     def _on_frame(self, link: str, data: bytes) -> None:
-        self.feed(FrameReceived(link, data))
+        """Frames are gathered until every callback of this wake-up has run, then stepped
+        together: the copies of one beat that arrive on several links at once cost one
+        decision, not one each."""
+        self._frames.append(FrameReceived(link, data))
+        if len(self._frames) == 1:
+            asyncio.get_running_loop().call_soon(self._take_frames)
+
+    def _take_frames(self) -> None:
+        frames, self._frames = self._frames, []
+        if frames:
+            self.feed(frames[0] if len(frames) == 1 else FramesReceived(tuple(frames)))
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""
@@ -347,6 +359,8 @@ class Supervisor:
         deadline = next_deadline(self.state, now)
         deadline = min(deadline, self._last_feed + self._feed_interval())
         if self._timer is not None:
+            if deadline == self._expected_wake:
+                return  # the timer is set for it already (most frames move no deadline)
             self._timer.cancel()
         self._expected_wake = deadline
         self._timer = loop.call_at(deadline, self._tick)

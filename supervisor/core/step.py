@@ -34,6 +34,7 @@ from supervisor.core.events import (
     Event,
     FenceRequested,
     FrameReceived,
+    FramesReceived,
     LinkCarrier,
     OutdateResult,
     PingReply,
@@ -92,6 +93,10 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
     match event:
         case FrameReceived(link=link, data=data):
             return on_frame(s, link, data, now, out)
+        case FramesReceived(frames=frames):
+            for frame in frames:
+                s = on_frame(s, frame.link, frame.data, now, out)
+            return s
         case Tick():
             return s
         case ResourceResult():
