@@ -61,6 +61,7 @@ class SerialTransport:
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
         self._need_newline = False
+        self._writing = False  # a writer callback waits for the port to take the rest
 
     def start(self) -> None:
         self._open()
@@ -106,6 +107,7 @@ class SerialTransport:
             fd = self.port.fileno()
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+            self._writing = False
             try:
                 self.port.close()
             except (OSError, serial.SerialException):
@@ -161,8 +163,10 @@ class SerialTransport:
         del self.tx[:n]
         if self.tx:
             loop.add_writer(fd, self._writable)
-        else:
+            self._writing = True
+        elif self._writing:  # (asyncio's remove_writer costs a lookup even when unset)
             loop.remove_writer(fd)
+            self._writing = False
 
     def _writable(self) -> None:
         self._flush()
