@@ -7,12 +7,13 @@ adds or deletes its address. pyroute2 is imported at the first such request, so 
 node (and ``twinbeat status``) never imports it.
 
 **Lean.** pyroute2's package ``__init__`` imports the whole library (IPDB, NDB, nftables,
-the CLI, ...: 368 modules and 25 MiB of RSS in a fresh interpreter, measured with
-bench/netlink.py), whatever submodule one asks for. ``_lean_pyroute2`` registers the package
-without running its ``__init__`` and then imports only the rtnetlink socket
-(``pyroute2.netlink.rtnl.iprsocket.IPRSocket``) and the message classes. If anything in the
-same process later uses a top-level name (``from pyroute2 import IPRoute``), the package's
-``__init__`` runs then, as a plain ``import pyroute2`` would have run it.
+the CLI, ...: 368 modules and 25 MiB of RSS in a fresh interpreter, pyroute2 0.7.7),
+whatever submodule one asks for. ``_lean_pyroute2`` registers the package without running
+its ``__init__``; then only pyroute2's netlink socket (``pyroute2.netlink.nlsocket``) and
+the three message classes we parse (links, addresses, routes) are imported: about 40
+modules and 1 MiB in the supervisor (bench/netlink.py). If anything in the same process
+later uses a top-level name (``from pyroute2 import IPRoute``), the package's ``__init__``
+runs then, as a plain ``import pyroute2`` would have run it.
 
 **One socket.** Opened at the first request and kept for the process's life; a lock
 serialises the requests of the agents' threads. It joins no multicast group, so nothing
@@ -71,6 +72,7 @@ class _Pyroute2:
     def __init__(self) -> None:
         _lean_pyroute2()
         from pyroute2.netlink import (
+            NETLINK_ROUTE,
             NLM_F_ACK,
             NLM_F_CREATE,
             NLM_F_DUMP,
@@ -79,19 +81,32 @@ class _Pyroute2:
             NLMSG_ERROR,
         )
         from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+        from pyroute2.netlink.nlsocket import Marshal, NetlinkSocket
         from pyroute2.netlink.rtnl import (
             RTM_DELADDR,
             RTM_GETADDR,
             RTM_GETLINK,
             RTM_GETROUTE,
             RTM_NEWADDR,
+            RTM_NEWLINK,
+            RTM_NEWROUTE,
         )
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.iprsocket import IPRSocket
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-        self.IPRSocket = IPRSocket
+        class RtnlMarshal(Marshal):  # type: ignore[misc]
+            """Parses the three kinds of answer we ask for (pyroute2's MarshalRtnl knows
+            every rtnetlink message and imports traffic control's 40 modules for it)."""
+
+            msg_map = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+
+        def socket(strict: bool) -> Any:
+            sock = NetlinkSocket(NETLINK_ROUTE, strict_check=strict)
+            sock.marshal = RtnlMarshal()
+            return sock
+
+        self.socket = socket
         self.ifaddrmsg, self.ifinfmsg, self.rtmsg = ifaddrmsg, ifinfmsg, rtmsg
         self.NetlinkError, self.NetlinkDumpInterrupted = NetlinkError, NetlinkDumpInterrupted
         self.dump = NLM_F_REQUEST | NLM_F_DUMP
@@ -140,9 +155,9 @@ class Rtnetlink:
     @staticmethod
     def _open(pr: _Pyroute2) -> Any:
         try:
-            sock = pr.IPRSocket(strict_check=True)
+            sock = pr.socket(True)
         except OSError:  # Linux < 4.20 has no NETLINK_GET_STRICT_CHK: dumps are unfiltered
-            sock = pr.IPRSocket()
+            sock = pr.socket(False)
         try:
             sock.bind(groups=0)
         except BaseException:
