@@ -1,6 +1,6 @@
 """Cost of the IPaddr agent's netlink use (needs root): the monitor's CPU time and the import.
 
-In a network namespace made here (lo and three dummy interfaces with IPv4 and IPv6
+In a network namespace made here (lo and three veth interfaces with IPv4 and IPv6
 addresses, like a node's public, crossover and spare NICs; the floating address on the
 first), a fresh interpreter:
 
@@ -109,7 +109,8 @@ def main() -> int:
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         for name, v4, v6 in NICS:
-            sh("ip", "-n", ns, "link", "add", name, "type", "dummy")
+            sh("ip", "-n", ns, "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+            sh("ip", "-n", ns, "link", "set", f"{name}p", "up")
             sh("ip", "-n", ns, "addr", "add", v4, "dev", name)
             sh("ip", "-n", ns, "addr", "add", v6, "dev", name, "nodad")
             sh("ip", "-n", ns, "link", "set", name, "up")
