@@ -153,6 +153,8 @@ class Supervisor:
         self._expected_wake: float | None = None
         self.steps = 0
         self.step_time = 0.0
+        #: frames dropped because the core raised on them (counted as "core_error")
+        self.frame_errors = 0
         self.history: list[tuple[float, str]] = []
         #: drbdadm for resolve-split-brain (tests use a fake)
         self.drbdadm = "drbdadm"
@@ -430,7 +432,12 @@ class Supervisor:
     # -- links, carrier, ping ------------------------------------------------------------------
 
     def _on_frame(self, link: str, data: bytes) -> None:
-        self.feed(FrameReceived(link, data))
+        try:
+            self.feed(FrameReceived(link, data))
+        except Exception:  # a core bug on one frame: drop that frame, keep the daemon
+            self.frame_errors += 1
+            log.exception("link %s: the core failed on a frame; dropped (%d bytes: %s)",
+                          link, len(data), data[:512].hex())
 
     async def _poll_carriers(self) -> None:
         while True:
@@ -666,6 +673,8 @@ class Supervisor:
         assert self.state is not None
         now = time.monotonic()  # the clock asyncio's loop.time() reads
         st = decide.status(self.state, now)
+        if self.frame_errors:
+            st["dropped"]["core_error"] = self.frame_errors
         for link in st["links"]:
             transport = self.transports.get(link["name"])
             if transport is not None:

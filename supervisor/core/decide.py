@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from supervisor.core import codec
+from supervisor.core import codec, freshness
 from supervisor.core.actions import (
     Action,
     CheckResource,
@@ -214,6 +213,7 @@ class CoreState:
     fence_in: dict[str, FenceIn] = field(default_factory=dict)
     fence_counter: int = 0
     fence_last: FenceOutcome | None = None
+    fresh: freshness.Freshness = field(default_factory=freshness.Freshness)
 
     @property
     def config(self) -> Config:
@@ -365,7 +365,7 @@ def _on_frame(s: CoreState, link: str, data: bytes, now: float, out: _Out) -> No
         _drop(s, "unknown_link")
         return
     try:
-        beat = codec.decode(data, s.settings.key, s.config.cluster_name)
+        beat = codec.decode(data, s.settings.key, codec.Domain.of(s.config, s.settings.digest))
     except codec.DecodeError as exc:
         _drop(s, exc.cause)
         return
@@ -375,15 +375,14 @@ def _on_frame(s: CoreState, link: str, data: bytes, now: float, out: _Out) -> No
     if beat.sender != s.peer:
         _drop(s, "unknown_node")
         return
-    if ls.last_order is not None and beat.order <= ls.last_order:
-        _drop(s, "replay")
-        return
-    if s.peer_beat is not None and beat.generation < s.peer_beat.generation:
-        _drop(s, "replay")
+    verdict = freshness.admit(s.fresh, link, beat.order, now, s.config.timing)
+    if verdict.drop:
+        _drop(s, verdict.drop)
         return
     if beat.generation <= s.peer_left_gen:
         _drop(s, "after_leave")
         return
+    s.fresh = verdict.state
     # Accepted: liveness on this link.
     ls.last_order = beat.order
     ls.last_heard = now
@@ -392,7 +391,7 @@ def _on_frame(s: CoreState, link: str, data: bytes, now: float, out: _Out) -> No
         ls.window_gen, ls.window = beat.generation, []
     ls.window.append(beat.seq)
     ls.window = ls.window[-LOSS_WINDOW:]
-    s.peer_last_heard = now
+    s.peer_last_heard = verdict.heard_at
     if s.peer_beat is None or beat.order > s.peer_beat.order:
         if s.peer_beat is not None and beat.generation > s.peer_beat.generation:
             out.reason(f"peer {s.peer} restarted (generation {beat.generation})")
@@ -411,7 +410,7 @@ def _on_frame(s: CoreState, link: str, data: bytes, now: float, out: _Out) -> No
         for link_name, hears in beat.links.items():
             if link_name in s.links:
                 s.links[link_name].peer_hears_us = hears
-        for group, (node, stamp) in beat.pins.items():
+        for group, (node, stamp) in freshness.plausible_pins(beat.pins, s.lamport).items():
             if group not in s.pins or (stamp, node) > (s.pins[group][1], s.pins[group][0]):
                 s.pins[group] = (node, stamp)
             s.lamport = max(s.lamport, stamp)
@@ -1218,8 +1217,9 @@ FENCE_UNREACHABLE = 5
 #: peer is given half of this, 15 s, to get there (seen in the QEMU pair: a cut crossover
 #: cable is noticed by the two nodes several seconds apart).
 FENCE_MIN_TIMEOUT = 30.0
-# DRBD resource names as drbddisk::RES accepts them, and never an option ("-...").
-_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*$")
+# DRBD resource names as drbddisk::RES accepts them, and never an option ("-..."): the
+# codec's rule, so that this node never publishes a request its peer drops as malformed.
+_RESOURCE_RE = codec.RESOURCE_RE
 
 
 def fence_timeout(config: Config) -> float:
