@@ -516,7 +516,7 @@ def format_status(st: dict[str, Any]) -> str:
         )
         lines.append(f"             {g['reason']}")
     for r in st.get("replication") or []:
-        lines.append(format_replica(r))
+        lines.extend(format_replica(r).split("\n"))  # its own lines (local DRBD states)
     fencing = st.get("fencing") or {}
     for item in fencing.get("pending") or []:
         lines.append(
@@ -531,7 +531,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(
             "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
         )
-    return "\n".join(printable(part) for line in lines for part in line.split("\n"))
+    # Names and reasons may carry what the peer sent: a newline in them is escaped too.
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_replica(r: dict[str, Any]) -> str:
