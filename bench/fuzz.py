@@ -229,8 +229,8 @@ def main() -> int:
     print(f"  genuine frames refused: {sum(refused.values())} (goal 0)")
     print(f"  decode rate: {decodes / decode_time:,.0f} frames/s (decode alone); "
           f"{total / elapsed:,.0f} inputs/s with generation and the core step")
-    for line in examples:
-        print("  example: " + line)
+    for example in examples:
+        print("  example: " + example)
     return 1 if exceptions or changed or refused else 0
 
 
