@@ -81,6 +81,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from supervisor.core.states import Activity, Nego, NodeStatus
+from supervisor.names import DRBD_RESOURCE, NAME
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -99,10 +100,10 @@ MAX_GENERATION = 2**32 - 1
 MAX_COUNTER = 2**63 - 1
 MAX_ENTRIES = 128
 MAX_LINKS = 16
-#: node, link and group names: the configuration's rule (supervisor.config._NAME_RE)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
-#: DRBD resource names as drbddisk::RES accepts them, never an option ("-...")
-RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*\Z")
+#: node, link and group names: the configuration's own rule (supervisor.names)
+NAME_RE = NAME
+#: DRBD resource names as cluster.toml, drbddisk::RES and the fence-peer handler accept them
+RESOURCE_RE = DRBD_RESOURCE
 _DIGEST_RE = re.compile(r"^[0-9a-f]{0,64}\Z")
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
 OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})

@@ -47,6 +47,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.states import Activity, LinkStatus, Nego, NodeStatus, PeerStatus
+from supervisor.names import DRBD_RESOURCE as _RESOURCE_RE
 from supervisor.resource_spec import ResourceSpec
 
 if TYPE_CHECKING:
@@ -1217,9 +1218,6 @@ FENCE_UNREACHABLE = 5
 #: peer is given half of this, 15 s, to get there (seen in the QEMU pair: a cut crossover
 #: cable is noticed by the two nodes several seconds apart).
 FENCE_MIN_TIMEOUT = 30.0
-# DRBD resource names as drbddisk::RES accepts them, and never an option ("-..."): the
-# codec's rule, so that this node never publishes a request its peer drops as malformed.
-_RESOURCE_RE = codec.RESOURCE_RE
 
 
 def fence_timeout(config: Config) -> float:
