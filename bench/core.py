@@ -13,9 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.core import codec, decide
+from supervisor.core import codec
 from supervisor.core.events import FrameReceived, Tick
 from supervisor.core.states import Activity, Nego
+from supervisor.core.step import step
 from tests.sim import KEY, Sim, make_config
 
 
@@ -33,7 +34,7 @@ def main() -> int:
     sim = Sim(make_config())
     sim.run(3.0)
     state = sim.nodes["node2"].state
-    newest = state.fresh.newest
+    newest = state.peer_state.fresh.newest
     assert newest is not None
     beat = codec.Beat(  # node1's next beat: fresh, so the step takes it (not a "jump")
         "sim", "node1", newest[0], newest[1] + 1,
@@ -45,8 +46,8 @@ def main() -> int:
     print("decision core (median of 5 runs, this machine, one core):")
     ev = FrameReceived("serial", frame)
     rows = [
-        ("step(Tick)", lambda: decide.step(state, Tick(), now)),
-        ("step(FrameReceived)", lambda: decide.step(state, ev, now)),
+        ("step(Tick)", lambda: step(state, Tick(), now)),
+        ("step(FrameReceived)", lambda: step(state, ev, now)),
         ("encode a frame", lambda: codec.encode(beat, KEY)),
         ("decode a frame", lambda: codec.decode(frame, KEY, "sim")),
     ]

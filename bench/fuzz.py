@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.fuzz [--inputs 1000000] [--seed 1]
 
-Every input goes through ``codec.decode`` and through the core (``decide.step``) of a node
+Every input goes through ``codec.decode`` and through the core (``core.step.step``) of a node
 of a formed pair (node1, group web running, node2 alive on three links). Classes:
 
 - must-reject: garbage, bit flips, truncations, a wrong key, another cluster, replays of
@@ -32,8 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.core import codec, decide
+from supervisor.core import codec
 from supervisor.core.events import FrameReceived, Tick
+from supervisor.core.state import CoreState, evolve, policy_digest
+from supervisor.core.step import step
 from tests import hostile
 from tests.sim import KEY, Sim, make_config
 
@@ -53,18 +55,9 @@ def formed() -> tuple[Sim, list[bytes]]:
     return sim, frames
 
 
-def signature(state: decide.CoreState) -> tuple[Any, ...]:
-    """Everything a frame could change, except the drop counters."""
-    return (
-        state.peer_beat, state.peer_last_heard, state.peer_status, state.peer_left_gen,
-        state.fresh, tuple(sorted(state.pins.items())), state.lamport, state.config_mismatch,
-        tuple((n, ls.last_heard, ls.received, ls.last_order, ls.peer_hears_us, ls.status,
-               tuple(ls.window)) for n, ls in sorted(state.links.items())),
-        tuple((n, g.activity, g.nego, g.epoch, g.reason, tuple(g.plan), g.inflight)
-              for n, g in sorted(state.groups.items())),
-        tuple(sorted(state.fence_in.items())), tuple(sorted(state.fence_out.items())),
-        state.seq, state.status,
-    )
+def signature(state: CoreState) -> CoreState:
+    """Everything a frame could change: the whole (frozen) state without its drop counters."""
+    return evolve(state, dropped={})
 
 
 def main() -> int:
@@ -77,11 +70,11 @@ def main() -> int:
     sim, history = formed()
     receiver = sim.nodes["node1"].state
     config = sim.nodes["node1"].config
-    domain = codec.Domain.of(config, decide.policy_digest(config))
+    domain = codec.Domain.of(config, policy_digest(config))
     now = sim.now
     newest = history[-1]
     base = hostile.body_of(newest)
-    assert receiver.fresh.newest == (base["g"], base["s"]), "the receiver missed a beat"
+    assert receiver.peer_state.fresh.newest == (base["g"], base["s"]), "the receiver missed a beat"
 
     def fresh_body() -> dict[str, Any]:
         body = dict(base)
@@ -137,10 +130,10 @@ def main() -> int:
     }
     genuine: Gen = lambda r: hostile.frame(fresh_body(), KEY)  # noqa: E731
 
-    ticked = decide.step(receiver, Tick(), now).state
+    ticked = step(receiver, Tick(), now).state
     reference = signature(ticked)
     ref_drops = dict(ticked.dropped)
-    accepted_heard = decide.step(receiver, FrameReceived("serial", genuine(rng)), now).state
+    accepted_heard = step(receiver, FrameReceived("serial", genuine(rng)), now).state
 
     inputs: Counter[str] = Counter()
     drops: dict[str, Counter[str]] = {}
@@ -169,7 +162,7 @@ def main() -> int:
         decode_time += time.perf_counter() - t0
         decodes += 1
         try:
-            state = decide.step(receiver, FrameReceived("serial", data), now).state
+            state = step(receiver, FrameReceived("serial", data), now).state
         except Exception as exc:
             exceptions[kind] += 1
             if len(examples) < 5:
@@ -178,7 +171,7 @@ def main() -> int:
         grown = {k: v - ref_drops.get(k, 0) for k, v in state.dropped.items()
                  if v != ref_drops.get(k, 0)}
         if kind == "genuine":
-            if grown or state.peer_last_heard != accepted_heard.peer_last_heard:
+            if grown or state.peer_state.last_heard != accepted_heard.peer_state.last_heard:
                 refused[kind] += 1
             return
         counter = next(iter(grown)) if len(grown) == 1 else f"?{sorted(grown)}"
@@ -219,7 +212,7 @@ def main() -> int:
     elapsed = time.perf_counter() - t_start
 
     print(f"protocol fuzz campaign: {total:,} inputs (seed {args.seed}) through codec.decode and"
-          f" decide.step, {elapsed:.1f} s")
+          f" the core's step, {elapsed:.1f} s")
     print(f"  {'class':<16}{'inputs':>10}  drops per counter")
     for kind in kinds:
         if kind == "genuine":

@@ -23,15 +23,18 @@ from hypothesis import strategies as st
 
 from supervisor.cli import format_status, printable
 from supervisor.config import SerialLink
-from supervisor.core import codec, decide, freshness
+from supervisor.core import codec, freshness
+from supervisor.core import step as core_step
 from supervisor.core.events import FrameReceived, Tick
+from supervisor.core.state import CoreState, evolve, initial_state, policy_digest
 from supervisor.core.states import PeerStatus
+from supervisor.core.view import status as core_status
 from supervisor.drivers.links import SerialTransport
 from tests import hostile
 from tests.sim import KEY, Sim, make_config
 
 CONFIG = make_config()
-DOMAIN = codec.Domain.of(CONFIG, decide.policy_digest(CONFIG))
+DOMAIN = codec.Domain.of(CONFIG, policy_digest(CONFIG))
 KEEPALIVE = CONFIG.timing.keepalive
 
 
@@ -61,18 +64,16 @@ def inject(sim: Sim, to: str, data: bytes, link: str = "serial") -> None:
     sim.deliver(to, FrameReceived(link, data))
 
 
-def without_drops(state: decide.CoreState) -> bytes:
-    copy = decide.clone(state)
-    copy.dropped = {}
-    return pickle.dumps(copy)
+def without_drops(state: CoreState) -> bytes:
+    return pickle.dumps(evolve(state, dropped={}))
 
 
-def assert_dropped_without_effect(state: decide.CoreState, data: bytes, now: float,
+def assert_dropped_without_effect(state: CoreState, data: bytes, now: float,
                                   cause: str | None = None) -> str:
     """Feeding ``data`` must change nothing but one drop counter: the state after it equals
     the state after a Tick at the same time. Returns the counter."""
-    ticked = decide.step(state, Tick(), now).state
-    fed = decide.step(state, FrameReceived("serial", data), now).state
+    ticked = core_step.step(state, Tick(), now).state
+    fed = core_step.step(state, FrameReceived("serial", data), now).state
     grown = {k: v - ticked.dropped.get(k, 0) for k, v in fed.dropped.items()
              if v != ticked.dropped.get(k, 0)}
     assert len(grown) == 1 and list(grown.values()) == [1], grown
@@ -116,7 +117,7 @@ def test_finding1_a_genuine_frame_behind_a_deep_one_on_the_same_serial_read_is_a
 
     def on_frame(link: str, data: bytes) -> None:
         nonlocal state
-        state = decide.step(state, FrameReceived(link, data), sim.now).state
+        state = core_step.step(state, FrameReceived(link, data), sim.now).state
         seen.append("genuine" if data == genuine.strip() else "other")
 
     async def scenario() -> None:
@@ -184,18 +185,18 @@ def test_the_loop_drops_a_frame_the_core_fails_on_and_counts_it(tmp_path, monkey
     from supervisor import loop as loopmod
 
     sup = loopmod.Supervisor(CONFIG, "node1", tmp_path / "state")
-    real_step = decide.step
+    real_step = core_step.step
 
-    def step(state: decide.CoreState, event: Any, now: float) -> decide.Step:
+    def step(state: CoreState, event: Any, now: float) -> core_step.Step:
         if isinstance(event, FrameReceived) and event.data == b"TB1:boom":
             raise ValueError("a bug in the core")
         return real_step(state, event, now)
 
-    monkeypatch.setattr(decide, "step", step)  # the loop calls decide.step
+    monkeypatch.setattr(loopmod, "step", step)  # the loop's own name for core.step.step
 
     async def scenario() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        sup.state = decide.initial_state(CONFIG, "node1", KEY, 1, loop.time())
+        sup.state = initial_state(CONFIG, "node1", KEY, 1, loop.time())
         sup._on_frame("serial", b"TB1:boom")
         sup._on_frame("serial", b"TB1:garbage")
         if sup._timer is not None:
@@ -258,7 +259,7 @@ def test_finding4_status_text_survives_what_a_peer_sends():
     sim = formed()
     inject(sim, "node1", forged(sim, "node2", p={"web": ["\ud800", 1]}))
     sim.run(0.5)
-    status = decide.status(sim.nodes["node1"].state, sim.now)
+    status = core_status(sim.nodes["node1"].state, sim.now)
     # through the control socket as the CLI gets it (JSON, ASCII escapes)
     text = format_status(json.loads(json.dumps(status)))
     text.encode("utf-8")  # a UTF-8 terminal: strict, as print() would be
@@ -267,7 +268,7 @@ def test_finding4_status_text_survives_what_a_peer_sends():
 
 def test_status_text_escapes_control_characters_and_surrogates():
     sim = formed()
-    status = json.loads(json.dumps(decide.status(sim.nodes["node1"].state, sim.now)))
+    status = json.loads(json.dumps(core_status(sim.nodes["node1"].state, sim.now)))
     status["groups"][0]["reason"] = "group \x1b[2J\ud800 \u202e"
     status["peer"]["name"] = "evil\x07\nname"
     text = format_status(status)

@@ -38,6 +38,7 @@ out-of-domain for its peer).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -75,7 +76,7 @@ class Freshness:
 
     newest: Order | None = None
     newest_at: float = 0.0
-    links: dict[str, Order] = field(default_factory=dict)
+    links: Mapping[str, Order] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def admit(state: Freshness, link: str, order: Order, now: float, timing: Timing)
     return Verdict("", "newest beat", Freshness(order, now, links), True, now)
 
 
-def plausible_pins(pins: dict[str, tuple[str, int]], clock: int) -> dict[str, tuple[str, int]]:
+def plausible_pins(pins: Mapping[str, tuple[str, int]], clock: int
+                   ) -> dict[str, tuple[str, int]]:
     """The pins whose stamps are at most PIN_LEAD ahead of this node's Lamport ``clock``."""
     return {g: pin for g, pin in pins.items() if pin[1] <= clock + PIN_LEAD}
