@@ -31,6 +31,11 @@ from tests.firstboot_support import (
     tree_digest,
 )
 
+# Every test starts the wizard as a process on a pty (about 0.5 s of Python start-up each)
+# and types at it: the slow tier (make test-slow). The wizard's logic is unit-tested in
+# process by test_firstboot_units.py.
+pytestmark = pytest.mark.slow
+
 CODE_RE = re.compile(r"Shared secret code \[([0-9A-Z-]{29})\]")
 
 
