@@ -71,6 +71,7 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
 
 
 @pytest.mark.slow  # 150 random sequences of a two-node simulation: ~20 s of CPU
+@pytest.mark.timeout(300)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(ops, min_size=1, max_size=25),

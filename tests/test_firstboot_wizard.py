@@ -293,6 +293,7 @@ def test_no_password_and_no_key_is_refused(root1: Path) -> None:
 PROMPTS_NODE1 = list(range(len(NODE1)))
 
 
+@pytest.mark.timeout(180)  # the wizard started 23 times
 @pytest.mark.parametrize("how", ["sigint", "eof"])
 def test_interrupt_at_every_question_writes_nothing(root1: Path, how: str) -> None:
     snapshot = tree_digest(root1)
