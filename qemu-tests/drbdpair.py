@@ -1,9 +1,8 @@
 """DRBD on the QEMU pair, read from inside both guests: the state of r0, waiting for it to be
 in sync, what /srv holds, and a DRBD split brain resolved as an administrator would.
 
-Used by the pair scenarios (scenarios_pair.py: the pair replicates vdb, so every failover
-also moves the DRBD Primary and the file system) and the replication scenarios
-(scenarios_replication.py)."""
+Used by the replication scenarios (scenarios_replication.py), and by the pair scenarios
+(scenarios_pair.py) when their pair replicates."""
 
 from __future__ import annotations
 

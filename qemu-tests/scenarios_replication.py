@@ -1,19 +1,18 @@
-"""End-to-end replication scenarios on the shared pair (scenarios_pair.py), whose wizard and
-seed chose vdb as the disk to replicate: the group is IPaddr, drbddisk::r0, Filesystem
-(/dev/drbd0 on /srv, ext4) and the web service, and DRBD (protocol C) mirrors vdb over the
-crossover link.
+"""End-to-end replication scenarios on a second QEMU pair whose wizard and seed chose vdb as
+the disk to replicate: the group is then IPaddr, drbddisk::r0, Filesystem (/dev/drbd0 on
+/srv, ext4) and the web service, and DRBD (protocol C) mirrors vdb over the crossover link.
 
-They run after the pair scenarios, on the same pair (booted once), and build on each other,
-in this order: the secondary loses power and returns (only what changed meanwhile is
-resynchronised, and `twinbeat status` shows the progress); the crossover cable is cut
-(node1's DRBD fence-peer handler has node2's replica marked Outdated over the heartbeat
-links) and node1 dies: node2 refuses the stale data until an administrator forces it; node1
-returns with the cable healed: the two replicas diverged, both nodes report the split brain,
-and `twinbeat resolve-split-brain --discard node1` on both ends it; node1 gets the group back
-and loses power: node2 has every acknowledged write. (That the pair forms with DRBD
-UpToDate on both sides is checked right after the boot, in scenarios_pair.py.) Asserted from
-inside both guests (drbdadm, the files on /srv, the kernel's DRBD messages) and from the
-observer (HTTP on the floating address).
+Runs after the scenarios of the shared pair (scenarios_pair.py), which has shut down by then,
+so that only two VMs run at a time. Asserted from inside both guests (drbdadm, the files on
+/srv, the kernel's DRBD messages) and from the observer (HTTP on the floating address).
+
+The scenarios build on each other, in this order: the pair forms; the secondary loses power
+and returns (only what changed meanwhile is resynchronised, and `twinbeat status` shows the
+progress); the crossover cable is cut (node1's DRBD fence-peer handler has node2's replica
+marked Outdated over the heartbeat links) and node1 dies: node2 refuses the stale data until
+an administrator forces it; node1 returns with the cable healed: the two replicas diverged,
+both nodes report the split brain, and `twinbeat resolve-split-brain --discard node1` on both
+ends it; node1 gets the group back and loses power: node2 has every acknowledged write.
 """
 
 from __future__ import annotations
@@ -23,14 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drbdpair import drbd_state, mounted, settle, sha256s, wait_in_sync
-from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, group_of
-from scenarios_pair import SHARED
+from drbdpair import drbd_state, mounted, save_drbd, settle, sha256s, wait_in_sync
+from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
 
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
 FILES = 4  # files of 1 MiB each written on node1 before its power loss
 
+SHARED = SharedPair("tbqr-", replicate=True, save_extra=save_drbd)
 SHARED.on_boot.append(_written.clear)
 
 
@@ -38,6 +37,70 @@ def replication_scenario(name: str) -> Callable[[Callable[[Pair], str]], Callabl
     """The scenarios build on each other: no baseline between them, and a failure ends the
     pair (the next one boots a new pair)."""
     return SHARED.scenario(name)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@replication_scenario("replicated-pair-forms-drbd-uptodate-both-sides-node1-mounts")
+def replicated_forms(pair: Pair) -> str:
+    start = time.monotonic()
+    pair.wait_formed("node1", timeout=600)
+    t_sync = settle(pair)
+    # the initial full sync, node1 the source (once: a new pair), node2 the target
+    initial = pair.node2.sh("dmesg | grep -F 'Resync done' | head -n 1", timeout=30)[1].strip()
+    source = pair.node1.sh("journalctl -b -u twinbeat -o cat | grep -F 'source of the "
+                           "initial full sync'", check=False, timeout=30)[1].strip()
+    if not initial or not source:
+        raise PairError(f"no initial full sync from node1 to node2 (node2's kernel: "
+                        f"{initial!r}; node1's journal: {source!r})")
+    cfg = pair.node1.sh("cat /etc/twinbeat/cluster.toml", timeout=30)[1]
+    for want in (f"drbddisk::{DRBD_RES}", f"Filesystem::/dev/drbd0::{MOUNT_POINT}::ext4"):
+        if want not in cfg:
+            raise PairError(f"node1's group has no {want}")
+    roles = {n.name: drbd_state(n)[0] for n in pair.nodes}
+    if roles != {"node1": "Primary/Secondary", "node2": "Secondary/Primary"}:
+        raise PairError(f"DRBD roles: {roles}")
+    if mounted(pair.node1) != "/dev/drbd0" or mounted(pair.node2):
+        raise PairError(f"{MOUNT_POINT}: node1 mounts {mounted(pair.node1)!r}, node2 "
+                        f"{mounted(pair.node2)!r}")
+    pair.wait_http("node1", timeout=120)
+    text = pair.node1.sh("twinbeat status", timeout=60)[1]
+    line = next((x for x in text.splitlines() if x.startswith(f"replication {DRBD_RES}:")), "")
+    if "Primary/Secondary, Connected, disks UpToDate/UpToDate" not in line:
+        raise PairError(f"node1's twinbeat status shows no healthy replication:\n{text}")
+    bench = write_benchmark(pair.node1)
+    t = pair.timings
+    return (f"provisioned {t['provisioned']:.0f} s, logged in {t['logged_in']:.0f} s; formed "
+            f"and Connected UpToDate/UpToDate {t_sync - start:.0f} s later; initial full sync "
+            f"node1 -> node2: {initial.split('] ', 1)[-1]}; node1 Primary "
+            f"with /dev/drbd0 on {MOUNT_POINT}, node2 Secondary; status: {line!r}; {bench}")
+
+
+def _dd_rate(node: Node, path: str) -> float:
+    """MB/s of a 32 MiB sequential direct write of `path`, as dd reports it."""
+    out = node.sh(f"dd if=/dev/zero of={path} bs=1M count=32 oflag=direct conv=fsync 2>&1 "
+                  f"| tail -n 1; rm -f {path}", timeout=300)[1]
+    m = re.search(r"copied, ([\d.,]+) s", out)
+    if not m:
+        raise PairError(f"{node.name}: no dd figure in {out!r}")
+    return 32 * 1.048576 / float(m.group(1).replace(",", "."))
+
+
+def write_benchmark(node: Node) -> str:
+    """Sequential write throughput through DRBD (a file on /srv, protocol C: each write is on
+    both disks before it completes) vs the same on an ext4 on the VM's unreplicated third
+    disk (vdc): absolute figures under TCG are slow, the ratio is what matters."""
+    node.sh("mkfs.ext4 -q -F /dev/vdc && mkdir -p /mnt/raw && mount /dev/vdc /mnt/raw",
+            timeout=300)
+    try:
+        raw = [_dd_rate(node, "/mnt/raw/bench.bin") for _ in range(2)]
+        drbd = [_dd_rate(node, f"{MOUNT_POINT}/bench.bin") for _ in range(2)]
+    finally:
+        node.sh("umount /mnt/raw", check=False, timeout=60)
+    r, d = max(raw), max(drbd)
+    return (f"sequential direct write (32 MiB, best of 2): DRBD {d:.1f} MB/s, raw disk "
+            f"{r:.1f} MB/s, ratio {d / r:.2f}")
 
 
 def replica(node: Node) -> dict[str, Any]:
