@@ -82,6 +82,8 @@ def run_one(s: Scenario, image: Path, artifacts: Path,
             if (workdir / "traceback.txt").exists():
                 shutil.copy(workdir / "traceback.txt", dest)
             detail += f" (logs: {dest})"
+        for vm in ctx.vms:
+            vm.remove_workdir()  # (a VM started with a folder of its own)
         shutil.rmtree(workdir, ignore_errors=True)
     return ok, detail
 
