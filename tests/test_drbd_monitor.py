@@ -20,6 +20,7 @@ from supervisor.loop import Supervisor
 from supervisor.resource_spec import ResourceSpec
 
 from .test_drbd_noop import DRBDADM
+from .test_runner import _dies
 from .test_supervisor_loop import drive, group, until
 
 EXISTS = """exists resource name:r0 role:Secondary suspended:no
@@ -103,6 +104,33 @@ def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     assert st["sync_eta_s"] is not None and st["sync_eta_s"] > 0
     text = format_replica(st)
     assert "SyncTarget" in text and "KiB/s" in text and "done in ~" in text
+
+
+def test_stopping_the_monitor_kills_and_reaps_its_child(tmp_path: Path):
+    """The events2 child ignores SIGTERM: stop() kills its group after the grace and reaps
+    it (it used to be killed alone, outside the runner)."""
+    script = tmp_path / "drbdsetup"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {tmp_path}/pid\n"
+                      f"sh -c 'trap \"\" TERM; echo $$ > {tmp_path}/grandchild; "
+                      "exec sleep 60' &\ncat \"$0.exists\"\nwait\n")
+    script.chmod(0o755)
+    (tmp_path / "drbdsetup.exists").write_text(EXISTS)
+    mon = Events2Monitor(["r0"], drbdsetup=str(script), poll_sync=60, kill_grace=0.2)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("the state", lambda: mon.views["r0"].role is not None
+                        and (tmp_path / "grandchild").exists())
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+    # the grandchild (not ours to reap) was killed with the group: SIGKILL is delivered
+    # asynchronously, so it may run for a moment longer
+    assert _dies(int((tmp_path / "grandchild").read_text()))
 
 
 def test_monitor_reports_a_missing_tool(tmp_path: Path):

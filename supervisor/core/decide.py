@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.states import Activity, LinkStatus, Nego, NodeStatus, PeerStatus
+from supervisor.names import DRBD_RESOURCE as _RESOURCE_RE
 from supervisor.resource_spec import ResourceSpec
 
 if TYPE_CHECKING:
@@ -1218,8 +1218,6 @@ FENCE_UNREACHABLE = 5
 #: peer is given half of this, 15 s, to get there (seen in the QEMU pair: a cut crossover
 #: cable is noticed by the two nodes several seconds apart).
 FENCE_MIN_TIMEOUT = 30.0
-# DRBD resource names as drbddisk::RES accepts them, and never an option ("-...").
-_RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*$")
 
 
 def fence_timeout(config: Config) -> float:
