@@ -388,11 +388,8 @@ def _without_public_link(text: str) -> str:
 
 def _write_config(node: Node, text: str) -> None:
     """Replace /etc/twinbeat/cluster.toml atomically (the supervisor reloads it)."""
-    import base64
-
-    b64 = base64.b64encode(text.encode()).decode()
-    node.sh(f"echo {b64} | base64 -d > /etc/twinbeat/.cluster.toml.new && "
-            "twinbeat check-config --config /etc/twinbeat/.cluster.toml.new >/dev/null && "
+    node.need_shell().write_file("/etc/twinbeat/.cluster.toml.new", text.encode())
+    node.sh("twinbeat check-config --config /etc/twinbeat/.cluster.toml.new >/dev/null && "
             "mv /etc/twinbeat/.cluster.toml.new /etc/twinbeat/cluster.toml")
 
 
