@@ -26,7 +26,7 @@ from supervisor.config import (
     parse_duration,
     parse_rate,
 )
-from supervisor.core.decide import policy_digest
+from supervisor.core.state import policy_digest
 from supervisor.resource_spec import (
     DrbdSpec,
     FilesystemSpec,

@@ -237,9 +237,9 @@ def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
         await until("the monitor's view", lambda: sup.status()["replication"][0]["disk"]
                     == "Outdated")
         answers["status"] = sup.status()
-        answers["plain"] = await sup._on_control({"command": "takeover", "group": "app",
+        answers["plain"] = await sup.control.handle({"command": "takeover", "group": "app",
                                                   "force_data": False})
-        answers["force"] = await sup._on_control({"command": "takeover", "group": "app",
+        answers["force"] = await sup.control.handle({"command": "takeover", "group": "app",
                                                   "force_data": True})
         await until("the group to run", lambda: group(sup)["local"] == "running")
 
@@ -261,8 +261,8 @@ def test_force_data_needs_a_drbd_group(tmp_path: Path):
     answers: dict[str, Any] = {}
 
     async def scenario(sup: Supervisor) -> None:
-        answers["none"] = await sup._on_control({"command": "takeover", "force_data": True})
-        answers["bad"] = await sup._on_control({"command": "takeover", "group": "nope",
+        answers["none"] = await sup.control.handle({"command": "takeover", "force_data": True})
+        answers["bad"] = await sup.control.handle({"command": "takeover", "group": "nope",
                                                 "force_data": True})
 
     run_drbd_node(tmp_path, scenario)
@@ -277,21 +277,21 @@ def test_resolve_split_brain_on_the_victim_and_on_the_survivor(tmp_path: Path):
         mon = sup.drbd_monitor
         assert mon is not None
         await until("the monitor", lambda: mon.views["r0"].disk == "Outdated")
-        answers["nothing"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["nothing"] = await sup.control.handle({"command": "resolve-split-brain",
                                                     "discard": "node3"})
         mon.feed_line("call helper name:r0 volume:0 minor:0 helper:split-brain")
         mon.feed_line("destroy connection name:r0")
         answers["status"] = sup.status()["replication"][0]
         (tmp_path / "calls").write_text("")
-        answers["victim"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["victim"] = await sup.control.handle({"command": "resolve-split-brain",
                                                    "discard": "node1"})
         answers["victim_calls"] = drbd_calls(tmp_path)
         (tmp_path / "calls").write_text("")
-        answers["survivor"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["survivor"] = await sup.control.handle({"command": "resolve-split-brain",
                                                      "discard": "node2"})
         answers["survivor_calls"] = drbd_calls(tmp_path)
         mon.views["r0"].role = "Primary"
-        answers["primary"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["primary"] = await sup.control.handle({"command": "resolve-split-brain",
                                                     "discard": "node1"})
 
     run_drbd_node(tmp_path, scenario)

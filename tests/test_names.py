@@ -8,7 +8,7 @@ from firstboot import validate
 from firstboot.hardware import Hardware, is_base_unit
 from supervisor import names
 from supervisor.config import ConfigError, load_config
-from supervisor.core import decide
+from supervisor.core import fencing
 from supervisor.resource_spec import (
     DrbdSpec,
     FilesystemSpec,
@@ -134,7 +134,7 @@ def test_drbd_resources(name):
     if "::" not in name and not any(c.isspace() for c in name):
         assert spec_accepts(f"drbddisk::{name}", DrbdSpec) == want
     # the core's check of a fence request (from the handler or off the wire) is the same rule
-    core_rule = vars(decide)["_RESOURCE_RE"]
+    core_rule = vars(fencing)["_RESOURCE_RE"]
     assert core_rule is names.DRBD_RESOURCE
     assert (core_rule.match(name) is not None) == want
 

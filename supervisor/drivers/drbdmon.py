@@ -26,28 +26,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from supervisor.core.replica import ReplicaView, parse_events2
+from supervisor.core.state import drbd_resources
 from supervisor.drivers import runner
-from supervisor.resource_spec import DrbdSpec
-
-if TYPE_CHECKING:
-    from supervisor.config import Config
 
 log = logging.getLogger("twinbeat.drbd")
 #: seconds a ``drbdsetup events2 --now`` snapshot may take before it is killed
 SNAPSHOT_TIMEOUT = 10.0
 
 
-def drbd_resources(config: Config) -> list[str]:
-    """The DRBD resources the groups of ``config`` use (drbddisk::RES), in order."""
-    names: list[str] = []
-    for group in config.groups:
-        for spec in group.resources:
-            if isinstance(spec, DrbdSpec) and spec.resource not in names:
-                names.append(spec.resource)
-    return names
+__all__ = ["Events2Monitor", "drbd_resources"]
 
 
 class Events2Monitor:
