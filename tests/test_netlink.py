@@ -125,6 +125,7 @@ def _run(code: str) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.slow  # a fresh interpreter that imports the supervisor and pyroute2
 def test_pyroute2_is_imported_on_first_request_and_lean() -> None:
     out = _run(
         "import sys\n"

@@ -28,13 +28,14 @@ from supervisor.cli.admin import (
     cmd_force_data,
     cmd_resolve_split_brain,
 )
-from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, printable
 from supervisor.cli.configuration import cmd_check_config, cmd_drbd_config
 from supervisor.cli.daemon import cmd_run
 from supervisor.cli.parser import build_parser
 from supervisor.cli.status import cmd_status, format_replica, format_status
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "format_replica", "format_status", "main"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "format_replica", "format_status", "main",
+           "printable"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ask, confirm
+from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ask, confirm, printable
 from supervisor.control import ControlError, request
 from supervisor.statefiles import CONTROL_SOCKET
 
@@ -24,10 +24,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if answer is None:
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
-        print(reason)
+        print(printable(str(reason)))
     if not answer.get("ok"):
         if answer.get("error") and not answer.get("reasons"):
-            print(f"twinbeat: {answer['error']}", file=sys.stderr)
+            print(printable(f"twinbeat: {answer['error']}"), file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 

@@ -45,3 +45,12 @@ def confirm(question: str) -> bool:
         return input(f"{question} Type yes to go on: ").strip().lower() == "yes"
     except EOFError:
         return False
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on any terminal: control characters, lone surrogates and other
+    unprintable characters become Python escapes (``\\x1b``, ``\\ud800``). Status and reasons
+    carry names a peer sent; a name must never break the output or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from supervisor.cli.common import EXIT_FAIL, EXIT_OK, ask
+from supervisor.cli.common import EXIT_FAIL, EXIT_OK, ask, printable
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def format_status(st: dict[str, Any]) -> str:
         )
         lines.append(f"             {g['reason']}")
     for r in st.get("replication") or []:
-        lines.append(format_replica(r))
+        lines.extend(format_replica(r).split("\n"))  # its own lines (local DRBD states)
     fencing = st.get("fencing") or {}
     for item in fencing.get("pending") or []:
         lines.append(
@@ -108,7 +108,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(
             "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
         )
-    return "\n".join(lines)
+    # Names and reasons may carry what the peer sent: a newline in them is escaped too.
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_replica(r: dict[str, Any]) -> str:
