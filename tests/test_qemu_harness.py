@@ -76,6 +76,7 @@ def test_the_two_link_scenario_removes_the_public_link_from_the_wizards_cluster_
     """The scenario edits the file the wizard writes (its values carry comments beside them)."""
     import tomllib
 
+    import pair
     import scenarios_pair
 
     from firstboot import hardware, secret, seed
@@ -92,5 +93,5 @@ def test_the_two_link_scenario_removes_the_public_link_from_the_wizards_cluster_
     assert [lk["name"] for lk in tomllib.loads(text)["link"]] == ["serial", "crossover", "public"]
     out = scenarios_pair._without_public_link(text)
     assert [lk["name"] for lk in tomllib.loads(out)["link"]] == ["serial", "crossover"]
-    with pytest.raises(scenarios_pair.PairError):
+    with pytest.raises(pair.PairError):
         scenarios_pair._without_public_link(out)
