@@ -29,6 +29,10 @@ PKGS=(
     python3 python3-venv
     # namespace tests
     iproute2 iputils-arping
+    # operations tests: promtool checks the metrics exposition, a real SMTP server
+    # (aiosmtpd, run with /usr/bin/python3) receives the failover mail, a headless chromium
+    # renders the status page
+    prometheus python3-aiosmtpd chromium
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings

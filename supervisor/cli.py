@@ -2,6 +2,7 @@
 
     twinbeat run [--config FILE] [--node NAME] [--state-dir DIR] [--drbd-dir DIR]
     twinbeat status [--json] [--state-dir DIR]
+    twinbeat history [--json] [--since WHEN] [--state-dir DIR]
     twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
     twinbeat takeover --force-data GROUP [--yes]
     twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
@@ -82,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="show links, peer, groups and watchdog")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     state_dir(s)
+
+    hi = sub.add_parser(
+        "history", help="the pair's event timeline (failovers, links, replicas, ...)",
+        description="Show the events this node recorded and those it received from its "
+        "peer, oldest first, from the state directory (also while the daemon is stopped). "
+        "Times are UTC.",
+    )
+    hi.add_argument("--json", action="store_true", help="machine-readable output")
+    hi.add_argument("--since", metavar="WHEN",
+                    help="only events since WHEN: a duration back from now (10m, 2h, 1d) or "
+                    "a date and time (2026-12-01T10:30, UTC)")
+    state_dir(hi)
 
     for name, text in (
         ("standby", "give the group(s) to the peer and keep them there"),
@@ -177,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "status":
         return cmd_status(args)
+    if args.command == "history":
+        return cmd_history(args)
     if args.command == "takeover" and args.force_data:
         return cmd_force_data(args)
     if args.command in ("standby", "takeover", "cleanup"):
@@ -437,6 +452,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_status(st))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import time
+
+    from supervisor.history import history_report, parse_since
+
+    since = None
+    if args.since:
+        try:
+            since = parse_since(args.since, time.time())
+        except ValueError as exc:
+            print(f"twinbeat: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    text, problem = history_report(args.state_dir, since=since, as_json=args.json)
+    if problem:
+        print(f"twinbeat: {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    sys.stdout.write(text)
     return EXIT_OK
 
 

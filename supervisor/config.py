@@ -75,7 +75,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.resource_spec import (
     DrbdSpec,
@@ -85,6 +85,9 @@ from supervisor.resource_spec import (
     ResourceSpecError,
     parse_resource,
 )
+
+if TYPE_CHECKING:
+    from supervisor.opsconfig import OpsConfig
 
 DEFAULT_CONFIG = Path("/etc/twinbeat/cluster.toml")
 DEFAULT_DRBD_DIR = Path("/etc/drbd.d")  # where supervisor.drbdconf writes NAME.res
@@ -421,7 +424,8 @@ REPLICATED_SETTINGS = (
             help="disconnect | discard-younger-primary | discard-least-changes | "
                  "discard-node NAME"),
 )
-TOP_LEVEL = ("cluster", "timing", "watchdog", "takeover", "node", "link", "group", "replicated")
+TOP_LEVEL = ("cluster", "timing", "watchdog", "takeover", "node", "link", "group", "replicated",
+             "notify", "metrics", "status_page")
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,6 +564,8 @@ class Config:
     groups: tuple[Group, ...]
     resource_dirs: tuple[str, ...] = ("/etc/twinbeat/resource.d", "/etc/init.d")
     replicated: tuple[Replicated, ...] = ()
+    #: [notify], [metrics], [status_page] (supervisor.opsconfig)
+    ops: OpsConfig = field(default_factory=lambda: _default_ops())  # noqa: PLW0108 (below)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def node(self, name: str) -> Node:
@@ -932,6 +938,9 @@ def load_config(
     links = [link for _, link in indexed_links]
     groups = _check_groups(b, data.get("group"), node_names, nodes)
     replicated = _check_replicated(b, data.get("replicated"), nodes, groups)
+    from supervisor.opsconfig import check_ops
+
+    ops = check_ops(b, data)
 
     ping_nodes = cluster.get("ping_nodes") or ()
     floating = {
@@ -991,6 +1000,7 @@ def load_config(
         links=tuple(links),
         groups=tuple(groups),
         replicated=tuple(replicated),
+        ops=ops,
         warnings=tuple(p for p in b.problems if p.severity == "warning"),
     )
 
@@ -1273,8 +1283,16 @@ def _check_ipaddr(b: _Builder, key: tuple[str | int, ...], j: int, spec: IPaddrS
         )
 
 
+def _default_ops() -> OpsConfig:
+    from supervisor.opsconfig import OpsConfig
+
+    return OpsConfig()
+
+
 def describe_settings() -> str:
     """The settings tables as text (used by ``twinbeat check-config --help-settings``)."""
+    from supervisor.opsconfig import SECTIONS
+
     out = []
     for section, settings in (
         ("cluster", CLUSTER_SETTINGS),
@@ -1286,6 +1304,7 @@ def describe_settings() -> str:
         ("[link] udp", UDP_SETTINGS),
         ("[group]", GROUP_SETTINGS),
         ("[replicated]", REPLICATED_SETTINGS),
+        *SECTIONS,
     ):
         out.append(f"[{section}]")
         for s in settings:

@@ -413,8 +413,33 @@ class _Group:
     name: str = ""
 
 
-def _read_haresources(text: str, name: str, p: _Problems) -> list[_Group]:
+_MAILTO_PREFIX = "mailto::"
+
+
+def _mailto(word: str, ref: str, mails: list[tuple[str, str]], p: _Problems) -> None:
+    """heartbeat's ``MailTo::addr[,addr]::subject`` resource: a mail on every takeover and
+    release. twinbeat mails events itself, so it becomes ``[notify] mail_to``, never a
+    resource (a script named MailTo does not exist here and would fail the group)."""
+    parts = word.split("::")
+    addrs = [a.strip() for a in parts[1].split(",") if a.strip()] if len(parts) > 1 else []
+    subject = parts[2] if len(parts) > 2 else ""
+    if not addrs:
+        p.error(ref, f"{word}: MailTo needs an address (MailTo::addr::subject)")
+        return
+    for addr in addrs:
+        if addr not in [a for a, _ in mails]:
+            mails.append((addr, ref))
+    said = f" (its subject {subject!r} is not used: twinbeat's subjects name the event)" \
+        if subject else ""
+    p.note(ref, f"{word}: not a resource in twinbeat: {', '.join(addrs)} joins [notify] "
+           f"mail_to, which mails every failover, takeover and release from a durable queue"
+           f"{said}; set [notify] smarthost to your mail relay")
+
+
+def _read_haresources(text: str, name: str, p: _Problems,
+                      mails: list[tuple[str, str]] | None = None) -> list[_Group]:
     groups: list[_Group] = []
+    mails = [] if mails is None else mails
     pending = ""
     start = 0
     lines = text.splitlines()
@@ -440,6 +465,15 @@ def _read_haresources(text: str, name: str, p: _Problems) -> list[_Group]:
         if not words:
             continue
         ref = _refname(name, start)
+        if len(words) > 1 and any(w.lower().startswith(_MAILTO_PREFIX) for w in words[1:]):
+            for w in words[1:]:
+                if w.lower().startswith(_MAILTO_PREFIX):
+                    _mailto(w, ref, mails, p)
+            words = [words[0]] + [w for w in words[1:]
+                                  if not w.lower().startswith(_MAILTO_PREFIX)]
+            if len(words) == 1:
+                p.note(ref, "this line held only MailTo: no group is made of it")
+                continue
         if len(words) == 1:
             p.error(ref, f"{words[0]!r} has no resources: a line is 'NODE RESOURCE...'")
             continue
@@ -634,7 +668,8 @@ def import_heartbeat(
     if p.errors:  # a flattened ha.cf: what follows from it would only be noise
         raise HeartbeatImportError(p.errors)
     cf = _parse_ha_cf(directives, p)
-    groups = _read_haresources(haresources, haresources_name, p)
+    mails: list[tuple[str, str]] = []
+    groups = _read_haresources(haresources, haresources_name, p, mails)
     key = _read_authkeys(authkeys, authkeys_name, p)
     nodes = _choose_nodes(cf, node, peer, ha_cf_name, p)
     if not cf.links and not any(e.startswith(f"{ha_cf_name}:") for e in p.errors):
@@ -658,7 +693,7 @@ def import_heartbeat(
     files = (ha_cf_name, haresources_name, authkeys_name)
     toml = _render(
         cf=cf, nodes=nodes, groups=groups, failback=failback, key_path=key_path,
-        cluster_name=cluster_name, key=key, fresh=fresh, p=p, files=files,
+        cluster_name=cluster_name, key=key, fresh=fresh, p=p, files=files, mails=mails,
     )
     body = toml.text()
     _validate(body, toml, p)
@@ -812,6 +847,7 @@ def _render(
     fresh: bool,
     p: _Problems,
     files: tuple[str, str, str],
+    mails: list[tuple[str, str]] | None = None,
 ) -> _Toml:
     t = _Toml()
     t.add("[cluster]")
@@ -894,6 +930,13 @@ def _render(
         t.blank()
     if not groups:
         t.comment("haresources defines no resource group: the nodes only watch each other.")
+    if mails:
+        refs = sorted({ref for _, ref in mails})
+        t.blank()
+        t.add("[notify]", refs[0], "heartbeat's MailTo resources: a mail on every event of "
+              "at least min_severity")
+        t.add(f"mail_to = [{', '.join(_q(a) for a, _ in mails)}]", refs[0], ", ".join(refs))
+        t.comment('smarthost = "mail.example.com"   # your mail relay (default: localhost)')
     while t.lines and t.lines[-1] == "":
         t.lines.pop()
     return t

@@ -30,7 +30,7 @@ from supervisor.config import (
     without_links_to,
 )
 from supervisor.control import ControlServer
-from supervisor.core import decide
+from supervisor.core import decide, notify
 from supervisor.core.actions import (
     Action,
     CheckResource,
@@ -75,6 +75,7 @@ from supervisor.drivers.watchdog import (
     Watchdog,
     WatchdogDevice,
 )
+from supervisor.operations import Operations
 from supervisor.resource_spec import DrbdSpec, ResourceSpec
 from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
 
@@ -159,6 +160,11 @@ class Supervisor:
         resources = drbd_resources(config)
         #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
+        if self.drbd_monitor is not None and self.drbd_monitor.on_change is None:
+            self.drbd_monitor.on_change = self._on_replica_change
+        self._replicas: dict[str, notify.ReplicaSnap] = {}
+        #: events, hooks, mail, metrics and the status page (started by run())
+        self.ops: Operations | None = None
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -193,6 +199,11 @@ class Supervisor:
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,
         )
+        self.ops = Operations(
+            self.config, self.me, self.state_dir, status=self.status,
+            drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {})
+        await self.ops.start()
+        self.ops.boot()
         self._start_transports()
         self._control = ControlServer(self.state_dir / CONTROL_SOCKET, self._on_control)
         await self._control.start()
@@ -253,6 +264,8 @@ class Supervisor:
             await self._control.close()
         if self.drbd_monitor is not None:
             await self.drbd_monitor.stop()
+        if self.ops is not None:
+            await self.ops.stop()
         self.watchdog.disable()
         self.notifier.stopping()
         log.info("twinbeat stopped")
@@ -278,20 +291,24 @@ class Supervisor:
             if self._expected_wake is not None and isinstance(event, Tick):
                 self.loop_lag_max = max(self.loop_lag_max, now - self._expected_wake)
             t0 = time.perf_counter()
+            before = self._snapshot(now)
             result = decide.step(self.state, event, now)
             self.step_time += time.perf_counter() - t0
             self.steps += 1
             self.state = result.state
             reasons.extend(result.reasons)
             self._remember(now, result.reasons)
+            self._notify(before, now)
             for action in result.actions:
                 self._execute(action)
             while self._pending:
                 queued = self._pending.pop(0)
                 queued_now = loop.time()
+                before = self._snapshot(queued_now)
                 result = decide.step(self.state, queued, queued_now)
                 self.state = result.state
                 self._remember(queued_now, result.reasons)
+                self._notify(before, queued_now)
                 for action in result.actions:
                     self._execute(action)
             self._feed_watchdog(now)
@@ -299,6 +316,30 @@ class Supervisor:
         finally:
             self._feeding = False
         return reasons
+
+    def _snapshot(self, now: float) -> notify.Snapshot:
+        assert self.state is not None
+        world_ok, world_reason = decide._world_ok(self.state, now)
+        return notify.snapshot_of(self.state, world_ok=world_ok, world_reason=world_reason)
+
+    def _notify(self, before: notify.Snapshot, now: float) -> None:
+        """Emit the events of one step (what changed between the two snapshots)."""
+        if self.ops is None:
+            return
+        for notice in notify.changes(before, self._snapshot(now)):
+            self.ops.emit(notice, now)
+
+    def _on_replica_change(self, name: str, said: list[str]) -> None:
+        if self.drbd_monitor is None or self.ops is None:
+            return
+        view = self.drbd_monitor.views[name]
+        snap = notify.ReplicaSnap(name, view.disk, view.peer_disk, view.connection,
+                                  view.syncing, view.split_brain, view.out_of_sync_kib)
+        old = self._replicas.get(name)
+        self._replicas[name] = snap
+        if old is not None:
+            for notice in notify.replica_changes(old, snap):
+                self.ops.emit(notice)
 
     def _remember(self, now: float, reasons: list[str]) -> None:
         for reason in reasons:
@@ -511,14 +552,18 @@ class Supervisor:
             log.error("configuration change rejected; the running configuration stays:")
             for problem in exc.problems:
                 log.error("  %s", problem)
+            errors = [str(p) for p in exc.problems if p.severity == "error"]
+            self._config_rejected("; ".join(errors[:3]) + (" ..." if len(errors) > 3 else ""))
             return
         if self.me not in [n.name for n in new.nodes]:
             log.error("configuration change rejected: it does not list this node (%s)", self.me)
+            self._config_rejected(f"it does not list this node ({self.me})")
             return
         try:
             key = load_authkeys(new.authkeys_path).secret
         except ValueError as exc:
             log.error("configuration change rejected: %s", exc)
+            self._config_rejected(str(exc))
             return
         for warning in new.warnings:
             log.warning("%s", warning)
@@ -538,7 +583,17 @@ class Supervisor:
             self._carriers = {}
             self._start_transports()
         log.info("configuration %s reloaded", path)
+        if self.ops is not None:
+            self.ops.emit(notify.Notice(notify.Kind.CONFIG_RELOADED,
+                                        f"configuration {path} reloaded"))
         self.feed(ConfigChanged(new))
+
+    def _config_rejected(self, why: str) -> None:
+        if self.ops is not None:
+            self.ops.emit(notify.Notice(
+                notify.Kind.CONFIG_REJECTED,
+                f"configuration change in {self.config.path} rejected, the running "
+                f"configuration stays: {why}"))
 
     # -- control socket ------------------------------------------------------------------------
 

@@ -160,10 +160,12 @@ def test_frame_is_small():
 # Purity: the core imports nothing with side effects
 
 ALLOWED = {
-    "__future__", "base64", "binascii", "collections", "copy", "dataclasses", "enum",
+    "__future__", "base64", "binascii", "collections", "collections.abc", "copy",
+    "dataclasses", "enum",
     "hashlib", "hmac", "ipaddress", "itertools", "json", "math", "re", "typing",
     "supervisor.core", "supervisor.core.codec", "supervisor.core.states",
     "supervisor.core.events", "supervisor.core.actions", "supervisor.core.decide",
+    "supervisor.core.notify",
     "supervisor.resource_spec",
 }
 TYPE_ONLY = {"supervisor.config"}
