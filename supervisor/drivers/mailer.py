@@ -72,7 +72,9 @@ def smtp_send(cfg: NotifyConfig, msg: EmailMessage) -> None:
 
 def build_message(events: list[ClusterEvent], *, cfg: NotifyConfig, node: str,
                   cluster: str, status_lines: list[str] | None = None) -> EmailMessage:
-    worst = max(events, key=lambda e: (e.severity, -e.seq))
+    # the subject names the worst event; among equals, one about a group (the failover
+    # rather than the peer's death that caused it), then the first
+    worst = max(events, key=lambda e: (e.severity, bool(e.group), -e.seq))
     more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
     about = (worst.group and f" {worst.group}") or (worst.link and f" {worst.link}") or ""
     subject = (f"[twinbeat {cluster}] {node}: {worst.severity.label.upper()} "
