@@ -22,7 +22,7 @@ class Sink:
         self.out = out
         self.count = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         accepted = time.monotonic()
         self.count += 1
         path = os.path.join(self.out, f"{self.count:04d}.json")
