@@ -26,6 +26,7 @@ from supervisor.config import (
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CLUSTER_TOML = "/etc/twinbeat/cluster.toml"
+TIMESYNCD_CONF = "/etc/systemd/timesyncd.conf.d/twinbeat.conf"
 AUTHKEYS = "/etc/twinbeat/authkeys"
 PUBLIC_NETWORK = "/etc/systemd/network/10-twinbeat-public.network"
 CROSSOVER_NETWORK = "/etc/systemd/network/10-twinbeat-crossover.network"
@@ -122,6 +123,8 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
         deadtime=model.DEADTIME, initdead=model.INITDEAD, group=model.GROUP_NAME,
         drbd=replicated_values(),
     )
+    if setup.ntp_server:
+        files.append(FileOut(TIMESYNCD_CONF, one("timesyncd.conf.j2")))
     if setup.disk is not None:
         files.append(FileOut(DRBD_RES, drbd_resource_file(cluster_toml)))
     files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))

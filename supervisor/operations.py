@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor import metrics, statuspage
+from supervisor import statuspage
 from supervisor.core.notify import ClusterEvent, Kind, Notice, Severity
 from supervisor.drivers.hooks import HookRunner
 from supervisor.drivers.http import HttpServer
@@ -261,6 +261,8 @@ class Operations:
         }
 
     def metrics_page(self) -> tuple[str, bytes]:
+        from supervisor import metrics  # prometheus_client: only where metrics are served
+
         return metrics.CONTENT_TYPE, metrics.render(self.status(), self.counters(),
                                                     self.drbd_ids())
 

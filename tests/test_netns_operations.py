@@ -79,7 +79,7 @@ class Smtp:
             m = json.loads(p.read_text())
             msg = email.message_from_string(m["message"], policy=email.policy.default)
             m["subject"] = str(msg["Subject"])
-            m["body"] = msg.get_content()  # type: ignore[attr-defined]
+            m["body"] = msg.get_content()
             out.append(m)
         return out
 
