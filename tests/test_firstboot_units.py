@@ -502,6 +502,8 @@ def test_previous_answers_read_back_a_configuration(root: Path) -> None:
         "public_heartbeat": "yes", "serial_port": "ttyS1", "baud": "115200",
         "floating_addresses": "192.168.85.9", "services": "nginx.service", "disk": "vdb",
         "secret": answers["secret"],
+        # no [notify] table and no timesyncd drop-in: neither was set up
+        "mail_to": "none", "ntp_server": "none",
     }
     assert root_login_set(root)
 

@@ -156,7 +156,7 @@ def test_http_server_serves_routes():
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
+                  "--disable-sync", "--disable-dev-shm-usage", "--no-zygote"]
 
 
 def chromium(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -245,7 +245,8 @@ def test_metrics_and_status_page_from_the_client_in_chromium(pair):
     with tempfile.TemporaryDirectory() as profile:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}"]
+                 "--disable-sync", "--disable-dev-shm-usage", "--no-zygote",
+                 f"--user-data-dir={profile}"]
         dom = b.run_in("cl", exe, *flags, "--dump-dom", "http://192.168.85.2:8080/",
                        timeout=120)
         assert dom.returncode == 0, dom.stderr[-2000:]
