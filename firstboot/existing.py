@@ -19,6 +19,7 @@ from firstboot.render import (
     TIMESYNCD_CONF,
 )
 from firstboot.secret import parse_code
+from supervisor.authkeys import parse_authkeys_text
 from supervisor.resource_spec import IPaddrSpec, ResourceSpecError, ServiceSpec, parse_resource
 
 
@@ -113,12 +114,12 @@ def previous_answers(root: Path) -> dict[str, str]:
         out["ntp_server"] = ntp[0]
     elif data:
         out["ntp_server"] = "none"
-    m = re.search(r"^\s*1\s+sha256\s+(\S+)", _read(root, AUTHKEYS), re.MULTILINE)
-    if m:
-        try:
-            out["secret"] = parse_code(m.group(1))
-        except ValueError:
-            pass
+    try:
+        authkey = parse_authkeys_text(_read(root, AUTHKEYS))
+        if authkey.method == "sha256":
+            out["secret"] = parse_code(authkey.secret.decode())
+    except ValueError:  # no key file, or not one the wizard wrote: no default
+        pass
     return {k: v for k, v in out.items() if v}
 
 

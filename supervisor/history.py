@@ -13,15 +13,14 @@ could have used.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from supervisor.atomicfile import atomic_write
 from supervisor.core.notify import ClusterEvent, Notice, merge, stamp
-from supervisor.statefiles import atomic_write
 
 HISTORY_FILE = "history.json"
 DEFAULT_KEEP = 500
@@ -55,7 +54,8 @@ class History:
                 raise ValueError("bad next_seq")
         except (ValueError, KeyError, TypeError) as exc:
             self.problem = f"{self.path} was unreadable ({exc}); kept as {self.path.name}.bad"
-            os.replace(self.path, self.path.with_name(self.path.name + ".bad"))
+            atomic_write(self.path.with_name(self.path.name + ".bad"), raw, mode=0o600)
+            self.path.unlink()
             # above any number an earlier run can have handed out (one event per ms at most)
             self.next_seq = int(time.time() * 1000)
             return
@@ -96,7 +96,7 @@ class History:
 
     def save(self, data: bytes | None = None) -> None:
         """Write the file atomically (``data`` from ``serialise()`` taken on the loop)."""
-        atomic_write(self.path, self.serialise() if data is None else data, 0o600)
+        atomic_write(self.path, self.serialise() if data is None else data, mode=0o600)
 
 
 # --------------------------------------------------------------------------------------------

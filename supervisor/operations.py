@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supervisor import statuspage
+from supervisor.atomicfile import atomic_write
 from supervisor.core.notify import ClusterEvent, Kind, Notice, Severity
 from supervisor.drivers.hooks import HookRunner
 from supervisor.drivers.http import HttpServer
 from supervisor.drivers.mailer import MailQueue
 from supervisor.history import History
-from supervisor.statefiles import atomic_write
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -92,7 +92,7 @@ def boot_notices(state_dir: Path, *, boot_id: str, watchdog_reset: str) -> list[
                                   severity=Severity.WARNING))
     else:
         notices.append(Notice(Kind.NODE_STARTED, "twinbeat started"))
-    atomic_write(marker, f"{boot_id}\n".encode(), 0o600)
+    atomic_write(marker, f"{boot_id}\n", mode=0o600)
     return notices
 
 
@@ -111,7 +111,7 @@ class Operations:
         mail: MailQueue | None = None,
         sample_every: float = statuspage.SAMPLE_EVERY,
     ) -> None:
-        ops = config.ops
+        notify = config.notify
         self.config = config
         self.me = me
         self.peer = config.peer_of(me).name
@@ -120,12 +120,12 @@ class Operations:
         self.drbd_ids = drbd_ids or dict
         self.wall = wall
         self.mono = mono
-        self.history = History(state_dir, me, keep=ops.notify.history)
+        self.history = History(state_dir, me, keep=notify.history)
         self.hooks = hooks or HookRunner(
-            Path(ops.notify.hooks_dir) if ops.notify.hooks_dir else None,
-            cluster=config.cluster_name, peer=self.peer, timeout=ops.notify.hook_timeout,
-            retries=ops.notify.hook_retries)
-        self.mail = mail or MailQueue(ops.notify, state_dir, node=me,
+            Path(notify.hooks_dir) if notify.hooks_dir else None,
+            cluster=config.cluster_name, peer=self.peer, timeout=notify.hook_timeout,
+            retries=notify.hook_retries)
+        self.mail = mail or MailQueue(notify, state_dir, node=me,
                                       cluster=config.cluster_name,
                                       status_lines=self._status_lines)
         self.samples = statuspage.LinkSamples()
@@ -149,13 +149,12 @@ class Operations:
                        loop.create_task(self._sample())]
         if self.mail.enabled:
             self._tasks.append(loop.create_task(self.mail.run_forever()))
-        ops = self.config.ops
-        if ops.metrics_listen is not None:
-            host, port = ops.metrics_listen
+        if self.config.metrics.listen is not None:
+            host, port = self.config.metrics.listen
             self.servers.append(HttpServer(host, port, {"/metrics": self.metrics_page},
                                            name="metrics"))
-        if ops.status_page_listen is not None:
-            host, port = ops.status_page_listen
+        if self.config.status_page.listen is not None:
+            host, port = self.config.status_page.listen
             self.servers.append(HttpServer(host, port, {"/": self.status_page,
                                                         "/index.html": self.status_page},
                                            name="status page"))

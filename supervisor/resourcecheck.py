@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from supervisor.config import Config, Locator, Problem
+from supervisor.drivers.runner import run_sync
 from supervisor.resource_spec import DrbdSpec, FilesystemSpec, IPaddrSpec, ServiceSpec
 
 UnitCheck = Callable[[str], bool | None]  # True loaded, False not, None: cannot tell
@@ -34,12 +34,11 @@ def systemd_unit_loaded(unit: str) -> bool | None:
     exe = shutil.which("systemctl")
     if exe is None or not Path("/run/systemd/system").is_dir():
         return None  # no systemd running here (a build host, a container): cannot tell
-    try:
-        r = subprocess.run([exe, "show", "-p", "LoadState", "--value", unit],
-                           capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+    r = run_sync([exe, "show", "-p", "LoadState", "--value", unit], timeout=10,
+                 log_failure=False)
+    if r.timed_out or r.returncode in (126, 127):
         return None
-    return r.returncode == 0 and r.stdout.strip() == "loaded"
+    return r.ok and r.stdout.strip() == "loaded"
 
 
 def _fs_known(fstype: str, proc: Path, modules: Path) -> bool:

@@ -880,7 +880,7 @@ def test_mailto_becomes_notify_configuration_with_a_note(tmp_path):
     for group in cfg.groups:
         assert not any("mailto" in spec.describe().lower() for spec in group.resources)
     assert [len(g.resources) for g in cfg.groups] == [3, 2]
-    assert cfg.ops.notify.mail_to == ("ops@example.com", "oncall@example.com")
+    assert cfg.notify.mail_to == ("ops@example.com", "oncall@example.com")
     notes = [n for n in result.notes if "MailTo" in n]
     assert len(notes) == 2
     assert notes[0].startswith("haresources:1: MailTo::ops@example.com,oncall@example.com::"

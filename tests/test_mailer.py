@@ -6,9 +6,9 @@ import asyncio
 import smtplib
 from email.message import EmailMessage
 
+from supervisor.config import NotifyConfig
 from supervisor.core.notify import Kind, Notice, stamp
 from supervisor.drivers.mailer import MailQueue, build_message
-from supervisor.opsconfig import NotifyConfig
 
 T0 = 1_800_000_000.0
 CFG = NotifyConfig(mail_to=("ops@example.com",), smarthost="mail.example.com",

@@ -28,7 +28,7 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from supervisor.core.decide import CoreState
+    from supervisor.core.state import CoreState
 
 
 class Severity(IntEnum):
@@ -389,13 +389,16 @@ def replica_changes(before: ReplicaSnap, after: ReplicaSnap) -> list[Notice]:
     return out
 
 
-def snapshot_of(s: CoreState, *, world_ok: bool, world_reason: str) -> Snapshot:
+def snapshot_of(s: CoreState, now: float) -> Snapshot:
     """The event rules' view of the core's state (cheap: called before and after a step)."""
+    from supervisor.core.liveness import world_ok as _world_ok
+
+    world_ok, world_reason = _world_ok(s, now)
     return Snapshot(
         me=s.me,
         peer=s.peer,
         peer_state=s.peer_status.value,
-        peer_reason=s.peer_dead_reason,
+        peer_reason=s.peer_state.dead_reason,
         links={name: ls.status.value for name, ls in s.links.items()},
         groups={
             name: GroupSnap(g.activity.value, g.reason, g.failed_until is not None,

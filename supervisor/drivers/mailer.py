@@ -30,10 +30,10 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from supervisor.atomicfile import atomic_write
+from supervisor.config import NotifyConfig
 from supervisor.core.notify import ClusterEvent, Severity
 from supervisor.history import format_event
-from supervisor.opsconfig import NotifyConfig
-from supervisor.statefiles import atomic_write
 
 log = logging.getLogger("twinbeat.mail")
 
@@ -56,15 +56,15 @@ def smtp_send(cfg: NotifyConfig, msg: EmailMessage) -> None:
         context.verify_mode = ssl.CERT_NONE
     smtp: smtplib.SMTP
     if cfg.smtp_security == "tls":
-        smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=SMTP_TIMEOUT, context=context)
+        smtp = smtplib.SMTP_SSL(cfg.host, cfg.smtp_port, timeout=SMTP_TIMEOUT, context=context)
     else:
-        smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=SMTP_TIMEOUT)
+        smtp = smtplib.SMTP(cfg.host, cfg.smtp_port, timeout=SMTP_TIMEOUT)
     with smtp:
         smtp.ehlo_or_helo_if_needed()
         if cfg.smtp_security == "starttls":
             smtp.starttls(context=context)  # raises SMTPNotSupportedError if not offered
             smtp.ehlo()
-        if cfg.smtp_user:
+        if cfg.smtp_user and cfg.smtp_password_file:
             password = Path(cfg.smtp_password_file).read_text(encoding="utf-8").strip("\r\n")
             smtp.login(cfg.smtp_user, password)
         smtp.send_message(msg)
@@ -163,7 +163,7 @@ class MailQueue:
         async with self._lock:
             data = json.dumps({"pending": [e.to_dict() for e in self.pending],
                                "sent_times": self.sent_times}).encode()
-            await asyncio.to_thread(atomic_write, self.path, data, 0o600)
+            await asyncio.to_thread(atomic_write, self.path, data, mode=0o600)
 
     # -- the sender ----------------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ class MailQueue:
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("mail to %s via %s:%d not accepted (%s); %d event(s) stay queued",
-                        ", ".join(self.cfg.mail_to), self.cfg.host, self.cfg.port,
+                        ", ".join(self.cfg.mail_to), self.cfg.host, self.cfg.smtp_port,
                         self.last_error, len(self.pending))
             return False
         sent_keys = {e.key for e in batch}
@@ -217,5 +217,5 @@ class MailQueue:
         await self._persist()
         self.sent += 1  # counted once the queue file no longer holds them
         log.info("mail about %d event(s) accepted by %s:%d in %.2f s (%s)", len(batch),
-                 self.cfg.host, self.cfg.port, time.monotonic() - t0, msg["Subject"])
+                 self.cfg.host, self.cfg.smtp_port, time.monotonic() - t0, msg["Subject"])
         return True
