@@ -4,6 +4,8 @@
     twinbeat status [--json] [--state-dir DIR]
     twinbeat history [--json] [--since WHEN] [--state-dir DIR]
     twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
+    twinbeat unpin GROUP
+    twinbeat maintenance on|off [--node NODE]
     twinbeat takeover --force-data GROUP [--yes]
     twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
     twinbeat fence-peer [RESOURCE] [--state-dir DIR]     (DRBD's fence-peer handler)
@@ -115,6 +117,26 @@ def _parser() -> argparse.ArgumentParser:
                            help="with --force-data: do not ask for confirmation")
         state_dir(c)
 
+    up = sub.add_parser(
+        "unpin", help="clear a standby/takeover pin: the group follows its preferred node again",
+        description="Clear the pin that `twinbeat standby` or `twinbeat takeover` put on GROUP "
+        "(on both nodes): the group goes back to following its preferred node and "
+        "auto_failback.")
+    up.add_argument("group", help="the pinned group")
+    state_dir(up)
+
+    mt = sub.add_parser(
+        "maintenance", help="maintenance mode: leave a node's resources as they are",
+        description="Maintenance mode for this node (or --node NODE): twinbeat leaves its "
+        "resources as they are - it does not monitor them, move them, or stop them when "
+        "twinbeat stops - until `twinbeat maintenance off`. The mode is kept across "
+        "restarts and reboots, shown in `twinbeat status` on both nodes, on the status "
+        "page and in the metrics. The peer does not take over the groups of a node in "
+        "maintenance, even when it stops answering.")
+    mt.add_argument("mode", choices=("on", "off"))
+    mt.add_argument("--node", metavar="NODE", help="the node (default: this one)")
+    state_dir(mt)
+
     sb = sub.add_parser(
         "resolve-split-brain",
         help="recover DRBD from a split brain by discarding one node's changes",
@@ -208,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_history(args)
     if args.command == "takeover" and args.force_data:
         return cmd_force_data(args)
-    if args.command in ("standby", "takeover", "cleanup"):
+    if args.command in ("standby", "takeover", "cleanup", "unpin", "maintenance"):
         return cmd_admin(args)
     if args.command == "resolve-split-brain":
         return cmd_resolve_split_brain(args)
@@ -352,7 +374,10 @@ def _ask(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any] | 
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"command": args.command, "group": args.group})
+    request: dict[str, Any] = {"command": args.command, "group": getattr(args, "group", None)}
+    if args.command == "maintenance":
+        request = {"command": "maintenance", "on": args.mode == "on", "node": args.node}
+    answer = _ask(args, request)
     if answer is None:
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
@@ -549,6 +574,9 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
+    for node in st.get("maintenance") or ():
+        lines.append(f"MAINTENANCE: {node} is in maintenance mode - its resources are left as "
+                     "they are (not monitored, not moved)")
     lines.append("groups:")
     for g in st["groups"]:
         owner = g["owner"] or "nobody"
@@ -573,12 +601,50 @@ def format_status(st: dict[str, Any]) -> str:
     last = fencing.get("last")
     if last:
         lines.append(f"last fence-peer ({last['age']:.0f} s ago): {last['message']}")
+    lines += format_side_by_side(st)
     dropped = st.get("dropped") or {}
     if dropped:
         lines.append(
             "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
         )
     return "\n".join(lines)
+
+
+def format_side_by_side(st: dict[str, Any]) -> list[str]:
+    """This node's view next to the peer's own (what its latest beat said)."""
+    said = st.get("peer_said")
+    me, peer = st["node"], st["peer"]["name"]
+    maint = set(st.get("maintenance") or ())
+    yes = {True: "yes", False: "no", None: "-"}
+    here_col, peer_col = f"{me} (here)", f"{peer} (its own view)"
+    rows = [("", here_col, peer_col)]
+    if said is None:
+        rows.append(("status", st["status"], "never heard"))
+    else:
+        rows.append(("status", st["status"],
+                     said["status"] + ("" if st["peer"]["state"] == "alive" else
+                                       f" (last heard {_age(st['peer']['last_heard_age'])})")))
+        rows.append(("outside world", yes[st["world"]["ok"]], yes[said["world_ok"]]))
+        rows.append(("may own groups", yes[st.get("can_own")], yes[said["can_own"]]))
+    rows.append(("maintenance", "YES" if me in maint else "no",
+                 "YES" if peer in maint else "no"))
+    hears = (said or {}).get("hears_us") or {}
+    for link in st["links"]:
+        theirs = hears.get(link["name"])
+        rows.append((f"link {link['name']}", f"hears {peer}: {link['state']}",
+                     "-" if theirs is None else f"hears {me}: {'yes' if theirs else 'NO'}"))
+    peer_groups = {g["name"]: g for g in (said or {}).get("groups") or []}
+    for g in st["groups"]:
+        theirs = peer_groups.get(g["name"])
+        other = "-" if theirs is None else theirs["activity"] + (
+            " FAILED" if theirs["failed"] else "")
+        rows.append((f"group {g['name']}", g["local"] + (" FAILED" if g["failed"] else ""),
+                     other))
+    width = max(len(r[0]) for r in rows) + 2
+    middle = max(len(r[1]) for r in rows) + 2
+    out = ["side by side:"]
+    out += [f"  {a:<{width}}{b:<{middle}}{c}".rstrip() for a, b, c in rows]
+    return out
 
 
 def format_replica(r: dict[str, Any]) -> str:

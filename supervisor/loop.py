@@ -24,17 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import Config, load_authkeys, without_links_to
-from supervisor.core import notify
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
     CheckResource,
+    Emit,
     FenceAnswer,
     Log,
     OutdateReplica,
     Reboot,
     ResourceAction,
     RunDrbdadm,
+    SaveMaintenance,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -43,6 +44,7 @@ from supervisor.core.actions import (
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    ConfigRejected,
     DrbdadmDone,
     Event,
     FrameReceived,
@@ -70,7 +72,13 @@ from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
-from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
+from supervisor.statefiles import (
+    CONTROL_SOCKET,
+    load_maintenance,
+    next_generation,
+    prepare_state_dir,
+    save_maintenance,
+)
 
 log = logging.getLogger("twinbeat")
 
@@ -137,7 +145,8 @@ class Supervisor:
         #: requests waiting for the core's answer (AdminAnswer, FenceAnswer), by request id
         self._waiters: dict[int, asyncio.Future[Answer]] = {}
         self.carrier = CarrierSource(self.feed, sys_root)
-        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config)
+        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config,
+                                     rejected=self._config_rejected)
         self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self.loop_lag_max = 0.0
         self._expected_wake: float | None = None
@@ -153,7 +162,7 @@ class Supervisor:
             self.drbd_monitor.on_change = self._replica_changed
         #: events, hooks, mail, metrics and the status page (started by run())
         self.ops: Operations | None = None
-        self._replicas: dict[str, notify.ReplicaSnap] = {}
+        self._now = 0.0  # the clock of the step being carried out
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -183,7 +192,11 @@ class Supervisor:
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
-        self.state = initial_state(self.config, self.me, key, self.generation, now)
+        maintenance, problem = load_maintenance(self.state_dir)
+        if problem:
+            log.error("%s", problem)
+        self.state = initial_state(self.config, self.me, key, self.generation, now,
+                                   maintenance=maintenance)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,
@@ -192,7 +205,7 @@ class Supervisor:
             self.config, self.me, self.state_dir, status=self.status,
             drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {})
         await self.ops.start()
-        self.ops.boot()
+        self.feed(self.ops.boot())
         self._start_transports()
         await self.control.start()
         self.reloader.start()
@@ -201,7 +214,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.reloader.schedule)
         armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
         ok = armed or self.config.watchdog.mode != "required"
-        self.feed(WatchdogState(ok, reason))
+        self.feed(WatchdogState(ok, reason, armed or self.config.watchdog.mode == "off"))
         self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
@@ -263,6 +276,17 @@ class Supervisor:
         log.info("configuration %s reloaded", new.path)
         self.feed(ConfigChanged(new, key))
 
+    def _config_rejected(self, path: str, problems: list[str]) -> None:
+        self.feed(ConfigRejected(path, tuple(problems)))
+
+    async def _save_maintenance(self, flags: tuple[tuple[str, bool, int], ...]) -> None:
+        """Persist the maintenance flags (off the loop: the write fsyncs)."""
+        try:
+            await asyncio.to_thread(save_maintenance, self.state_dir, flags)
+        except OSError as exc:
+            log.error("cannot save the maintenance flags in %s: %s (they hold until the "
+                      "supervisor stops)", self.state_dir, exc)
+
     def reload(self) -> None:
         self.reloader.reload()
 
@@ -322,7 +346,7 @@ class Supervisor:
 
     def _step(self, event: Event, now: float) -> list[str]:
         assert self.state is not None
-        before = notify.snapshot_of(self.state, now)
+        self._now = now
         t0 = time.perf_counter()
         result = step(self.state, event, now)
         self.step_time += time.perf_counter() - t0
@@ -333,9 +357,6 @@ class Supervisor:
             self.history.extend((now, r) for r in result.reasons)
             if len(self.history) > HISTORY:
                 del self.history[: len(self.history) - HISTORY]
-        if self.ops is not None:
-            for notice in notify.changes(before, notify.snapshot_of(self.state, now)):
-                self.ops.emit(notice, now)
         for action in result.actions:
             self._execute(action)
         return result.reasons
@@ -397,6 +418,11 @@ class Supervisor:
                 self._spawn(self._outdate(action))
             case RunDrbdadm():
                 self._spawn(self._drbdadm(action))
+            case Emit(notice=notice):
+                if self.ops is not None:
+                    self.ops.emit(notice, self._now)
+            case SaveMaintenance(flags=flags):
+                self._spawn(self._save_maintenance(flags))
             case FenceAnswer(request_id=request_id) | AdminAnswer(request_id=request_id):
                 waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():
@@ -472,15 +498,7 @@ class Supervisor:
 
     def _replica_changed(self, resource: str, _said: list[str]) -> None:
         if self.drbd_monitor is not None and self.state is not None:
-            view = self.drbd_monitor.views[resource]
-            snap = notify.ReplicaSnap(resource, view.disk, view.peer_disk, view.connection,
-                                      view.syncing, view.split_brain, view.out_of_sync_kib)
-            old = self._replicas.get(resource)
-            self._replicas[resource] = snap
-            if old is not None and self.ops is not None:
-                for notice in notify.replica_changes(old, snap):
-                    self.ops.emit(notice)
-            self.feed(ReplicaChanged(view.snapshot()))
+            self.feed(ReplicaChanged(self.drbd_monitor.views[resource].snapshot()))
 
     async def _drbdadm(self, action: RunDrbdadm) -> None:
         """The commands of a resolve-split-brain, in order; the outcome comes back as an

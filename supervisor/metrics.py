@@ -61,8 +61,11 @@ class StatusCollector(Collector):
                      st["generation"])
         yield _gauge("twinbeat_uptime_seconds", "Seconds since the supervisor started",
                      st.get("uptime", 0))
-        yield _gauge("twinbeat_maintenance", "1 while this node is in maintenance mode",
-                     1 if st.get("maintenance", {}).get("here") else 0)
+        maint = GaugeMetricFamily("twinbeat_maintenance", "1 while the node is in maintenance "
+                                  "mode (its resources are left as they are)", labels=["node"])
+        for node in (me, peer["name"]):
+            maint.add_metric([node], 1 if node in (st.get("maintenance") or ()) else 0)
+        yield maint
         state = GaugeMetricFamily("twinbeat_peer_state", "The peer's state as seen here "
                                   "(1 for the current state)", labels=["peer", "state"])
         for s in PEER_STATES:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor import statuspage
 from supervisor.atomicfile import atomic_write
+from supervisor.core.events import NodeStarted
 from supervisor.core.notify import ClusterEvent, Kind, Notice, Severity
 from supervisor.drivers.hooks import HookRunner
 from supervisor.drivers.http import HttpServer
@@ -64,36 +65,26 @@ def watchdog_reset_seen(sys_root: str = "/sys") -> str:
     return ""
 
 
-def boot_notices(state_dir: Path, *, boot_id: str, watchdog_reset: str) -> list[Notice]:
-    """What the start of the supervisor says about how the last run ended.
+def previous_run(state_dir: Path, *, boot_id: str, watchdog_reset: str) -> NodeStarted:
+    """How the last run of the supervisor ended (the core turns it into an event).
 
     The marker file ``running`` holds the boot id while the supervisor runs and is removed
     at a clean stop. Found at start: the last run did not stop cleanly - on another boot,
-    the machine was reset (the watchdog, when its boot status says so; else power loss,
+    the machine was reset (by the watchdog, when its boot status says so; else power loss,
     a panic or a reset) - on this boot, the supervisor itself died."""
     marker = state_dir / RUNNING_MARKER
     try:
-        old = marker.read_text().strip()
+        old: str | None = marker.read_text().strip()
     except OSError:
         old = None
-    notices = []
-    if old is not None:
-        if old != boot_id:
-            if watchdog_reset:
-                why = (f"this node was reset by its watchdog ({watchdog_reset}) while "
-                       "twinbeat ran: the supervisor or the kernel hung")
-            else:
-                why = ("this node restarted while twinbeat ran, without a clean shutdown "
-                       "(power loss, kernel panic, or a watchdog reset)")
-            notices.append(Notice(Kind.BOOTED_AFTER_RESET, why))
-        else:
-            notices.append(Notice(Kind.NODE_STARTED, "twinbeat started again after it "
-                                  "stopped without a clean shutdown (crash or kill)",
-                                  severity=Severity.WARNING))
-    else:
-        notices.append(Notice(Kind.NODE_STARTED, "twinbeat started"))
     atomic_write(marker, f"{boot_id}\n", mode=0o600)
-    return notices
+    if old is None:
+        return NodeStarted("clean")
+    if old == boot_id:
+        return NodeStarted("crashed")
+    if watchdog_reset:
+        return NodeStarted("watchdog", watchdog_reset)
+    return NodeStarted("reset")
 
 
 class Operations:
@@ -131,7 +122,6 @@ class Operations:
         self.samples = statuspage.LinkSamples()
         self.sample_every = sample_every
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.peer_view: dict[str, Any] | None = None
         self.servers: list[HttpServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._history_dirty = asyncio.Event()
@@ -165,15 +155,13 @@ class Operations:
                 log.error("%s cannot listen on %s:%d: %s", server.name, server.host,
                           server.port, exc)
 
-    def boot(self, boot_id: str | None = None, sys_root: str = "/sys") -> None:
-        for notice in boot_notices(self.state_dir,
-                                   boot_id=read_boot_id() if boot_id is None else boot_id,
-                                   watchdog_reset=watchdog_reset_seen(sys_root)):
-            self.emit(notice)
+    def boot(self, boot_id: str | None = None, sys_root: str = "/sys") -> NodeStarted:
+        """How the last run ended (the loop posts it to the core)."""
+        return previous_run(self.state_dir,
+                            boot_id=read_boot_id() if boot_id is None else boot_id,
+                            watchdog_reset=watchdog_reset_seen(sys_root))
 
     async def stop(self, *, clean: bool = True) -> None:
-        if clean:
-            self.emit(Notice(Kind.NODE_STOPPING, "twinbeat is stopping"))
         for server in self.servers:
             await server.close()
         # give the hooks of the last events a moment, then stop
@@ -267,8 +255,7 @@ class Operations:
 
     def status_page(self) -> tuple[str, bytes]:
         page = statuspage.render(self.status(), events=self.history.events,
-                                 samples=self.samples, now_wall=self.wall(),
-                                 peer_view=self.peer_view)
+                                 samples=self.samples, now_wall=self.wall())
         return "text/html; charset=utf-8", page.encode()
 
     def _status_lines(self) -> list[str]:

@@ -131,7 +131,7 @@ def _node_box(title: str, st: Mapping[str, Any] | None, note: str = "") -> str:
                 f'{_e(note or "no view")}</span></div>')
     world = st.get("world", {})
     wd = st.get("watchdog", {})
-    maint = (st.get("maintenance") or {}).get("here")
+    maint = st.get("node") in (st.get("maintenance") or ())
     lines = [
         f"<b>{_e(title)}</b> <span class='muted'>{_e(st.get('status', ''))}, generation "
         f"{_e(st.get('generation', '?'))}</span>",
@@ -149,8 +149,28 @@ def _node_box(title: str, st: Mapping[str, Any] | None, note: str = "") -> str:
     return '<div class="node">' + "<br>".join(lines) + "</div>"
 
 
+def _peer_box(title: str, said: Mapping[str, Any], in_maintenance: bool, note: str) -> str:
+    """The peer as its latest beat describes itself."""
+    lines = [
+        f"<b>{_e(title)}</b> <span class='muted'>{_e(said.get('status', ''))}</span>",
+        "outside world: " + ("<span class='ok'>reachable</span>" if said.get("world_ok")
+                             else "<span class='bad'>CUT OFF</span>"),
+        "may own groups: " + ("<span class='ok'>yes</span>" if said.get("can_own")
+                              else "<span class='bad'>no</span>"),
+        "groups: " + (", ".join(f"{_e(g['name'])} {_e(g['activity'])}"
+                                + (" <span class='bad'>FAILED</span>" if g.get("failed")
+                                   else "") for g in said.get("groups") or ()) or "none"),
+    ]
+    if in_maintenance:
+        lines.append("<span class='bad'>MAINTENANCE MODE: resources are not monitored or "
+                     "moved</span>")
+    if note:
+        lines.append(f"<span class='muted'>{_e(note)}</span>")
+    return '<div class="node">' + "<br>".join(lines) + "</div>"
+
+
 def render(status: Mapping[str, Any], *, events: Sequence[ClusterEvent], samples: LinkSamples,
-           now_wall: float, peer_view: Mapping[str, Any] | None = None) -> str:
+           now_wall: float) -> str:
     st = status
     me, peer = st["node"], st["peer"]
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -165,8 +185,10 @@ def render(status: Mapping[str, Any], *, events: Sequence[ClusterEvent], samples
     peer_state = peer["state"]
     note = f"peer {peer_state}" + (f": {peer['reason']}" if peer.get("reason") and
                                     peer_state != "alive" else "")
-    if peer_view is not None:
-        out.append(_node_box(f"{peer['name']} (peer, its own view)", peer_view, note))
+    said = st.get("peer_said")
+    if said is not None:
+        out.append(_peer_box(f"{peer['name']} (peer, its own view)", said,
+                             peer["name"] in (st.get("maintenance") or ()), note))
     else:
         out.append(f'<div class="node"><b>{_e(peer["name"])}</b> (peer)<br>'
                    f'<span class="{_state_class(peer_state)}">{_e(note)}</span></div>')

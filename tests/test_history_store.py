@@ -11,9 +11,10 @@ import pytest
 
 from supervisor import cli
 from supervisor.config import ConfigError, NotifyConfig, load_config
+from supervisor.core.events import NodeStarted
 from supervisor.core.notify import Kind, Notice, stamp
 from supervisor.history import History, format_event, parse_since
-from supervisor.operations import RUNNING_MARKER, boot_notices, watchdog_reset_seen
+from supervisor.operations import RUNNING_MARKER, previous_run, watchdog_reset_seen
 from supervisor.values import parse_listen
 
 T0 = 1_800_000_000.0
@@ -100,18 +101,15 @@ def test_format_event_names_what_it_is_about():
 # How the last run ended
 
 
-def test_boot_notices(tmp_path):
-    first = boot_notices(tmp_path, boot_id="boot-a", watchdog_reset="")
-    assert [n.kind for n in first] == [Kind.NODE_STARTED]
+def test_previous_run(tmp_path):
+    assert previous_run(tmp_path, boot_id="boot-a", watchdog_reset="") == NodeStarted("clean")
     assert (tmp_path / RUNNING_MARKER).read_text().strip() == "boot-a"
     # same boot, marker still there: the supervisor died
-    again = boot_notices(tmp_path, boot_id="boot-a", watchdog_reset="")
-    assert again[0].kind is Kind.NODE_STARTED and "without a clean shutdown" in again[0].reason
+    assert previous_run(tmp_path, boot_id="boot-a", watchdog_reset="") == NodeStarted("crashed")
     # another boot, marker still there: the machine was reset
-    reset = boot_notices(tmp_path, boot_id="boot-b", watchdog_reset="")
-    assert reset[0].kind is Kind.BOOTED_AFTER_RESET and "power loss" in reset[0].reason
-    wd = boot_notices(tmp_path, boot_id="boot-c", watchdog_reset="i6300ESB timer")
-    assert wd[0].kind is Kind.BOOTED_AFTER_RESET and "i6300ESB timer" in wd[0].reason
+    assert previous_run(tmp_path, boot_id="boot-b", watchdog_reset="") == NodeStarted("reset")
+    assert (previous_run(tmp_path, boot_id="boot-c", watchdog_reset="i6300ESB timer")
+            == NodeStarted("watchdog", "i6300ESB timer"))
 
 
 def test_watchdog_bootstatus(tmp_path):

@@ -127,6 +127,24 @@ def test_page_is_self_contained_and_says_what_happened():
     assert "secret" not in html.lower() and "authkeys" not in html
 
 
+def test_maintenance_and_the_peers_own_view_on_the_page_and_in_the_metrics():
+    from supervisor.core.events import AdminCommand
+
+    sim = Sim()
+    sim.run(15)
+    sim.deliver("node2", AdminCommand("maintenance", None, 1, on=True, node="node1"))
+    sim.run(1)
+    st = sim.status("node2")
+    m = samples_of(metrics.render(st, COUNTERS, IDS).decode())
+    assert m[("twinbeat_maintenance", (("node", "node1"),))] == 1
+    assert m[("twinbeat_maintenance", (("node", "node2"),))] == 0
+    html = statuspage.render(st, events=[], samples=statuspage.LinkSamples(), now_wall=T0)
+    peer_box = html.split("node1 (peer, its own view)")[1].split("</div>")[0]
+    assert "MAINTENANCE MODE" in peer_box and "web running" in peer_box
+    here_box = html.split("node2 (this node)")[1].split("</div>")[0]
+    assert "MAINTENANCE" not in here_box
+
+
 def test_http_server_serves_routes():
     async def go():
         server = HttpServer("127.0.0.1", 0, {"/metrics": lambda: ("text/plain", b"x 1\n")})

@@ -27,10 +27,13 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
         replica of this resource" (DRBD's outdate-peer, carried by our own links)
     oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
         is one of OUTDATE_RESULTS
+    u   {group: stamp}  cleared pins (``twinbeat unpin``): a pin whose stamp is older is gone
+    m   {node: [on, stamp]}  maintenance mode (``twinbeat maintenance on|off``) by node,
+        merged by highest stamp like the pins
 
 ``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
-is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
-frame without them (an older peer) decodes to empty dicts.
+is answered (or given up), so a lost frame costs nothing. ``o``, ``oa``, ``u`` and ``m`` are
+left out when empty, and a frame without them (an older peer) decodes to empty dicts.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ class Beat:
     config_digest: str = ""
     outdate: dict[str, int] = field(default_factory=dict)
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: node -> (maintenance on, stamp)
+    maintenance: dict[str, tuple[bool, int]] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -109,9 +114,14 @@ def encode(beat: Beat, key: bytes) -> bytes:
             k: [v.activity.value, v.nego.value, v.epoch, int(v.failed)]
             for k, v in sorted(beat.groups.items())
         },
-        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
+        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items()) if v[0]},
         "cd": beat.config_digest,
     }
+    cleared = {k: v[1] for k, v in sorted(beat.pins.items()) if not v[0]}
+    if cleared:
+        body["u"] = cleared
+    if beat.maintenance:
+        body["m"] = {k: [int(v[0]), v[1]] for k, v in sorted(beat.maintenance.items())}
     if beat.outdate:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
@@ -170,6 +180,25 @@ def _beat_from(body: object, cluster: str) -> Beat:
         if not isinstance(node, str) or not isinstance(stamp, int):
             raise DecodeError("malformed", "bad pin")
         pins[str(name)] = (node, stamp)
+    raw_u = body.get("u", {})
+    if not isinstance(raw_u, dict):
+        raise DecodeError("malformed", "cleared pins are not an object")
+    for name, stamp in raw_u.items():
+        if not _request_id(stamp):
+            raise DecodeError("malformed", "bad cleared pin")
+        if name not in pins or pins[name][1] < stamp:
+            pins[str(name)] = ("", stamp)
+    raw_m = body.get("m", {})
+    if not isinstance(raw_m, dict):
+        raise DecodeError("malformed", "maintenance is not an object")
+    maintenance: dict[str, tuple[bool, int]] = {}
+    for name, item in raw_m.items():
+        if not isinstance(item, list):
+            raise DecodeError("malformed", "bad maintenance flag")
+        on, stamp = item
+        if on not in (0, 1) or isinstance(on, bool) or not _request_id(stamp):
+            raise DecodeError("malformed", "bad maintenance flag")
+        maintenance[str(name)] = (bool(on), stamp)
     links = {str(k): bool(v) for k, v in dict(body.get("l", {})).items()}
     digest = body.get("cd", "")
     if not isinstance(digest, str):
@@ -204,6 +233,7 @@ def _beat_from(body: object, cluster: str) -> Beat:
         config_digest=digest,
         outdate=outdate,
         outdate_answers=answers,
+        maintenance=maintenance,
     )
 
 

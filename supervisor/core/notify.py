@@ -5,15 +5,12 @@ sentence, and the group, link or resource it is about); the edge stamps it into 
 ``ClusterEvent`` with this node's name, a sequence number that only grows (persisted across
 restarts), the monotonic time and the wall-clock time, then stores and dispatches it.
 
-The rules that turn state changes into notices are functions of two snapshots (before and
-after one step), so every event class is tested by building two snapshots, and the core
-emits exactly what changed:
-
-* ``Snapshot`` / ``changes``: peer dead/back, link down/up, takeover/failover/release of a
-  group, group started/stopped, group failed/recovered, watchdog not armed/armed, outside
-  world lost/regained, maintenance on/off;
-* ``ReplicaSnap`` / ``replica_changes``: a DRBD replica Outdated/Inconsistent/UpToDate, split
-  brain (and resolved), resync started/finished.
+The core emits a notice where it decides (an ``Emit`` action beside the decision's reason
+sentence): liveness (peer dead/back, link down/up, watchdog, outside world), ownership and
+plan (takeover, failover, release, group started/stopped/failed/recovered), admin
+(maintenance on/off), the configuration (reloaded/rejected), the start (booted after a reset)
+and the DRBD replicas (``replica_changes``: Outdated, Inconsistent, UpToDate again, split
+brain and resolved, resync started/finished).
 
 Severities are ``info`` < ``warning`` < ``critical``; each kind has one (``KIND_SEVERITY``),
 which e-mail filters on (``[notify] min_severity``).
@@ -23,12 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from supervisor.core.state import CoreState
+from supervisor.core.replica import Replica
 
 
 class Severity(IntEnum):
@@ -230,126 +226,11 @@ def merge(*streams: list[ClusterEvent], keep: int) -> list[ClusterEvent]:
 
 
 # --------------------------------------------------------------------------------------------
-# The rules: two snapshots in, notices out
+# Replica events: what changed between two reports of the DRBD monitor
 
 
-@dataclass(frozen=True)
-class GroupSnap:
-    activity: str  # idle | starting | running | stopping | stop_failed (states.Activity)
-    reason: str  # the group's latest decision sentence
-    failed: bool = False  # not eligible here after failures
-    failed_reason: str = ""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the event rules look at in the core's state (``supervisor.core`` builds it)."""
-
-    me: str
-    peer: str
-    peer_state: str  # unknown | alive | dead
-    peer_reason: str
-    links: Mapping[str, str]  # link name -> unknown | up | late | down
-    groups: Mapping[str, GroupSnap]
-    watchdog_ok: bool
-    watchdog_reason: str
-    world_ok: bool
-    world_reason: str
-    maintenance: frozenset[str] = field(default_factory=frozenset)  # nodes in maintenance
-    maintenance_reason: str = ""
-
-
-def changes(before: Snapshot, after: Snapshot) -> list[Notice]:
-    """The notices for what changed between two snapshots of the same node."""
-    out: list[Notice] = []
-    peer = after.peer
-    if before.peer_state != after.peer_state:
-        if after.peer_state == "dead":
-            out.append(Notice(Kind.PEER_DEAD, after.peer_reason or f"peer {peer} is dead",
-                              subject=peer))
-        elif after.peer_state == "alive" and before.peer_state == "dead":
-            out.append(Notice(Kind.PEER_BACK, f"peer {peer} is back: heartbeats arrive again",
-                              subject=peer))
-    for name, state in after.links.items():
-        old = before.links.get(name, "unknown")
-        if state == "down" and old in ("up", "late"):
-            out.append(Notice(Kind.LINK_DOWN, f"link {name} is down: no heartbeat from {peer} "
-                                              "on it for deadtime (the other links decide)",
-                              link=name))
-        elif state == "up" and old == "down":
-            out.append(Notice(Kind.LINK_UP, f"link {name} is up again", link=name))
-    for name, g in after.groups.items():
-        out.extend(_group_changes(before.groups.get(name), g, name, after))
-    if before.watchdog_ok != after.watchdog_ok:
-        if after.watchdog_ok:
-            out.append(Notice(Kind.WATCHDOG_ARMED, f"watchdog: {after.watchdog_reason}"))
-        else:
-            out.append(Notice(Kind.WATCHDOG_NOT_ARMED,
-                              f"watchdog not armed, this node may not own groups: "
-                              f"{after.watchdog_reason}"))
-    if before.world_ok != after.world_ok:
-        if after.world_ok:
-            out.append(Notice(Kind.WORLD_REGAINED, "outside world reachable again"))
-        else:
-            out.append(Notice(Kind.WORLD_LOST,
-                              f"outside world lost: {after.world_reason or 'unreachable'}"))
-    for node in sorted(after.maintenance - before.maintenance):
-        out.append(Notice(Kind.MAINTENANCE_ON,
-                          after.maintenance_reason or f"maintenance mode on for {node}: "
-                          "resources are left as they are, not monitored, not moved",
-                          subject=node))
-    for node in sorted(before.maintenance - after.maintenance):
-        out.append(Notice(Kind.MAINTENANCE_OFF,
-                          f"maintenance mode off for {node}: resources are monitored and "
-                          "moved again", subject=node))
-    return out
-
-
-def _group_changes(old: GroupSnap | None, new: GroupSnap, name: str,
-                   after: Snapshot) -> list[Notice]:
-    out: list[Notice] = []
-    if old is None or (old.activity == new.activity and old.failed == new.failed):
-        return out
-    was, now = old.activity, new.activity
-    if now == "starting" and was == "idle":
-        kind = Kind.FAILOVER if after.peer_state == "dead" else Kind.TAKEOVER
-        out.append(Notice(kind, new.reason, group=name))
-    elif now == "running" and was in ("idle", "starting"):
-        if was == "idle":  # a group without resources starts and runs in one step
-            kind = Kind.FAILOVER if after.peer_state == "dead" else Kind.TAKEOVER
-            out.append(Notice(kind, new.reason, group=name))
-        out.append(Notice(Kind.GROUP_STARTED, f"group {name} is running on {after.me}",
-                          group=name))
-    elif now == "stopping" and was in ("starting", "running"):
-        out.append(Notice(Kind.RELEASE, new.reason, group=name))
-    elif now == "idle" and was in ("stopping", "running", "starting") and not new.failed:
-        out.append(Notice(Kind.GROUP_STOPPED, f"group {name} is stopped on {after.me}",
-                          group=name))
-    elif now == "stop_failed":
-        out.append(Notice(Kind.GROUP_FAILED, new.reason, group=name))
-    if new.failed and not old.failed:
-        out.append(Notice(Kind.GROUP_FAILED, new.reason or new.failed_reason, group=name))
-    elif old.failed and not new.failed:
-        out.append(Notice(Kind.GROUP_RECOVERED,
-                          f"group {name} may run on {after.me} again (its failures were "
-                          "cleared or expired)", group=name))
-    return out
-
-
-@dataclass(frozen=True)
-class ReplicaSnap:
-    """A DRBD replica as the event rules see it (from ``replica.ReplicaView``)."""
-
-    name: str
-    disk: str = "DUnknown"
-    peer_disk: str = "DUnknown"
-    connection: str = "Unconfigured"
-    syncing: bool = False
-    split_brain: bool = False
-    out_of_sync_kib: int | None = None
-
-
-def replica_changes(before: ReplicaSnap, after: ReplicaSnap) -> list[Notice]:
+def replica_changes(before: Replica, after: Replica) -> list[Notice]:
+    """The notices for what changed between two reports of one DRBD resource."""
     out: list[Notice] = []
     name = after.name
     if after.disk != before.disk:
@@ -371,7 +252,7 @@ def replica_changes(before: ReplicaSnap, after: ReplicaSnap) -> list[Notice]:
         size = ("" if after.out_of_sync_kib is None
                 else f", {after.out_of_sync_kib} KiB out of sync")
         out.append(Notice(Kind.RESYNC_STARTED,
-                          f"DRBD {name}: resync started ({after.disk}/{after.peer_disk}"
+                          f"DRBD {name}: resync started (disks {after.disk}/{after.peer_disk}"
                           f"{size})", resource=name))
     elif before.syncing and not after.syncing:
         out.append(Notice(Kind.RESYNC_FINISHED,
@@ -387,26 +268,3 @@ def replica_changes(before: ReplicaSnap, after: ReplicaSnap) -> list[Notice]:
                           f"DRBD {name}: split brain resolved, the replicas are connected "
                           "again", resource=name))
     return out
-
-
-def snapshot_of(s: CoreState, now: float) -> Snapshot:
-    """The event rules' view of the core's state (cheap: called before and after a step)."""
-    from supervisor.core.liveness import world_ok as _world_ok
-
-    world_ok, world_reason = _world_ok(s, now)
-    return Snapshot(
-        me=s.me,
-        peer=s.peer,
-        peer_state=s.peer_status.value,
-        peer_reason=s.peer_state.dead_reason,
-        links={name: ls.status.value for name, ls in s.links.items()},
-        groups={
-            name: GroupSnap(g.activity.value, g.reason, g.failed_until is not None,
-                            g.failed_reason)
-            for name, g in s.groups.items()
-        },
-        watchdog_ok=s.watchdog_ok,
-        watchdog_reason=s.watchdog_reason,
-        world_ok=world_ok,
-        world_reason=world_reason,
-    )

@@ -34,6 +34,7 @@ def published(s: CoreState, now: float) -> tuple[Any, ...]:
         tuple(sorted(s.pins.items())),
         tuple(sorted(fencing.requests(s).items())),
         tuple(sorted(fencing.answers(s).items())),
+        tuple(sorted(s.maintenance.items())),
     )
 
 
@@ -69,6 +70,7 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         config_digest=s.settings.digest,
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
+        maintenance=dict(s.maintenance),
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive)

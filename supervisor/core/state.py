@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.core import codec
-from supervisor.core.actions import Action, Log
+from supervisor.core.actions import Action, Emit, Log
+from supervisor.core.notify import Kind, Notice, Severity
 from supervisor.core.replica import Replica
 from supervisor.core.states import (
     ACTIVITY_TRANSITIONS,
@@ -95,6 +96,14 @@ class Out:
     def error(self, text: str) -> None:
         self.actions.append(Log("error", text))
         self.reasons.append(text)
+
+    def event(self, kind: Kind, reason: str, *, group: str = "", link: str = "",
+              resource: str = "", subject: str = "", severity: Severity | None = None) -> None:
+        """A cluster event (history, hooks, mail) for a decision whose sentence is
+        ``reason``."""
+        self.actions.append(Emit(Notice(kind, reason, group=group, link=link,
+                                        resource=resource, subject=subject,
+                                        severity=severity)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,7 +307,8 @@ class CoreState:
     started_at: float
     links: Mapping[str, LinkState]
     groups: Mapping[str, GroupState]
-    #: admin pins (standby/takeover): group -> (node, Lamport stamp)
+    #: admin pins (standby/takeover): group -> (node, Lamport stamp); node "" is a pin
+    #: cleared by `twinbeat unpin` (kept with its stamp so that an older pin does not return)
     pins: Mapping[str, tuple[str, int]]
     #: frames dropped, by cause
     dropped: Mapping[str, int]
@@ -321,6 +331,8 @@ class CoreState:
     force_data: Mapping[str, ForceData] = field(default_factory=dict)
     #: resolve-split-brain requests waiting for their drbdadm commands, by request id
     resolving: Mapping[int, Resolving] = field(default_factory=dict)
+    #: maintenance mode by node: (on, Lamport stamp), merged with the peer's by stamp
+    maintenance: Mapping[str, tuple[bool, int]] = field(default_factory=dict)
 
     @property
     def config(self) -> Config:
@@ -352,6 +364,10 @@ class CoreState:
             return self
         return evolve(self, links={**self.links, ls.name: ls})
 
+    def in_maintenance(self, node: str) -> bool:
+        flag = self.maintenance.get(node)
+        return flag is not None and flag[0]
+
     def count_drop(self, cause: str) -> CoreState:
         return evolve(self, dropped={**self.dropped, cause: self.dropped.get(cause, 0) + 1})
 
@@ -362,9 +378,13 @@ class CoreState:
         return None
 
 
-def initial_state(config: Config, me: str, key: bytes, generation: int, now: float) -> CoreState:
-    """The state of a node that has just started: every group is first stopped (cleanup)."""
+def initial_state(config: Config, me: str, key: bytes, generation: int, now: float, *,
+                  maintenance: Mapping[str, tuple[bool, int]] | None = None) -> CoreState:
+    """The state of a node that has just started: every group is first stopped (cleanup),
+    unless this node is in maintenance (``maintenance``: the flags persisted by the last
+    run; then nothing is touched until maintenance ends)."""
     required = config.watchdog.mode == "required"
+    flags = dict(maintenance or {})
     return CoreState(
         Settings.make(config, me, key),
         generation=generation,
@@ -376,6 +396,8 @@ def initial_state(config: Config, me: str, key: bytes, generation: int, now: flo
         pins={},
         dropped={},
         replicas={name: Replica(name) for name in drbd_resources(config)},
+        maintenance=flags,
+        lamport=max((stamp for _, stamp in flags.values()), default=0),
     )
 
 
