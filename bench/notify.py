@@ -68,8 +68,9 @@ def one_round(tmp: Path, mail_delay: str) -> dict[str, float]:
             history = json.loads((b.nodes["node2"].state_dir / "history.json").read_text())
             event = next(e for e in history["events"]
                          if e["kind"] == "failover" and e["node"] == "node2")
-            return {"hook": hook["t"] - t_kill, "mail": mail["accepted_mono"] - t_kill,
-                    "event_hook": hook["t"] - event["mono"],
+            t_hook = float(hook["t"])
+            return {"hook": t_hook - t_kill, "mail": mail["accepted_mono"] - t_kill,
+                    "event_hook": t_hook - event["mono"],
                     "event_mail": mail["accepted_mono"] - event["mono"]}
         finally:
             smtp.stop()
