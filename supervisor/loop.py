@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import Config, load_authkeys, without_links_to
+from supervisor.core import historywire
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
@@ -56,6 +57,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.state import CoreState, initial_state
+from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.view import status as core_status
 from supervisor.drivers import links as linkdrv
@@ -203,7 +205,8 @@ class Supervisor:
         )
         self.ops = Operations(
             self.config, self.me, self.state_dir, status=self.status,
-            drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {})
+            drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
+            key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
         await self.ops.start()
         self.feed(self.ops.boot())
         self._start_transports()
@@ -254,7 +257,29 @@ class Supervisor:
         )
 
     def _on_frame(self, link: str, data: bytes) -> None:
+        if historywire.is_history(data):  # not a beat: the history exchange's
+            if self.ops is not None:
+                self.ops.on_history_frame(data)
+            return
         self.feed(FrameReceived(link, data))
+
+    def _key(self) -> bytes:
+        assert self.state is not None
+        return self.state.settings.key
+
+    def _peer_alive(self) -> bool:
+        return self.state is not None and self.state.peer_status is PeerStatus.ALIVE
+
+    def _send_aside(self, data: bytes) -> None:
+        """A frame that is not a beat (history): on one UDP link that delivers, so that the
+        serial line's 115200 baud stays free for beats; on every link when none does."""
+        assert self.state is not None
+        links = self.state.links
+        udp: list[linkdrv.Transport] = [t for name, t in self.transports.items()
+               if isinstance(t, linkdrv.UdpTransport) and name in links
+               and links[name].status.delivers]
+        for transport in udp[:1] or list(self.transports.values()):
+            transport.send(data)
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""

@@ -23,6 +23,7 @@ from supervisor.drivers.hooks import HookRunner
 from supervisor.drivers.http import HttpServer
 from supervisor.drivers.mailer import MailQueue
 from supervisor.history import History
+from supervisor.historysync import HistorySync
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -101,6 +102,9 @@ class Operations:
         hooks: HookRunner | None = None,
         mail: MailQueue | None = None,
         sample_every: float = statuspage.SAMPLE_EVERY,
+        key: Callable[[], bytes] | None = None,
+        send_frame: Callable[[bytes], None] | None = None,
+        peer_alive: Callable[[], bool] | None = None,
     ) -> None:
         notify = config.notify
         self.config = config
@@ -125,6 +129,13 @@ class Operations:
         self.servers: list[HttpServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._history_dirty = asyncio.Event()
+        #: the history exchange with the peer (when the loop gives a key and a way to send)
+        self.sync: HistorySync | None = None
+        self.peer_alive = peer_alive or (lambda: False)
+        if key is not None and send_frame is not None:
+            self.sync = HistorySync(self.history, cluster=config.cluster_name, me=me,
+                                    peer=self.peer, key=key, send=send_frame,
+                                    store=self.add_remote)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -139,6 +150,8 @@ class Operations:
                        loop.create_task(self._sample())]
         if self.mail.enabled:
             self._tasks.append(loop.create_task(self.mail.run_forever()))
+        if self.sync is not None:
+            self._tasks.append(loop.create_task(self._exchange()))
         if self.config.metrics.listen is not None:
             host, port = self.config.metrics.listen
             self.servers.append(HttpServer(host, port, {"/metrics": self.metrics_page},
@@ -225,6 +238,20 @@ class Operations:
                 await asyncio.to_thread(self.history.save, data)
             except OSError as exc:
                 log.error("cannot write %s: %s", self.history.path, exc)
+
+    async def _exchange(self) -> None:
+        assert self.sync is not None
+        while True:
+            try:
+                self.sync.tick(self.peer_alive())
+            except Exception:  # a bug here must not end the exchange
+                log.exception("history exchange failed")
+            await asyncio.sleep(1.0)
+
+    def on_history_frame(self, line: bytes) -> None:
+        """A history frame arrived on a heartbeat link."""
+        if self.sync is not None:
+            self.sync.on_frame(line)
 
     async def _sample(self) -> None:
         while True:
