@@ -123,6 +123,14 @@ def hook_runs(b: Bed, node: str) -> list[dict[str, str]]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
+def history_of(b: Bed, node: str) -> list[dict[str, Any]]:
+    path = b.nodes[node].state_dir / "history.json"
+    if not path.exists():
+        return []
+    events: list[dict[str, Any]] = json.loads(path.read_text())["events"]
+    return events
+
+
 def has_float(b: Bed, key: str) -> bool:
     return FLOAT in b.ip(b.ns[key], "-o", "addr", "show", "dev", "eth0")
 
@@ -154,6 +162,10 @@ def test_kill_owner_hook_runs_and_one_mail_with_the_reason(pair):
     smtp.start()
     start_pair(b)
     time.sleep(2.5)  # let node1's own start-up mail (its takeover) go out first
+    # node1's events reach node2 over the heartbeat links (history frames)
+    b.wait_for("node1's takeover in node2's history", lambda: any(
+        e["node"] == "node1" and e["kind"] == "takeover" for e in history_of(b, "node2")),
+        timeout=15, interval=0.1)
     before = len(smtp.from_node("node2"))
     t_kill = b.freeze_and_kill("node1")
     b.wait_for("node2's failover hook", lambda: any(
@@ -189,6 +201,10 @@ def test_kill_owner_hook_runs_and_one_mail_with_the_reason(pair):
     out = b.nodes["node2"].cli("history")
     assert out.returncode == 0, out.stderr
     assert "failover (group web): taking over group web" in out.stdout
+    lines = out.stdout.splitlines()
+    mine = [i for i, line in enumerate(lines) if " node2#" in line and "failover" in line]
+    theirs = [i for i, line in enumerate(lines) if " node1#" in line and "takeover" in line]
+    assert theirs and mine and theirs[0] < mine[0]  # node1's earlier events, then ours
 
 
 def test_smtp_down_at_failover_mail_arrives_once_it_is_back(pair):
