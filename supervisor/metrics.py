@@ -120,7 +120,8 @@ class StatusCollector(Collector):
         age = GaugeMetricFamily("twinbeat_link_last_heard_seconds", "Seconds since a "
                                 "heartbeat arrived on the link", labels=["link"])
         gap = GaugeMetricFamily("twinbeat_link_worst_gap_seconds", "Longest silence between "
-                                "two heartbeats on the link in the last hour", labels=["link"])
+                                "two heartbeats on the link since the supervisor started",
+                                labels=["link"])
         rtt = GaugeMetricFamily("twinbeat_link_rtt_seconds", "Round-trip time of the last "
                                 "heartbeat echoed on the link", labels=["link"])
         hears = GaugeMetricFamily("twinbeat_link_heard_by_peer", "1 when the peer's last "
@@ -134,8 +135,8 @@ class StatusCollector(Collector):
                 loss.add_metric([name], link["loss"])
             if link.get("last_heard_age") is not None:
                 age.add_metric([name], link["last_heard_age"])
-            if link.get("worst_gap") is not None:
-                gap.add_metric([name], link["worst_gap"])
+            if link.get("worst_gap_ms") is not None:  # the loop's figure, in ms
+                gap.add_metric([name], link["worst_gap_ms"] / 1000)
             if link.get("rtt") is not None:
                 rtt.add_metric([name], link["rtt"])
             if link.get("peer_hears_us") is not None:

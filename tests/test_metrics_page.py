@@ -55,6 +55,7 @@ def samples_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def test_metrics_values_and_drbd_reactor_names():
     st = failed_over_status()
+    st["links"][0]["worst_gap_ms"] = 250.0  # the loop's worst gap between two beats
     text = metrics.render(st, COUNTERS, IDS).decode()
     m = samples_of(text)
     assert m[("twinbeat_peer_state", (("peer", "node1"), ("state", "dead")))] == 1
@@ -67,6 +68,8 @@ def test_metrics_values_and_drbd_reactor_names():
     assert m[("twinbeat_mail_failures_total", ())] == 2
     assert m[("twinbeat_events_total", (("kind", "link_down"), ("severity", "warning")))] == 3
     assert m[("twinbeat_watchdog_last_feed_seconds", ())] == 0.2
+    first = st["links"][0]["name"]
+    assert m[("twinbeat_link_worst_gap_seconds", (("link", first),))] == 0.25
     # drbd-reactor's names, labels and enum style
     assert m[("drbd_resource_resources", ())] == 1
     assert m[("drbd_resource_role", (("drbd_resource_role", "Primary"), ("name", "r0")))] == 1
