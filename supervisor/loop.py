@@ -299,6 +299,8 @@ class Supervisor:
         else:
             self._watch_carriers()
         log.info("configuration %s reloaded", new.path)
+        if self.ops is not None:
+            self._spawn(self.ops.reconfigure(new))
         self.feed(ConfigChanged(new, key))
 
     def _config_rejected(self, path: str, problems: list[str]) -> None:

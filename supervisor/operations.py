@@ -128,6 +128,7 @@ class Operations:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.servers: list[HttpServer] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._mail_task: asyncio.Task[Any] | None = None
         self._history_dirty = asyncio.Event()
         #: the history exchange with the peer (when the loop gives a key and a way to send)
         self.sync: HistorySync | None = None
@@ -149,9 +150,13 @@ class Operations:
                        loop.create_task(self._write_history()),
                        loop.create_task(self._sample())]
         if self.mail.enabled:
-            self._tasks.append(loop.create_task(self.mail.run_forever()))
+            self._mail_task = loop.create_task(self.mail.run_forever())
         if self.sync is not None:
             self._tasks.append(loop.create_task(self._exchange()))
+        await self._serve()
+
+    async def _serve(self) -> None:
+        """Listen where [metrics] and [status_page] say (nothing when they are off)."""
         if self.config.metrics.listen is not None:
             host, port = self.config.metrics.listen
             self.servers.append(HttpServer(host, port, {"/metrics": self.metrics_page},
@@ -168,6 +173,23 @@ class Operations:
                 log.error("%s cannot listen on %s:%d: %s", server.name, server.host,
                           server.port, exc)
 
+    async def reconfigure(self, config: Config) -> None:
+        """A reloaded configuration: hooks, mail, history size and the two listeners follow
+        it (a listener that moved is closed and opened again)."""
+        old, self.config = self.config, config
+        notify = config.notify
+        self.hooks.directory = Path(notify.hooks_dir) if notify.hooks_dir else None
+        self.hooks.timeout, self.hooks.retries = notify.hook_timeout, notify.hook_retries
+        self.history.keep = notify.history
+        self.mail.reconfigure(notify)
+        if self.mail.enabled and (self._mail_task is None or self._mail_task.done()):
+            self._mail_task = asyncio.get_running_loop().create_task(self.mail.run_forever())
+        if (old.metrics, old.status_page) != (config.metrics, config.status_page):
+            for server in self.servers:
+                await server.close()
+            self.servers = []
+            await self._serve()
+
     def boot(self, boot_id: str | None = None, sys_root: str = "/sys") -> NodeStarted:
         """How the last run ended (the loop posts it to the core)."""
         return previous_run(self.state_dir,
@@ -180,6 +202,9 @@ class Operations:
         # give the hooks of the last events a moment, then stop
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.hooks.queue.join(), timeout=2.0)
+        if self._mail_task is not None:
+            self._tasks.append(self._mail_task)
+            self._mail_task = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -230,6 +230,13 @@ def test_smtp_down_at_failover_mail_arrives_once_it_is_back(pair):
     assert queued["pending"] == []
 
 
+def try_get(b: Bed, url: str) -> str | None:
+    r = b.run_in("cl", "/usr/bin/python3", "-c",
+                 f"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+                 f"{url!r}, timeout=5).read().decode())", timeout=30)
+    return r.stdout if r.returncode == 0 else None
+
+
 def get(b: Bed, url: str) -> str:
     r = b.run_in("cl", "/usr/bin/python3", "-c",
                  f"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
@@ -273,3 +280,10 @@ def test_metrics_and_status_page_from_the_client_in_chromium(pair):
                    "failover", "taking over group web"):
         assert needle in dom.stdout, needle
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a reload moves the page: the listener follows the configuration, metrics stay
+    cfg = b.nodes["node2"].config
+    cfg.write_text(cfg.read_text().replace('listen = "0.0.0.0:8080"', 'listen = "0.0.0.0:8081"'))
+    b.wait_for("the page on its new port", lambda: "taking over group web" in (
+        try_get(b, "http://192.168.85.2:8081/") or ""), timeout=20, interval=0.2)
+    assert try_get(b, "http://192.168.85.2:8080/") is None
+    assert "twinbeat_failovers_total 1.0" in get(b, "http://192.168.85.2:9105/metrics")

@@ -128,6 +128,11 @@ class MailQueue:
     def enabled(self) -> bool:
         return bool(self.cfg.mail_to)
 
+    def reconfigure(self, cfg: NotifyConfig) -> None:
+        """New [notify] settings (a reload): the queue and the rate count stay."""
+        self.cfg = cfg
+        self.min_severity = Severity.parse(cfg.min_severity)
+
     # -- the durable queue ---------------------------------------------------------------------
 
     def load(self) -> None:
