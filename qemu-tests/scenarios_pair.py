@@ -638,13 +638,13 @@ def operations_after_power_loss(pair: Pair) -> str:
     if not order or order[-1] != failover or order[0][0] != "node1":
         raise PairError(f"node1's events do not come before node2's failover: {order[-6:]}")
     metrics = pair.lab.http_get(ip2, timeout=5.0, port=9105, path="/metrics") or ""
-    for needle in ('twinbeat_group_owner{group="web",node="node2"} 1.0',
+    for needle in (f'twinbeat_group_owner{{group="{GROUP}",node="node2"}} 1.0',
                    'twinbeat_peer_state{peer="node1",state="dead"} 1.0',
                    'twinbeat_maintenance{node="node2"} 0.0'):
         if needle not in metrics:
             raise PairError(f"node2's metrics lack {needle}: {metrics[:300]!r}")
     page = pair.lab.http_get(ip2, timeout=5.0, port=8080, path="/") or ""
-    for needle in ("node2 (this node)", "taking over group web", "failover"):
+    for needle in ("node2 (this node)", f"taking over group {GROUP}", "failover"):
         if needle not in page:
             raise PairError(f"node2's status page lacks {needle!r}: {page[:300]!r}")
     return (f"node2 served {t_http - t_kill:.1f} s after the power loss; its history: "
