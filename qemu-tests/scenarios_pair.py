@@ -621,6 +621,7 @@ def operations_after_power_loss(pair: Pair) -> str:
         if not theirs and time.monotonic() > deadline:
             raise PairError("node2's history holds no event of node1 (exchange over the links)")
         time.sleep(2.0)
+    before = max((e[1] for e in _history(n2) if e[0] == "node2"), default=0)
     t_kill = n1.power_off()
     t_http = pair.wait_http("node2", timeout=120)
     failover: tuple[str, int, str, str, str] | None = None
@@ -628,7 +629,7 @@ def operations_after_power_loss(pair: Pair) -> str:
     while failover is None:
         events = _history(n2)
         failover = next((e for e in events if e[0] == "node2" and e[2] == "failover"
-                         and e[1] > max(x[1] for x in events if x[0] == "node2") - 10), None)
+                         and e[1] > before), None)
         if failover is None and time.monotonic() > deadline:
             raise PairError(f"node2's history shows no failover: {events[-10:]}")
         time.sleep(1.0)
