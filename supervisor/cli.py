@@ -567,9 +567,11 @@ def format_status(st: dict[str, Any]) -> str:
         transport = link.get("transport") or {}
         err = f", {transport['error']}" if transport.get("error") else ""
         carrier = ", no carrier" if link.get("carrier") is False else ""
+        rtt = "-" if link.get("rtt") is None else f"{link['rtt'] * 1000:.1f} ms"
         lines.append(
             f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
-            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {hears}{carrier}{err}"
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} rtt {rtt:<9} "
+            f"{hears}{carrier}{err}"
         )
     wd = st["watchdog"]
     if wd.get("device"):

@@ -28,6 +28,9 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
     oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
         is one of OUTDATE_RESULTS
     u   {group: stamp}  cleared pins (``twinbeat unpin``): a pin whose stamp is older is gone
+    e   [link, generation, seq, hold ms]  an echo for the round-trip time: the sender heard
+        our beat (generation, seq) on link, hold ms before it sent this one (one link per
+        beat, in turn: ~25 bytes)
     m   {node: [on, stamp]}  maintenance mode (``twinbeat maintenance on|off``) by node,
         merged by highest stamp like the pins
 
@@ -103,6 +106,8 @@ MAX_GENERATION = 2**32 - 1
 #: largest sequence number, epoch, pin stamp or fence request id (a signed 64-bit integer)
 MAX_COUNTER = 2**63 - 1
 MAX_ENTRIES = 128
+#: the longest an echo may have been held (a beat is due every keepalive; 60 s covers all)
+MAX_HOLD_MS = 60_000
 MAX_LINKS = 16
 #: node, link and group names: the configuration's own rule (supervisor.names)
 NAME_RE = NAME
@@ -168,6 +173,9 @@ class Beat:
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: node -> (maintenance on, stamp)
     maintenance: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    #: (link, generation, seq, hold ms): our beat the sender heard on link, and how long
+    #: before it sent this one (the round-trip time of that link)
+    echo: tuple[str, int, int, int] | None = None
 
     @property
     def order(self) -> tuple[int, int]:
@@ -200,6 +208,8 @@ def encode(beat: Beat, key: bytes) -> bytes:
     cleared = {k: v[1] for k, v in sorted(beat.pins.items()) if not v[0]}
     if cleared:
         body["u"] = cleared
+    if beat.echo is not None:
+        body["e"] = list(beat.echo)
     if beat.maintenance:
         body["m"] = {k: [int(v[0]), v[1]] for k, v in sorted(beat.maintenance.items())}
     if beat.outdate:
@@ -386,6 +396,11 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         flag, stamp = _pair(item, 2, f"maintenance of {name}")
         maintenance[_member(name, "maintenance node", domain.nodes)] = (
             _flag(flag, f"maintenance of {name}"), _count(stamp, f"maintenance of {name}: stamp"))
+    echo = None
+    if "e" in body:
+        link, gen, eseq, hold = _pair(body["e"], 4, "echo")
+        echo = (_name(link, "echo link"), _count(gen, "echo generation", MAX_GENERATION),
+                _count(eseq, "echo sequence number"), _count(hold, "echo hold", MAX_HOLD_MS))
     outdate = {
         _name(k, "fence request resource", RESOURCE_RE): _count(v, f"fence request {k}")
         for k, v in _table(body, "o").items()
@@ -411,6 +426,7 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         outdate=outdate,
         outdate_answers=answers,
         maintenance=maintenance,
+        echo=echo,
     )
 
 

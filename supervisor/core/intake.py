@@ -43,7 +43,8 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
     ls = evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
-                window_gen=beat.generation, window=window)
+                window_gen=beat.generation, window=window, rtt=round_trip(s, link, beat, now,
+                                                                          ls.rtt))
     links = {**s.links, link: ls}
     p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
     pins, lamport = s.pins, s.lamport
@@ -93,6 +94,22 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
         if was is PeerStatus.DEAD:
             out.event(Kind.PEER_BACK, said, subject=s.peer)
     return evolve(s, links=links, peer_state=p, pins=pins, lamport=lamport)
+
+
+def round_trip(s: CoreState, link: str, beat: codec.Beat, now: float,
+               old: float | None) -> float | None:
+    """The round-trip time of ``link`` when this beat echoes one of ours heard on that same
+    link: now - when we sent it - how long the peer held it; else the last one measured."""
+    if beat.echo is None:
+        return old
+    name, generation, seq, hold_ms = beat.echo
+    if name != link or generation != s.generation:
+        return old
+    for sent_seq, sent_at in s.sent:
+        if sent_seq == seq:
+            rtt = now - sent_at - hold_ms / 1000
+            return round(max(0.0, rtt), 6) if rtt < s.config.timing.deadtime else old
+    return old
 
 
 def _merge_maintenance(s: CoreState, beat: codec.Beat,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 # exactly `last_heard + deadtime` sees the deadline as reached.
 EPS = 1e-6
 LOSS_WINDOW = 100
+SENT_WINDOW = 16
 
 _T = TypeVar("_T")
 _FIELDS: dict[type, frozenset[str]] = {}
@@ -160,6 +161,8 @@ class LinkState:
     carrier: bool | None = None
     received: int = 0
     peer_hears_us: bool | None = None
+    #: the latest round-trip time measured on this link (an echo of one of our beats)
+    rtt: float | None = None
 
     def to(self, status: LinkStatus) -> LinkState:
         checked(LINK_TRANSITIONS, self.status, status, f"link {self.name}")
@@ -335,6 +338,8 @@ class CoreState:
     resolving: Mapping[int, Resolving] = field(default_factory=dict)
     #: maintenance mode by node: (on, Lamport stamp), merged with the peer's by stamp
     maintenance: Mapping[str, tuple[bool, int]] = field(default_factory=dict)
+    #: our last SENT_WINDOW beats: (seq, when sent), for the round-trip times
+    sent: tuple[tuple[int, float], ...] = ()
 
     @property
     def config(self) -> Config:

@@ -38,6 +38,7 @@ class LinkView:
     received: int
     peer_hears_us: bool | None
     carrier: bool | None
+    rtt: float | None  # seconds, the latest round trip measured on the link
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ def view(s: CoreState, now: float) -> CoreView:
             received=ls.received,
             peer_hears_us=ls.peer_hears_us,
             carrier=ls.carrier,
+            rtt=ls.rtt,
         ))
     groups = []
     for g in s.groups.values():
