@@ -83,6 +83,7 @@ def test_a_long_reason_never_makes_a_frame_too_long(tmp_path):
                                                    "", "", ""]], "last": 1}, "malformed"),
     ({"v": 1, "c": "pair", "n": "node1", "ev": [], "last": True}, "malformed"),
     ([1, 2], "malformed"),
+    ({"v": 1, "c": "pair", "n": "node1", "x": [[[[[[[[[[1]]]]]]]]]]}, "malformed"),
 ])
 def test_frames_out_of_the_schema_are_dropped(body, cause):
     with pytest.raises(DecodeError) as exc:

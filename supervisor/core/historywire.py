@@ -16,9 +16,10 @@ Two bodies (compact JSON):
   event is ``[seq, wall, kind, severity, reason, subject, group, link, resource]``, its
   reason cut to MAX_REASON characters, the whole line at most MAX_FRAME bytes.
 
-A frame is checked like a beat after its MAC (the same schema rules: integers are JSON
-integers in range, names match the configuration's rule, kinds and severities are known
-values, every size is bounded) and anything else is dropped. Replaying a frame is harmless:
+A frame is checked like a beat after its MAC, with the beat schema's own rules
+(``supervisor.core.codec``: bounded nesting before parsing, JSON integers in range, names by
+the configuration's rule), kinds and severities are known values and every size is bounded;
+anything else is dropped. Replaying a frame is harmless:
 an answer only adds events a node already has (each is kept once by its node and number), the
 same request is answered at most once per ANSWER_INTERVAL and no more than ANSWERS_PER_SECOND
 answers go out.
@@ -34,7 +35,15 @@ import math
 import re
 from dataclasses import dataclass
 
-from supervisor.core.codec import MAC_LEN, DecodeError, _mac
+from supervisor.core.codec import (
+    MAC_LEN,
+    MAX_DEPTH,
+    DecodeError,
+    _count,
+    _mac,
+    _name,
+    nesting,
+)
 from supervisor.core.notify import ClusterEvent, Kind, Severity
 from supervisor.names import DRBD_RESOURCE, NAME
 
@@ -123,6 +132,8 @@ def decode(line: bytes, key: bytes, cluster: str, peer: str) -> Frame:
     raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
     if not hmac.compare_digest(mac, _mac(key, raw)):
         raise DecodeError("bad_mac", "authentication failed")
+    if nesting(raw) > MAX_DEPTH:
+        raise DecodeError("malformed", f"nested more than {MAX_DEPTH} deep")
     try:
         body = json.loads(raw.decode("utf-8"))
     except ValueError as exc:
@@ -143,16 +154,14 @@ def decode(line: bytes, key: bytes, cluster: str, peer: str) -> Frame:
 
 
 def _seq(value: object, what: str) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_SEQ:
-        raise DecodeError("malformed", f"{what} must be an integer from 0 to {MAX_SEQ}")
-    return value
+    return _count(value, what, MAX_SEQ)
 
 
 def _text(value: object, what: str, limit: int, *, name: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or len(value) > limit:
         raise DecodeError("malformed", f"{what} must be text of at most {limit} characters")
-    if name is not None and value and not name.match(value):
-        raise DecodeError("malformed", f"{what} is not a name")
+    if name is not None and value:
+        _name(value, what, name)
     if not value.isprintable():
         raise DecodeError("malformed", f"{what} holds control characters")
     return value
