@@ -29,6 +29,20 @@ def test_each_link_gets_its_own_round_trip_time():
         assert got["public"] == pytest.approx(0.008, abs=0.0015), got
 
 
+def test_copies_of_one_beat_stepped_together_each_measure_their_own_link():
+    """The copies of a beat that arrive on every link at once are one FramesReceived and
+    decoded once (the later copies are the cached beat): the echo still names one link, and
+    every link, in turn, gets its round-trip time."""
+    sim = Sim(make_config())
+    for link in sim.links.values():
+        link.delay, link.jitter = 0.005, 0.0
+    sim.run(5.0)
+    assert sim.batches > 0  # the copies did arrive together
+    for node in ("node1", "node2"):
+        got = rtts(sim, node)
+        assert got == pytest.approx({name: 0.010 for name in got}, abs=0.0015), got
+
+
 def test_a_cut_link_keeps_its_last_figure_and_a_restart_measures_again():
     sim = Sim(make_config())
     sim.run(3.0)
