@@ -22,6 +22,8 @@ BENCHES = [
      ["-m", "bench.netlink"], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
+    ("failover to hook and to mail in namespaces (deadtime 1 s, mail_delay 2 s)",
+     ["-m", "bench.notify", "--rounds", os.environ.get("NOTIFY_ROUNDS", "5")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",
      ["-m", "bench.garp_neigh", "-n", os.environ.get("ROUNDS", "20")], True),
 ]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -229,6 +230,78 @@ def power_loss(pair: Pair) -> str:
     arp_text = f"{t_arp - t_kill:.1f} s" if t_arp else "never"
     return (f"kill to first HTTP answer from node2: {t_http - t_kill:.1f} s (first ARP reply "
             f"from node2 after {arp_text}); node2: {reasons.splitlines()[0][:90]}")
+
+
+# --------------------------------------------------------------------------------------------
+# 2b. What the survivor tells after the power loss: history, metrics, status page
+
+# printf's format (\\n: a newline) for the two tables the wizard leaves out
+OPERATIONS = ('\\n[metrics]\\nlisten = "0.0.0.0:9105"\\n\\n[status_page]\\n'
+              'listen = "0.0.0.0:8080"\\n')
+HISTORY_LINE = re.compile(r"^\S+ \S+ (node[12])#(\d+) (\w+)\s+(\w+)(?: \(([^)]*)\))?: (.*)$")
+Event = tuple[str, int, str, str, str]  # node, its number, kind, what about, reason
+
+
+def _history(node: Node, last: int = 80) -> list[Event]:
+    """The last lines of `twinbeat history` (oldest first)."""
+    out = node.sh(f"twinbeat history | tail -n {last}")[1]
+    return [(m.group(1), int(m.group(2)), m.group(4), m.group(5) or "", m.group(6))
+            for m in map(HISTORY_LINE.match, out.splitlines()) if m]
+
+
+def _http(pair: Pair, address: str, port: int, path: str, what: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        body = pair.lab.http_get(address, timeout=3.0, port=port, path=path)
+        if body is not None:
+            return body
+        if time.monotonic() > deadline:
+            raise PairError(f"no {what} on http://{address}:{port}{path} from the observer "
+                            "within 60 s of the reload")
+        time.sleep(1.0)
+
+
+# node1 stays off: the failback scenario powers it on
+@pair_scenario("power-loss-node2-history-metrics-status-page", baseline=False,
+               leaves_baseline=False)
+def after_power_loss(pair: Pair) -> str:
+    """After the owner's power loss, node2's `twinbeat history` shows its failover with the
+    reason after node1's earlier events (exchanged over the heartbeat links before the
+    loss); the metrics endpoint and the status page, switched on by adding [metrics] and
+    [status_page] to node2's cluster.toml (the supervisor reloads it by itself), answer on
+    node2's public address from the observer."""
+    n1, n2 = pair.node1, pair.node2
+    if n1.running:  # run on its own (-k): the power loss first, as the scenario before does
+        _baseline(pair)
+        n1.power_off()
+        pair.wait_http("node2", timeout=120)
+    events = _history(n2)
+    failover = next((e for e in reversed(events) if e[0] == "node2" and e[2] == "failover"),
+                    None)
+    if failover is None:
+        raise PairError(f"node2's history shows no failover: {events[-8:]}")
+    if f"taking over group {GROUP}" not in failover[4] or "silent on all links" not in failover[4]:
+        raise PairError(f"node2's failover without its reason: {failover}")
+    before = events[:events.index(failover)]
+    theirs = [e for e in before if e[0] == "node1"]
+    if not theirs or any(e[0] == "node1" for e in events[events.index(failover):]):
+        raise PairError(f"node1's events do not come before node2's failover: {events[-8:]}")
+    ip2 = n2.layout.public_ip
+    if "[metrics]" not in n2.sh("cat /etc/twinbeat/cluster.toml")[1]:
+        n2.sh(f"printf {shlex.quote(OPERATIONS)} >> /etc/twinbeat/cluster.toml")
+    metrics = _http(pair, ip2, 9105, "/metrics", "metrics")
+    for needle in (f'twinbeat_group_owner{{group="{GROUP}",node="node2"}} 1.0',
+                   'twinbeat_peer_state{peer="node1",state="dead"} 1.0',
+                   'twinbeat_maintenance{node="node2"} 0.0'):
+        if needle not in metrics:
+            raise PairError(f"node2's metrics lack {needle}: {metrics[:300]!r}")
+    page = _http(pair, ip2, 8080, "/", "status page")
+    for needle in ("node2 (this node)", f"taking over group {GROUP}", "failover"):
+        if needle not in page:
+            raise PairError(f"node2's status page lacks {needle!r}: {page[:300]!r}")
+    return (f"node2's history: {len(theirs)} of node1's events, then failover #{failover[1]} "
+            f"({failover[4][:80]}); metrics ({len(metrics)} bytes) and status page "
+            f"({len(page)} bytes) answer the observer on {ip2}")
 
 
 # --------------------------------------------------------------------------------------------

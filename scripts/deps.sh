@@ -29,6 +29,10 @@ PKGS=(
     python3 python3-venv
     # namespace tests
     iproute2 iputils-arping
+    # operations tests: promtool checks the metrics exposition, a real SMTP server
+    # (aiosmtpd, run with /usr/bin/python3) receives the failover mail, a headless chromium
+    # renders the status page
+    prometheus python3-aiosmtpd chromium
     # `twinbeat export pacemaker` is checked by the real tools: crm_verify and crm_simulate
     # (pacemaker-cli-utils, which pulls in pacemaker), corosync's own parser (corosync -t),
     # the OCF agents the exported CIB names (resource-agents: IPaddr2, Filesystem;

@@ -23,16 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import Config, UdpLink, load_authkeys, without_links_to
+from supervisor.core import historywire
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
     CheckResource,
+    Emit,
     FenceAnswer,
     Log,
     OutdateReplica,
     Reboot,
     ResourceAction,
     RunDrbdadm,
+    SaveMaintenance,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -41,6 +44,7 @@ from supervisor.core.actions import (
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    ConfigRejected,
     DrbdadmDone,
     Event,
     FrameReceived,
@@ -53,6 +57,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.state import CoreState, initial_state
+from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.view import status as core_status
 from supervisor.drivers import links as linkdrv
@@ -63,12 +68,19 @@ from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.operations import Operations
 from supervisor.resource_spec import ResourceSpec
 from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
-from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
+from supervisor.statefiles import (
+    CONTROL_SOCKET,
+    load_maintenance,
+    next_generation,
+    prepare_state_dir,
+    save_maintenance,
+)
 
 log = logging.getLogger("twinbeat")
 
@@ -136,7 +148,8 @@ class Supervisor:
         #: requests waiting for the core's answer (AdminAnswer, FenceAnswer), by request id
         self._waiters: dict[int, asyncio.Future[Answer]] = {}
         self.carrier = CarrierSource(self.feed, sys_root)
-        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config)
+        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config,
+                                     rejected=self._config_rejected)
         self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self.loop_lag_max = 0.0
         self._expected_wake: float | None = None
@@ -152,6 +165,9 @@ class Supervisor:
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
         if self.drbd_monitor is not None and self.drbd_monitor.on_change is None:
             self.drbd_monitor.on_change = self._replica_changed
+        #: events, hooks, mail, metrics and the status page (started by run())
+        self.ops: Operations | None = None
+        self._now = 0.0  # the clock of the step being carried out
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -181,11 +197,21 @@ class Supervisor:
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
-        self.state = initial_state(self.config, self.me, key, self.generation, now)
+        maintenance, problem = load_maintenance(self.state_dir)
+        if problem:
+            log.error("%s", problem)
+        self.state = initial_state(self.config, self.me, key, self.generation, now,
+                                   maintenance=maintenance)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,
         )
+        self.ops = Operations(
+            self.config, self.me, self.state_dir, status=self.status,
+            drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
+            key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
+        await self.ops.start()
+        self.feed(self.ops.boot())
         self._start_transports()
         await self.control.start()
         self.reloader.start()
@@ -194,7 +220,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.reloader.schedule)
         armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
         ok = armed or self.config.watchdog.mode != "required"
-        self.feed(WatchdogState(ok, reason))
+        self.feed(WatchdogState(ok, reason, armed or self.config.watchdog.mode == "off"))
         self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
@@ -230,7 +256,12 @@ class Supervisor:
     def _on_frame(self, link: str, data: bytes) -> None:
         """Frames are gathered until every callback of this wake-up has run, then stepped
         together: the copies of one beat that arrive on several links at once cost one
-        decision, not one each."""
+        decision, not one each. A history frame is not a beat: it goes to the operations
+        side at once, never into the core."""
+        if historywire.is_history(data):  # the history exchange's
+            if self.ops is not None:
+                self.ops.on_history_frame(data)
+            return
         self._frames.append(FrameReceived(link, data))
         if len(self._frames) == 1:
             asyncio.get_running_loop().call_soon(self._take_frames)
@@ -239,6 +270,24 @@ class Supervisor:
         frames, self._frames = self._frames, []
         if frames:
             self.feed(frames[0] if len(frames) == 1 else FramesReceived(tuple(frames)))
+
+    def _key(self) -> bytes:
+        assert self.state is not None
+        return self.state.settings.key
+
+    def _peer_alive(self) -> bool:
+        return self.state is not None and self.state.peer_status is PeerStatus.ALIVE
+
+    def _send_aside(self, data: bytes) -> None:
+        """A frame that is not a beat (history): on one UDP link that delivers, so that the
+        serial line's 115200 baud stays free for beats; on every link when none does."""
+        assert self.state is not None
+        links = self.state.links
+        udp: list[linkdrv.Transport] = [t for name, t in self.transports.items()
+               if isinstance(t, linkdrv.UdpTransport) and name in links
+               and links[name].status.delivers]
+        for transport in udp[:1] or list(self.transports.values()):
+            transport.send(data)
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""
@@ -258,7 +307,20 @@ class Supervisor:
         else:
             self._watch_carriers()
         log.info("configuration %s reloaded", new.path)
+        if self.ops is not None:
+            self._spawn(self.ops.reconfigure(new))
         self.feed(ConfigChanged(new, key))
+
+    def _config_rejected(self, path: str, problems: list[str]) -> None:
+        self.feed(ConfigRejected(path, tuple(problems)))
+
+    async def _save_maintenance(self, flags: tuple[tuple[str, bool, int], ...]) -> None:
+        """Persist the maintenance flags (off the loop: the write fsyncs)."""
+        try:
+            await asyncio.to_thread(save_maintenance, self.state_dir, flags)
+        except OSError as exc:
+            log.error("cannot save the maintenance flags in %s: %s (they hold until the "
+                      "supervisor stops)", self.state_dir, exc)
 
     def reload(self) -> None:
         self.reloader.reload()
@@ -282,6 +344,8 @@ class Supervisor:
         await self.control.close()
         if self.drbd_monitor is not None:
             await self.drbd_monitor.stop()
+        if self.ops is not None:
+            await self.ops.stop()
         self.watchdog.disable()
         self.notifier.stopping()
         log.info("twinbeat stopped")
@@ -317,6 +381,7 @@ class Supervisor:
 
     def _step(self, event: Event, now: float) -> list[str]:
         assert self.state is not None
+        self._now = now
         t0 = time.perf_counter()
         try:
             result = step(self.state, event, now)
@@ -402,6 +467,11 @@ class Supervisor:
                 self._spawn(self._outdate(action))
             case RunDrbdadm():
                 self._spawn(self._drbdadm(action))
+            case Emit(notice=notice):
+                if self.ops is not None:
+                    self.ops.emit(notice, self._now)
+            case SaveMaintenance(flags=flags):
+                self._spawn(self._save_maintenance(flags))
             case FenceAnswer(request_id=request_id) | AdminAnswer(request_id=request_id):
                 waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():

@@ -170,7 +170,8 @@ def test_unknown_section_and_unknown_top_level_key(cwd):
     text = "zzz = 1\n" + BASE + "\n[timings]\nkeepalive = 1\n"
     errs = errors(text)
     assert errs[0] == "cluster.toml:1: zzz: unknown section " + (
-        "(known: cluster, group, link, node, replicated, takeover, timing, watchdog)"
+        "(known: cluster, group, link, metrics, node, notify, replicated, status_page, "
+        "takeover, timing, watchdog)"
     )
     assert errs[1] == (
         f"cluster.toml:{line_of(text, '[timings]')}: timings: unknown section "

@@ -50,7 +50,7 @@ def round_trip(config: Config) -> Config:
 # Fields that are not settings: the file's path, the sub-tables, what the loader derives.
 NOT_SETTINGS = {
     "Config": {"path", "timing", "watchdog", "takeover", "nodes", "links", "groups",
-               "replicated", "warnings"},
+               "replicated", "notify", "metrics", "status_page", "warnings"},
     "Group": {"resources"},
 }
 

@@ -205,6 +205,18 @@ def test_python_libraries_import_in_the_image(image: Image) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_operations_dependencies_are_in_the_image(image: Image) -> None:
+    """Debian's prometheus client serves the metrics (imported only where they are served);
+    systemd-timesyncd sets the clock from the wizard's NTP server."""
+    r = image.chroot("python3", "-I", "-B", "-c",
+                     "import sys; sys.path.insert(0, '/usr/lib/twinbeat'); "
+                     "from supervisor import metrics; print(metrics.CONTENT_TYPE)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("text/plain; version=0.0.4")
+    assert (image.root / "usr/lib/systemd/system/systemd-timesyncd.service").exists()
+    assert (image.root / "usr/lib/systemd/systemd-timesyncd").exists()
+
+
 def test_our_packages_are_private_and_import_in_the_image(image: Image) -> None:
     r = image.chroot("python3", "-I", "-B", "-c",
                      "import sys; sys.path.insert(0, '/usr/lib/twinbeat'); "

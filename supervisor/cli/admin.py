@@ -1,5 +1,5 @@
 """The commands that ask the running daemon to act: standby, takeover [--force-data], cleanup,
-resolve-split-brain, and DRBD's fence-peer handler."""
+unpin, maintenance, resolve-split-brain, and DRBD's fence-peer handler."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ FENCE_ANSWER_TIMEOUT = 120.0
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    answer = ask(args, {"command": args.command, "group": args.group})
+    request: dict[str, Any] = {"command": args.command, "group": getattr(args, "group", None)}
+    if args.command == "maintenance":
+        request = {"command": "maintenance", "on": args.mode == "on", "node": args.node}
+    answer = ask(args, request)
     if answer is None:
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:

@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     state_dir(s)
 
+    hi = sub.add_parser(
+        "history", help="the pair's event timeline (failovers, links, replicas, ...)",
+        description="Show the events this node recorded and those it received from its "
+        "peer, oldest first, from the state directory (also while the daemon is stopped). "
+        "Times are UTC.",
+    )
+    hi.add_argument("--json", action="store_true", help="machine-readable output")
+    hi.add_argument("--since", metavar="WHEN",
+                    help="only events since WHEN: a duration back from now (10m, 2h, 1d) or "
+                    "a date and time (2026-12-01T10:30, UTC)")
+    state_dir(hi)
+
     for name, text in (
         ("standby", "give the group(s) to the peer and keep them there"),
         ("takeover", "take the group(s) here and keep them here"),
@@ -67,6 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--yes", action="store_true",
                            help="with --force-data: do not ask for confirmation")
         state_dir(c)
+
+    up = sub.add_parser(
+        "unpin", help="clear a standby/takeover pin: the group follows its preferred node again",
+        description="Clear the pin that `twinbeat standby` or `twinbeat takeover` put on GROUP "
+        "(on both nodes): the group goes back to following its preferred node and "
+        "auto_failback.")
+    up.add_argument("group", help="the pinned group")
+    state_dir(up)
+
+    mt = sub.add_parser(
+        "maintenance", help="maintenance mode: leave a node's resources as they are",
+        description="Maintenance mode for this node (or --node NODE): twinbeat leaves its "
+        "resources as they are - it does not monitor them, move them, or stop them when "
+        "twinbeat stops - until `twinbeat maintenance off`. The mode is kept across "
+        "restarts and reboots, shown in `twinbeat status` on both nodes, on the status "
+        "page and in the metrics. The peer does not take over the groups of a node in "
+        "maintenance, even when it stops answering.")
+    mt.add_argument("mode", choices=("on", "off"))
+    mt.add_argument("--node", metavar="NODE", help="the node (default: this one)")
+    state_dir(mt)
 
     sb = sub.add_parser(
         "resolve-split-brain",

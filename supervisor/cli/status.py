@@ -1,4 +1,5 @@
-"""``twinbeat status``: the daemon's status as text (or JSON)."""
+"""``twinbeat status``: the daemon's status as text (or JSON), this node's view beside the
+peer's; ``twinbeat history``: the pair's event timeline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from supervisor.cli.common import EXIT_FAIL, EXIT_OK, ask, printable
+from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ask, printable
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -23,6 +24,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_status(st))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import time
+
+    from supervisor.history import history_report, parse_since
+
+    since = None
+    if args.since:
+        try:
+            since = parse_since(args.since, time.time())
+        except ValueError as exc:
+            print(f"twinbeat: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    text, problem = history_report(args.state_dir, since=since, as_json=args.json)
+    if problem:
+        print(f"twinbeat: {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -63,9 +84,11 @@ def format_status(st: dict[str, Any]) -> str:
         transport = link.get("transport") or {}
         err = f", {transport['error']}" if transport.get("error") else ""
         carrier = ", no carrier" if link.get("carrier") is False else ""
+        rtt = "-" if link.get("rtt") is None else f"{link['rtt'] * 1000:.1f} ms"
         lines.append(
             f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
-            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {hears}{carrier}{err}"
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} rtt {rtt:<9} "
+            f"{hears}{carrier}{err}"
         )
     wd = st["watchdog"]
     if wd.get("device"):
@@ -79,6 +102,9 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
+    for node in st.get("maintenance") or ():
+        lines.append(f"MAINTENANCE: {node} is in maintenance mode - its resources are left as "
+                     "they are (not monitored, not moved)")
     lines.append("groups:")
     for g in st["groups"]:
         owner = g["owner"] or "nobody"
@@ -103,6 +129,7 @@ def format_status(st: dict[str, Any]) -> str:
     last = fencing.get("last")
     if last:
         lines.append(f"last fence-peer ({last['age']:.0f} s ago): {last['message']}")
+    lines += format_side_by_side(st)
     dropped = st.get("dropped") or {}
     if dropped:
         lines.append(
@@ -110,6 +137,43 @@ def format_status(st: dict[str, Any]) -> str:
         )
     # Names and reasons may carry what the peer sent: a newline in them is escaped too.
     return "\n".join(printable(line) for line in lines)
+
+
+def format_side_by_side(st: dict[str, Any]) -> list[str]:
+    """This node's view next to the peer's own (what its latest beat said)."""
+    said = st.get("peer_said")
+    me, peer = st["node"], st["peer"]["name"]
+    maint = set(st.get("maintenance") or ())
+    yes = {True: "yes", False: "no", None: "-"}
+    here_col, peer_col = f"{me} (here)", f"{peer} (its own view)"
+    rows = [("", here_col, peer_col)]
+    if said is None:
+        rows.append(("status", st["status"], "never heard"))
+    else:
+        rows.append(("status", st["status"],
+                     said["status"] + ("" if st["peer"]["state"] == "alive" else
+                                       f" (last heard {_age(st['peer']['last_heard_age'])})")))
+        rows.append(("outside world", yes[st["world"]["ok"]], yes[said["world_ok"]]))
+        rows.append(("may own groups", yes[st.get("can_own")], yes[said["can_own"]]))
+    rows.append(("maintenance", "YES" if me in maint else "no",
+                 "YES" if peer in maint else "no"))
+    hears = (said or {}).get("hears_us") or {}
+    for link in st["links"]:
+        theirs = hears.get(link["name"])
+        rows.append((f"link {link['name']}", f"hears {peer}: {link['state']}",
+                     "-" if theirs is None else f"hears {me}: {'yes' if theirs else 'NO'}"))
+    peer_groups = {g["name"]: g for g in (said or {}).get("groups") or []}
+    for g in st["groups"]:
+        theirs = peer_groups.get(g["name"])
+        other = "-" if theirs is None else theirs["activity"] + (
+            " FAILED" if theirs["failed"] else "")
+        rows.append((f"group {g['name']}", g["local"] + (" FAILED" if g["failed"] else ""),
+                     other))
+    width = max(len(r[0]) for r in rows) + 2
+    middle = max(len(r[1]) for r in rows) + 2
+    out = ["side by side:"]
+    out += [f"  {a:<{width}}{b:<{middle}}{c}".rstrip() for a, b, c in rows]
+    return out
 
 
 def format_replica(r: dict[str, Any]) -> str:

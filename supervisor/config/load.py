@@ -20,7 +20,10 @@ from supervisor.config.locator import KeyPath, Locator, keyname
 from supervisor.config.model import (
     Config,
     ConfigError,
+    MetricsConfig,
+    NotifyConfig,
     Problem,
+    StatusPageConfig,
     TakeoverConfig,
     Timing,
     WatchdogConfig,
@@ -159,6 +162,11 @@ def load_config(
     timing = b.single(data, "timing")
     watchdog = b.single(data, "watchdog")
     takeover = b.single(data, "takeover")
+    notify = b.single(data, "notify")
+    metrics = b.single(data, "metrics")
+    status_page = b.single(data, "status_page")
+    if (notify.get("smarthost") or notify.get("smtp_user")) and not notify.get("mail_to"):
+        b.warn(("notify", "mail_to"), "no recipients: the smarthost settings send nothing")
 
     nodes = checks.nodes(b, data.get("node"))
     indexed_links = checks.links(b, data.get("link"), root if check_devices else None,
@@ -183,6 +191,9 @@ def load_config(
         links=tuple(link for _, link in indexed_links),
         groups=tuple(groups),
         replicated=tuple(replicated),
+        notify=build(NotifyConfig, settings_of("notify"), notify),
+        metrics=build(MetricsConfig, settings_of("metrics"), metrics),
+        status_page=build(StatusPageConfig, settings_of("status_page"), status_page),
         warnings=tuple(p for p in b.problems if p.severity == "warning"),
     )
     return config

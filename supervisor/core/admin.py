@@ -1,13 +1,18 @@
 """Admin commands: accepted or refused by the core, with the reason as a typed value.
 
-``standby`` pins every group (or one) to the peer, ``takeover`` to this node, ``cleanup``
-forgets failures. Pins are stamped with a Lamport clock and published in every beat, so both
-nodes agree on the latest admin wish. ``takeover --force-data GROUP`` also forgets the group's
-failures and arms a forced promotion of its DRBD replicas for FORCE_WINDOW seconds (on the
-core's clock), after saying what may be lost. ``resolve-split-brain --discard NODE`` is this
-node's half of DRBD's manual split-brain recovery (DRBD 8.4 user's guide, "Manual split brain
-recovery"): on the node whose data is discarded ``disconnect``, ``secondary``, ``connect
---discard-my-data``; on the survivor ``disconnect``, ``connect``; the loop runs the commands
+``standby`` pins every group (or one) to the peer, ``takeover`` to this node, ``unpin``
+clears a pin (the group follows its preferred node and auto_failback again), ``cleanup``
+forgets failures. ``maintenance on|off [NODE]`` sets a node's maintenance mode: its
+resources are left as they are (not monitored, not moved, not stopped at shutdown); the flag
+is stamped like a pin, published in every beat and persisted by each node (SaveMaintenance),
+so it survives restarts and reboots. Pins are stamped with a Lamport clock and published in
+every beat, so both nodes agree on the latest admin wish. ``takeover --force-data GROUP``
+also forgets the group's failures and arms a forced promotion of its DRBD replicas for
+FORCE_WINDOW seconds (on the core's clock), after saying what may be lost.
+``resolve-split-brain --discard NODE`` is this node's half of DRBD's manual split-brain
+recovery (DRBD 8.4 user's guide, "Manual split brain recovery"): on the node whose data is
+discarded ``disconnect``, ``secondary``, ``connect --discard-my-data``; on the survivor
+``disconnect``, ``connect``; the loop runs the commands
 (RunDrbdadm) and the answer comes when they are done.
 
 Each command gets an ``AdminAnswer``: ``Accepted`` with the reasons, or ``Refused`` with the
@@ -18,16 +23,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor.core.actions import Accepted, AdminAnswer, Refused, RunDrbdadm
+from supervisor.core.actions import Accepted, AdminAnswer, Refused, RunDrbdadm, SaveMaintenance
 from supervisor.core.events import AdminCommand, DrbdadmDone
+from supervisor.core.intake import flags_of, maintenance_sentence
+from supervisor.core.notify import Kind
 from supervisor.core.ownership import not_entitled_self
 from supervisor.core.plan import cleanup
 from supervisor.core.replica import promotion_verdict
 from supervisor.core.state import EPS, CoreState, ForceData, Out, Resolving, evolve
-from supervisor.core.states import PeerStatus
+from supervisor.core.states import Activity, PeerStatus
 from supervisor.resource_spec import DrbdSpec
 
-COMMANDS = ("standby", "takeover", "cleanup", "resolve-split-brain")
+COMMANDS = ("standby", "takeover", "cleanup", "unpin", "maintenance", "resolve-split-brain")
 #: seconds a `takeover --force-data` keeps a forced promotion armed for the group's start
 FORCE_WINDOW = 300.0
 
@@ -52,6 +59,10 @@ def on_admin(s: CoreState, cmd: AdminCommand, now: float, out: Out) -> Outcome:
         result = _resolve(s, cmd, out)
     elif cmd.command == "takeover" and cmd.force_data:
         result = _force_data(s, cmd.group, now, out)
+    elif cmd.command == "maintenance":
+        result = _maintenance(s, cmd.on, cmd.node or s.me, out)
+    elif cmd.command == "unpin":
+        result = _unpin(s, cmd.group, out)
     else:
         result = _admin(s, cmd.command, cmd.group, now, out)
     if result.refusal is not None and not result.logged:
@@ -102,6 +113,70 @@ def _admin(s: CoreState, command: str, group: str | None, now: float, out: Out) 
         groups[name] = groups[name].said(reason)
         out.reason(reason)
     return Outcome(evolve(s, lamport=lamport, pins=pins, groups=groups))
+
+
+def _unpin(s: CoreState, group: str | None, out: Out) -> Outcome:
+    """``twinbeat unpin GROUP``: clear a standby/takeover pin. The cleared pin keeps a fresh
+    stamp (published as ``u``) so that the peer's older pin does not bring it back."""
+    if group is None:
+        return _refused(s, "unpin needs a group name")
+    if group not in s.groups:
+        return _refused(s, f"unpin refused: there is no group {group!r}")
+    pin = s.pins.get(group)
+    if pin is None or not pin[0]:
+        return _refused(s, f"unpin refused: group {group} is not pinned")
+    lamport = s.lamport + 1
+    reason = (f"admin unpin: group {group} is no longer pinned to {pin[0]}; it follows its "
+              "preferred node and auto_failback again")
+    out.reason(reason)
+    g = s.groups[group].said(reason)
+    return Outcome(evolve(s, lamport=lamport, pins={**s.pins, group: ("", lamport)},
+                          groups={**s.groups, group: g}))
+
+
+def _maintenance(s: CoreState, on: bool | None, node: str, out: Out) -> Outcome:
+    """``twinbeat maintenance on|off [--node NODE]``."""
+    if on is None:
+        return _refused(s, "maintenance needs on or off")
+    if node not in (s.me, s.peer):
+        return _refused(s, f"maintenance refused: {node!r} is not a node of this cluster "
+                           f"({s.me}, {s.peer})")
+    if s.in_maintenance(node) == on:
+        return _refused(s, f"maintenance refused: {node} is already "
+                           f"{'in' if on else 'out of'} maintenance")
+    if on:
+        busy = _in_transition(s, node)
+        if busy:
+            return _refused(s, f"maintenance refused: {busy} on {node}; wait until it is "
+                               "running or stopped, so that it is left in a known state")
+    lamport = s.lamport + 1
+    flags = {**s.maintenance, node: (on, lamport)}
+    said = maintenance_sentence(node, on, f"asked on {s.me}")
+    if on:
+        out.warn(said)
+    else:
+        out.reason(said)
+    out.event(Kind.MAINTENANCE_ON if on else Kind.MAINTENANCE_OFF, said, subject=node)
+    out.actions.append(SaveMaintenance(flags_of(flags)))
+    return Outcome(evolve(s, lamport=lamport, maintenance=flags))
+
+
+def _in_transition(s: CoreState, node: str) -> str:
+    """A group that is starting or stopping on ``node`` (as far as this node knows)."""
+    moving = (Activity.STARTING, Activity.STOPPING)
+    if node == s.me:
+        for g in s.groups.values():
+            busy = (g.plan or g.inflight is not None) and g.purpose != "monitor"
+            if g.activity in moving or busy:
+                return f"group {g.name} is {g.activity.value}"
+        return ""
+    beat = s.peer_state.beat
+    if s.peer_status is not PeerStatus.ALIVE or beat is None:
+        return ""
+    for name, view in beat.groups.items():
+        if view.activity in moving:
+            return f"group {name} is {view.activity.value}"
+    return ""
 
 
 def _force_data(s: CoreState, group: str | None, now: float, out: Out) -> Outcome:

@@ -27,10 +27,16 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
         replica of this resource" (DRBD's outdate-peer, carried by our own links)
     oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
         is one of OUTDATE_RESULTS
+    u   {group: stamp}  cleared pins (``twinbeat unpin``): a pin whose stamp is older is gone
+    e   [link, generation, seq, hold ms]  an echo for the round-trip time: the sender heard
+        our beat (generation, seq) on link, hold ms before it sent this one (one link per
+        beat, in turn: ~25 bytes)
+    m   {node: [on, stamp]}  maintenance mode (``twinbeat maintenance on|off``) by node,
+        merged by highest stamp like the pins
 
 ``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
-is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
-frame without them (an older peer) decodes to empty dicts.
+is answered (or given up), so a lost frame costs nothing. ``o``, ``oa``, ``u`` and ``m`` are
+left out when empty, and a frame without them (an older peer) decodes to empty dicts.
 
 The schema (checked after the MAC, before anything reaches the core)
 --------------------------------------------------------------------
@@ -47,7 +53,8 @@ body that fails it is a ``DecodeError("malformed")``, counted and dropped like a
 - names (sender, links, groups, pinned node) match NAME_RE, the configuration's own rule for
   names (ASCII letters, digits, ``-_.``; never a control character or a lone surrogate);
   DRBD resources in ``o``/``oa`` match RESOURCE_RE;
-- a pin names a member of this cluster (``Domain.nodes``); groups must be configured ones
+- a pin and a maintenance flag (``m``, at most two) name a member of this cluster
+  (``Domain.nodes``); a cleared pin (``u``) and a pin name groups that must be configured ones
   (``Domain.groups``) when the sender's digest ``cd`` equals ours. While the two
   configurations differ (a group added on one node before the other) an entry for a group we
   do not know is ignored instead: dropping every frame of that peer would make a live peer
@@ -98,6 +105,8 @@ MAX_GENERATION = 2**32 - 1
 #: largest sequence number, epoch, pin stamp or fence request id (a signed 64-bit integer)
 MAX_COUNTER = 2**63 - 1
 MAX_ENTRIES = 128
+#: the longest an echo may have been held (a beat is due every keepalive; 60 s covers all)
+MAX_HOLD_MS = 60_000
 MAX_LINKS = 16
 #: node, link and group names: the configuration's own rule (supervisor.names)
 NAME_RE = NAME
@@ -161,6 +170,11 @@ class Beat:
     config_digest: str = ""
     outdate: dict[str, int] = field(default_factory=dict)
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: node -> (maintenance on, stamp)
+    maintenance: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    #: (link, generation, seq, hold ms): our beat the sender heard on link, and how long
+    #: before it sent this one (the round-trip time of that link)
+    echo: tuple[str, int, int, int] | None = None
 
     @property
     def order(self) -> tuple[int, int]:
@@ -187,9 +201,16 @@ def encode(beat: Beat, key: bytes) -> bytes:
             k: [v.activity.value, v.nego.value, v.epoch, int(v.failed)]
             for k, v in sorted(beat.groups.items())
         },
-        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
+        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items()) if v[0]},
         "cd": beat.config_digest,
     }
+    cleared = {k: v[1] for k, v in sorted(beat.pins.items()) if not v[0]}
+    if cleared:
+        body["u"] = cleared
+    if beat.echo is not None:
+        body["e"] = list(beat.echo)
+    if beat.maintenance:
+        body["m"] = {k: [int(v[0]), v[1]] for k, v in sorted(beat.maintenance.items())}
     if beat.outdate:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
@@ -362,6 +383,23 @@ def _beat_from(body: object, domain: Domain) -> Beat:
             pins[name] = pin
         elif strict:
             raise _malformed(f"pin for group {name!r}, which is not configured")
+    for name, raw_stamp in _table(body, "u").items():  # cleared pins (unpin)
+        _name(name, "unpinned group")
+        stamp = _count(raw_stamp, f"cleared pin of {name}: stamp")
+        if (known is None or name in known) and (name not in pins or pins[name][1] < stamp):
+            pins[name] = ("", stamp)
+        elif known is not None and name not in known and strict:
+            raise _malformed(f"cleared pin for group {name!r}, which is not configured")
+    maintenance: dict[str, tuple[bool, int]] = {}
+    for name, item in _table(body, "m", 2).items():
+        flag, stamp = _pair(item, 2, f"maintenance of {name}")
+        maintenance[_member(name, "maintenance node", domain.nodes)] = (
+            _flag(flag, f"maintenance of {name}"), _count(stamp, f"maintenance of {name}: stamp"))
+    echo = None
+    if "e" in body:
+        link, gen, eseq, hold = _pair(body["e"], 4, "echo")
+        echo = (_name(link, "echo link"), _count(gen, "echo generation", MAX_GENERATION),
+                _count(eseq, "echo sequence number"), _count(hold, "echo hold", MAX_HOLD_MS))
     outdate = {
         _name(k, "fence request resource", RESOURCE_RE): _count(v, f"fence request {k}")
         for k, v in _table(body, "o").items()
@@ -386,6 +424,8 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         config_digest=digest,
         outdate=outdate,
         outdate_answers=answers,
+        maintenance=maintenance,
+        echo=echo,
     )
 
 

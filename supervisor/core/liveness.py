@@ -9,6 +9,7 @@ node is cut off when its public interface has no carrier or its ping nodes stopp
 
 from __future__ import annotations
 
+from supervisor.core.notify import Kind, Severity
 from supervisor.core.state import EPS, CoreState, Out, evolve, fmt
 from supervisor.core.states import LinkStatus, NodeStatus, PeerStatus
 
@@ -32,10 +33,19 @@ def on_ping_reply(s: CoreState, now: float) -> CoreState:
     return evolve(s, world=evolve(s.world, last_ping=now))
 
 
-def on_watchdog(s: CoreState, ok: bool, reason: str, out: Out) -> CoreState:
+def on_watchdog(s: CoreState, ok: bool, reason: str, out: Out, armed: bool = True) -> CoreState:
     if (ok, reason) == (s.watchdog_ok, s.watchdog_reason):
         return s
-    out.reason(f"watchdog: {reason}")
+    sentence = f"watchdog: {reason}"
+    out.reason(sentence)
+    if not armed:
+        # required mode: this node may not own groups (critical); automatic mode without a
+        # device: it may, but a hang would not reset it (a warning)
+        out.event(Kind.WATCHDOG_NOT_ARMED,
+                  sentence + ("" if ok else "; this node may not own groups"),
+                  severity=None if not ok else Severity.WARNING)
+    elif not s.watchdog_ok and ok:
+        out.event(Kind.WATCHDOG_ARMED, sentence)
     return evolve(s, watchdog_ok=ok, watchdog_reason=reason)
 
 
@@ -69,7 +79,13 @@ def update_links(s: CoreState, now: float, out: Out) -> CoreState:
                 why = f"nothing heard since start ({fmt(now - s.started_at)})"
             else:
                 why = f"no heartbeat for {fmt(now - ls.last_heard)}"
-            out.warn(f"link {ls.name} down: {why}")
+            sentence = f"link {ls.name} down: {why}"
+            out.warn(sentence)
+            # a link that never came up is news only while the peer is heard elsewhere (a
+            # dead peer is its own event)
+            if old is not LinkStatus.UNKNOWN or s.peer_status is PeerStatus.ALIVE:
+                out.event(Kind.LINK_DOWN, sentence + " (the other links decide whether the "
+                          "peer is alive)", link=ls.name)
         elif new is LinkStatus.LATE and ls.last_heard is not None:
             out.warn(
                 f"late heartbeat on link {ls.name}: {fmt(now - ls.last_heard)} since the last"
@@ -77,6 +93,8 @@ def update_links(s: CoreState, now: float, out: Out) -> CoreState:
             )
         elif new is LinkStatus.UP and old in (LinkStatus.DOWN, LinkStatus.UNKNOWN):
             out.reason(f"link {ls.name} up")
+            if old is LinkStatus.DOWN:
+                out.event(Kind.LINK_UP, f"link {ls.name} up again", link=ls.name)
     return s
 
 
@@ -90,10 +108,12 @@ def update_peer(s: CoreState, now: float, out: Out) -> CoreState:
                    f"(deadtime {fmt(t.deadtime)})")
             s = evolve(s, peer_state=p.to(PeerStatus.DEAD, dead_reason=why))
             out.warn(why)
+            out.event(Kind.PEER_DEAD, why, subject=s.peer)
     elif p.status is PeerStatus.UNKNOWN and now - s.started_at >= t.initdead - EPS:
         why = f"peer {s.peer} not heard within initdead ({fmt(t.initdead)})"
         s = evolve(s, peer_state=p.to(PeerStatus.DEAD, dead_reason=why))
         out.warn(why)
+        out.event(Kind.PEER_DEAD, why, subject=s.peer)
     if s.status is NodeStatus.INIT and s.peer_status is not PeerStatus.UNKNOWN:
         s = s.to(NodeStatus.ACTIVE)
     return s
@@ -132,8 +152,11 @@ def update_world(s: CoreState, now: float, out: Out) -> CoreState:
     if why != w.reason:
         if ok:
             out.reason("this node sees the outside world again")
+            out.event(Kind.WORLD_REGAINED, "this node sees the outside world again")
         else:
             out.warn(f"this node is cut off: {why}")
+            if not w.reason:
+                out.event(Kind.WORLD_LOST, f"this node is cut off: {why}")
         w = evolve(w, reason=why)
     return s if w is s.world else evolve(s, world=w)
 

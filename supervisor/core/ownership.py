@@ -66,7 +66,7 @@ def not_entitled_peer(s: CoreState, name: str, now: float) -> str:
 def preferred(s: CoreState, name: str) -> tuple[str, bool]:
     """The node the group should run on when both can, and whether an admin pinned it."""
     pin = s.pins.get(name)
-    if pin is not None:
+    if pin is not None and pin[0]:  # ("", stamp): cleared by `twinbeat unpin`
         return pin[0], True
     cfg = s.group_cfg(name)
     return (cfg.preferred if cfg else s.me), False
@@ -137,6 +137,14 @@ def decide_group(s: CoreState, g: GroupState, now: float, out: Out) -> GroupStat
         if g.activity is not Activity.IDLE:
             return g
         return g.said(f"waiting up to initdead for peer {s.peer} before taking group {g.name}")
+    if s.in_maintenance(s.peer):
+        # the peer's resources are left as they are: nothing moves to or from it
+        if g.nego is not Nego.NONE:
+            g = evolve(g, nego=Nego.NONE)
+        if g.activity is not Activity.IDLE:
+            return g
+        return g.said(f"group {g.name} is left where it is: {s.peer} is in maintenance "
+                      "(nothing is moved to or from it)")
     if s.peer_status is PeerStatus.DEAD:
         if g.nego is not Nego.NONE:
             g = evolve(g, nego=Nego.NONE)

@@ -14,7 +14,7 @@ from typing import Any
 from supervisor.core import codec, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
 from supervisor.core.liveness import world_ok
-from supervisor.core.state import EPS, CoreState, Out, evolve
+from supervisor.core.state import EPS, SENT_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus
 
 LEAVING_FRAMES = 3
@@ -34,6 +34,7 @@ def published(s: CoreState, now: float) -> tuple[Any, ...]:
         tuple(sorted(s.pins.items())),
         tuple(sorted(fencing.requests(s).items())),
         tuple(sorted(fencing.answers(s).items())),
+        tuple(sorted(s.maintenance.items())),
     )
 
 
@@ -69,6 +70,22 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         config_digest=s.settings.digest,
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
+        maintenance=dict(s.maintenance),
+        echo=echo(s, seq, now),
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
-    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive)
+    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
+                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:
+    """The echo this beat carries: the peer's latest beat heard on one link (each link in
+    turn), and how long ago it arrived; the peer measures that link's round-trip time."""
+    heard = [ls for _, ls in sorted(s.links.items())
+             if ls.status.delivers and ls.last_order is not None and ls.last_heard is not None]
+    if not heard:
+        return None
+    ls = heard[seq % len(heard)]
+    assert ls.last_order is not None and ls.last_heard is not None
+    hold = min(codec.MAX_HOLD_MS, max(0, round((now - ls.last_heard) * 1000)))
+    return (ls.name, ls.last_order[0], ls.last_order[1], hold)

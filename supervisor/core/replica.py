@@ -149,6 +149,7 @@ class Replica:
     peer_disk: str = "DUnknown"
     split_brain: bool = False
     out_of_sync_kib: int | None = None
+    syncing: bool = False  # a resync is running (either way)
 
 
 @dataclass
@@ -273,7 +274,7 @@ class ReplicaView:
 
     def snapshot(self) -> Replica:
         return Replica(self.name, self.role, self.peer_role, self.connection, self.disk,
-                       self.peer_disk, self.split_brain, self.out_of_sync_kib)
+                       self.peer_disk, self.split_brain, self.out_of_sync_kib, self.syncing)
 
     def describe(self) -> str:
         text = (f"{self.role}/{self.peer_role}, {self.connection}, disks "

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.core import codec, freshness
-from supervisor.core.actions import Action, Log
+from supervisor.core.actions import Action, Emit, Log
+from supervisor.core.notify import Kind, Notice, Severity
 from supervisor.core.replica import Replica
 from supervisor.core.states import (
     ACTIVITY_TRANSITIONS,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 # exactly `last_heard + deadtime` sees the deadline as reached.
 EPS = 1e-6
 LOSS_WINDOW = 100
+SENT_WINDOW = 16
 
 _T = TypeVar("_T")
 _FIELDS: dict[type, frozenset[str]] = {}
@@ -95,6 +97,14 @@ class Out:
     def error(self, text: str) -> None:
         self.actions.append(Log("error", text))
         self.reasons.append(text)
+
+    def event(self, kind: Kind, reason: str, *, group: str = "", link: str = "",
+              resource: str = "", subject: str = "", severity: Severity | None = None) -> None:
+        """A cluster event (history, hooks, mail) for a decision whose sentence is
+        ``reason``."""
+        self.actions.append(Emit(Notice(kind, reason, group=group, link=link,
+                                        resource=resource, subject=subject,
+                                        severity=severity)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +161,8 @@ class LinkState:
     carrier: bool | None = None
     received: int = 0
     peer_hears_us: bool | None = None
+    #: the latest round-trip time measured on this link (an echo of one of our beats)
+    rtt: float | None = None
 
     def to(self, status: LinkStatus) -> LinkState:
         checked(LINK_TRANSITIONS, self.status, status, f"link {self.name}")
@@ -303,7 +315,8 @@ class CoreState:
     started_at: float
     links: Mapping[str, LinkState]
     groups: Mapping[str, GroupState]
-    #: admin pins (standby/takeover): group -> (node, Lamport stamp)
+    #: admin pins (standby/takeover): group -> (node, Lamport stamp); node "" is a pin
+    #: cleared by `twinbeat unpin` (kept with its stamp so that an older pin does not return)
     pins: Mapping[str, tuple[str, int]]
     #: frames dropped, by cause
     dropped: Mapping[str, int]
@@ -326,6 +339,10 @@ class CoreState:
     force_data: Mapping[str, ForceData] = field(default_factory=dict)
     #: resolve-split-brain requests waiting for their drbdadm commands, by request id
     resolving: Mapping[int, Resolving] = field(default_factory=dict)
+    #: maintenance mode by node: (on, Lamport stamp), merged with the peer's by stamp
+    maintenance: Mapping[str, tuple[bool, int]] = field(default_factory=dict)
+    #: our last SENT_WINDOW beats: (seq, when sent), for the round-trip times
+    sent: tuple[tuple[int, float], ...] = ()
 
     @property
     def config(self) -> Config:
@@ -357,6 +374,10 @@ class CoreState:
             return self
         return evolve(self, links={**self.links, ls.name: ls})
 
+    def in_maintenance(self, node: str) -> bool:
+        flag = self.maintenance.get(node)
+        return flag is not None and flag[0]
+
     def count_drop(self, cause: str) -> CoreState:
         return evolve(self, dropped={**self.dropped, cause: self.dropped.get(cause, 0) + 1})
 
@@ -367,9 +388,13 @@ class CoreState:
         return None
 
 
-def initial_state(config: Config, me: str, key: bytes, generation: int, now: float) -> CoreState:
-    """The state of a node that has just started: every group is first stopped (cleanup)."""
+def initial_state(config: Config, me: str, key: bytes, generation: int, now: float, *,
+                  maintenance: Mapping[str, tuple[bool, int]] | None = None) -> CoreState:
+    """The state of a node that has just started: every group is first stopped (cleanup),
+    unless this node is in maintenance (``maintenance``: the flags persisted by the last
+    run; then nothing is touched until maintenance ends)."""
     required = config.watchdog.mode == "required"
+    flags = dict(maintenance or {})
     return CoreState(
         Settings.make(config, me, key),
         generation=generation,
@@ -381,6 +406,8 @@ def initial_state(config: Config, me: str, key: bytes, generation: int, now: flo
         pins={},
         dropped={},
         replicas={name: Replica(name) for name in drbd_resources(config)},
+        maintenance=flags,
+        lamport=max((stamp for _, stamp in flags.values()), default=0),
     )
 
 

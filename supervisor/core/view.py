@@ -38,6 +38,7 @@ class LinkView:
     received: int
     peer_hears_us: bool | None
     carrier: bool | None
+    rtt: float | None  # seconds, the latest round trip measured on the link
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,26 @@ class PeerView:
 
 
 @dataclass(frozen=True)
+class PeerGroupSaid:
+    name: str
+    activity: str
+    negotiation: str
+    failed: bool
+
+
+@dataclass(frozen=True)
+class PeerSaid:
+    """What the peer's latest beat says about itself: its own view, shown beside ours."""
+
+    status: str
+    world_ok: bool
+    can_own: bool
+    maintenance: bool
+    hears_us: Mapping[str, bool]  # link -> the peer hears us on it
+    groups: tuple[PeerGroupSaid, ...]
+
+
+@dataclass(frozen=True)
 class FencePending:
     resource: str
     request: int
@@ -141,6 +162,10 @@ class CoreView:
     config_digest: str
     config_mismatch: bool
     fencing: FencingView
+    #: nodes in maintenance mode (their resources are left as they are)
+    maintenance: tuple[str, ...]
+    #: the peer's own view, from its latest beat (None: never heard)
+    peer_said: PeerSaid | None
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = jsonable(self)
@@ -166,6 +191,7 @@ def view(s: CoreState, now: float) -> CoreView:
             received=ls.received,
             peer_hears_us=ls.peer_hears_us,
             carrier=ls.carrier,
+            rtt=ls.rtt,
         ))
     groups = []
     for g in s.groups.values():
@@ -177,7 +203,7 @@ def view(s: CoreState, now: float) -> CoreView:
             negotiation=g.nego.value,
             peer=pv.activity.value if pv else None,
             preferred=preferred(s, g.name)[0],
-            pinned=g.name in s.pins,
+            pinned=bool(s.pins.get(g.name, ("", 0))[0]),
             failed=g.failed_until is not None,
             failed_reason=g.failed_reason or None,
             failures=len(g.failures),
@@ -219,6 +245,16 @@ def view(s: CoreState, now: float) -> CoreView:
         shutting_down=s.shutting_down,
         config_digest=s.settings.digest,
         config_mismatch=p.config_mismatch,
+        maintenance=tuple(n for n in (s.me, s.peer) if s.in_maintenance(n)),
+        peer_said=None if beat is None else PeerSaid(
+            status=beat.status.value,
+            world_ok=beat.world_ok,
+            can_own=beat.can_own,
+            maintenance=s.in_maintenance(s.peer),
+            hears_us=dict(sorted(beat.links.items())),
+            groups=tuple(PeerGroupSaid(n, v.activity.value, v.nego.value, v.failed)
+                         for n, v in sorted(beat.groups.items())),
+        ),
         fencing=FencingView(
             pending=tuple(
                 FencePending(o.resource, o.wire_id, len(o.waiters), round(now - o.since, 3),

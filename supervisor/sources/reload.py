@@ -25,8 +25,11 @@ RELOAD_DEBOUNCE = 0.3
 class ReloadSource:
     def __init__(self, config: Callable[[], Config], me: str,
                  apply: Callable[[Config, bytes], None],
-                 debounce: float = RELOAD_DEBOUNCE) -> None:
+                 debounce: float = RELOAD_DEBOUNCE,
+                 rejected: Callable[[str, list[str]], None] | None = None) -> None:
         self.config = config
+        #: told (path, problems) when a change is rejected (the loop posts ConfigRejected)
+        self.rejected = rejected
         self.me = me
         self.apply = apply
         self.debounce = debounce
@@ -77,18 +80,25 @@ class ReloadSource:
             log.error("configuration change rejected; the running configuration stays:")
             for problem in exc.problems:
                 log.error("  %s", problem)
+            self._rejected(path, [str(p) for p in exc.problems if p.severity == "error"])
             return
         if self.me not in [n.name for n in new.nodes]:
             log.error("configuration change rejected: it does not list this node (%s)", self.me)
+            self._rejected(path, [f"it does not list this node ({self.me})"])
             return
         try:
             key = load_authkeys(new.authkeys_path).secret
         except ValueError as exc:
             log.error("configuration change rejected: %s", exc)
+            self._rejected(path, [str(exc)])
             return
         for warning in new.warnings:
             log.warning("%s", warning)
         self.apply(new, key)
+
+    def _rejected(self, path: str, problems: list[str]) -> None:
+        if self.rejected is not None:
+            self.rejected(path, problems)
 
     def close(self) -> None:
         if self._timer is not None:
