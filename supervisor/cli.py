@@ -144,7 +144,8 @@ def _parser() -> argparse.ArgumentParser:
         "fence-peer",
         help="DRBD's fence-peer handler: ask the peer over the heartbeat links to outdate "
         "its replica",
-        description="DRBD's fence-peer handler (drbd.conf: disk { fencing resource-only; } "
+        description="DRBD's fence-peer handler (drbd.conf: disk { fencing "
+        "resource-and-stonith; } "
         'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }). When a DRBD Primary loses '
         "its replication link, DRBD runs it; twinbeat asks the peer over the heartbeat links "
         "(serial, UDP) to mark its replica Outdated, so that it is not promoted with stale "
@@ -292,13 +293,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             for message in problems:
                 log.error("  %s", message)
             return EXIT_FAIL
+    from supervisor.drivers import realtime
     from supervisor.loop import Supervisor
 
+    # Keep the beat under load: logs written by a thread of their own, memory locked, and
+    # the scheduling systemd gave us reported (supervisor.drivers.realtime).
+    listener = realtime.log_in_background()
+    locked, why = realtime.lock_memory()
+    (log.info if locked else log.warning)("%s", why)
+    sched = realtime.scheduling()
+    (log.info if sched["realtime"] else log.warning)("%s", realtime.describe_scheduling(sched))
     supervisor = Supervisor(cfg, me, args.state_dir)
+    supervisor.realtime = {"memory_locked": locked, "memory": why, **sched}
     try:
         return asyncio.run(supervisor.run())
     except KeyboardInterrupt:
         return EXIT_FAIL
+    finally:
+        listener.stop()
 
 
 def _journal() -> bool:
@@ -477,9 +489,12 @@ def format_status(st: dict[str, Any]) -> str:
         transport = link.get("transport") or {}
         err = f", {transport['error']}" if transport.get("error") else ""
         carrier = ", no carrier" if link.get("carrier") is False else ""
+        gap = link.get("worst_gap_ms")
+        gap_text = "" if gap is None else f"worst gap {gap:.0f} ms "
         lines.append(
             f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
-            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {hears}{carrier}{err}"
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {gap_text}"
+            f"{hears}{carrier}{err}"
         )
     wd = st["watchdog"]
     if wd.get("device"):
@@ -491,6 +506,12 @@ def format_status(st: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
+    rt = st.get("realtime") or {}
+    if rt:
+        sched = (f"realtime {str(rt.get('policy')).upper()} {rt.get('priority')}"
+                 if rt.get("realtime") else f"NOT realtime ({rt.get('policy')})")
+        memory = "memory locked" if rt.get("memory_locked") else str(rt.get("memory"))
+        lines.append(f"scheduling: {sched}; {memory}")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
     lines.append("groups:")

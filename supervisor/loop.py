@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import signal
 import socket
@@ -59,8 +60,11 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
+from supervisor.core.promotion import PeerLiveness, ReplicaSnapshot, peer_liveness
 from supervisor.core.replica import promotion_verdict
+from supervisor.core.states import PeerStatus
 from supervisor.drivers import links as linkdrv
+from supervisor.drivers.agent_base import ChangeSignal
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
 from supervisor.drivers.drbd import DrbdAgent, outdate_replica
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
@@ -154,11 +158,27 @@ class Supervisor:
         self.steps = 0
         self.step_time = 0.0
         self.history: list[tuple[float, str]] = []
+        #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
+        self.realtime: dict[str, Any] = {}
+        #: per link: (monotonic time of the last frame, worst gap between two frames)
+        self._frame_gaps: dict[str, tuple[float, float]] = {}
         #: drbdadm for resolve-split-brain (tests use a fake)
         self.drbdadm = "drbdadm"
         resources = drbd_resources(config)
         #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
+        #: wakes a drbddisk promotion when DRBD or the core's view of the peer changed
+        self.drbd_changes = ChangeSignal()
+        self._liveness: PeerLiveness | None = None
+        if self.drbd_monitor is not None:
+            chained = self.drbd_monitor.on_change
+
+            def on_change(resource: str, said: list[str]) -> None:
+                if chained is not None:
+                    chained(resource, said)
+                self.drbd_changes.notify()
+
+            self.drbd_monitor.on_change = on_change
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -169,8 +189,28 @@ class Supervisor:
                 takeover=self.config.takeover,
                 resource_dirs=tuple(Path(d) for d in self.config.resource_dirs),
                 drbd_split_brain=self._split_brain,
+                drbd_replica=self._drbd_replica,
+                peer_liveness=self.peer_liveness,
+                drbd_changes=self.drbd_changes,
             ),
         )
+
+    def peer_liveness(self) -> PeerLiveness:
+        """The core's view of the peer for a drbddisk promotion (the hook the promotion
+        machine of supervisor.core.promotion reads)."""
+        st = self.state
+        if st is None:
+            return peer_liveness("peer", False, "", ())
+        hearing = tuple(n for n, ls in st.links.items() if ls.status.delivers)
+        return peer_liveness(st.peer, st.peer_status is PeerStatus.DEAD, st.peer_dead_reason,
+                             hearing)
+
+    def _drbd_replica(self, resource: str) -> ReplicaSnapshot | None:
+        mon = self.drbd_monitor
+        view = mon.views.get(resource) if mon is not None and mon.running else None
+        if view is None or view.connection == "Unconfigured":
+            return None
+        return ReplicaSnapshot.from_view(view)
 
     def _split_brain(self, resource: str) -> bool:
         if self.drbd_monitor is None:
@@ -296,6 +336,11 @@ class Supervisor:
                     self._execute(action)
             self._feed_watchdog(now)
             self._reschedule(loop, now)
+            if self.drbd_monitor is not None:
+                liveness = self.peer_liveness()
+                if liveness != self._liveness:
+                    self._liveness = liveness
+                    self.drbd_changes.notify()
         finally:
             self._feeding = False
         return reasons
@@ -430,6 +475,9 @@ class Supervisor:
     # -- links, carrier, ping ------------------------------------------------------------------
 
     def _on_frame(self, link: str, data: bytes) -> None:
+        now = time.monotonic()
+        last, worst = self._frame_gaps.get(link, (now, 0.0))
+        self._frame_gaps[link] = (now, max(worst, now - last))
         self.feed(FrameReceived(link, data))
 
     async def _poll_carriers(self) -> None:
@@ -449,23 +497,20 @@ class Supervisor:
             await asyncio.sleep(CARRIER_POLL)
 
     async def _ping_loop(self) -> None:
+        """One ping per ping node every ping_interval, each waiting up to ping_timeout for its
+        answer and not holding up the next: an answer that comes late (a loaded node, a slow
+        path) still counts, it is not taken for a lost one (see the world check's damping)."""
         while True:
-            interval = self.config.ping_interval
-            wait = max(1, round(min(self.config.ping_timeout, 5.0)))
-            results = await asyncio.gather(
-                *(
-                    run_command(
-                        ["ping", "-n", "-q", "-c", "1", "-W", str(wait), str(addr)],
-                        timeout=wait + 2,
-                        log_failure=False,
-                    )
-                    for addr in self.config.ping_nodes
-                )
-            )
-            for addr, res in zip(self.config.ping_nodes, results, strict=True):
-                if res.ok:
-                    self.feed(PingReply(str(addr)))
-            await asyncio.sleep(interval)
+            wait = max(1, math.ceil(self.config.ping_timeout))
+            for addr in self.config.ping_nodes:
+                self._spawn(self._ping_once(str(addr), wait))
+            await asyncio.sleep(self.config.ping_interval)
+
+    async def _ping_once(self, addr: str, wait: int) -> None:
+        res = await run_command(["ping", "-n", "-q", "-c", "1", "-W", str(wait), addr],
+                                timeout=wait + 2, log_failure=False)
+        if res.ok:
+            self.feed(PingReply(addr))
 
     # -- configuration reload ------------------------------------------------------------------
 
@@ -500,13 +545,16 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         if self._reload is not None:
             self._reload.cancel()
-        self._reload = loop.call_later(RELOAD_DEBOUNCE, self._do_reload)
+        self._reload = loop.call_later(RELOAD_DEBOUNCE,
+                                       lambda: self._spawn(self._do_reload()))
 
-    def _do_reload(self) -> None:
+    async def _do_reload(self) -> None:
+        """Read the files in a thread (a disk that is slow under I/O load must not stall the
+        loop that beats), then switch over in the loop."""
         self._reload = None
         path = self.config.path
         try:
-            new = load_config(path)
+            new = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             log.error("configuration change rejected; the running configuration stays:")
             for problem in exc.problems:
@@ -516,7 +564,7 @@ class Supervisor:
             log.error("configuration change rejected: it does not list this node (%s)", self.me)
             return
         try:
-            key = load_authkeys(new.authkeys_path).secret
+            key = (await asyncio.to_thread(load_authkeys, new.authkeys_path)).secret
         except ValueError as exc:
             log.error("configuration change rejected: %s", exc)
             return
@@ -564,7 +612,7 @@ class Supervisor:
                 return {"ok": False, "error": "resource must be a DRBD resource name"}
             return await self._fence_peer(resource)
         if command == "reload":
-            self._do_reload()
+            await self._do_reload()
             return {"ok": True, "reasons": ["reload requested (see the log)"]}
         return {"ok": False, "error": f"unknown command {command!r}"}
 
@@ -670,6 +718,10 @@ class Supervisor:
             transport = self.transports.get(link["name"])
             if transport is not None:
                 link["transport"] = transport.info()
+            gaps = self._frame_gaps.get(link["name"])
+            # the longest silence between two frames on this link since start (ms)
+            link["worst_gap_ms"] = None if gaps is None else round(gaps[1] * 1000, 1)
+        st["realtime"] = self.realtime
         st["watchdog"] = {**st["watchdog"], **self.watchdog.status(now)}
         if self.drbd_monitor is not None:
             st["replication"] = self.drbd_monitor.status()

@@ -88,7 +88,7 @@ peer = "192.168.85.2"
 [[group]]
 name = "web"
 preferred = "node1"
-resources = ["IPaddr::192.168.85.3/24/eth0", "noop::db", "httpd"]
+resources = {resources}
 monitor_interval = "{monitor}"
 max_restarts = {max_restarts}
 restart_window = "60s"
@@ -111,6 +111,7 @@ def make_config(
     watchdog: str = "off",
     extra_groups: str = "",
     extra_cluster: str = "",
+    resources: str = '["IPaddr::192.168.85.3/24/eth0", "noop::db", "httpd"]',
 ) -> Config:
     text = CONFIG.format(
         failback=str(failback).lower(),
@@ -124,6 +125,7 @@ def make_config(
         on_stop_failure=on_stop_failure,
         watchdog=watchdog,
         extra_cluster=extra_cluster,
+        resources=resources,
     )
     return load_config("sim.toml", text=text + extra_groups, check_devices=False,
                        check_authkeys=False)

@@ -164,6 +164,7 @@ ALLOWED = {
     "hashlib", "hmac", "ipaddress", "itertools", "json", "math", "re", "typing",
     "supervisor.core", "supervisor.core.codec", "supervisor.core.states",
     "supervisor.core.events", "supervisor.core.actions", "supervisor.core.decide",
+    "supervisor.core.replica", "supervisor.core.promotion",
     "supervisor.resource_spec",
 }
 TYPE_ONLY = {"supervisor.config"}

@@ -193,8 +193,10 @@ def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -
     unit = (image.root / "usr/lib/systemd/system/twinbeat.service").read_text()
     for line in ("ConditionPathExists=/etc/twinbeat/cluster.toml", "Type=notify",
                  "ExecStart=/usr/bin/twinbeat run", "Restart=on-failure",
-                 "Wants=network-online.target"):
+                 "Wants=network-online.target", "CPUSchedulingPolicy=rr",
+                 "CPUSchedulingResetOnFork=yes", "LimitMEMLOCK=infinity"):
         assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    assert re.search(r"^CPUSchedulingPriority=[1-9]\d*$", unit, re.M)
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
     assert not (image.root / "etc/twinbeat/cluster.toml").exists()
 
@@ -337,9 +339,9 @@ def test_rendered_resource_file_parses_with_drbdadm_84(
     for wanted in ("on alpha { device /dev/drbd0 minor 0; disk /dev/vdb; meta-disk internal; "
                    "address ipv4 10.0.0.1:7788; }",
                    "address ipv4 10.0.0.2:7788;",
-                   "net { protocol C; after-sb-0pri discard-node-beta; after-sb-1pri consensus; "
-                   "after-sb-2pri disconnect; }",
-                   "disk { fencing resource-only; resync-rate 100M; c-max-rate 100M; }",
+                   "net { protocol C; ping-int 1; ping-timeout 10; after-sb-0pri "
+                   "discard-node-beta; after-sb-1pri consensus; after-sb-2pri disconnect; }",
+                   "disk { fencing resource-and-stonith; resync-rate 100M; c-max-rate 100M; }",
                    'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }'):
         assert wanted in dump, f"{wanted!r} not in drbdadm's dump:\n{r.stdout}"
     r = image.chroot("/usr/bin/twinbeat", "check-config", "--config", f"{inside}/cluster.toml",
@@ -362,11 +364,12 @@ def test_drbdadm_84_turns_the_rendered_file_into_the_intended_options(
     assert r.returncode == 0, r.stdout + r.stderr
     attach = next(line for line in r.stdout.splitlines() if " attach " in line)
     connect = next(line for line in r.stdout.splitlines() if " connect " in line)
-    for option in ("--fencing=resource-only", "--resync-rate=100M", "--c-max-rate=100M"):
+    for option in ("--fencing=resource-and-stonith", "--resync-rate=100M",
+                   "--c-max-rate=100M"):
         assert option in attach.split(), attach
     assert "/dev/vdb" in attach.split()
     # discard-node-peer on this host: the peer's changes are the ones discarded
     for option in ("ipv4:10.0.0.1:7788", "ipv4:10.0.0.2:7788", "--protocol=C",
                    "--after-sb-0pri=discard-remote", "--after-sb-1pri=consensus",
-                   "--after-sb-2pri=disconnect"):
+                   "--after-sb-2pri=disconnect", "--ping-int=1", "--ping-timeout=10"):
         assert option in connect.split(), connect
