@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other; each prints its own measured figures.
 
-The namespace benchmarks need root; run as a normal user only the core one is run.
+The namespace benchmarks need root; run as a normal user only the core one is run. The
+10-minute soak under load is `make soak` (bench/soak.py), not part of this run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BENCHES = [
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",
      ["-m", "bench.garp_neigh", "-n", os.environ.get("ROUNDS", "20")], True),
+    ("client-seen failover beside heartbeat 3.0.6 and keepalived 2.2.7 (one run)",
+     ["-m", "bench.compare", "--rounds", os.environ.get("COMPARE_ROUNDS", "10")], True),
 ]
 
 

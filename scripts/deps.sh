@@ -27,8 +27,10 @@ PKGS=(
     qemu-system-x86 qemu-utils ovmf
     # host python for the venv and the tests
     python3 python3-venv
-    # namespace tests
-    iproute2 iputils-arping
+    # namespace tests (iproute2 brings tc; netem is in the kernel) and load tests
+    iproute2 iputils-arping iputils-ping stress-ng
+    # the failover benchmark runs these beside twinbeat in namespaces (bench/compare.py)
+    heartbeat keepalived
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
