@@ -188,12 +188,19 @@ class Supervisor:
             AgentContext(
                 takeover=self.config.takeover,
                 resource_dirs=tuple(Path(d) for d in self.config.resource_dirs),
-                drbd_split_brain=self._split_brain,
-                drbd_replica=self._drbd_replica,
-                peer_liveness=self.peer_liveness,
-                drbd_changes=self.drbd_changes,
+                **self.drbd_hooks(),
             ),
         )
+
+    def drbd_hooks(self) -> dict[str, Any]:
+        """What a drbddisk agent reads from this loop (AgentContext fields): the monitor's
+        view, the core's view of the peer, and the signal that either changed."""
+        return {
+            "drbd_split_brain": self._split_brain,
+            "drbd_replica": self._drbd_replica,
+            "peer_liveness": self.peer_liveness,
+            "drbd_changes": self.drbd_changes,
+        }
 
     def peer_liveness(self) -> PeerLiveness:
         """The core's view of the peer for a drbddisk promotion (the hook the promotion
