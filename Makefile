@@ -62,7 +62,7 @@ check: deps ## ruff + mypy
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy $(MYPY_PATHS)
 
-bench: deps ## run the benchmarks (bench/run.py) and print measured figures
+bench: deps image ## run the benchmarks (bench/run.py, the QEMU one too) and print figures
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "==> no benchmarks yet (bench/run.py)"; fi
 
 soak: deps ## 10 minutes under stress-ng at 50/250 ms: false failovers, double owners, beat gaps

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other; each prints its own measured figures.
 
-The namespace benchmarks need root; run as a normal user only the core one is run. The
-10-minute soak under load is `make soak` (bench/soak.py), not part of this run.
+The namespace benchmarks need root; run as a normal user only the core one is run.
+``BASELINE=REV make bench`` also measures git revision REV in the idle benchmark, side by side.
+The 10-minute soak under load is `make soak` (bench/soak.py), not part of this run.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 BENCHES = [
     ("decision core", ["-m", "bench.core"], False),
+    ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms)",
+     ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"]]
+                            if os.environ.get("BASELINE") else [])], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",
      ["-m", "bench.garp_neigh", "-n", os.environ.get("ROUNDS", "20")], True),
     ("client-seen failover beside heartbeat 3.0.6 and keepalived 2.2.7 (one run)",
      ["-m", "bench.compare", "--rounds", os.environ.get("COMPARE_ROUNDS", "10")], True),
+    ("QEMU pair: power-loss failover, replicated against plain (the image, ~15 min)",
+     ["-m", "bench.qemu_failover"], True),
 ]
 
 

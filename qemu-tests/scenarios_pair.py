@@ -432,6 +432,10 @@ def hung_supervisor(pair: Pair) -> str:
         t_back = pair.wait_http("node1", timeout=120)
     node1_mac = next(m for m, n in macs.items() if n == "node1")
     double = [p for p, ms in arp.double_answers() if node1_mac in ms]
+    if double:
+        # node2 acquires only once node1's watchdog must have reset it (the wt field)
+        raise PairError(f"{len(double)} ARP probes answered by both nodes after the SIGSTOP "
+                        f"(first: probe {double[0]}); {arp.summary(macs)}")
     return (f"SIGSTOP of twinbeat (pid {pid}): node2 served after {t_http - t0:.1f} s, the "
             f"i6300ESB reset node1 {t_boot - t0:.1f} s after the stop (QMP WATCHDOG reset, new "
             f"boot on its console); {len(double)} probes answered by both before the reset; "
@@ -441,10 +445,10 @@ def hung_supervisor(pair: Pair) -> str:
 @pair_scenario("killed-supervisor-restarted-by-systemd-or-reset-by-watchdog")
 def killed_supervisor(pair: Pair) -> str:
     """SIGKILL of the owner's supervisor. systemd restarts it after RestartSec (2 s); the
-    device watchdog (armed for 10 s, fed last just before the kill) resets the node unless
-    the new process arms it again in time, i.e. within about 8 s of its start. node2 sees
-    no heartbeat for deadtime (2 s) meanwhile and takes over in either case, while node1's
-    kernel still holds the address until the reset or the new supervisor's clean-up."""
+    device watchdog (armed for its timeout, half of deadtime: 1 s with the wizard's 2 s,
+    fed last just before the kill) resets the node unless the new process arms it again in
+    time. node2 acquires only once node1's watchdog must have fired (the wt field), so no
+    ARP probe is answered by both: node1's kernel holds the address until its reset."""
     n1, n2 = pair.node1, pair.node2
     macs = pair.mac_names()
     boot_before = n1.boot_id()
@@ -500,6 +504,9 @@ def killed_supervisor(pair: Pair) -> str:
         raise PairError(f"node2 never took the group over: {brief(st2)}")
     node1_mac = next(m for m, n in macs.items() if n == "node1")
     double = [p for p, ms in arp.double_answers() if node1_mac in ms]
+    if double:
+        raise PairError(f"{len(double)} ARP probes answered by both nodes after the SIGKILL "
+                        f"({how}); {arp.summary(macs)}")
     return (f"SIGKILL of twinbeat (pid {pid}): node2 served after {t_node2 - t0:.1f} s; {how}; "
             f"{len(double)} probes answered by both meanwhile; node1 owner again after "
             f"{t_back - t0:.0f} s; {arp.summary(macs)}")

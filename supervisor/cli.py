@@ -9,6 +9,7 @@
     twinbeat check-config [--config FILE] [--drbd-dir DIR]
     twinbeat drbd-config [--write] [--config FILE] [--drbd-dir DIR]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
+    twinbeat export pacemaker [--config FILE] [--output DIR] [--force]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +108,21 @@ def _parser() -> argparse.ArgumentParser:
         help="recover DRBD from a split brain by discarding one node's changes",
         description="Recover a DRBD resource from a split brain (both nodes wrote while apart; "
         "`twinbeat status` shows SPLIT BRAIN). NODE's changes since the nodes parted are "
-        "thrown away and NODE resyncs from the other node. Run the same command on BOTH "
-        "nodes (order does not matter): on NODE it runs `drbdadm secondary` and `drbdadm "
-        "connect --discard-my-data`, on the other node `drbdadm connect` (DRBD user's guide, "
-        "manual split brain recovery). NODE must not be serving the group: move it first "
-        "with `twinbeat standby` on NODE.",
+        "thrown away and NODE resyncs from the other node. Run it on EITHER node: it does "
+        "this node's half and carries the decision to the peer over the heartbeat links, "
+        "which does its own (DRBD user's guide, manual split brain recovery: on NODE "
+        "`drbdadm secondary` and `drbdadm connect --discard-my-data`, on the other node "
+        "`drbdadm connect`), then follows the resync until both replicas are Connected and "
+        "UpToDate. NODE must not be serving the group: move it first with `twinbeat "
+        "standby` on NODE. If the peer is down, run the same command there when it is back.",
     )
     sb.add_argument("--discard", required=True, metavar="NODE",
                     help="the node whose changes since the split are thrown away")
     sb.add_argument("--resource", metavar="RES", help="one DRBD resource (default: all)")
     sb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sb.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS",
+                    help="follow the resync for at most this long (default 3600; 0: do not "
+                    "follow)")
     state_dir(sb)
 
     cc = sub.add_parser(
@@ -163,6 +170,14 @@ def _parser() -> argparse.ArgumentParser:
         help="convert heartbeat v1 ha.cf, haresources and authkeys into cluster.toml "
         "(see `twinbeat import-heartbeat --help`)",
     )
+    # Listed here for `twinbeat --help`; its options belong to supervisor.pacemaker.
+    ex = sub.add_parser(
+        "export",
+        help="write the pair's configuration for Corosync/Pacemaker (see `twinbeat export "
+        "pacemaker --help`)",
+    )
+    ex.add_argument("stack", choices=["pacemaker"],
+                    help="the cluster stack: pacemaker (corosync.conf, cib.xml, pcs commands)")
     return p
 
 
@@ -173,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         from supervisor.importer import main_import
 
         return main_import(argv[1:])
+    if argv[:2] == ["export", "pacemaker"]:
+        # The exporter owns its options (same names as shown by --help here).
+        from supervisor.pacemaker import main_export
+
+        return main_export(argv[2:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
@@ -399,9 +419,13 @@ def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
                      else f", {r['out_of_sync_kib']} KiB changed here since they parted"))
     if not args.yes and not _confirm(f"Throw away {args.discard}'s changes?"):
         return EXIT_FAIL
-    answer = _ask(args, {"command": "resolve-split-brain", "discard": args.discard,
-                         "resource": args.resource})
-    if answer is None:
+    try:
+        # both halves: this node's drbdadm commands and the peer's, over the heartbeat links
+        answer = request(args.state_dir / CONTROL_SOCKET,
+                         {"command": "resolve-split-brain", "discard": args.discard,
+                          "resource": args.resource}, timeout=RESOLVE_ANSWER_TIMEOUT)
+    except ControlError as exc:
+        print(f"twinbeat: {exc}", file=sys.stderr)
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
         print(reason)
@@ -409,7 +433,49 @@ def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
         if not answer.get("reasons"):
             print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
         return EXIT_FAIL
-    return EXIT_OK
+    if args.wait <= 0:
+        return EXIT_OK
+    return _follow_resync(args, [r["name"] for r in replicas
+                                 if args.resource in (None, r["name"])], args.wait)
+
+
+#: how long resolve-split-brain waits for both halves (the core gives the peer 120 s)
+RESOLVE_ANSWER_TIMEOUT = 150.0
+
+
+def replicas_in_sync(replication: list[dict[str, Any]], names: list[str]) -> bool:
+    """Every replica named is Connected, UpToDate on both sides, no resync, no split brain."""
+    wanted = [r for r in replication if r["name"] in names]
+    return bool(wanted) and all(
+        r["connection"] == "Connected" and r["disk"] == r["peer_disk"] == "UpToDate"
+        and not r.get("syncing") and not r.get("split_brain") for r in wanted)
+
+
+def _follow_resync(args: argparse.Namespace, names: list[str], wait: float,
+                   clock: Any = time.monotonic, sleep: Any = time.sleep) -> int:
+    """Print each replica's line whenever it changes until all are Connected and
+    UpToDate/UpToDate (exit 0) or ``wait`` seconds pass (exit 1)."""
+    deadline = clock() + wait
+    last: dict[str, str] = {}
+    while True:
+        answer = _ask(args, {"command": "status"})
+        if answer is None:
+            return EXIT_FAIL
+        replication = answer["status"].get("replication") or []
+        for r in replication:
+            if r["name"] in names:
+                line = format_replica(r).splitlines()[0]
+                if last.get(r["name"]) != line:
+                    print(line, flush=True)
+                    last[r["name"]] = line
+        if replicas_in_sync(replication, names):
+            print("resolved: Connected, UpToDate/UpToDate on both nodes")
+            return EXIT_OK
+        if clock() >= deadline:
+            print(f"twinbeat: not in sync after {wait:g} s; `twinbeat status` shows where it "
+                  "stands", file=sys.stderr)
+            return EXIT_FAIL
+        sleep(1.0)
 
 
 def cmd_fence_peer(args: argparse.Namespace) -> int:
@@ -468,6 +534,7 @@ def format_status(st: dict[str, Any]) -> str:
     world = st["world"]
     lines.append(
         "outside world: " + ("reachable" if world["ok"] else f"CUT OFF ({world['reason']})")
+        + (f"; {world['yields']}" if world.get("yields") else "")
     )
     if st.get("config_mismatch"):
         lines.append(
@@ -514,6 +581,12 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"scheduling: {sched}; {memory}")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
+    if peer.get("status") is not None:
+        pwt = peer.get("watchdog_timeout")
+        pwd = (f"armed for {pwt:g} s" if pwt else "NOT armed")
+        if peer.get("can_own") is False:
+            pwd += ", may NOT own groups"
+        lines.append(f"peer watchdog: {pwd}; {peer.get('takeover_wait') or ''}".rstrip("; "))
     lines.append("groups:")
     for g in st["groups"]:
         owner = g["owner"] or "nobody"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from supervisor.config import Config
 from supervisor.core import promotion
 from supervisor.core.actions import CheckResource, FenceAnswer, StartResource, StopResource
-from supervisor.core.events import Event, FenceRequested, ResourceResult
+from supervisor.core.events import Event, FenceRequested, ReplicaChanged, ResourceResult
 from supervisor.core.promotion import (
     CommandDone,
     Connect,
@@ -32,7 +32,8 @@ from supervisor.core.promotion import (
     ReplicaSnapshot,
     Wait,
 )
-from supervisor.core.states import PeerStatus
+from supervisor.core.replica import Replica
+from supervisor.core.states import NodeStatus, PeerStatus
 from supervisor.resource_spec import DrbdSpec
 from tests.sim import NodeSim, Sim, make_config
 
@@ -146,8 +147,10 @@ class DrbdSim(Sim):
     def peer_liveness(self, name: str) -> promotion.PeerLiveness:
         st = self.nodes[name].state
         hearing = tuple(n for n, ls in st.links.items() if ls.status.delivers)
-        return promotion.peer_liveness(st.peer, st.peer_status is PeerStatus.DEAD,
-                                       st.peer_dead_reason, hearing)
+        beat = st.peer_state.beat
+        left = beat is not None and beat.status is NodeStatus.LEAVING
+        return promotion.peer_liveness(st.peer, st.peer_status is PeerStatus.DEAD and not left,
+                                       st.peer_state.dead_reason, hearing)
 
     def _liveness_changed(self, name: str) -> None:
         if name not in self.nodes or not self.nodes[name].alive:
@@ -158,8 +161,14 @@ class DrbdSim(Sim):
             self._wake(name)
 
     def _changed(self) -> None:
-        """DRBD's state changed: every waiting promotion looks again (the events2 monitor's
-        on_change in the real loop)."""
+        """DRBD's state changed: each core is told (ReplicaChanged, the events2 monitor's
+        on_change in the real loop) and every waiting promotion looks again."""
+        for name, node in self.nodes.items():
+            if node.alive:
+                r = self.drbd.snapshot(name, self.now)
+                self.deliver(name, ReplicaChanged(Replica(
+                    "r0", r.role, r.peer_role, r.connection, r.disk, r.peer_disk,
+                    r.split_brain, None, r.replication, r.done)))
         for name in list(self.promotions):
             self._wake(name)
 

@@ -27,7 +27,7 @@ from supervisor.core.promotion import (
     Wait,
     peer_liveness,
 )
-from tests.drbdsim import DrbdSim, FakeDrbd
+from tests.drbdsim import DrbdSim, FakeDrbd, drbd_config
 
 DEAD = peer_liveness("node1", True, "peer node1 silent on all links for 0.5 s "
                                     "(deadtime 0.5 s)", ())
@@ -305,40 +305,66 @@ def test_sim_owner_power_loss_promotes_without_waiting_for_drbds_ping():
     assert sim.drbd.sides["node2"].conn == "Connecting"  # listening for node1 again
 
 
-def test_sim_old_owner_returns_resyncs_and_gets_the_group_back_after_the_resync():
-    drbd = FakeDrbd(rate_kib_s=10_000.0)  # 50 MiB: 5 s
+def test_sim_failback_waits_for_the_data_and_the_service_never_stops():
+    """The old owner returns while node2 serves: it resynchronises as the target; auto
+    failback does not move the group until node1's replica is UpToDate on both sides, so
+    node2 never stops serving meanwhile and node1 never waits inside a promotion."""
+    drbd = FakeDrbd(rate_kib_s=5_000.0)  # 50 MiB: 10 s
     sim = formed(drbd=drbd)
     sim.kill("node1")
     sim.run(3.0)
     assert sim.owner() == "node2"
     t1 = sim.now
     sim.restart("node1")
-    sim.run(3.0)
-    # auto failback asks for the group at once; node1's promotion waits for the resync
+    for _ in range(90):  # 9 s of the resync: node2 serves all along
+        sim.run(0.1)
+        assert sim.owner() == "node2", sim.now - t1
     assert sim.drbd.sides["node1"].disk == "Inconsistent"
-    waits = [r for r in said(sim, "node1", t1) if "waiting for the resync" in r]
-    assert waits and "SyncTarget" in waits[0]
-    assert not any(c.startswith("primary") for t, c in sim.drbd.commands["node1"] if t >= t1)
-    sim.run(5.0)
+    st1 = sim.status("node1")["groups"][0]
+    assert ("replica r0 is Inconsistent, resynchronising (SyncTarget" in st1["reason"]
+            and "group web stays on node2 until it is UpToDate on both sides" in st1["reason"])
+    assert not [t for t, _g, _i in sim.nodes["node2"].stops if t >= t1]
+    sim.run(4.0)
     assert sim.owner() == "node1"
     assert sim.drbd.sides["node1"].disk == "UpToDate"
     assert [c for t, c in sim.drbd.commands["node1"] if t >= t1] == ["primary"]
+    assert not any("waiting for the resync" in r for r in said(sim, "node1", t1))
     assert sim.violations == []
 
 
-def test_sim_resync_longer_than_the_bound_is_refused_with_the_reason():
+def test_sim_takeover_refused_while_the_replica_resyncs():
+    drbd = FakeDrbd(rate_kib_s=1_000.0)  # 50 MiB: 50 s
+    sim = formed(drbd=drbd, config=drbd_config(failback=False))
+    sim.kill("node1")
+    sim.run(3.0)
+    sim.restart("node1")
+    sim.run(5.0)
+    reasons = sim.admin("node1", "takeover", "web")
+    refused = [r for r in reasons if "takeover refused" in r]
+    assert refused and "replica r0 is Inconsistent, resynchronising" in refused[0]
+    sim.run(2.0)
+    assert sim.owner() == "node2"
+
+
+def test_sim_failover_to_a_resyncing_node_waits_up_to_the_bound_then_refuses():
+    """node2, the resync source, stops twinbeat cleanly (its DRBD goes on): node1 must run
+    the group while its replica is still Inconsistent; the promotion waits for the resync
+    up to sync_wait, does not drop DRBD's connection to a peer that left cleanly, and
+    refuses with the reason when the resync is longer."""
     drbd = FakeDrbd(rate_kib_s=500.0)  # 50 MiB: 100 s
     sim = formed(drbd=drbd, limits=Limits(sync_wait=5.0))
     sim.kill("node1")
     sim.run(3.0)
-    t1 = sim.now
     sim.restart("node1")
-    sim.run(12.0)
+    sim.run(3.0)
+    t1 = sim.now
+    sim.shutdown("node2")
+    sim.run(10.0)
+    waits = [r for r in said(sim, "node1", t1) if "waiting for the resync" in r]
     refused = [r for r in said(sim, "node1", t1) if "did not become UpToDate within 5.0 s" in r]
-    assert refused
-    # the group went back to node2, which holds the data
-    assert sim.owner() == "node2"
-    assert sim.violations == []
+    assert waits and refused
+    assert not any(c.startswith("disconnect") for t, c in sim.drbd.commands["node1"] if t >= t1)
+    assert sim.owner() is None
 
 
 def test_sim_a_live_peer_is_never_disconnected_while_drbd_shows_it_primary():

@@ -18,6 +18,18 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
     st  node status: init|active|leaving
     w   1 if the sender sees the outside world (public carrier, ping nodes)
     wd  1 if the sender may own groups (watchdog armed, or not required)
+    wy  1 while the sender yields its groups for being cut off from the outside world (or
+        just back); left out otherwise (supervisor.core.liveness, the world check's damping)
+    sb  {drbd resource: [node, request id]}  resolve-split-brain asked on the sender: discard
+        NODE's changes; the receiver runs its own half of DRBD's manual recovery
+    sba {drbd resource: [request id, result, detail]}  the receiver's half: done, failed or
+        refused (with the reason); both left out when empty
+    rb  [drbd resource]  the sender's replicas that are not in sync with ours (a resync to it
+        runs, or it is not connected): we keep a group we run instead of handing it back
+        (left out when empty)
+    wt  the timeout (ms) the sender's watchdog is armed with; left out when none is armed:
+        a survivor waits until a silent sender's watchdog must have reset it
+        (supervisor.core.watchdog_window)
     l   {link: 1|0}  whether the sender hears us on that link
     gr  {group: [activity, negotiation, epoch, failed]}
     p   {group: [node, stamp]}  admin pins (standby/takeover), merged by highest stamp
@@ -50,6 +62,12 @@ MAC_LEN = 16
 MAX_LINE = 8192
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
 OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})
+#: what the peer's half of a resolve-split-brain came to
+RESOLVE_RESULTS = frozenset({"done", "failed", "refused"})
+#: characters of a resolve answer's detail carried in a beat
+MAX_DETAIL = 300
+#: the longest watchdog timeout a beat may announce (ms): the Linux API's limit is far below
+MAX_WATCHDOG_MS = 24 * 3600 * 1000
 
 
 class DecodeError(Exception):
@@ -83,6 +101,16 @@ class Beat:
     config_digest: str = ""
     outdate: dict[str, int] = field(default_factory=dict)
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: seconds; None when the sender has no armed watchdog
+    watchdog_timeout: float | None = None
+    #: the sender yields its groups for being cut off (damped; supervisor.core.liveness)
+    yields_world: bool = False
+    #: the sender's DRBD resources that are not in sync (supervisor.core.ownership)
+    replicas_behind: tuple[str, ...] = ()
+    #: resolve-split-brain carried to the peer: {resource: (discard node, request id)}
+    resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: the answers: {resource: (request id, result, detail)}
+    resolve_answers: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -112,6 +140,17 @@ def encode(beat: Beat, key: bytes) -> bytes:
         "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
         "cd": beat.config_digest,
     }
+    if beat.watchdog_timeout:
+        body["wt"] = round(beat.watchdog_timeout * 1000)
+    if beat.yields_world:
+        body["wy"] = 1
+    if beat.replicas_behind:
+        body["rb"] = sorted(beat.replicas_behind)
+    if beat.resolve:
+        body["sb"] = {k: [v[0], v[1]] for k, v in sorted(beat.resolve.items())}
+    if beat.resolve_answers:
+        body["sba"] = {k: [v[0], v[1], v[2][:MAX_DETAIL]]
+                       for k, v in sorted(beat.resolve_answers.items())}
     if beat.outdate:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
@@ -190,6 +229,32 @@ def _beat_from(body: object, cluster: str) -> Beat:
         if not _request_id(rid) or result not in OUTDATE_RESULTS:
             raise DecodeError("malformed", "bad fence answer")
         answers[str(name)] = (rid, result)
+    resolve: dict[str, tuple[str, int]] = {}
+    raw_sb, raw_sba = body.get("sb", {}), body.get("sba", {})
+    if not isinstance(raw_sb, dict) or not isinstance(raw_sba, dict):
+        raise DecodeError("malformed", "resolve fields are not objects")
+    for name, item in raw_sb.items():
+        if not isinstance(item, list) or len(item) != 2:
+            raise DecodeError("malformed", "bad resolve request")
+        node, rid = item
+        if not isinstance(node, str) or not _request_id(rid):
+            raise DecodeError("malformed", "bad resolve request")
+        resolve[str(name)] = (node, rid)
+    resolve_answers: dict[str, tuple[int, str, str]] = {}
+    for name, item in raw_sba.items():
+        if not isinstance(item, list) or len(item) != 3:
+            raise DecodeError("malformed", "bad resolve answer")
+        rid, result, detail = item
+        if (not _request_id(rid) or result not in RESOLVE_RESULTS
+                or not isinstance(detail, str)):
+            raise DecodeError("malformed", "bad resolve answer")
+        resolve_answers[str(name)] = (rid, result, detail[:MAX_DETAIL])
+    rb = body.get("rb", [])
+    if not isinstance(rb, list) or not all(isinstance(x, str) for x in rb) or len(rb) > 64:
+        raise DecodeError("malformed", "bad replica list")
+    wt = body.get("wt", 0)
+    if not _request_id(wt) or wt > MAX_WATCHDOG_MS:
+        raise DecodeError("malformed", "bad watchdog timeout")
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -204,6 +269,11 @@ def _beat_from(body: object, cluster: str) -> Beat:
         config_digest=digest,
         outdate=outdate,
         outdate_answers=answers,
+        watchdog_timeout=wt / 1000 if wt else None,
+        yields_world=bool(body.get("wy", 0)),
+        replicas_behind=tuple(rb),
+        resolve=resolve,
+        resolve_answers=resolve_answers,
     )
 
 

@@ -2,8 +2,9 @@
 
 Safety rule: never promote a replica whose local data is not ``UpToDate`` (Outdated,
 Inconsistent, Diskless, ...) unless an administrator says so. The override is setting
-``force_until`` before ``start()`` (``twinbeat takeover --force-data``), which runs
-``drbdadm primary --force RES``; it is never used by automatic decisions.
+``force_next`` before ``start()`` (``twinbeat takeover --force-data``: the core arms it and
+the loop sets it for the next start), which runs ``drbdadm primary --force RES``; it is
+never used by automatic decisions.
 
 When to promote is not decided here: ``start()`` runs the pure state machine of
 ``supervisor.core.promotion`` and only carries out what it says (drop the connection to a
@@ -72,10 +73,10 @@ class DrbdAgent:
     def __init__(self, spec: DrbdSpec, ctx: AgentContext) -> None:
         self.spec = spec
         self.ctx = ctx
-        #: set by an administrator's command (``twinbeat takeover --force-data``): a start()
-        #: before this monotonic time promotes even without UpToDate data. A deadline, not a
-        #: flag: a takeover that never comes must not leave a forced promotion armed.
-        self.force_until: float | None = None
+        #: set by the loop just before start() when the core forces this start (an
+        #: administrator's ``twinbeat takeover --force-data``, armed for a limited time on the
+        #: core's clock): that start() promotes even without UpToDate data, once.
+        self.force_next = False
 
     def describe(self) -> str:
         return self.spec.describe()
@@ -170,8 +171,7 @@ class DrbdAgent:
         await self.ctx.drbd_changes.wait(min(left, self.ctx.drbd_poll_monitored))
 
     async def start(self, *, check_duplicates: bool = False) -> None:
-        force = self.force_until is not None and time.monotonic() < self.force_until
-        self.force_until = None
+        force, self.force_next = self.force_next, False
         res = self.spec.resource
         came_up = await self.ensure_up()
         limits = Limits(connect_wait=self.ctx.drbd_connect_wait,
@@ -239,7 +239,7 @@ class DrbdAgent:
 
 # --------------------------------------------------------------------------------------------
 # Fencing: the peer lost its replication link and asks us to outdate our replica
-# (supervisor.core.decide, "Fencing"). Kept apart from DrbdAgent: it is not a resource
+# (supervisor.core.fencing). Kept apart from DrbdAgent: it is not a resource
 # operation and runs whoever owns the group.
 
 #: seconds between retries of an outdate that DRBD refused "while Connected"
