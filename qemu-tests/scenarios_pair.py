@@ -586,3 +586,60 @@ def admin_moves(pair: Pair) -> str:
     return (f"standby: node2 served after {t_standby - t0:.1f} s ({said.splitlines()[0][:50]}); "
             f"takeover: node1 served after {t_takeover - t1:.1f} s "
             f"({said2.splitlines()[0][:50]}); {arp.summary(macs)}")
+
+
+# --------------------------------------------------------------------------------------------
+# 10. Load is not failure
+
+
+LOAD_SECONDS = 180
+#: CPU, I/O and memory hogs run in each guest (1 vCPU) with the image's own tools: two busy
+#: loops, a writer that syncs every MiB, a process that keeps touching 256 MiB
+_HOGS = (
+    "for i in 1 2; do nohup python3 -c 'while True: pass' >/dev/null 2>&1 & done; "
+    "nohup sh -c 'while :; do dd if=/dev/zero of=/var/tmp/hog.bin bs=1M count=64 "
+    "oflag=dsync status=none; done' >/dev/null 2>&1 & "
+    "nohup python3 -c 'exec(\"b = bytearray(256 << 20)\\nwhile True:\\n "
+    "for i in range(0, len(b), 4096): b[i] = (b[i] + 1) % 256\")' >/dev/null 2>&1 & "
+    "echo started"
+)
+_STOP_HOGS = ("pkill -f \"python3 -c while True\"; pkill -f \"bytearray(256\"; "
+              "pkill -f \"of=/var/tmp/hog.bin\"; sleep 1; rm -f /var/tmp/hog.bin; echo stopped")
+
+
+@pair_scenario("loaded-guests-three-minutes-no-failover")
+def loaded_guests(pair: Pair) -> str:
+    """Both guests under CPU, I/O and memory load for three minutes: the supervisors
+    (realtime, locked memory, logging off the loop) keep beating and feeding their
+    watchdogs; nothing moves and nobody is reset."""
+    since = {n.name: n.status()["now"] for n in pair.nodes}
+    boots = {n.name: n.boot_id() for n in pair.nodes}
+    for node in pair.nodes:
+        node.sh(_HOGS, timeout=60)
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < LOAD_SECONDS:
+            if pair.http_owner(timeout=5.0) != "node1":
+                raise PairError(f"under load the service left node1 after "
+                                f"{time.monotonic() - t0:.0f} s: {pair.http_owner()}")
+            time.sleep(5.0)
+    finally:
+        for node in pair.nodes:
+            with contextlib.suppress(VMError, PairError):
+                node.sh(_STOP_HOGS, timeout=120, check=False)
+    statuses = {n.name: n.status(timeout=60) for n in pair.nodes}
+    for node in pair.nodes:
+        if node.boot_id() != boots[node.name]:
+            raise PairError(f"{node.name} was reset under load (its watchdog fired)")
+        moved = [r for r in _history_since(statuses[node.name], since[node.name])
+                 if "taking over group" in r or "acquiring group" in r or "releasing" in r]
+        if moved:
+            raise PairError(f"{node.name} moved the group under load: {moved}")
+    gaps = {name: {lk["name"]: lk.get("worst_gap_ms") for lk in st["links"]}
+            for name, st in statuses.items()}
+    lag = {name: st["loop"]["max_lag_ms"] for name, st in statuses.items()}
+    rt = statuses["node1"].get("realtime") or {}
+    return (f"{LOAD_SECONDS} s of CPU+I/O+memory hogs in both guests: node1 served all along, "
+            f"no reset, no move; worst beat gap per link (ms) {gaps}; worst loop lag (ms) "
+            f"{lag}; node1 scheduling {rt.get('policy')} {rt.get('priority')}, memory locked "
+            f"{rt.get('memory_locked')}")
