@@ -603,7 +603,7 @@ _HOGS = (
     "for i in range(0, len(b), 4096): b[i] = (b[i] + 1) % 256\")' >/dev/null 2>&1 & "
     "echo started"
 )
-_STOP_HOGS = ("pkill -f \"python3 -c while True\"; pkill -f \"bytearray(256\"; "
+_STOP_HOGS = ("pkill -f \"python3 -c while True\"; pkill -f \"bytearray.256\"; "
               "pkill -f \"of=/var/tmp/hog.bin\"; sleep 1; rm -f /var/tmp/hog.bin; echo stopped")
 
 
