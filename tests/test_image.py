@@ -373,3 +373,21 @@ def test_drbdadm_84_turns_the_rendered_file_into_the_intended_options(
                    "--after-sb-0pri=discard-remote", "--after-sb-1pri=consensus",
                    "--after-sb-2pri=disconnect", "--ping-int=1", "--ping-timeout=10"):
         assert option in connect.split(), connect
+
+
+def test_drbdadm_84_passes_a_forced_disconnect_to_drbdsetup(
+    image: Image, image_tmp: tuple[Path, str]
+) -> None:
+    """The promotion machine drops DRBD's connection to a dead peer with `drbdadm
+    disconnect --force` (a graceful disconnect waits for the dead peer's answer, i.e. for
+    DRBD's ping): the image's drbdadm-84 must hand --force to drbdsetup."""
+    host, inside = image_tmp
+    _drbd_site(host, os.uname().nodename, "peer")
+    r = image.chroot("/usr/bin/twinbeat", "drbd-config", "--write", "--config",
+                     f"{inside}/cluster.toml", "--drbd-dir", f"{inside}/drbd.d")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = image.chroot("/usr/lib/drbd/drbdadm-84", "-c", f"{inside}/drbd.d/r0.res", "-d",
+                     "disconnect", "--force", "r0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if " disconnect " in x)
+    assert "--force" in line.split(), line
