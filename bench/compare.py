@@ -157,6 +157,8 @@ def start_keepalived(b: Bed, node: str, keepalive: float, deadtime: float) -> No
     key = "n1" if node == "node1" else "n2"
     base = b.workdir / f"ka-{node}"
     base.mkdir(parents=True, exist_ok=True)
+    for stale in ("pid", "vrrp.pid", "checkers.pid"):  # a rebooted node has a fresh /run
+        (base / stale).unlink(missing_ok=True)
     conf = base / "keepalived.conf"
     conf.write_text(KEEPALIVED_CONF.format(node=node, advert=KEEPALIVED_ADVERT, float=FLOAT,
                                            priority=150 if node == "node1" else 100))
