@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from supervisor.cli import format_replica
 from supervisor.config import load_config
 from supervisor.drivers.agents import AgentContext, make_agent
@@ -80,6 +82,7 @@ def test_monitor_restarts_a_dying_child_and_keeps_the_state(tmp_path: Path):
     assert calls.count("events2 --statistics all") >= 2  # the first child and a restart
 
 
+@pytest.mark.slow  # a real monitor polling every 0.3 s
 def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp_path, die=False),
                          restart_delay=0.1, poll_sync=0.3)
@@ -233,6 +236,7 @@ def drbd_calls(tmp: Path) -> list[str]:
             if c.split()[0] not in ("role", "dstate", "cstate", "sh-dev")]
 
 
+@pytest.mark.slow  # a real supervisor loop
 def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
     answers: dict[str, Any] = {}
 
@@ -265,6 +269,7 @@ def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
     assert calls.count("primary --force r0") == 1 and "primary r0" not in calls
 
 
+@pytest.mark.slow  # a real supervisor loop
 def test_a_dead_peer_still_connected_in_drbd_is_dropped_through_the_loop(tmp_path: Path):
     """The whole path: the core declares the peer dead (never heard within initdead), starts
     the group; the promotion machine, fed by the loop's hooks, drops DRBD's connection to the
@@ -291,6 +296,7 @@ def test_a_dead_peer_still_connected_in_drbd_is_dropped_through_the_loop(tmp_pat
     assert "not heard within initdead" in seen["liveness"].reason
 
 
+@pytest.mark.slow  # a real supervisor loop
 def test_without_the_core_saying_dead_the_loop_never_disconnects(tmp_path: Path):
     """Same DRBD state, but the agent has no view of the peer (a live peer is never
     dropped): it waits for DRBD to show the peer demoted, and refuses when it does not."""
@@ -363,6 +369,7 @@ def test_resolve_split_brain_on_the_victim_and_on_the_survivor(tmp_path: Path):
     assert "this node (node1) is Primary" in answers["primary"]["error"]
 
 
+@pytest.mark.slow  # a real supervisor loop
 def test_a_split_brain_survives_a_restart_until_it_is_resolved(tmp_path: Path):
     state = tmp_path / "state" / "split-brain.json"
     seen: dict[str, Any] = {}

@@ -225,5 +225,5 @@ def test_fence_peer_help_says_it_is_drbds_handler(capsys):
 def test_the_light_handler_finds_the_daemon_where_the_daemon_is():
     from supervisor.statefiles import DEFAULT_STATE_DIR
 
-    assert fencepeer.DEFAULT_STATE_DIR == str(DEFAULT_STATE_DIR)
+    assert str(DEFAULT_STATE_DIR) == fencepeer.DEFAULT_STATE_DIR
     assert fencepeer.CONTROL_SOCKET == CONTROL_SOCKET

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.image
+# (hashing and reading the 2.5 GB image under load)
+pytestmark = [pytest.mark.image, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"

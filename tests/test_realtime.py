@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from supervisor.cli import format_status
 from supervisor.drivers import realtime
 
@@ -113,6 +115,7 @@ class SlowHandler(logging.Handler):
         self.thread_names.add(threading.current_thread().name)
 
 
+@pytest.mark.slow  # real time: a handler that sleeps 0.2 s per line
 def test_logging_does_not_block_the_caller():
     root = logging.getLogger("tbtest-rt")
     root.propagate = False

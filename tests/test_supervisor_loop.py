@@ -24,6 +24,9 @@ from supervisor.drivers.reboot import RecordingRebooter
 from supervisor.loop import Supervisor
 from supervisor.resource_spec import ResourceSpec
 
+# Real loops, real resource scripts and the real clock: the slow tier (make test-slow).
+pytestmark = pytest.mark.slow
+
 SCRIPT = """#!/bin/sh
 # A recording resource script: rec NAME start|stop|status
 name="$1"; op="$2"; dir="{dir}"
