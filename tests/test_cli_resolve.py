@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from supervisor import cli
+from supervisor.cli import admin
 
 
 def replica(**kw: Any) -> dict[str, Any]:
@@ -45,9 +45,9 @@ def run(monkeypatch, steps: list[dict[str, Any]], wait: float) -> tuple[int, lis
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    monkeypatch.setattr(cli, "_ask", ask)
+    monkeypatch.setattr(admin, "ask", ask)
     args = argparse.Namespace()
-    code = cli._follow_resync(args, ["r0"], wait, clock=lambda: now[0], sleep=sleep)
+    code = admin.follow_resync(args, ["r0"], wait, clock=lambda: now[0], sleep=sleep)
     return code, now
 
 
@@ -75,5 +75,5 @@ def test_gives_up_after_the_wait(monkeypatch, capsys):
     (replica(connection="Connecting"), False),
 ])
 def test_in_sync(r, ok):
-    assert cli.replicas_in_sync([r], ["r0"]) is ok
-    assert cli.replicas_in_sync([r], ["r9"]) is False
+    assert admin.replicas_in_sync([r], ["r0"]) is ok
+    assert admin.replicas_in_sync([r], ["r9"]) is False

@@ -227,7 +227,8 @@ def test_launchers_run_our_entry_points(image: Image) -> None:
         assert 'sys.path.insert(0, "/usr/lib/twinbeat")' in text
         assert f"from {module} import main" in text
         assert os.access(launcher, os.X_OK)
-        if (ROOT / (module.replace(".", "/") + ".py")).exists():
+        path = ROOT / module.replace(".", "/")
+        if path.with_suffix(".py").exists() or (path / "__init__.py").exists():
             r = image.chroot(f"/usr/bin/{name}", "--help")
             assert r.returncode == 0, r.stdout + r.stderr
 
