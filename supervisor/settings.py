@@ -16,6 +16,7 @@ of the same table by its key, of another section as ``section.key``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -215,10 +216,28 @@ DEFAULT_DRBD_PORT = 7788
 # 250K default (a 100 GiB disk would need ~5 days at 250K, ~17 minutes at 100M). The dynamic
 # controller still yields to application I/O (c-min-rate), so a high ceiling costs nothing.
 DEFAULT_RESYNC_RATE = 100 * 1024
-_WATCHDOG_TIMEOUT = 10.0  # or twice keepalive, when that is longer
+#: the watchdog timeout when the timing is unknown; derived from deadtime otherwise
+_WATCHDOG_TIMEOUT = 2.0
+_PING_TIMEOUT_MIN = 3.0
 #: the smarthost's port by [notify] smtp_security
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_HOOKS_DIR = "/etc/twinbeat/notify.d"
+
+
+def _watchdog_default(v: Values) -> float:
+    """Well below deadtime, so that waiting for a hung owner's reset costs nothing
+    (supervisor.core.watchdog_window): half of deadtime in whole seconds (the device API
+    takes whole seconds), at least 1 s and twice keepalive."""
+    dead, ka = v["timing.deadtime"], v["timing.keepalive"]
+    return float(max(1, math.floor(dead / 2), math.ceil(2 * ka)))
+
+
+def _whole_seconds(value: float, _: Values) -> str | None:
+    if value >= 1 and value == int(value):
+        return None
+    options = sorted({max(1, math.floor(value)), max(1, math.ceil(value))})
+    return (f"{format_duration(value)} cannot be armed: a watchdog device takes a whole number "
+            f"of seconds, at least 1 s (use {' or '.join(f'{n} s' for n in options)})")
 
 SECTIONS = (
     Section("cluster", "cluster", help="The cluster: both nodes hold the same name and key."),
@@ -268,9 +287,15 @@ SETTINGS: tuple[Setting, ...] = (
     _S("cluster", "public_interface", parse_interface, help="carrier lost here = cut off"),
     _S("cluster", "ping_interval", parse_duration, 1.0, format=duration_value,
        checks=(POSITIVE,), help="how often ping nodes are probed"),
-    _S("cluster", "ping_timeout", parse_duration, 3.0, format=duration_value,
+    _S("cluster", "ping_timeout", parse_duration, _PING_TIMEOUT_MIN, format=duration_value,
+       derive=lambda v: max(_PING_TIMEOUT_MIN, 2 * v["timing.deadtime"],
+                            2 * v["ping_interval"]),
+       derive_depends=("timing.deadtime", "ping_interval"),
+       derive_text=(f"2 x deadtime, at least {format_duration(_PING_TIMEOUT_MIN)} and "
+                    "2 x ping_interval"),
        checks=(POSITIVE, Check(_at_least_ping_interval, ("ping_interval",))),
-       help="no reply for this long = unreachable"),
+       help="no reply for this long = unreachable (a late answer on a busy node is not "
+            "lost: keep it well above deadtime)"),
     _S("cluster", "resource_dirs", parse_str_list, ("/etc/twinbeat/resource.d", "/etc/init.d"),
        format=format_list, checks=(Check(_absolute_dirs),),
        help="where resource scripts are looked up, in order (before/after systemd units)"),
@@ -295,11 +320,11 @@ SETTINGS: tuple[Setting, ...] = (
     _S("watchdog", "device", parse_str, "auto", checks=(Check(_watchdog_device),),
        help="auto (prefer hardware), a /dev/watchdogN path, or fifo:/PATH (tests)"),
     _S("watchdog", "timeout", parse_duration, _WATCHDOG_TIMEOUT, format=duration_value,
-       derive=lambda v: max(_WATCHDOG_TIMEOUT, 2 * v["timing.keepalive"]),
-       derive_depends=("timing.keepalive",),
-       derive_text=f"{format_duration(_WATCHDOG_TIMEOUT)}, or 2 x keepalive if longer",
-       checks=(Check(_watchdog_timeout, ("timing.keepalive",)),),
-       help="reset after this long without a feed"),
+       derive=_watchdog_default, derive_depends=("timing.deadtime", "timing.keepalive"),
+       derive_text="half of deadtime in whole seconds, at least 1 s and 2 x keepalive",
+       checks=(Check(_watchdog_timeout, ("timing.keepalive",)), Check(_whole_seconds)),
+       help="reset after this long without a feed (well below deadtime: a takeover waits "
+            "until a silent owner's watchdog must have reset it)"),
     # [takeover]
     _S("takeover", "garp_count", int_range(0, 100), 5, help="gratuitous ARPs per burst"),
     _S("takeover", "garp_interval", parse_duration, 0.2, format=duration_value,

@@ -63,3 +63,25 @@ def save_maintenance(state_dir: Path, flags: Iterable[tuple[str, bool, int]]) ->
     data = {"nodes": {node: {"on": on, "stamp": stamp} for node, on, stamp in flags}}
     atomic_write(state_dir / MAINTENANCE_FILE, json.dumps(data, indent=1, sort_keys=True) + "\n",
                  mode=0o600)
+SPLIT_BRAINS = "split-brain.json"
+
+
+def load_split_brains(state_dir: Path) -> dict[str, dict[str, object]]:
+    """The DRBD split brains detected and not resolved yet, as a previous run left them:
+    {resource: {"detail": ..., "since": epoch seconds}}; {} when none (or unreadable)."""
+    try:
+        data = json.loads((state_dir / SPLIT_BRAINS).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def save_split_brains(state_dir: Path, data: dict[str, dict[str, object]]) -> None:
+    """Remember the unresolved split brains across restarts (removed when there is none)."""
+    path = state_dir / SPLIT_BRAINS
+    if not data:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write(path, json.dumps(data, sort_keys=True) + "\n", mode=0o600)

@@ -592,7 +592,7 @@ def test_a_valid_mac_frame_with_a_flag_out_of_domain_is_dropped(where, value):
 #: the body keys a genuine frame may leave out (supervisor.core.codec's module docstring):
 #: known to the schema, so not "unknown" keys for the test below
 OPTIONAL_KEYS = ("o", "oa", "p", "gr", "l", "st", "cd", "w", "wd",
-                 "u", "m", "e")
+                 "u", "m", "e", "wt", "wy", "rb", "sb", "sba")
 
 
 @settings(FAST, max_examples=150)
@@ -614,3 +614,4 @@ def test_the_optional_keys_are_read_by_the_schema(key):
     with pytest.raises(codec.DecodeError) as info:
         codec.decode(hostile.frame(body, KEY), KEY, DOMAIN)
     assert info.value.cause == "malformed"
+

@@ -267,6 +267,8 @@ def test_watchdog_is_not_fed_while_the_loop_is_blocked(tmp_path: Path):
         st = sup.status()["watchdog"]
         assert st["armed"] is True and st["timeout"] == 1
         assert st["last_feed_age"] < 1.0
+        # the armed timeout goes to the core, which publishes it to the peer (wt)
+        assert st["armed_timeout"] == 1.0
 
     run_node(tmp_path, cfg, scenario)
     # healthy: fed more often than the 1 s timeout (every third of it)
@@ -287,6 +289,7 @@ def test_required_watchdog_that_cannot_be_armed_refuses_ownership(tmp_path: Path
         assert "watchdog required but not armed" in st["watchdog"]["reason"]
         assert group(sup)["local"] == "idle"
         assert "watchdog required but not armed" in group(sup)["reason"]
+        assert st["watchdog"]["armed_timeout"] is None  # the peer learns: none armed
 
     run_node(tmp_path, cfg, scenario)
     assert "start a" not in calls(tmp_path)

@@ -105,16 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="recover DRBD from a split brain by discarding one node's changes",
         description="Recover a DRBD resource from a split brain (both nodes wrote while apart; "
         "`twinbeat status` shows SPLIT BRAIN). NODE's changes since the nodes parted are "
-        "thrown away and NODE resyncs from the other node. Run the same command on BOTH "
-        "nodes (order does not matter): on NODE it runs `drbdadm secondary` and `drbdadm "
-        "connect --discard-my-data`, on the other node `drbdadm connect` (DRBD user's guide, "
-        "manual split brain recovery). NODE must not be serving the group: move it first "
-        "with `twinbeat standby` on NODE.",
+        "thrown away and NODE resyncs from the other node. Run it on EITHER node: it does "
+        "this node's half and carries the decision to the peer over the heartbeat links, "
+        "which does its own (DRBD user's guide, manual split brain recovery: on NODE "
+        "`drbdadm secondary` and `drbdadm connect --discard-my-data`, on the other node "
+        "`drbdadm connect`), then follows the resync until both replicas are Connected and "
+        "UpToDate. NODE must not be serving the group: move it first with `twinbeat "
+        "standby` on NODE. If the peer is down, run the same command there when it is back.",
     )
     sb.add_argument("--discard", required=True, metavar="NODE",
                     help="the node whose changes since the split are thrown away")
     sb.add_argument("--resource", metavar="RES", help="one DRBD resource (default: all)")
     sb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sb.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS",
+                    help="follow the resync for at most this long (default 3600; 0: do not "
+                    "follow)")
     state_dir(sb)
 
     cc = sub.add_parser(
@@ -143,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fence-peer",
         help="DRBD's fence-peer handler: ask the peer over the heartbeat links to outdate "
         "its replica",
-        description="DRBD's fence-peer handler (drbd.conf: disk { fencing resource-only; } "
+        description="DRBD's fence-peer handler (drbd.conf: disk { fencing "
+        "resource-and-stonith; } "
         'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }). When a DRBD Primary loses '
         "its replication link, DRBD runs it; twinbeat asks the peer over the heartbeat links "
         "(serial, UDP) to mark its replica Outdated, so that it is not promoted with stale "

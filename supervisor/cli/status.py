@@ -63,6 +63,7 @@ def format_status(st: dict[str, Any]) -> str:
     world = st["world"]
     lines.append(
         "outside world: " + ("reachable" if world["ok"] else f"CUT OFF ({world['reason']})")
+        + (f"; {world['yields']}" if world.get("yields") else "")
     )
     if st.get("config_mismatch"):
         lines.append(
@@ -85,9 +86,11 @@ def format_status(st: dict[str, Any]) -> str:
         err = f", {transport['error']}" if transport.get("error") else ""
         carrier = ", no carrier" if link.get("carrier") is False else ""
         rtt = "-" if link.get("rtt") is None else f"{link['rtt'] * 1000:.1f} ms"
+        gap = link.get("worst_gap_ms")
+        gap_text = "" if gap is None else f"worst gap {gap:.0f} ms "
         lines.append(
             f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
-            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} rtt {rtt:<9} "
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} rtt {rtt:<9} {gap_text}"
             f"{hears}{carrier}{err}"
         )
     wd = st["watchdog"]
@@ -100,11 +103,23 @@ def format_status(st: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
+    rt = st.get("realtime") or {}
+    if rt:
+        sched = (f"realtime {str(rt.get('policy')).upper()} {rt.get('priority')}"
+                 if rt.get("realtime") else f"NOT realtime ({rt.get('policy')})")
+        memory = "memory locked" if rt.get("memory_locked") else str(rt.get("memory"))
+        lines.append(f"scheduling: {sched}; {memory}")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
     for node in st.get("maintenance") or ():
         lines.append(f"MAINTENANCE: {node} is in maintenance mode - its resources are left as "
                      "they are (not monitored, not moved)")
+    if peer.get("status") is not None:
+        pwt = peer.get("watchdog_timeout")
+        pwd = (f"armed for {pwt:g} s" if pwt else "NOT armed")
+        if peer.get("can_own") is False:
+            pwd += ", may NOT own groups"
+        lines.append(f"peer watchdog: {pwd}; {peer.get('takeover_wait') or ''}".rstrip("; "))
     lines.append("groups:")
     for g in st["groups"]:
         owner = g["owner"] or "nobody"

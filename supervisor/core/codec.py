@@ -33,10 +33,23 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
         beat, in turn: ~25 bytes)
     m   {node: [on, stamp]}  maintenance mode (``twinbeat maintenance on|off``) by node,
         merged by highest stamp like the pins
+    wt  the timeout (ms) the sender's watchdog is armed with; left out when none is armed:
+        a survivor waits until a silent sender's watchdog must have reset it
+        (supervisor.core.watchdog_window)
+    wy  1 while the sender yields its groups for being cut off from the outside world (or
+        just back): the world check's damping (supervisor.core.liveness)
+    rb  [drbd resource]  the sender's replicas that are not in sync with ours (a resync to it
+        runs, or it is not connected): we keep a group we run instead of handing it over
+    sb  {drbd resource: [node, request id]}  resolve-split-brain asked on the sender: discard
+        NODE's changes; the receiver runs its own half of DRBD's manual recovery
+    sba {drbd resource: [request id, result, detail]}  the receiver's half: done, failed or
+        refused (with the reason, at most MAX_DETAIL characters)
 
-``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
-is answered (or given up), so a lost frame costs nothing. ``o``, ``oa``, ``u`` and ``m`` are
-left out when empty, and a frame without them (an older peer) decodes to empty dicts.
+``o``, ``oa``, ``sb`` and ``sba`` are state, not messages: they are repeated in every beat
+until the request is answered (or given up), so a lost frame costs nothing. All of these
+(``u`` and ``m`` too) are left out when empty, and a frame without them (an older peer)
+decodes to the old behaviour (no pins cleared, no maintenance, no watchdog to wait for, not
+yielding, replicas in sync, no requests).
 
 The schema (checked after the MAC, before anything reaches the core)
 --------------------------------------------------------------------
@@ -115,6 +128,12 @@ RESOURCE_RE = DRBD_RESOURCE
 _DIGEST_RE = re.compile(r"^[0-9a-f]{0,64}\Z")
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
 OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})
+#: what the peer's half of a resolve-split-brain came to
+RESOLVE_RESULTS = frozenset({"done", "failed", "refused"})
+#: characters of a resolve answer's detail carried in a beat
+MAX_DETAIL = 300
+#: the longest watchdog timeout a beat may announce (ms): the Linux API's limit is far below
+MAX_WATCHDOG_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,16 @@ class Beat:
     #: (link, generation, seq, hold ms): our beat the sender heard on link, and how long
     #: before it sent this one (the round-trip time of that link)
     echo: tuple[str, int, int, int] | None = None
+    #: seconds; None when the sender has no armed watchdog
+    watchdog_timeout: float | None = None
+    #: the sender yields its groups for being cut off (damped; supervisor.core.liveness)
+    yields_world: bool = False
+    #: the sender's DRBD resources that are not in sync (supervisor.core.ownership)
+    replicas_behind: tuple[str, ...] = ()
+    #: resolve-split-brain carried to the peer: {resource: (discard node, request id)}
+    resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: the answers: {resource: (request id, result, detail)}
+    resolve_answers: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -215,6 +244,17 @@ def encode(beat: Beat, key: bytes) -> bytes:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
         body["oa"] = {k: [v[0], v[1]] for k, v in sorted(beat.outdate_answers.items())}
+    if beat.watchdog_timeout:
+        body["wt"] = round(beat.watchdog_timeout * 1000)
+    if beat.yields_world:
+        body["wy"] = 1
+    if beat.replicas_behind:
+        body["rb"] = sorted(beat.replicas_behind)
+    if beat.resolve:
+        body["sb"] = {k: [v[0], v[1]] for k, v in sorted(beat.resolve.items())}
+    if beat.resolve_answers:
+        body["sba"] = {k: [v[0], v[1], v[2][:MAX_DETAIL]]
+                       for k, v in sorted(beat.resolve_answers.items())}
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
 
@@ -410,6 +450,26 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         rid, result = _pair(item, 2, f"fence answer {name}")
         answers[name] = (_count(rid, f"fence answer {name}: request"),
                          _choice(result, OUTDATE_RESULTS, f"fence answer {name}: result"))
+    wt = _count(body.get("wt", 0), "watchdog timeout (ms)", MAX_WATCHDOG_MS)
+    raw_rb = body.get("rb", [])
+    if not isinstance(raw_rb, list) or len(raw_rb) > MAX_ENTRIES:
+        raise _malformed(f"'rb' must be a list of at most {MAX_ENTRIES}, not {_show(raw_rb)}")
+    behind = tuple(_name(x, "replica behind", RESOURCE_RE) for x in raw_rb)
+    resolve: dict[str, tuple[str, int]] = {}
+    for name, item in _table(body, "sb").items():
+        _name(name, "resolve request resource", RESOURCE_RE)
+        node, rid = _pair(item, 2, f"resolve request {name}")
+        resolve[name] = (_member(node, f"resolve request {name}: node", domain.nodes),
+                         _count(rid, f"resolve request {name}: request"))
+    resolved: dict[str, tuple[int, str, str]] = {}
+    for name, item in _table(body, "sba").items():
+        _name(name, "resolve answer resource", RESOURCE_RE)
+        rid, result, detail = _pair(item, 3, f"resolve answer {name}")
+        if not isinstance(detail, str) or len(detail) > MAX_DETAIL:
+            raise _malformed(f"resolve answer {name}: detail {_show(detail)}")
+        resolved[name] = (_count(rid, f"resolve answer {name}: request"),
+                          _choice(result, RESOLVE_RESULTS, f"resolve answer {name}: result"),
+                          detail)
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -426,6 +486,11 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         outdate_answers=answers,
         maintenance=maintenance,
         echo=echo,
+        watchdog_timeout=wt / 1000 if wt else None,
+        yields_world=_flag(body.get("wy", 0), "wy"),
+        replicas_behind=behind,
+        resolve=resolve,
+        resolve_answers=resolved,
     )
 
 

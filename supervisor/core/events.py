@@ -56,12 +56,14 @@ class PingReply:
 
 @dataclass(frozen=True)
 class WatchdogState:
-    """Whether this node may own groups as far as the watchdog is concerned, and whether a
-    watchdog is armed at all (``automatic`` mode without a device: ok, but not armed)."""
+    """Whether this node may own groups as far as the watchdog is concerned, whether a
+    watchdog is armed at all (``automatic`` mode without a device: ok, but not armed) and
+    ``timeout``: the timeout the device is armed with (None: no watchdog armed)."""
 
     ok: bool
     reason: str
     armed: bool = True
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.core import codec, fencing
+from supervisor.core import admin, codec, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
-from supervisor.core.liveness import world_ok
+from supervisor.core.liveness import world_ok, yields_groups
+from supervisor.core.ownership import replicas_behind
 from supervisor.core.state import EPS, SENT_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus
 
@@ -35,6 +36,11 @@ def published(s: CoreState, now: float) -> tuple[Any, ...]:
         tuple(sorted(fencing.requests(s).items())),
         tuple(sorted(fencing.answers(s).items())),
         tuple(sorted(s.maintenance.items())),
+        s.watchdog_timeout,
+        yields_groups(s),
+        tuple(replicas_behind(s)),
+        tuple(sorted(admin.requests(s).items())),
+        tuple(sorted(admin.answers(s).items())),
     )
 
 
@@ -72,6 +78,11 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         outdate_answers=fencing.answers(s),
         maintenance=dict(s.maintenance),
         echo=echo(s, seq, now),
+        watchdog_timeout=s.watchdog_timeout,
+        yields_world=yields_groups(s),
+        replicas_behind=tuple(replicas_behind(s)),
+        resolve=admin.requests(s),
+        resolve_answers=admin.answers(s),
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,

@@ -244,6 +244,12 @@ class WorldState:
     last_ping: float | None = None
     reason: str = ""  # why it is cut off ("" = it is not)
     ping_silence_warned: bool = False
+    #: since when this node cannot see the world while the live peer can (damping)
+    outranked_since: float | None = None
+    #: it yields its groups for being cut off ("" = it does not): ping or carrier
+    lost: str = ""
+    #: after a loss by ping, it takes no group back before this time (hysteresis)
+    recover_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -297,11 +303,28 @@ class ForceData:
 @dataclass(frozen=True)
 class Resolving:
     """A ``resolve-split-brain`` whose drbdadm commands are running: what it said so far,
-    whether everything went well, the resources still running their commands."""
+    whether everything went well, the resources still running their commands here, and
+    those whose half the peer still has to run (asked over the heartbeat links as ``sb``
+    with ``wire``; given up at ``deadline``)."""
 
     said: tuple[str, ...]
     ok: bool
     pending: frozenset[str]
+    peer: frozenset[str] = frozenset()
+    discard: str = ""
+    wire: int = 0
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResolveIn:
+    """The peer asked this node to run its half of a resolve-split-brain (``sb``): the
+    request id, and what it came to (None while the commands run; then done, failed or
+    refused), published as ``sba`` while the peer still asks."""
+
+    wire: int
+    result: str | None = None
+    detail: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,6 +348,8 @@ class CoreState:
     world: WorldState = WorldState()
     watchdog_ok: bool = True
     watchdog_reason: str = "no watchdog state reported yet"
+    #: the timeout this node's watchdog is armed with (None: none armed); published as ``wt``
+    watchdog_timeout: float | None = None
     lamport: int = 0
     seq: int = 0
     next_beat: float = 0.0
@@ -343,6 +368,9 @@ class CoreState:
     maintenance: Mapping[str, tuple[bool, int]] = field(default_factory=dict)
     #: our last SENT_WINDOW beats: (seq, when sent), for the round-trip times
     sent: tuple[tuple[int, float], ...] = ()
+    #: the peer's resolve-split-brain requests, by DRBD resource
+    resolve_in: Mapping[str, ResolveIn] = field(default_factory=dict)
+    resolve_counter: int = 0
 
     @property
     def config(self) -> Config:

@@ -65,6 +65,7 @@ from supervisor.core.state import (
     initial_state,
 )
 from supervisor.core.states import Activity, NodeStatus
+from supervisor.core.watchdog_window import hung_peer_reset_by
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -110,8 +111,8 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
             return liveness.on_public_carrier(s, up, out)
         case PingReply():
             return liveness.on_ping_reply(s, now)
-        case WatchdogState(ok=ok, reason=reason, armed=armed):
-            return liveness.on_watchdog(s, ok, reason, out, armed)
+        case WatchdogState(ok=ok, reason=reason, armed=armed, timeout=timeout):
+            return liveness.on_watchdog(s, ok, reason, out, armed=armed, timeout=timeout)
         case ShutdownRequested():
             if s.shutting_down:
                 return s
@@ -218,6 +219,7 @@ def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
     s = liveness.update_peer(s, now, out)
     s = liveness.update_world(s, now, out)
     s = fencing.update(s, now, out)
+    s = admin.update(s, now, out)
     if s.force_data:
         s = admin.expire_force(s, now, out)
     frozen = s.in_maintenance(s.me)  # resources left as they are: no decision, no monitor
@@ -253,7 +255,10 @@ def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
 
 def next_deadline(s: CoreState, now: float) -> float:
     """The next time the core must be called (with a Tick) if no event arrives first."""
-    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s)]
+    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    reset_by = hung_peer_reset_by(s)
+    if reset_by is not None:
+        times.append(reset_by)
     for g in s.groups.values():
         if g.next_monitor is not None:
             times.append(g.next_monitor)

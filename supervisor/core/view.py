@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from supervisor.core.liveness import world_ok
+from supervisor.core.liveness import cut_off_for_groups, world_ok
 from supervisor.core.ownership import owner_of, peer_view, preferred
 from supervisor.core.state import CoreState
+from supervisor.core.watchdog_window import window_text
 
 
 def jsonable(value: Any) -> Any:
@@ -72,12 +73,16 @@ class WorldView:
     reason: str | None
     carrier: bool | None
     ping_answered: bool | None
+    #: why being cut off costs this node its groups now (the damped judgment), if it does
+    yields: str | None
 
 
 @dataclass(frozen=True)
 class WatchdogView:
     ok: bool
     reason: str
+    #: the timeout this node's watchdog is armed with, as published to the peer (wt)
+    armed_timeout: float | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,11 @@ class PeerView:
     generation: int | None
     status: str | None
     world_ok: bool | None
+    #: the peer's published watchdog: may it own groups (wd), armed timeout (wt)
+    can_own: bool | None
+    watchdog_timeout: float | None
+    #: what a takeover from it waits for (the watchdog window)
+    takeover_wait: str | None
 
 
 @dataclass(frozen=True)
@@ -227,9 +237,10 @@ def view(s: CoreState, now: float) -> CoreView:
             reason=why or None,
             carrier=s.world.carrier,
             ping_answered=None if not s.config.ping_nodes else s.world.last_ping is not None,
+            yields=cut_off_for_groups(s, now) or None,
         ),
         can_own=s.watchdog_ok and not s.shutting_down,
-        watchdog=WatchdogView(s.watchdog_ok, s.watchdog_reason),
+        watchdog=WatchdogView(s.watchdog_ok, s.watchdog_reason, s.watchdog_timeout),
         peer=PeerView(
             name=s.peer,
             state=p.status.value,
@@ -238,6 +249,10 @@ def view(s: CoreState, now: float) -> CoreView:
             generation=beat.generation if beat else None,
             status=beat.status.value if beat else None,
             world_ok=beat.world_ok if beat else None,
+            can_own=beat.can_own if beat else None,
+            watchdog_timeout=beat.watchdog_timeout if beat else None,
+            takeover_wait=window_text(beat.watchdog_timeout, t.deadtime, t.keepalive)
+            if beat else None,
         ),
         links=tuple(links),
         groups=tuple(groups),

@@ -47,7 +47,7 @@ class Events2Monitor:
         *,
         drbdsetup: str = "drbdsetup",
         restart_delay: float = 2.0,
-        poll_sync: float = 2.0,
+        poll_sync: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, list[str]], None] | None = None,
         kill_grace: float = runner.KILL_GRACE,

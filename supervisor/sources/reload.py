@@ -35,6 +35,7 @@ class ReloadSource:
         self.debounce = debounce
         self._timer: asyncio.TimerHandle | None = None
         self._inotify: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Watch both files' directories (an editor replaces the file: watch the name)."""
@@ -71,11 +72,18 @@ class ReloadSource:
         self._timer = asyncio.get_running_loop().call_later(self.debounce, self.reload)
 
     def reload(self) -> None:
-        """Load, validate and hand over the configuration now (``twinbeat reload``)."""
+        """Load, validate and hand over the configuration now (``twinbeat reload``): the
+        files are read in a thread (a disk that is slow under I/O load must not stall the
+        loop that beats); the new configuration is applied in the loop."""
         self._timer = None
+        task = asyncio.get_running_loop().create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self) -> None:
         path = self.config().path
         try:
-            new = load_config(path)
+            new = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             log.error("configuration change rejected; the running configuration stays:")
             for problem in exc.problems:
@@ -87,7 +95,7 @@ class ReloadSource:
             self._rejected(path, [f"it does not list this node ({self.me})"])
             return
         try:
-            key = load_authkeys(new.authkeys_path).secret
+            key = (await asyncio.to_thread(load_authkeys, new.authkeys_path)).secret
         except ValueError as exc:
             log.error("configuration change rejected: %s", exc)
             self._rejected(path, [str(exc)])
@@ -101,6 +109,8 @@ class ReloadSource:
             self.rejected(path, problems)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
