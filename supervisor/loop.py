@@ -32,7 +32,6 @@ from supervisor.core.actions import (
     Log,
     OutdateReplica,
     Reboot,
-    ResourceAction,
     RunDrbdadm,
     SaveMaintenance,
     SendFrame,
@@ -47,7 +46,6 @@ from supervisor.core.events import (
     Event,
     FrameReceived,
     FramesReceived,
-    ResourceResult,
     ShutdownRequested,
     Tick,
     WatchdogState,
@@ -57,8 +55,7 @@ from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
 from supervisor.drivers import links as linkdrv
-from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
-from supervisor.drivers.drbd import DrbdAgent
+from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.sdnotify import SystemdNotifier
@@ -67,6 +64,7 @@ from supervisor.loopstatus import LoopStats, assemble_status
 from supervisor.operations import Operations
 from supervisor.replication import Outdater, Replication, default_outdater
 from supervisor.resource_spec import ResourceSpec
+from supervisor.resources import AgentFactory, ResourceRunner
 from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
@@ -83,7 +81,6 @@ log = logging.getLogger("twinbeat")
 
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-AgentFactory = Callable[[ResourceSpec], ResourceAgent]
 
 
 def log_step(result: Step) -> list[tuple[int, str]]:
@@ -117,12 +114,11 @@ class Supervisor:
         self.config = config
         self.me = me
         self.state_dir = state_dir
-        self.agent_factory = agent_factory or self._default_agent
+        self.resources = ResourceRunner(agent_factory or self._default_agent, self.feed)
         self.watchdog = watchdog or make_watchdog(config.watchdog)
         self.rebooter = rebooter or SysrqRebooter()
         self.notifier = notifier or SystemdNotifier.from_environment()
         self.transports: dict[str, linkdrv.Transport] = {}
-        self.agents: dict[tuple[str, ResourceSpec], ResourceAgent] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state: CoreState | None = None
         self.generation = 0
@@ -455,7 +451,7 @@ class Supervisor:
                 for transport in self.transports.values():
                     transport.send(data)
             case StartResource() | StopResource() | CheckResource():
-                self._spawn(self._resource(action))
+                self._spawn(self.resources.run(action))
             case Reboot(reason=reason):
                 log.critical("rebooting: %s", reason)
                 self.rebooter.reboot(reason)
@@ -477,52 +473,6 @@ class Supervisor:
                 waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(action)
-
-    # -- resources -----------------------------------------------------------------------------
-
-    def _agent(self, group: str, spec: ResourceSpec) -> ResourceAgent:
-        key = (group, spec)
-        agent = self.agents.get(key)
-        if agent is None:
-            agent = self.agent_factory(spec)
-            self.agents[key] = agent
-        return agent
-
-    async def _resource(self, action: ResourceAction) -> None:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        running: bool | None = None
-        ok, detail = True, ""
-        try:
-            agent = self._agent(action.group, action.spec)
-            match action:
-                case StartResource(check_duplicates=dad, force_data=force):
-                    log.info("group %s: starting %s", action.group, agent.describe())
-                    if force and isinstance(agent, DrbdAgent):
-                        agent.force_next = True  # an admin's takeover --force-data
-                    await asyncio.wait_for(agent.start(check_duplicates=dad), action.timeout)
-                case StopResource():
-                    log.info("group %s: stopping %s", action.group, agent.describe())
-                    await asyncio.wait_for(agent.stop(), action.timeout)
-                case CheckResource():
-                    running = await asyncio.wait_for(agent.status(), action.timeout)
-                    if not running:
-                        detail = "status says it is not running"
-        except TimeoutError:
-            ok, detail = False, f"timed out after {action.timeout:g} s"
-        except AgentError as exc:
-            ok, detail = False, str(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # an agent bug is a failed operation, not a dead daemon
-            log.exception("group %s: agent error", action.group)
-            ok, detail = False, f"internal error: {exc!r}"
-        elapsed = loop.time() - t0
-        if not isinstance(action, CheckResource) or not ok:
-            word = "done" if ok else f"FAILED: {detail}"
-            log.info("group %s: %s %s %s (%.3f s)", action.group, type(action).__name__,
-                     action.spec.describe(), word, elapsed)
-        self.feed(ResourceResult(action.group, action.op_id, ok, running, detail))
 
     # -- status ------------------------------------------------------------------------------
 
