@@ -4,10 +4,13 @@ On every wake-up it reads the clock once, feeds the event to the core
 (``supervisor.core.step``), logs the step's reasons, carries out its actions through the
 drivers, asks the core for its next deadline and feeds the watchdog. Everything that watches
 the world is a source that posts events (``supervisor.sources``: carriers, ping nodes,
-configuration reload, the control socket; the link transports in ``supervisor.drivers.links``).
-Resource operations run as tasks with a timeout and come back as events, so heartbeats and
-watchdog feeding never wait for them. The watchdog is fed only from here, after a step
-completed: a loop that stalls stops feeding it, and the node is reset.
+configuration reload, the control socket; the link transports in ``supervisor.drivers.links``,
+opened by ``supervisor.linkset``). Resource operations (``supervisor.resources``) and DRBD
+commands (``supervisor.replication``, also the drbddisk agents' view of DRBD and of the peer)
+run as tasks with a timeout and come back as events, so heartbeats and watchdog feeding never
+wait for them; ``supervisor.loopstatus`` keeps the loop's figures and assembles the status.
+The watchdog is fed only from here, after a step completed: a loop that stalls stops feeding
+it, and the node is reset.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, UdpLink, load_authkeys, without_links_to
+from supervisor.config import Config, load_authkeys, without_links_to
 from supervisor.core import historywire
 from supervisor.core.actions import (
     Action,
@@ -54,12 +57,12 @@ from supervisor.core.promotion import PeerLiveness
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
-from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.linkset import LinkSet, local_addresses
 from supervisor.loopstatus import LoopStats, assemble_status
 from supervisor.operations import Operations
 from supervisor.replication import Outdater, Replication, default_outdater
@@ -118,7 +121,7 @@ class Supervisor:
         self.watchdog = watchdog or make_watchdog(config.watchdog)
         self.rebooter = rebooter or SysrqRebooter()
         self.notifier = notifier or SystemdNotifier.from_environment()
-        self.transports: dict[str, linkdrv.Transport] = {}
+        self.links = LinkSet(self._on_frame)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state: CoreState | None = None
         self.generation = 0
@@ -188,7 +191,8 @@ class Supervisor:
         self.generation = next_generation(self.state_dir)
         self.replication.restore_split_brains()
         key = load_authkeys(self.config.authkeys_path).secret
-        self.config, skipped = without_links_to(self.config, await self._local_addresses())
+        self.config, skipped = without_links_to(self.config,
+                                                await local_addresses(self.config.links))
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
@@ -207,7 +211,8 @@ class Supervisor:
             key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
         await self.ops.start()
         self.feed(self.ops.boot())
-        self._start_transports()
+        self.links.open(self.config.links)
+        self._watch_carriers()
         await self.control.start()
         self.reloader.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -232,25 +237,8 @@ class Supervisor:
         finally:
             await self._teardown()
 
-    async def _local_addresses(self) -> set[object]:
-        """The links' peers that are this host's own addresses (see without_links_to)."""
-        peers = [lk.peer for lk in self.config.links
-                 if isinstance(lk, UdpLink) and lk.peer is not None]
-        return set(linkdrv.own_addresses(peers)) if peers else set()
-
-    def _start_transports(self) -> None:
-        for link in self.config.links:
-            transport = linkdrv.make_transport(link, self._on_frame)
-            self.transports[link.name] = transport
-            transport.start()
-        self._watch_carriers()
-
     def _watch_carriers(self) -> None:
-        self.carrier.watch(
-            {name: t.link.interface for name, t in self.transports.items()
-             if isinstance(t, linkdrv.UdpTransport) and t.link.interface},
-            self.config.public_interface,
-        )
+        self.carrier.watch(self.links.interfaces(), self.config.public_interface)
 
     def _on_frame(self, link: str, data: bytes) -> None:
         """Frames are gathered until every callback of this wake-up has run, then stepped
@@ -280,15 +268,10 @@ class Supervisor:
         return self.state is not None and self.state.peer_status is PeerStatus.ALIVE
 
     def _send_aside(self, data: bytes) -> None:
-        """A frame that is not a beat (history): on one UDP link that delivers, so that the
-        serial line's 115200 baud stays free for beats; on every link when none does."""
+        """A frame that is not a beat (history), see LinkSet.send_aside."""
         assert self.state is not None
         links = self.state.links
-        udp: list[linkdrv.Transport] = [t for name, t in self.transports.items()
-               if isinstance(t, linkdrv.UdpTransport) and name in links
-               and links[name].status.delivers]
-        for transport in udp[:1] or list(self.transports.values()):
-            transport.send(data)
+        self.links.send_aside(data, lambda name: name in links and links[name].status.delivers)
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""
@@ -301,12 +284,8 @@ class Supervisor:
         old_links = self.config.links
         self.config = new
         if new.links != old_links:
-            for transport in self.transports.values():
-                transport.close()
-            self.transports = {}
-            self._start_transports()
-        else:
-            self._watch_carriers()
+            self.links.reopen(new.links)
+        self._watch_carriers()
         log.info("configuration %s reloaded", new.path)
         if self.ops is not None:
             self._spawn(self.ops.reconfigure(new))
@@ -334,8 +313,7 @@ class Supervisor:
             self._timer.cancel()
         for task in list(self.tasks):
             task.cancel()
-        for transport in self.transports.values():
-            transport.close()
+        self.links.close()
         self.reloader.close()
         for waiter in self._waiters.values():
             if not waiter.done():
@@ -448,8 +426,7 @@ class Supervisor:
     def _execute(self, action: Action) -> None:
         match action:
             case SendFrame(data=data):
-                for transport in self.transports.values():
-                    transport.send(data)
+                self.links.send(data)
             case StartResource() | StopResource() | CheckResource():
                 self._spawn(self.resources.run(action))
             case Reboot(reason=reason):
@@ -480,6 +457,6 @@ class Supervisor:
         assert self.state is not None
         mon = self.drbd_monitor
         return assemble_status(
-            self.state, time.monotonic(), self.stats, transports=self.transports,
+            self.state, time.monotonic(), self.stats, transports=self.links.transports,
             watchdog=self.watchdog, realtime=self.realtime,
             replication=None if mon is None else mon.status(), config_path=self.config.path)
