@@ -144,9 +144,9 @@ class Supervisor:
         self.stats = LoopStats()
         #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
         self.realtime: dict[str, Any] = {}
-        resources = drbd_resources(config)
+        drbd_names = drbd_resources(config)
         #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
-        self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
+        self.drbd_monitor = drbd_monitor or (Events2Monitor(drbd_names) if drbd_names else None)
         self.replication = Replication(self.drbd_monitor, state_dir, state=lambda: self.state,
                                        feed=self.feed, spawn=self._spawn, outdater=outdater)
         #: events, hooks, mail, metrics and the status page (started by run())
