@@ -490,6 +490,8 @@ class Pair:
             (r"Root password \[none\]: ", PASSWORD),
             (r"Repeat the root password: ", PASSWORD),
             (r"SSH public key for root \('none' for none\) \[none\]: ", ""),
+            (r"NTP server \('none' for none\) \[192\.168\.85\.254\]: ", ""),
+            (r"E-mail for alerts \('none' for none\) \[none\]: ", ""),
             (r"Write this configuration\? \(yes/no\) \[yes\]: ", ""),
         ]
         for prompt, answer in steps:
