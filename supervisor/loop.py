@@ -400,7 +400,7 @@ class Supervisor:
         systemd = self.notifier.watchdog_interval()
         if systemd:
             interval = min(interval, systemd)
-        return max(0.05, min(interval, 1.0))
+        return max(0.05, min(interval, 0.5))
 
     def _feed_watchdog(self, now: float) -> None:
         if now - self._last_feed >= self._feed_interval():

@@ -12,8 +12,9 @@ clock granularity. The survivor therefore waits::
 
     max(deadtime, timeout + keepalive + max(0.25 s, timeout / 10))
 
-after the last beat it heard. With a watchdog timeout well below deadtime (the defaults:
-half of deadtime, in whole seconds, at least 1 s) this costs no time at all. A peer that
+after the last beat it heard. A watchdog timeout well below deadtime would cost no time at
+all, but a loop that stalls past it (a slow or loaded machine) resets a healthy node; the
+default (1.5 x deadtime, at least 2 s: supervisor.settings) costs a little time instead. A peer that
 left cleanly (it stopped its groups first) or was never heard is not waited for; a peer that
 published no armed watchdog cannot be waited for (it may hang for ever): the survivor takes
 over after deadtime and says so.
