@@ -13,6 +13,7 @@ atomically, keeping each file's mode and owner.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def _read(path: Path) -> tuple[str | None, int, int, int]:
 
 def add_share_user(root: Path, account: Account, today: int) -> list[str]:
     """Create the account under root (nothing when it exists with the same ids)."""
-    edits = (("etc/passwd", lambda t: passwd_with(t, account), 0o644),
+    edits: tuple[tuple[str, Callable[[str | None], str], int], ...] = (
+             ("etc/passwd", lambda t: passwd_with(t, account), 0o644),
              ("etc/group", lambda t: group_with(t, account), 0o644),
              ("etc/shadow", lambda t: shadow_with(t, account, today), 0o640),
              ("etc/gshadow", lambda t: gshadow_with(t, account), 0o640))

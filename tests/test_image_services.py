@@ -37,8 +37,8 @@ DS = DataServices(
 )
 
 
-def enabled(image: Image, unit: str) -> str:
-    r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled", unit],
+def enabled(img: Image, unit: str) -> str:
+    r = subprocess.run(["systemctl", f"--root={img.root}", "is-enabled", unit],
                        capture_output=True, text=True, check=False)
     return r.stdout.strip() or r.stderr.strip()
 
@@ -77,7 +77,7 @@ def test_clients_and_tools_for_probes_are_installed(image: Image) -> None:  # no
 def test_daemons_require_their_state_on_the_replicated_disk(
         image: Image, unit: str, service: str) -> None:  # noqa: F811
     units = image.root / "usr/lib/systemd/system"
-    template = unit.split("@")[0] + "@.service" if "@" in unit else unit
+    template = unit.split("@", maxsplit=1)[0] + "@.service" if "@" in unit else unit
     assert (units / template).exists(), f"the drop-in extends {unit}, which is not installed"
     dropin = (units / f"{unit}.d/twinbeat.conf").read_text().splitlines()
     assert f"Requires=twinbeat-prepare@{service}.service" in dropin
@@ -225,7 +225,9 @@ def test_samba_serves_the_share_with_the_wizards_password(sandbox: Path) -> None
     script = PREPARE.format(service="samba") + f"""
         ls -ld /srv/shares/data /srv/samba/private | awk '{{print $1, $3}}'
         /usr/sbin/smbd --daemon --no-process-group
-        for i in $(seq 100); do smbclient -N //127.0.0.1/IPC$ -c exit 2>/dev/null && break; sleep 0.2; done
+        for i in $(seq 100); do
+            smbclient -N //127.0.0.1/IPC$ -c exit 2>/dev/null && break; sleep 0.2
+        done
         smbclient -N //127.0.0.1/IPC$ -c exit && echo PROBE-OK
         echo hello > /tmp/hello.txt
         smbclient //127.0.0.1/data -U 'alice%{SMB_PASSWORD}' -c 'put /tmp/hello.txt hello.txt'
