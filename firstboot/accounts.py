@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from firstboot.writer import WriteError, write_atomic
-
 GECOS = "twinbeat file share"
 HOME = "/nonexistent"
 SHELL = "/usr/sbin/nologin"
+
+
+class AccountError(ValueError):
+    """The account cannot be made as both nodes need it; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,12 @@ def passwd_with(text: str | None, a: Account) -> str:
     for fields in _entries(text):
         if fields[0] == a.name:
             if fields[2:4] != [str(a.uid), str(a.gid)]:
-                raise WriteError(f"user {a.name} exists with uid {fields[2]} and gid {fields[3]}, "
-                                 f"not {a.uid}:{a.gid}: the share user must have the same ids "
-                                 "on both nodes")
+                raise AccountError(
+                    f"user {a.name} exists with uid {fields[2]} and gid {fields[3]}, not "
+                    f"{a.uid}:{a.gid}: the share user must have the same ids on both nodes")
             return text or ""
         if len(fields) > 2 and fields[2] == str(a.uid):
-            raise WriteError(f"uid {a.uid} already belongs to {fields[0]}")
+            raise AccountError(f"uid {a.uid} already belongs to {fields[0]}")
     return _with_line(text, f"{a.name}:x:{a.uid}:{a.gid}:{GECOS}:{HOME}:{SHELL}")
 
 
@@ -57,10 +59,10 @@ def group_with(text: str | None, a: Account) -> str:
     for fields in _entries(text):
         if fields[0] == a.name:
             if fields[2] != str(a.gid):
-                raise WriteError(f"group {a.name} exists with gid {fields[2]}, not {a.gid}")
+                raise AccountError(f"group {a.name} exists with gid {fields[2]}, not {a.gid}")
             return text or ""
         if len(fields) > 2 and fields[2] == str(a.gid):
-            raise WriteError(f"gid {a.gid} already belongs to group {fields[0]}")
+            raise AccountError(f"gid {a.gid} already belongs to group {fields[0]}")
     return _with_line(text, f"{a.name}:x:{a.gid}:")
 
 
@@ -84,8 +86,18 @@ def _read(path: Path) -> tuple[str | None, int, int, int]:
     return path.read_text(encoding="utf-8"), st.st_mode & 0o7777, st.st_uid, st.st_gid
 
 
+def check_share_user(root: Path, account: Account) -> None:
+    """AccountError when the account cannot be created under root as it must be (a user or
+    group of that name with other ids, or the ids taken); checked before anything is
+    written."""
+    passwd_with(_read(root / "etc/passwd")[0], account)
+    group_with(_read(root / "etc/group")[0], account)
+
+
 def add_share_user(root: Path, account: Account, today: int) -> list[str]:
     """Create the account under root (nothing when it exists with the same ids)."""
+    from firstboot.writer import write_atomic  # (the writer calls this: no import cycle)
+
     edits: tuple[tuple[str, Callable[[str | None], str], int], ...] = (
              ("etc/passwd", lambda t: passwd_with(t, account), 0o644),
              ("etc/group", lambda t: group_with(t, account), 0o644),

@@ -15,6 +15,7 @@ import jinja2
 
 from firstboot import model
 from firstboot.model import Setup
+from supervisor import dataservices as dsm
 from supervisor import drbdconf
 from supervisor.config import (
     REPLICATED_SETTINGS,
@@ -92,18 +93,22 @@ def replicated_values() -> dict[str, object]:
     }
 
 
-def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
+def render(setup: Setup, templates: Path = TEMPLATES, *, salt: bytes = b"") -> list[FileOut]:
     """The node's files. With a disk, /etc/drbd.d/r0.res is rendered by the supervisor's own
     renderer (supervisor.drbdconf) from the rendered cluster.toml, so the two agree the way
     twinbeat checks at start. No global DRBD file: drbd-utils' own global_common.conf already
     says ``usage-count no`` on Debian, and its drbdadm-84 (which drives the kernel's 8.4
-    module) parses it."""
+    module) parses it. With a disk, the data services' files (services.toml, smb.conf,
+    exports, nfs.conf.d, PostgreSQL's conf.d and pg_hba.conf: supervisor.dataservices) come
+    first; ``salt`` salts the database password's SCRAM verifier."""
     env = environment(templates)
 
     def one(template: str, **extra: object) -> str:
         return env.get_template(template).render(setup=setup, **extra)
 
     files = [
+        FileOut(f.path, f.content, f.mode) for f in data_files(setup, salt)
+    ] + [
         FileOut("/etc/hostname", one("hostname.j2")),
         FileOut("/etc/hosts", one("hosts.j2")),
         FileOut(
@@ -127,6 +132,13 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
     files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
     files.append(FileOut(CLUSTER_TOML, cluster_toml))
     return files
+
+
+def data_files(setup: Setup, salt: bytes) -> list[dsm.Rendered]:
+    """The data services' files; none without a replicated disk or without a data service."""
+    if setup.disk is None or not (setup.file_share or setup.database):
+        return []
+    return dsm.render_all(model.data_services(setup, salt))
 
 
 def drbd_resource_file(cluster_toml: str) -> str:

@@ -486,6 +486,8 @@ class Pair:
             (r"Serial baud rate \[115200\]: ", ""),
             (r"Disk to replicate \('none' for none\) \[vdb\]: ", self.disk),
             (r"Shared secret code \[([0-9A-Z-]+)\]: ", secret_answer),
+            (r"File share \(smb, nfs, both or none\) \[none\]: ", ""),
+            (r"PostgreSQL database \('none' for none\) \[none\]: ", ""),
             (r"Services to own \('none' for none\) \[none\]: ", "twinbeat-demo-web"),
             (r"Root password \[none\]: ", PASSWORD),
             (r"Repeat the root password: ", PASSWORD),
