@@ -29,6 +29,12 @@ PKGS=(
     python3 python3-venv
     # namespace tests
     iproute2 iputils-arping
+    # `twinbeat export pacemaker` is checked by the real tools: crm_verify and crm_simulate
+    # (pacemaker-cli-utils, which pulls in pacemaker), corosync's own parser (corosync -t),
+    # the OCF agents the exported CIB names (resource-agents: IPaddr2, Filesystem;
+    # pacemaker-resource-agents: ping, Dummy; drbd-utils: linbit/drbd) and pcs, which runs the
+    # exported pcs script
+    pacemaker-cli-utils corosync resource-agents drbd-utils pcs
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
@@ -69,8 +75,29 @@ add_backports() {
     /usr/bin/python3 scripts/apt-sources.py backports "$CODENAME" "$BACKPORTS_FILE"
 }
 
+# The cluster daemons that the packages above bring along (corosync, pacemaker, drbd,
+# cluster-glue's logd, pcsd): this is a build and test host, not a cluster node, so when
+# deps.sh is the one installing them they are disabled and stopped (a machine that already had
+# them keeps its own set-up).
+quiet_cluster_units() {
+    local unit units=()
+    [ -d /run/systemd/system ] || return 0  # no systemd running: nothing was started
+    for unit in "$@"; do
+        systemctl cat "$unit" >/dev/null 2>&1 && units+=("$unit")
+    done
+    [ ${#units[@]} -gt 0 ] || return 0
+    log "systemctl disable --now ${units[*]} (a build host is not a cluster node)"
+    systemctl disable --now "${units[@]}"
+}
+
 install_packages() {
     export DEBIAN_FRONTEND=noninteractive
+    local fresh_units=()
+    [ -n "$(installed_version corosync)" ] || fresh_units+=(corosync.service)
+    [ -n "$(installed_version pacemaker)" ] || fresh_units+=(pacemaker.service)
+    [ -n "$(installed_version drbd-utils)" ] || fresh_units+=(drbd.service)
+    [ -n "$(installed_version cluster-glue)" ] || fresh_units+=(logd.service)
+    [ -n "$(installed_version pcs)" ] || fresh_units+=(pcsd.service pcsd-ruby.service)
     local bpo=()
     if [ "$CODENAME" = bookworm ]; then
         if [ ! -x /usr/bin/python3 ]; then
@@ -88,6 +115,7 @@ install_packages() {
     local v
     v=$(installed_version mkosi)
     version_ge "$v" "$MKOSI_MIN" || die "mkosi $v installed, need >= $MKOSI_MIN"
+    if [ ${#fresh_units[@]} -gt 0 ]; then quiet_cluster_units "${fresh_units[@]}"; fi
 }
 
 if all_installed; then

@@ -9,6 +9,7 @@
     twinbeat check-config [--config FILE] [--drbd-dir DIR]
     twinbeat drbd-config [--write] [--config FILE] [--drbd-dir DIR]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
+    twinbeat export pacemaker [--config FILE] [--output DIR] [--force]
 """
 
 from __future__ import annotations
@@ -162,6 +163,14 @@ def _parser() -> argparse.ArgumentParser:
         help="convert heartbeat v1 ha.cf, haresources and authkeys into cluster.toml "
         "(see `twinbeat import-heartbeat --help`)",
     )
+    # Listed here for `twinbeat --help`; its options belong to supervisor.pacemaker.
+    ex = sub.add_parser(
+        "export",
+        help="write the pair's configuration for Corosync/Pacemaker (see `twinbeat export "
+        "pacemaker --help`)",
+    )
+    ex.add_argument("stack", choices=["pacemaker"],
+                    help="the cluster stack: pacemaker (corosync.conf, cib.xml, pcs commands)")
     return p
 
 
@@ -172,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         from supervisor.importer import main_import
 
         return main_import(argv[1:])
+    if argv[:2] == ["export", "pacemaker"]:
+        # The exporter owns its options (same names as shown by --help here).
+        from supervisor.pacemaker import main_export
+
+        return main_export(argv[2:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)

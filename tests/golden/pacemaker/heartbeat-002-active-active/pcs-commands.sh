@@ -1,0 +1,28 @@
+#!/bin/sh
+# pcs commands that build what cib.xml holds (cluster heartbeat), exported by
+# `twinbeat export pacemaker` from /etc/twinbeat/cluster.toml. For pcs 0.11 (Pacemaker 2.1).
+# Run it on one node once the cluster runs (pcs cluster start --all). It edits a copy
+# of the live CIB and pushes it once, so a half-built configuration never runs.
+# sh pcs-commands.sh FILE builds into the CIB file FILE instead and pushes nothing.
+# stonith-enabled=false: there is no fencing device yet (README.txt). pcs checks that
+# each agent exists on this node: install the services (and lsb/ wrappers) first.
+set -eu
+if [ $# -gt 0 ]; then
+    CIB=$1
+else
+    CIB=$(mktemp)
+    trap 'rm -f "$CIB"' EXIT
+    pcs cluster cib "$CIB"
+fi
+pcs -f "$CIB" property set stonith-enabled=false
+pcs -f "$CIB" resource defaults update resource-stickiness=0
+pcs -f "$CIB" resource create --no-default-ops mysql-mysql systemd:mysql op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group mysql
+pcs -f "$CIB" resource meta mysql migration-threshold=4 failure-timeout=600s
+pcs -f "$CIB" resource create --no-default-ops ldap-ldap systemd:ldap op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group ldap
+pcs -f "$CIB" resource meta ldap migration-threshold=4 failure-timeout=600s
+pcs -f "$CIB" resource create --no-default-ops cyrus-cyrus systemd:cyrus op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group cyrus
+pcs -f "$CIB" resource meta cyrus migration-threshold=4 failure-timeout=600s
+pcs -f "$CIB" constraint location mysql prefers clustnode2=100
+pcs -f "$CIB" constraint location ldap prefers clustnode1=100
+pcs -f "$CIB" constraint location cyrus prefers clustnode2=100
+if [ $# -eq 0 ]; then pcs cluster cib-push "$CIB" --config; fi
