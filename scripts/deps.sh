@@ -36,8 +36,10 @@ PKGS=(
     # exported pcs script
     pacemaker-cli-utils corosync resource-agents drbd-utils pcs
     # the QEMU pair's data services are proven with their own clients from the observer on
-    # the public LAN: smbclient, the kernel NFS client's mount helper, psql
-    smbclient nfs-common postgresql-client
+    # the public LAN: smbclient, psql, and NFS through libnfs (libnfs-utils brings the
+    # library; qemu-tests/nfsclient.py drives it: this host's kernel may have no NFS client)
+    # with nfs-common's tools (showmount, rpcinfo comes with rpcbind)
+    smbclient postgresql-client libnfs-utils nfs-common
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
