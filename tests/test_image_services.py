@@ -251,6 +251,7 @@ def test_postgresql_cluster_is_made_on_the_data_disk_and_logs_in(sandbox: Path) 
     started as Debian's unit starts it (pg_ctlcluster), pg_isready (the probe) and a SCRAM
     login of the database owner over TCP with the wizard's password."""
     script = PREPARE.format(service="postgresql") + f"""
+        make-ssl-cert generate-default-snakeoil  # (twinbeat-ssl-cert.service at first boot)
         mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql
         ls /srv/postgresql/17/main
         pg_ctlcluster 17 main start
