@@ -54,7 +54,7 @@ from supervisor.dataservices import (
     smbpasswd_line,
 )
 from supervisor.drivers import runner
-from supervisor.drivers.filesystem import parse_mountinfo
+from supervisor.mountinfo import parse_mountinfo
 
 _DRBD_RE = re.compile(r"^/dev/drbd\d+$")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2

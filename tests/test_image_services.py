@@ -51,6 +51,17 @@ def test_data_services_are_installed_and_disabled(image: Image, unit: str) -> No
     assert enabled(image, unit) == "disabled"
 
 
+def test_postgresql_backup_units_are_not_pulled_in(image: Image) -> None:  # noqa: F811
+    """postgresql-common's pg_receivewal@ (a replication slot, WAL archived on the node's own
+    disk) and backup timers would start with every cluster: not on the appliance."""
+    wants = image.root / "etc/systemd/system/postgresql@.service.wants"
+    assert not wants.exists() or list(wants.iterdir()) == []
+    for unit in ("pg_receivewal@.service", "pg_basebackup@.timer", "pg_compresswal@.timer",
+                 "pg_dump@.timer"):
+        assert (image.root / "usr/lib/systemd/system" / unit).exists(), unit
+        assert enabled(image, unit) == "disabled", unit
+
+
 def test_each_node_makes_its_own_tls_key(image: Image) -> None:  # noqa: F811
     assert enabled(image, "twinbeat-ssl-cert.service") == "enabled"
     assert not (image.root / "etc/ssl/private/ssl-cert-snakeoil.key").exists()
@@ -84,6 +95,9 @@ def test_daemons_require_their_state_on_the_replicated_disk(
     assert f"After=twinbeat-prepare@{service}.service" in dropin
     if unit in ("rpc-statd.service", "rpc-statd-notify.service", "nfsdcld.service"):
         assert "PartOf=nfs-server.service" in dropin
+    if unit == "smbd.service":  # Debian's AppArmor and AD-DC checks are reset: none here
+        assert "ExecStartPre=" in dropin and "ExecCondition=" in dropin
+        assert not (image.root / "etc/apparmor.d").exists()
     prepare = (units / "twinbeat-prepare@.service").read_text()
     assert "ExecStart=/usr/libexec/twinbeat/prepare-service %i" in prepare
     launcher = image.root / "usr/libexec/twinbeat/prepare-service"
@@ -255,7 +269,7 @@ def test_postgresql_cluster_is_made_on_the_data_disk_and_logs_in(sandbox: Path) 
         mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql
         ls /srv/postgresql/17/main
         pg_ctlcluster 17 main start
-        pg_isready --cluster 17/main -t 5 && echo PROBE-OK
+        /usr/lib/postgresql/17/bin/pg_isready -h /var/run/postgresql -t 5 && echo PROBE-OK
         runuser -u postgres -- psql -tA -c 'SHOW data_directory' -c 'SHOW synchronous_commit'
         PGPASSWORD='{DB_PASSWORD}' psql -h 127.0.0.1 -U appowner -d app -tA \\
             -c 'CREATE TABLE t (n int primary key)' -c 'INSERT INTO t VALUES (1)' \\

@@ -28,8 +28,12 @@ def run(coro):
     ("samba", ("smbclient", "-N", "//127.0.0.1/IPC$", "-c", "exit")),
     ("nfs-server", ("rpcinfo", "-T", "tcp", "127.0.0.1", "nfs")),
     ("nfs-kernel-server.service", ("rpcinfo", "-T", "tcp", "127.0.0.1", "nfs")),
-    ("postgresql", ("pg_isready", "-t", "5")),
-    ("postgresql@17-main.service", ("pg_isready", "--cluster", "17/main", "-t", "5")),
+    ("postgresql", ("/usr/lib/postgresql/17/bin/pg_isready", "-h", "/var/run/postgresql",
+                    "-t", "5")),
+    ("postgresql@17-main.service", ("/usr/lib/postgresql/17/bin/pg_isready", "-h",
+                                    "/var/run/postgresql", "-t", "5")),
+    ("postgresql@16-other", ("/usr/lib/postgresql/16/bin/pg_isready", "-h",
+                             "/var/run/postgresql", "-t", "5")),
 ])
 def test_probe_table(name: str, argv: tuple[str, ...]) -> None:
     probe = probe_for(name)
@@ -37,7 +41,8 @@ def test_probe_table(name: str, argv: tuple[str, ...]) -> None:
     assert probe.commands == (argv,)
 
 
-@pytest.mark.parametrize("name", ["httpd", "twinbeat-demo-web", "postgresql@", "nmbd"])
+@pytest.mark.parametrize("name", ["httpd", "twinbeat-demo-web", "postgresql@", "nmbd",
+                                  "postgresql@main"])
 def test_no_probe_for_other_services(name: str) -> None:
     assert probe_for(name) is None
 
@@ -163,4 +168,6 @@ def test_heartbeat_line_with_postgresql_is_monitored_by_pg_isready(tmp_path: Pat
     agent = make_agent(group.resources[-1], env.ctx)
     assert isinstance(agent, ServiceAgent)
     probe = agent.ctx.probes(agent.spec.name)
-    assert probe is not None and probe.commands == (("pg_isready", "-t", "5"),)
+    assert probe is not None
+    assert probe.commands == (("/usr/lib/postgresql/17/bin/pg_isready", "-h",
+                               "/var/run/postgresql", "-t", "5"),)

@@ -90,8 +90,8 @@ class AgentContext:
     #: services: the health probe of a resource name (None: the unit's state only)
     probes: Callable[[str], Probe | None] = probe_for
     #: services: the time limit of one probe command
-    probe_timeout: float = 10.0
+    probe_timeout: float = 20.0
     #: services: how long start() waits for a started service's first probe answer, and
     #: how often it asks meanwhile
-    probe_ready_wait: float = 30.0
+    probe_ready_wait: float = 60.0
     probe_interval: float = 0.5

@@ -12,9 +12,14 @@ resource                               probe (each command must exit 0)
 =====================================  ==============================================
 ``smbd``, ``samba``                    an SMB null session to IPC$ (``smbclient -N``)
 ``nfs-server``, ``nfs-kernel-server``  an RPC NULL call to nfsd over TCP (``rpcinfo``)
-``postgresql@VER-NAME``                ``pg_isready --cluster VER/NAME``
-``postgresql``                         ``pg_isready`` (the default cluster)
+``postgresql@VER-NAME``                VER's ``pg_isready`` on the Unix socket
+``postgresql``                         ``pg_isready`` on the Unix socket
 =====================================  ==============================================
+
+pg_isready is called directly (``/usr/lib/postgresql/VER/bin``), on Debian's socket directory
+and the default port (5432, the port of the cluster twinbeat makes): Debian's
+``pg_isready`` wrapper (perl, reading every cluster's configuration) took more than 10 s to
+start on a busy QEMU guest, and the probe timed out although the server answered.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from supervisor.drivers import runner
 
 #: the address the probes use: the node itself (the service also listens there)
 LOCAL = "127.0.0.1"
+#: where Debian's PostgreSQL clusters put their Unix sockets
+PG_SOCKETS = "/var/run/postgresql"
+PG_DEFAULT_VERSION = "17"
 
 
 @dataclass(frozen=True)
@@ -46,13 +54,18 @@ def probe_for(name: str) -> Probe | None:
         return Probe("an RPC NULL call to nfsd over TCP",
                      (("rpcinfo", "-T", "tcp", LOCAL, "nfs"),))
     if base == "postgresql":
-        return Probe("pg_isready", (("pg_isready", "-t", "5"),))
+        return _pg_isready(PG_DEFAULT_VERSION, "PostgreSQL")
     if base.startswith("postgresql@"):
         version, _, cluster = base.removeprefix("postgresql@").partition("-")
-        if version and cluster:
-            return Probe(f"pg_isready on cluster {version}/{cluster}",
-                         (("pg_isready", "--cluster", f"{version}/{cluster}", "-t", "5"),))
+        if version.isdigit() and cluster:
+            return _pg_isready(version, f"cluster {version}/{cluster}")
     return None
+
+
+def _pg_isready(version: str, what: str) -> Probe:
+    return Probe(f"pg_isready on {what}",
+                 ((f"/usr/lib/postgresql/{version}/bin/pg_isready", "-h", PG_SOCKETS,
+                   "-t", "5"),))
 
 
 async def run_probe(probe: Probe, timeout: float) -> str | None:
