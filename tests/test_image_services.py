@@ -97,7 +97,7 @@ def test_daemons_require_their_state_on_the_replicated_disk(
         assert "PartOf=nfs-server.service" in dropin
     if unit == "smbd.service":  # Debian's AppArmor and AD-DC checks are reset: none here
         assert "ExecStartPre=" in dropin and "ExecCondition=" in dropin
-        assert not (image.root / "etc/apparmor.d").exists()
+        assert not (image.root / "usr/sbin/apparmor_parser").exists()  # no AppArmor at all
     prepare = (units / "twinbeat-prepare@.service").read_text()
     assert "ExecStart=/usr/libexec/twinbeat/prepare-service %i" in prepare
     launcher = image.root / "usr/libexec/twinbeat/prepare-service"
