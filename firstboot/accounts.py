@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.atomicfile import atomic_write
+
 GECOS = "twinbeat file share"
 HOME = "/nonexistent"
 SHELL = "/usr/sbin/nologin"
@@ -96,7 +98,6 @@ def check_share_user(root: Path, account: Account) -> None:
 
 def add_share_user(root: Path, account: Account, today: int) -> list[str]:
     """Create the account under root (nothing when it exists with the same ids)."""
-    from firstboot.writer import write_atomic  # (the writer calls this: no import cycle)
 
     edits: tuple[tuple[str, Callable[[str | None], str], int], ...] = (
              ("etc/passwd", lambda t: passwd_with(t, account), 0o644),
@@ -113,7 +114,7 @@ def add_share_user(root: Path, account: Account, today: int) -> list[str]:
         if updated != text:
             new.append((path, updated, mode if text is not None else default_mode, uid, gid))
     for path, updated, mode, uid, gid in new:
-        write_atomic(path, updated.encode(), mode, uid, gid)
+        atomic_write(path, updated, mode=mode, uid=uid, gid=gid)
     if not new:
         return [f"user {account.name} (uid {account.uid}) already exists"]
     return [f"created user {account.name} (uid {account.uid}, no login) in "
