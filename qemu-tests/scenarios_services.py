@@ -64,7 +64,10 @@ def _save_services(pair: Pair, artifacts: Path) -> None:
                 "2>&1 | head -n 40", check=False, timeout=60)[1])
 
 
-SHARED = SharedPair("tbqs-", replicate=True, services=True, save_extra=_save_services)
+#: the failback scenario continues the power-loss one: after a failure the pair is kept so
+#: that it says why at once instead of booting a new pair
+SHARED = SharedPair("tbqs-", replicate=True, services=True, save_extra=_save_services,
+                    keep_after_failure=lambda pair: True)
 services_scenario = SHARED.scenario
 
 
