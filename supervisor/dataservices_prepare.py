@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supervisor.atomicfile import fsync_dir
 from supervisor.dataservices import (
     PG_BIN,
     SERVICES,
@@ -119,14 +120,6 @@ def _mkdir(path: str, mode: int, owner: tuple[int, int] | None, tools: Tools,
     if owner is not None:
         tools.chown(path, *owner)
     made.append(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _run(tools: Tools, argv: Sequence[str], what: str, *, input: bytes | None = None,
@@ -224,8 +217,9 @@ async def prepare_postgresql(ds: DataServices, tools: Tools) -> list[str]:
             (tmp / name).unlink()  # Debian keeps them in /etc/postgresql
     if data.exists():
         data.rmdir()  # empty (checked above)
-    os.rename(tmp, data)
-    _fsync_dir(data.parent)
+    # a whole directory moves into place (atomic_write is for files): then made durable
+    tmp.rename(data)
+    fsync_dir(data.parent)
     return [f"created {d}" for d in made] + [
         f"initialised a new PostgreSQL cluster in {data} with database {db.name} owned by "
         f"{db.owner}"]
