@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drbdpair import mounted, wait_in_sync
 from pair import (
     DATABASE,
     DB_OWNER,
@@ -45,7 +46,6 @@ from pair import (
     SharedPair,
     group_of,
 )
-from scenarios_replication import mounted, wait_in_sync
 
 HERE = Path(__file__).resolve().parent
 SHARE_DIR = f"{MOUNT_POINT}/shares/{SHARE}"
@@ -64,11 +64,7 @@ def _save_services(pair: Pair, artifacts: Path) -> None:
                 "2>&1 | head -n 40", check=False, timeout=60)[1])
 
 
-#: the failback scenario continues the power-loss one: after a failure the pair is kept so
-#: that it says why at once instead of booting a new pair
-SHARED = SharedPair("tbqs-", replicate=True, services=True, save_extra=_save_services,
-                    keep_after_failure=lambda pair: True)
-services_scenario = SHARED.scenario
+SHARED = SharedPair("tbqs-", replicate=True, services=True, save_extra=_save_services)
 
 
 @dataclass
@@ -238,9 +234,14 @@ def ready(pair: Pair, owner: str) -> None:
 
 
 _state: dict[str, object] = {}
+SHARED.on_boot.append(_state.clear)
 
 
-@services_scenario("services-smb-nfs-postgresql-survive-owner-power-loss-no-acked-write-lost")
+#: the failback scenario continues the power-loss one: after a failure the pair is kept
+#: (repair says so) so that the failback says at once why it cannot run instead of booting
+#: a new pair
+@SHARED.scenario("services-smb-nfs-postgresql-survive-owner-power-loss-no-acked-write-lost",
+                 repair=lambda pair: True, timeout=1200)
 def services_power_loss(pair: Pair) -> str:
     n1, n2 = pair.node1, pair.node2
     ready(pair, "node1")
@@ -288,7 +289,7 @@ def services_power_loss(pair: Pair) -> str:
             + "; " + "; ".join(lines))
 
 
-@services_scenario("services-failback-to-node1-keeps-every-acknowledged-write")
+@SHARED.scenario("services-failback-to-node1-keeps-every-acknowledged-write", timeout=1500)
 def services_failback(pair: Pair) -> str:
     n1 = pair.node1
     ws = _state.get("writers")
