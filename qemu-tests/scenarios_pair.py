@@ -375,11 +375,15 @@ def isolate_node1(pair: Pair) -> str:
 # 6c. Only the two dedicated links: cutting both is a split brain
 
 
+# the link's name line, with the comment the writer puts beside it
+PUBLIC = re.compile(r'(?m)^name\s*=\s*"public"\s*(#.*)?$')
+
+
 def _without_public_link(text: str) -> str:
     """cluster.toml without its [[link]] table named "public"."""
     blocks = re.split(r"(?m)^(?=\[)", text)
     kept = [b for b in blocks
-            if not (b.startswith("[[link]]") and re.search(r'(?m)^name = "public"$', b))]
+            if not (b.startswith("[[link]]") and PUBLIC.search(b))]
     out = "".join(kept)
     if out == text:
         raise PairError("cluster.toml has no public [[link]] to remove")
