@@ -77,6 +77,7 @@ def test_the_two_link_scenario_removes_the_public_link_from_the_wizards_cluster_
     import tomllib
 
     import scenarios_pair
+    from pair import PairError
 
     from firstboot import hardware, secret, seed
     from firstboot.model import build_setup
@@ -92,5 +93,5 @@ def test_the_two_link_scenario_removes_the_public_link_from_the_wizards_cluster_
     assert [lk["name"] for lk in tomllib.loads(text)["link"]] == ["serial", "crossover", "public"]
     out = scenarios_pair._without_public_link(text)
     assert [lk["name"] for lk in tomllib.loads(out)["link"]] == ["serial", "crossover"]
-    with pytest.raises(scenarios_pair.PairError):
+    with pytest.raises(PairError):
         scenarios_pair._without_public_link(out)
