@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import re
 import subprocess
 import sys
 import tempfile
@@ -254,8 +255,13 @@ def services_power_loss(pair: Pair) -> str:
                  timeout=60)[1].strip()
     if not init:
         raise PairError("node1 did not initialise the PostgreSQL cluster on the replicated disk")
-    if n2.sh("ls /var/lib/postgresql/17/ /srv 2>/dev/null", check=False, timeout=30)[1].strip():
-        raise PairError("node2 has a PostgreSQL cluster or files in /srv of its own")
+    m = re.search(r" in ([0-9.]+) s$", init)
+    initdb = f"{float(m.group(1)):.0f} s" if m else f"? ({init!r})"
+    # (`ls` of two folders would print their names even when both are empty)
+    own = n2.sh("find /var/lib/postgresql/17 /srv -mindepth 1 -maxdepth 1 2>/dev/null",
+                check=False, timeout=30)[1].strip()
+    if own:
+        raise PairError(f"node2 has a PostgreSQL cluster or files in /srv of its own: {own}")
     n1.sh(f"runuser -u postgres -- psql -d {DATABASE} -qc 'CREATE TABLE IF NOT EXISTS acked "
           f"(n int PRIMARY KEY, v text NOT NULL); ALTER TABLE acked OWNER TO {DB_OWNER}'",
           timeout=120)
@@ -283,8 +289,9 @@ def services_power_loss(pair: Pair) -> str:
     lines = check_all(n2, ws)
     firsts = {w.service: w.first_ok_after(t_kill) for w in ws}
     _state["power_loss"] = firsts
-    return (f"group on node1 ({g['local']}), cluster initialised there ({init[:60]}...); "
-            f"node1 powered off: first acknowledged operation on node2 after "
+    return (f"group on node1 ({g['local']}), PostgreSQL cluster initialised there on the "
+            f"replicated disk in {initdb} (initdb and the database, at the group's first "
+            f"start); node1 powered off: first acknowledged operation on node2 after "
             + ", ".join(f"{s} {t:.1f} s" for s, t in firsts.items() if t is not None)
             + "; " + "; ".join(lines))
 
