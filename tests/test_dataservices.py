@@ -364,8 +364,9 @@ def test_prepare_postgresql_initialises_once(tmp_path: Path) -> None:
     assert calls[:2] == [
         "runuser -u postgres -- T/initdb -D T/srv/postgresql/17/.main.initdb "
         "--auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 "
-        "--data-checksums", "initdb -D T/srv/postgresql/17/.main.initdb --auth-local=peer "
-        "--auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 --data-checksums"]
+        "--data-checksums --sync-method=syncfs", "initdb -D T/srv/postgresql/17/.main.initdb "
+        "--auth-local=peer --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 "
+        "--data-checksums --sync-method=syncfs"]
     assert calls[3] == "postgres --single -D T/srv/postgresql/17/.main.initdb postgres"
     # the other node (or the next start) finds the cluster and leaves it alone
     n = len(calls)

@@ -147,7 +147,7 @@ def test_data_services_are_written_with_hashed_passwords(root1: Path) -> None:
     assert cfg.groups[0].resource_texts == (
         "IPaddr::192.168.85.3/24/eth0", "drbddisk::r0", "Filesystem::/dev/drbd0::/srv::ext4",
         "smbd.service", "nfs-server.service", "postgresql@17-main.service", "nginx.service")
-    assert cfg.groups[0].start_timeout == 180.0  # (initdb at the first start)
+    assert cfg.groups[0].start_timeout == 300.0  # (initdb at the first start)
     # --reconfigure offers the same choices (the passwords are asked again)
     prev = previous_answers(root1)
     assert {k: prev[k] for k in ("file_share", "share_name", "share_user", "nfs_clients",
