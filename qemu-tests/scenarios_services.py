@@ -158,8 +158,10 @@ class Writer:
 def present(node: Node, writer: Writer) -> dict[int, str]:
     """The items of `writer` that the serving node has, with their content."""
     if writer.service == "postgresql":
-        out = node.sh(f"runuser -u postgres -- psql -d {DATABASE} -tA -F '|' -c "
-                      "'SELECT n, v FROM acked ORDER BY n'", timeout=120)[1]
+        # (no pager: on the console psql pages a result taller than the screen through
+        # `more`, which waits for RETURN; the failback's check hung there in a QEMU run)
+        out = node.sh(f"runuser -u postgres -- psql -P pager=off -d {DATABASE} -tA -F '|' "
+                      "-c 'SELECT n, v FROM acked ORDER BY n'", timeout=120)[1]
         rows: dict[int, str] = {}
         for line in out.splitlines():
             n, _, v = line.partition("|")
@@ -262,7 +264,7 @@ def services_power_loss(pair: Pair) -> str:
                 check=False, timeout=30)[1].strip()
     if own:
         raise PairError(f"node2 has a PostgreSQL cluster or files in /srv of its own: {own}")
-    n1.sh(f"runuser -u postgres -- psql -d {DATABASE} -qc 'CREATE TABLE IF NOT EXISTS acked "
+    n1.sh(f"runuser -u postgres -- psql -P pager=off -d {DATABASE} -qc 'CREATE TABLE IF NOT EXISTS acked "
           f"(n int PRIMARY KEY, v text NOT NULL); ALTER TABLE acked OWNER TO {DB_OWNER}'",
           timeout=120)
     probe = n1.status()
