@@ -264,8 +264,8 @@ def services_power_loss(pair: Pair) -> str:
                 check=False, timeout=30)[1].strip()
     if own:
         raise PairError(f"node2 has a PostgreSQL cluster or files in /srv of its own: {own}")
-    n1.sh(f"runuser -u postgres -- psql -P pager=off -d {DATABASE} -qc 'CREATE TABLE IF NOT EXISTS acked "
-          f"(n int PRIMARY KEY, v text NOT NULL); ALTER TABLE acked OWNER TO {DB_OWNER}'",
+    n1.sh(f"runuser -u postgres -- psql -P pager=off -d {DATABASE} -qc 'CREATE TABLE IF NOT "
+          f"EXISTS acked (n int PRIMARY KEY, v text NOT NULL); ALTER TABLE acked OWNER TO {DB_OWNER}'",
           timeout=120)
     probe = n1.status()
     g = group_of(probe)
