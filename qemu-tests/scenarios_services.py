@@ -265,8 +265,8 @@ def services_power_loss(pair: Pair) -> str:
     if own:
         raise PairError(f"node2 has a PostgreSQL cluster or files in /srv of its own: {own}")
     n1.sh(f"runuser -u postgres -- psql -P pager=off -d {DATABASE} -qc 'CREATE TABLE IF NOT "
-          f"EXISTS acked (n int PRIMARY KEY, v text NOT NULL); ALTER TABLE acked OWNER TO {DB_OWNER}'",
-          timeout=120)
+          "EXISTS acked (n int PRIMARY KEY, v text NOT NULL); "
+          f"ALTER TABLE acked OWNER TO {DB_OWNER}'", timeout=120)
     probe = n1.status()
     g = group_of(probe)
     workdir = Path(tempfile.mkdtemp(prefix="tbqs-clients-"))
