@@ -2,6 +2,10 @@
 
 The same table drives the console (wizard.py) and the seed (seed.py): a seed key is the
 question's ``key``, and a missing key takes the default exactly as pressing Enter would.
+
+One module on purpose (over 500 lines; the QUESTIONS table is ~270 of them): the table is read
+top to bottom in the order the wizard asks, and each row's default and condition are the small
+functions above it; split, a question and the rule that fills its default would live apart.
 """
 
 from __future__ import annotations
