@@ -152,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 #: scenarios the suite leaves out (each with why); `-k NAME` still runs them. None counts as
 #: passed: the summary line names them.
-NOT_IN_SUITE = {
-    "replicated-old-owner-returns-during-resync-no-failback-until-uptodate":
-        "in suite order the harness's console login on node1 after its power-on timed out in "
-        "2 of 3 runs (the guest had resynchronised and taken the group back); it passed alone",
-}
+NOT_IN_SUITE: dict[str, str] = {}
 
 
 if __name__ == "__main__":
