@@ -188,11 +188,11 @@ def kernel_panic(console: str) -> str:
     if panic is None:
         return ""
     before = console[:panic.start()]
-    oops = list(OOPS_RE.finditer(before))
-    comm = list(COMM_RE.finditer(before))
-    parts = [oops[0].group(0).strip()] if oops else []
+    oops = OOPS_RE.search(before)
+    comm = COMM_RE.search(before)
+    parts = [oops.group(0).strip()] if oops else []
     if comm:
-        parts.append(f"in {comm[0].group(1)}")
+        parts.append(f"in {comm.group(1)}")
     parts.append(panic.group(0).strip())
     return "guest kernel panic: " + ", ".join(parts)
 

@@ -401,10 +401,7 @@ class Supervisor:
 
     def _arm_watchdog(self, timeout: float, why: str) -> None:
         """Arm (or re-arm) the device and tell the core what it got."""
-        armed, reason = self.watchdog.activate(timeout)
-        if armed:
-            self.watchdog.reason = reason = f"{reason}: {why}"
-            log.info("watchdog: %s", why)
+        armed, reason = self.watchdog.activate(timeout, why)
         ok = armed or self.config.watchdog.mode != "required"
         # the timeout the device is really armed with: the peer waits for it (the wt field)
         actual = self.watchdog.timeout if armed and self.watchdog.timeout else None
