@@ -57,6 +57,7 @@ from supervisor.core.promotion import PeerLiveness
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
+from supervisor.core.watchdog_window import startup_timeout
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
@@ -132,6 +133,9 @@ class Supervisor:
         self._frames: list[FrameReceived] = []
         self._done: asyncio.Future[int] | None = None
         self._last_feed = 0.0
+        #: the configured watchdog timeout, while the device is armed with the longer startup
+        #: one (core.watchdog_window.startup_timeout); None once it is the configured one
+        self._watchdog_target: float | None = None
         self._request_ids = itertools.count(1)
         #: requests waiting for the core's answer (AdminAnswer, FenceAnswer), by request id
         self._waiters: dict[int, asyncio.Future[Answer]] = {}
@@ -210,7 +214,8 @@ class Supervisor:
             drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
             key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
         await self.ops.start()
-        self.feed(self.ops.boot())
+        started = self.ops.boot()
+        self.feed(started)
         self.links.open(self.config.links)
         self._watch_carriers()
         await self.control.start()
@@ -218,12 +223,11 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: self.feed(ShutdownRequested()))
         loop.add_signal_handler(signal.SIGHUP, self.reloader.schedule)
-        armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
-        ok = armed or self.config.watchdog.mode != "required"
-        # the timeout the device is really armed with: the peer waits for it (the wt field)
-        timeout = self.watchdog.timeout if armed and self.watchdog.timeout else None
-        self.feed(WatchdogState(ok, reason, armed or self.config.watchdog.mode == "off",
-                                None if timeout is None else float(timeout)))
+        configured = self.config.watchdog.timeout
+        first, why = startup_timeout(configured, started.previous)
+        self._arm_watchdog(first, why)
+        if self.watchdog.armed and first > configured:
+            self._watchdog_target = configured
         self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
@@ -396,6 +400,22 @@ class Supervisor:
         self.feed(event)
         return waiter
 
+    def _arm_watchdog(self, timeout: float, why: str) -> None:
+        """Arm (or re-arm) the device and tell the core what it got."""
+        armed, reason = self.watchdog.activate(timeout, why)
+        ok = armed or self.config.watchdog.mode != "required"
+        # the timeout the device is really armed with: the peer waits for it (the wt field)
+        actual = self.watchdog.timeout if armed and self.watchdog.timeout else None
+        self.feed(WatchdogState(ok, reason, armed or self.config.watchdog.mode == "off",
+                                None if actual is None else float(actual)))
+
+    def _leave_startup_timeout(self) -> None:
+        """Before this node starts its first resource: the configured watchdog timeout."""
+        target, self._watchdog_target = self._watchdog_target, None
+        if target is not None:
+            self._arm_watchdog(target, f"shortened to the configured {target:g} s before "
+                                       "this node starts its first resource")
+
     def _feed_interval(self) -> float:
         interval = self.config.watchdog.timeout / 3
         systemd = self.notifier.watchdog_interval()
@@ -433,7 +453,10 @@ class Supervisor:
         match action:
             case SendFrame(data=data):
                 self.links.send(data)
-            case StartResource() | StopResource() | CheckResource():
+            case StartResource():
+                self._leave_startup_timeout()
+                self._spawn(self.resources.run(action))
+            case StopResource() | CheckResource():
                 self._spawn(self.resources.run(action))
             case Reboot(reason=reason):
                 log.critical("rebooting: %s", reason)

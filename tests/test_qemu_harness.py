@@ -119,3 +119,21 @@ def test_the_pair_harness_answers_every_question_the_wizard_asks_node1() -> None
         if label is not None and not any(p.startswith(label) for p in prompts):
             missing.append(label)
     assert missing == []
+
+
+def test_a_guest_kernel_panic_is_named_in_one_line():
+    import vm
+
+    console = (
+        "@@PROMPT@@ [  171.798949] traps: PANIC: double fault, error_code: 0x0\r\n"
+        "[  171.803141] Oops: double fault: 0000 [#1] PREEMPT SMP NOPTI\r\n"
+        "[  171.804454] CPU: 0 UID: 0 PID: 529 Comm: drbd_r_r0 Not tainted 6.12.118 #1\r\n"
+        "[  171.805240] RIP: 0010:kmem_cache_alloc_node_noprof+0x6e/0x310\r\n"
+        "[  171.816555] Kernel panic - not syncing: Fatal exception in interrupt\r\n"
+        "[    0.000000] Linux version 6.12.118+deb13-amd64\r\n")
+    assert vm.kernel_panic(console) == (
+        "guest kernel panic: Oops: double fault: 0000 [#1] PREEMPT SMP NOPTI, in drbd_r_r0, "
+        "Kernel panic - not syncing: Fatal exception in interrupt")
+    # an Oops the kernel survived, or none at all, is not a panic
+    assert vm.kernel_panic(console.replace("Kernel panic - not syncing", "oh well")) == ""
+    assert vm.kernel_panic("node1 login: ") == ""
