@@ -81,7 +81,7 @@ class Step:
 
 
 def step(state: CoreState, event: Event, now: float) -> Step:
-    if isinstance(event, FrameReceived):
+    if isinstance(event, FrameReceived | FramesReceived):
         again = same_beat_again(state, event, now)
         if again is not None:
             return Step(again, [], [])
@@ -102,24 +102,31 @@ def full_step(state: CoreState, event: Event, now: float) -> Step:
     return Step(s, out.actions, out.reasons)
 
 
-def same_beat_again(s: CoreState, event: FrameReceived, now: float) -> CoreState | None:
-    """The state after ``event`` when it is the peer's newest beat again, from another link
-    that is up, while the peer is alive and nothing is due (every deadline of
-    ``next_deadline`` lies ahead): the frame only refreshes that link (heard, loss window,
-    round-trip time) and the peer's last heard time. No decision can follow from it: every
-    decision is taken at a deadline or on news, and this frame is neither. So the frame is
-    taken in without evaluating the whole state again (the second and third copy of each
-    beat, at every keepalive). None: step it the full way."""
+def same_beat_again(s: CoreState, event: FrameReceived | FramesReceived,
+                    now: float) -> CoreState | None:
+    """The state after ``event`` when its frames are all the peer's newest beat again, from
+    other links that are up (one frame, or the frames of one wake-up), while the peer is
+    alive and nothing is due (every deadline of ``next_deadline`` lies ahead): the frames
+    only refresh their links (heard, loss window, round-trip time) and the peer's last heard
+    time. No decision can follow from them: every decision is taken at a deadline or on
+    news, and these frames are neither. So they are taken in without evaluating the whole
+    state again (the second and third copy of each beat, at every keepalive). None: step
+    the event the full way."""
+    frames = (event,) if isinstance(event, FrameReceived) else event.frames
     p = s.peer_state
-    ls = s.links.get(event.link)
-    if (p.status is not PeerStatus.ALIVE or p.beat is None or ls is None
-            or ls.status is not LinkStatus.UP or s.status is not NodeStatus.ACTIVE
-            or s.shutting_down or event.data.strip() != p.frame):
+    if (p.status is not PeerStatus.ALIVE or p.beat is None or s.status is not NodeStatus.ACTIVE
+            or s.shutting_down):
         return None
+    for frame in frames:
+        ls = s.links.get(frame.link)
+        if ls is None or ls.status is not LinkStatus.UP or frame.data.strip() != p.frame:
+            return None
     if any(t <= now + EPS for t in _deadlines(s)):
         return None
     out = Out()
-    after = on_frame(s, event.link, event.data, now, out)
+    after = s
+    for frame in frames:
+        after = on_frame(after, frame.link, frame.data, now, out)
     if out.actions or out.reasons or after.peer_state.beat is not p.beat:
         return None
     return after
