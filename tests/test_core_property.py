@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.core.events import Event, FrameReceived, FramesReceived
+from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
 from supervisor.core.state import CoreState
-from supervisor.core.step import Step, full_step, same_beat_again
+from supervisor.core.step import Step, full_step, only_the_beat_due, same_beat_again
 from supervisor.core.step import step as core_step
 from tests import sim as sim_module
 from tests.sim import Sim, make_config
@@ -207,3 +207,36 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequenc
         sim.run(1.0)
     # three links: the second and third copy of most beats
     assert taken[FramesReceived if together else FrameReceived] > 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, seed,
+                                                                       failback):
+    """The shortcut for a tick at which only the next beat is due (``only_the_beat_due``:
+    the beat is published without evaluating the whole state) gives exactly what the full
+    step gives: the same state, the same actions (the beat's bytes) and reasons; over random
+    event sequences of both simulated cores (links cut, lossy, delayed; kills, restarts,
+    admin commands)."""
+    taken = 0
+
+    def compared(state: CoreState, event: Event, now: float) -> Step:
+        nonlocal taken
+        result = core_step(state, event, now)
+        if isinstance(event, Tick) and only_the_beat_due(state, now) is not None:
+            full = full_step(state, event, now)
+            assert (result.actions, result.reasons) == (full.actions, full.reasons), now
+            assert result.state == full.state, now
+            taken += 1
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim_module, "step", compared)
+        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
+                  seed=seed)
+        sim.run(0.5)
+        for op in sequence:
+            apply(sim, op)
+        sim.admin("node1", "cleanup")
+        sim.run(1.0)
+    assert taken > 0  # most keepalive ticks of an idle pair
