@@ -137,3 +137,15 @@ def test_a_guest_kernel_panic_is_named_in_one_line():
     # an Oops the kernel survived, or none at all, is not a panic
     assert vm.kernel_panic(console.replace("Kernel panic - not syncing", "oh well")) == ""
     assert vm.kernel_panic("node1 login: ") == ""
+
+
+def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
+    """The status's worst gap and lag are since start: a peer rebooted by an earlier scenario
+    left a 113 s gap in node2's, which a CI run reported as the load's."""
+    import scenarios_pair
+
+    assert scenarios_pair._worst_during(112874.5, 112874.5) == (
+        "<= 112874.5 (not exceeded; that one is older)")
+    assert scenarios_pair._worst_during(250.0, 601.2) == "601.2"
+    assert scenarios_pair._worst_during(None, 601.2) == "601.2"
+    assert scenarios_pair._worst_during(None, None) == "none"
