@@ -157,10 +157,13 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
 def _same_news(s: CoreState, newest: codec.Beat,
                decoded: codec.Beat | codec.DecodeError) -> bool:
     """Whether ``decoded`` is the peer's next beat (same generation, a later sequence
-    number) and says what ``newest`` said."""
+    number) and says what ``newest`` said (known without comparing field by field when the
+    codec made it from ``newest``'s template: the same body around a new sequence number
+    and echo)."""
     return (isinstance(decoded, codec.Beat) and decoded.sender == s.peer
             and decoded.generation == newest.generation and decoded.seq > newest.seq
-            and replace(decoded, seq=newest.seq, echo=newest.echo) == newest)
+            and ((decoded.template is not None and decoded.template is newest.template)
+                 or replace(decoded, seq=newest.seq, echo=newest.echo) == newest))
 
 
 def only_the_beat_due(s: CoreState, now: float) -> Step | None:
