@@ -296,14 +296,14 @@ def decode(line: bytes, key: bytes, domain: str | Domain, newest: Beat | None = 
     ``newest``: a beat decoded before (the peer's newest). A frame whose authenticated body is
     that beat's body byte for byte except its sequence number and echo (the peer's next beat
     of an idle pair) is that beat with the new sequence number and echo: only those two are
-    checked, and no Beat is built field by field (``Template.next_beat``). The result is the
+    checked, and no Beat is built field by field (``Template.same_but``). The result is the
     same as without ``newest`` (a property test compares them over hostile frames).
     """
     if isinstance(domain, str):
         domain = Domain(domain)
     raw = authenticated(line, key, MAGIC, MAX_LINE, "frame")
     if newest is not None and newest.template is not None:
-        beat = newest.template.next_beat(raw, newest, domain)
+        beat = newest.template.same_but(raw, newest, domain)
         if beat is not None:
             return beat
     return _beat_from(parse_body(raw), domain, raw)
@@ -596,7 +596,7 @@ class Template:
         echo_start = len(raw) - len(tail) - len(_JSON.encode(body["e"]))
         return cls(domain, head.encode(), raw[seq_end:echo_start], tail.encode())
 
-    def next_beat(self, raw: bytes, newest: Beat, domain: Domain) -> Beat | None:
+    def same_but(self, raw: bytes, newest: Beat, domain: Domain) -> Beat | None:
         """``newest`` with the sequence number and echo of ``raw``, when ``raw`` is this
         template around a plain integer and echo, checked against the same domain; raise
         DecodeError when one of those two values is out of its domain (as the whole
