@@ -4,8 +4,9 @@ Two real supervisors in network namespaces (tests/netns.py: serial null-modem, c
 public links, one group holding a floating address, monitored every second), formed and
 settled, then sampled for ``--seconds`` (default 20) at each keepalive (100 ms with deadtime
 500 ms, 50 ms with deadtime 250 ms): the CPU time each supervisor used (utime + stime from
-/proc/PID/stat) over the wall time, in % of one core, and its PSS and RSS (smaps_rollup)
-at the end of the sample.
+/proc/PID/stat) over the wall time, in % of one core, the wake-ups of its loop per second
+(the main thread's voluntary context switches: each time it blocked, most often in the
+loop's wait), and its PSS and RSS (smaps_rollup) at the end of the sample.
 
 ``--baseline REV`` also runs the supervisor of git revision REV (``git archive`` into a
 temporary directory, the same venv), one after the other in the same run, and prints both
@@ -41,6 +42,16 @@ class Sample:
     cpu_pct: list[float]  # per node
     pss_kib: list[int]
     rss_kib: list[int]
+    wakeups: list[float]  # per second
+
+
+def voluntary_switches(pid: int) -> int:
+    """The main thread's voluntary context switches (it blocked: the loop's wait, mostly)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no voluntary_ctxt_switches in /proc/{pid}/status")
 
 
 def measure(repo: Path, keepalive: str, deadtime: str, seconds: float) -> Sample:
@@ -57,15 +68,18 @@ def measure(repo: Path, keepalive: str, deadtime: str, seconds: float) -> Sample
             for lk in b.nodes[n].status()["links"]), timeout=20)
         time.sleep(3)  # let the start-up settle (GARP repeats, first monitors)
         pids = [b.nodes[n].proc.pid for n in ("node1", "node2")]  # type: ignore[union-attr]
+        w0 = [voluntary_switches(p) for p in pids]
         c0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
         time.sleep(seconds)
         c1, t1 = [cpu_seconds(p) for p in pids], time.monotonic()
+        w1 = [voluntary_switches(p) for p in pids]
         mem = [rss_pss_kib(p) for p in pids]
         for n in ("node1", "node2"):
             proc = b.nodes[n].proc
             assert proc is not None and proc.poll() is None, f"{n} exited during the sample"
         return Sample([(c1[i] - c0[i]) / (t1 - t0) * 100 for i in range(2)],
-                      [m[1] for m in mem], [m[0] for m in mem])
+                      [m[1] for m in mem], [m[0] for m in mem],
+                      [(w1[i] - w0[i]) / (t1 - t0) for i in range(2)])
 
 
 @contextlib.contextmanager
@@ -84,7 +98,9 @@ def row(label: str, s: Sample) -> str:
     cpu = " / ".join(f"{c:5.2f}" for c in s.cpu_pct)
     pss = " / ".join(f"{p / 1024:5.1f}" for p in s.pss_kib)
     rss = " / ".join(f"{r / 1024:5.1f}" for r in s.rss_kib)
-    return f"  {label:<24} CPU % {cpu}   PSS MiB {pss}   RSS MiB {rss}"
+    wake = " / ".join(f"{w:5.1f}" for w in s.wakeups)
+    return (f"  {label:<24} CPU % {cpu}   wake-ups/s {wake}   PSS MiB {pss}   "
+            f"RSS MiB {rss}")
 
 
 def main() -> int:

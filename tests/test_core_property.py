@@ -8,6 +8,7 @@ simulator checks the invariant after every single step of either core.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from supervisor.core.actions import SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
+from supervisor.core.publish import EARLY, beat_due
 from supervisor.core.state import CoreState
 from supervisor.core.step import Step, full_step, only_the_beat_due, same_beat_again
 from supervisor.core.step import step as core_step
@@ -79,13 +82,15 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
 
 def run_sequence(step: Callable[[CoreState, Event, float], Step],
                  sequence: list[tuple[Any, ...]], seed: int, failback: bool,
-                 timing: tuple[tuple[str, float, float], ...] = ()) -> None:
+                 timing: tuple[tuple[str, float, float], ...] = (),
+                 gap: float = 0.0) -> None:
     """Both simulated cores, stepped through `step`, over `sequence` (links' delay and jitter
-    as given, else the simulator's), then a cleanup and a second of quiet."""
+    as given, else the simulator's; node2 started `gap` after node1), then a cleanup and a
+    second of quiet."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sim_module, "step", step)
         sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
-                  seed=seed)
+                  seed=seed, start_gap=gap)
         for name, delay, jitter in timing:
             sim.links[name].delay, sim.links[name].jitter = delay, jitter
         sim.run(0.5)
@@ -176,19 +181,13 @@ def test_step_never_changes_the_state_it_is_given(sequence, seed, failback):
 
 
 
-@pytest.mark.parametrize("together", [False, True], ids=["apart", "together"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
-def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequence, seed,
-                                                                failback):
-    """The shortcut for frames that say nothing new, the peer's newest beat arriving again
-    on other links or its next beat saying the same (``same_beat_again``: no evaluation of
-    the whole state) gives exactly what the full step gives: the same state, no action, no
-    reason; over random event sequences of both simulated cores (links cut, lossy, delayed;
-    kills, restarts, admin commands). The copies
-    arrive apart (one frame a step), or the two network links' copies at the same instant
-    (stepped together, FramesReceived, as the loop does with the frames of one wake-up)."""
-    taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0}
+def frame_steps_compared(taken: dict[object, int]) -> Any:
+    """A ``step`` for the simulator that also steps every frame event the full way and
+    compares: the same state, actions and reasons; for frames the shortcut takes
+    (``same_beat_again``), no reason and no action but our own beat when it is due
+    (``publish.beat_due``). Counts in ``taken``: shortcut steps by event type, "next beat"
+    (the first frame was the peer's next beat, not a copy), "our beat" (our beat sent with
+    them)."""
 
     def compared(state: CoreState, event: Event, now: float) -> Step:
         result = core_step(state, event, now)
@@ -199,23 +198,99 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequenc
         assert (result.actions, result.reasons) == (full.actions, full.reasons), (event, now)
         assert result.state == full.state, (event, now)
         if same_beat_again(state, event, now) is not None:
-            assert (full.actions, full.reasons) == ([], []), (event, now)
+            assert full.reasons == [], (event, now)
+            if full.actions:  # our beat, due within EARLY: sent on this wake-up
+                assert [type(a) for a in full.actions] == [SendFrame], (event, now)
+                assert beat_due(state, now), (event, now)
+                taken["our beat"] += 1
+            else:
+                assert not beat_due(state, now), (event, now)
             taken[type(event)] += 1
             first = (event if isinstance(event, FrameReceived) else event.frames[0]).data
             if first.strip() != state.peer_state.frame:
                 taken["next beat"] += 1
         return result
 
-    # the copies of a beat arrive apart, as on the real media (serial: ~22 ms a frame);
-    # or the serial one first and the two network ones after it, at the same instant
-    timing = ((("serial", 0.0005, 0.0), ("crossover", 0.003, 0.0), ("public", 0.003, 0.0))
-              if together else
-              (("serial", 0.022, 0.002), ("crossover", 0.0005, 0.002), ("public", 0.001, 0.002)))
-    run_sequence(compared, sequence, seed, failback, timing)
+    return compared
+
+
+def copies_timing(together: bool) -> tuple[tuple[str, float, float], ...]:
+    """The copies of a beat arrive apart, as on the real media (serial: ~22 ms a frame); or
+    the serial one first and the two network ones after it, at the same instant: each link's
+    (name, delay, jitter)."""
+    return ((("serial", 0.0005, 0.0), ("crossover", 0.003, 0.0), ("public", 0.003, 0.0))
+            if together else
+            (("serial", 0.022, 0.002), ("crossover", 0.0005, 0.002),
+             ("public", 0.001, 0.002)))
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["apart", "together"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans(),
+       st.floats(0.0, 0.1))
+def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequence, seed,
+                                                                failback, gap):
+    """The shortcut for frames that say nothing new, the peer's newest beat arriving again
+    on other links or its next beat saying the same (``same_beat_again``: no evaluation of
+    the whole state) gives exactly what the full step gives: the same state, no reason, no
+    action but our own beat when it is due within ``publish.EARLY`` of the keepalive; over
+    random event sequences of both simulated cores (links cut, lossy, delayed; kills,
+    restarts, admin commands; node2 started ``gap`` after node1, so the two beat in any
+    phase). The copies arrive apart (one frame a step), or the two network links' copies at
+    the same instant (stepped together, FramesReceived, as the loop does with the frames of
+    one wake-up)."""
+    taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
+                                "our beat": 0}
+    run_sequence(frame_steps_compared(taken), sequence, seed, failback,
+                 copies_timing(together), gap)
     # three links: the second and third copy of most beats; the first of most beats of an
     # idle peer (the next beat, saying nothing new)
     assert taken[FramesReceived if together else FrameReceived] > 0
     assert taken["next beat"] > 0
+
+
+def beats_recorded(step: Any, sent: dict[str, list[tuple[float, bool]]]) -> Any:
+    """``step`` that records, by node, when each step that sent a beat ran and whether what
+    the beat says was unchanged (a beat sent for a change may follow the one before it at
+    once)."""
+
+    def recording(state: CoreState, event: Event, now: float) -> Step:
+        result: Step = step(state, event, now)
+        if any(isinstance(a, SendFrame) for a in result.actions):
+            sent[state.me].append((now, state.last_published == result.state.last_published))
+        return result
+
+    return recording
+
+
+def test_our_beat_due_within_early_goes_out_with_the_peers_beat():
+    """A node whose beat is due within EARLY of the keepalive when the peer's beat arrives
+    sends it on that wake-up (as the full step does), and keeps doing so: its next beat is
+    due a keepalive after the peer's arrived, about when the peer's next one arrives. Over
+    start gaps that put the two nodes' beats in every phase (a tenth of a keepalive apart),
+    such beats are sent; a beat never goes out later than a keepalive after the one before
+    it, nor earlier than (1 - EARLY) of one, when what it says has not changed. (The copies
+    arrive apart, with jitter: the network ones arrive before or after our beat is due.)"""
+    keepalive = make_config().timing.keepalive
+    for gap in [keepalive * i / 10 for i in range(10)]:
+        taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
+                                    "our beat": 0}
+        sent: dict[str, list[tuple[float, bool]]] = {"node1": [], "node2": []}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sim_module, "step", beats_recorded(frame_steps_compared(taken), sent))
+            sim = Sim(make_config(), start_gap=gap)
+            for name, delay, jitter in copies_timing(together=False):
+                sim.links[name].delay, sim.links[name].jitter = delay, jitter
+            sim.run(6.0)
+        assert sim.owner() == "node1"
+        for node, beats in sent.items():
+            settled = [(t, same) for t, same in beats if t > 4.0]  # formed, nothing changes
+            gaps = [b[0] - a[0] for a, b in itertools.pairwise(settled) if b[1]]
+            assert gaps and max(gaps) <= keepalive + 1e-6, (gap, node)
+            assert min(gaps) >= keepalive * (1 - EARLY) - 1e-6, (gap, node)
+        if taken["our beat"]:
+            return
+    raise AssertionError("no beat was sent with the peer's in any phase")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -530,9 +530,10 @@ def test_the_same_beat_on_another_link_is_not_decoded_again(monkeypatch: pytest.
     decoded: list[bytes] = []
     real = codec.decode
 
-    def counting(line: bytes, key: bytes, cluster: str) -> codec.Beat:
+    def counting(line: bytes, key: bytes, cluster: codec.Domain,
+                 newest: codec.Beat | None = None) -> codec.Beat:
         decoded.append(line)
-        return real(line, key, cluster)
+        return real(line, key, cluster, newest)
 
     monkeypatch.setattr(codec, "decode", counting)
     now = sim.now

@@ -9,6 +9,7 @@ version, a stolen key) or, for replays, anyone on the path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pickle
@@ -615,3 +616,115 @@ def test_the_optional_keys_are_read_by_the_schema(key):
         codec.decode(hostile.frame(body, KEY), KEY, DOMAIN)
     assert info.value.cause == "malformed"
 
+
+
+# --------------------------------------------------------------------------------------------
+# The peer's next beat from the newest one's template (issue 12: idle CPU): decoding with
+# ``newest`` must come to what decoding the whole way comes to, frame for frame
+
+
+NEWEST = codec.decode(GENUINE, KEY, DOMAIN)
+
+
+def outcome(line: bytes, newest: codec.Beat | None) -> tuple[object, ...]:
+    """What decoding ``line`` came to: the beat (every field, and its echo and sequence
+    number), or the error's counter and sentence."""
+    try:
+        beat = codec.decode(line, KEY, DOMAIN, newest)
+    except codec.DecodeError as exc:
+        return ("dropped", exc.cause, str(exc))
+    return ("beat", beat, beat.seq, beat.echo)
+
+
+def test_the_next_beat_that_says_the_same_is_made_from_the_newest_ones_template():
+    assert NEWEST.template is not None and NEWEST.echo is not None
+    body = {**GENUINE_BODY, "s": GENUINE_BODY["s"] + 1, "e": ["serial", 1, 40, 12]}
+    line = hostile.frame(body, KEY)
+    beat = codec.decode(line, KEY, DOMAIN, NEWEST)
+    assert beat.template is NEWEST.template  # not decoded the whole way
+    assert (beat.seq, beat.echo) == (GENUINE_BODY["s"] + 1, ("serial", 1, 40, 12))
+    assert beat == codec.decode(line, KEY, DOMAIN)
+    # and the template of that beat serves the one after it
+    after = hostile.frame({**body, "s": body["s"] + 1, "e": ["public", 1, 41, 3]}, KEY)
+    assert codec.decode(after, KEY, DOMAIN, beat).echo == ("public", 1, 41, 3)
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (json.dumps({**GENUINE_BODY, "w": True}, separators=(",", ":")), "a boolean flag"),
+    (json.dumps({**GENUINE_BODY, "g": 1.0}, separators=(",", ":")), "a float generation"),
+    (json.dumps({**GENUINE_BODY, "s": 99}, separators=(",", ":"))[:-1] + ',"s":-1}',
+     "the sequence number twice (the last one counts)"),
+    (json.dumps({**GENUINE_BODY, "s": 99}, separators=(",", ":"))[:-1]
+     + ',"e":["public",1,33,99999999]}', "the echo twice"),
+    (json.dumps({**GENUINE_BODY, "s": 99, "e": ["public", 1, 33, 70]}), "spaces"),
+])
+def test_a_body_that_only_looks_like_the_newest_one_is_decoded_the_whole_way(raw, why):
+    """Equal when parsed (``True == 1``), or the same bytes around a cut that is not the
+    value the parser keeps: the template does not take these; the whole decoding says what
+    they are."""
+    line = hostile.seal(raw.encode(), KEY)
+    assert outcome(line, NEWEST) == outcome(line, None), why
+    with contextlib.suppress(codec.DecodeError):
+        assert codec.decode(line, KEY, DOMAIN, NEWEST).template is not NEWEST.template, why
+
+
+def _next_body(change: str, value: Any) -> dict[str, Any]:
+    body = {**GENUINE_BODY, "s": GENUINE_BODY["s"] + 1}
+    if change == "s":
+        body["s"] = value
+    elif change == "e":
+        body["e"] = value
+    elif change == "e_item":
+        index, item = value
+        echo = list(GENUINE_BODY["e"])
+        echo[index] = item
+        body["e"] = echo
+    elif change == "no_e":
+        del body["e"]
+    elif change == "other":
+        key, item = value
+        body[key] = item
+    return body
+
+
+@settings(FAST, max_examples=600)
+@given(st.one_of(
+    st.tuples(st.just("s"), st.one_of(st.integers(), json_values)),
+    st.tuples(st.just("e"), json_values),
+    st.tuples(st.just("e_item"), st.tuples(st.integers(0, 3), st.one_of(
+        st.integers(), st.text(max_size=70), json_values))),
+    st.tuples(st.just("no_e"), st.none()),
+    st.tuples(st.just("other"), st.tuples(st.sampled_from(
+        [k for k in GENUINE_BODY if k not in ("s", "e")] + ["x", "wt", "m"]), json_values)),
+))
+def test_decoding_with_the_newest_beat_comes_to_the_whole_decoding(change):
+    """Over next beats with a valid MAC whose sequence number, echo or any other key is
+    anything (out of range, of another JSON type, absent, a name out of shape): the result
+    with the newest beat's template is the result without it, the same beat or the same
+    drop with the same sentence."""
+    line = hostile.frame(_next_body(*change), KEY)
+    assert outcome(line, NEWEST) == outcome(line, None)
+
+
+@pytest.mark.parametrize("repeated", ["s", "e", "spaces"])
+def test_a_newest_beat_not_in_the_compact_form_gives_no_cuts_to_fool(repeated):
+    """The newest beat itself came in a body the encoder would not write (a key twice with
+    the same value, which the parser takes; spaces): every frame made of its bytes with a
+    new echo put anywhere in place of the old one's length, and the next sequence number,
+    decodes as the whole decoding says (cuts taken from such a body could be in the wrong
+    place and let through bytes that are not even JSON)."""
+    compact = json.dumps(GENUINE_BODY, separators=(",", ":"))
+    echo = json.dumps(GENUINE_BODY["e"], separators=(",", ":"))
+    if repeated == "spaces":
+        raw = json.dumps(GENUINE_BODY)
+    else:
+        again = echo if repeated == "e" else str(GENUINE_BODY["s"])
+        raw = compact[:-1] + f',"{repeated}":{again}}}'
+    newest = codec.decode(hostile.seal(raw.encode(), KEY), KEY, DOMAIN)
+    seq = f'"s":{GENUINE_BODY["s"]}'
+    moved = raw.replace(seq, f'"s":{GENUINE_BODY["s"] + 1}', 1)
+    new_echo = json.dumps(["serial", *GENUINE_BODY["e"][1:]], separators=(",", ":"))
+    assert len(new_echo) == len(echo)
+    for at in range(len(moved) - len(echo) + 1):
+        line = hostile.seal((moved[:at] + new_echo + moved[at + len(echo):]).encode(), KEY)
+        assert outcome(line, newest) == outcome(line, None), at

@@ -210,6 +210,10 @@ class Beat:
     resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
     #: the answers: {resource: (request id, result, detail)}
     resolve_answers: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    #: the body this beat was decoded from, cut around its sequence number and echo, and
+    #: the domain it was checked against (None: a beat built here, or a body not in the
+    #: encoder's compact form); not part of what the beat says (``==`` ignores it)
+    template: Template | None = field(default=None, compare=False, repr=False)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -283,21 +287,38 @@ def encode(beat: Beat, key: bytes) -> bytes:
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
-def decode(line: bytes, key: bytes, domain: str | Domain) -> Beat:
+def decode(line: bytes, key: bytes, domain: str | Domain, newest: Beat | None = None) -> Beat:
     """Decode, authenticate and check one frame; raise DecodeError (never anything else).
 
     ``domain`` is what the frame may name (:class:`Domain`); a bare cluster name checks the
     shape of names only (tests and tools that have no configuration).
+
+    ``newest``: a beat decoded before (the peer's newest). A frame whose authenticated body is
+    that beat's body byte for byte except its sequence number and echo (the peer's next beat
+    of an idle pair) is that beat with the new sequence number and echo: only those two are
+    checked, and no Beat is built field by field (``Template.same_but``). The result is the
+    same as without ``newest`` (a property test compares them over hostile frames).
     """
     if isinstance(domain, str):
         domain = Domain(domain)
-    return _beat_from(open_envelope(line, key, MAGIC, MAX_LINE, "frame"), domain)
+    raw = authenticated(line, key, MAGIC, MAX_LINE, "frame")
+    if newest is not None and newest.template is not None:
+        beat = newest.template.same_but(raw, newest, domain)
+        if beat is not None:
+            return beat
+    return _beat_from(parse_body(raw), domain, raw)
 
 
 def open_envelope(line: bytes, key: bytes, magic: bytes, max_len: int, what: str) -> object:
     """The JSON body of one ``magic`` + base64(body + HMAC) line, authenticated, its nesting
     bounded, parsed; raise DecodeError with the reason. ``what`` names the frame kind in the
     reasons ("frame", "history frame")."""
+    return parse_body(authenticated(line, key, magic, max_len, what))
+
+
+def authenticated(line: bytes, key: bytes, magic: bytes, max_len: int, what: str) -> bytes:
+    """The body of one ``magic`` + base64(body + HMAC) line, its MAC verified (not parsed);
+    raise DecodeError with the reason."""
     line = line.strip()
     if not line.startswith(magic):
         raise DecodeError("garbage", f"no {what} marker")
@@ -312,6 +333,11 @@ def open_envelope(line: bytes, key: bytes, magic: bytes, max_len: int, what: str
     raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
     if not hmac.compare_digest(mac, _mac(key, raw)):
         raise DecodeError("bad_mac", "authentication failed")
+    return raw
+
+
+def parse_body(raw: bytes) -> object:
+    """An authenticated body, its nesting bounded, parsed; raise DecodeError("malformed")."""
     # Authenticated from here on, but still not trusted: a peer with a bug, a newer version or
     # a stolen key. The nesting is bounded before the parser sees the body (a recursive parser
     # runs out of stack at a depth that differs between Python versions).
@@ -404,7 +430,13 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _beat_from(body: object, domain: Domain) -> Beat:
+def _echo(value: object) -> tuple[str, int, int, int]:
+    link, gen, eseq, hold = _pair(value, 4, "echo")
+    return (_name(link, "echo link"), _count(gen, "echo generation", MAX_GENERATION),
+            _count(eseq, "echo sequence number"), _count(hold, "echo hold", MAX_HOLD_MS))
+
+
+def _beat_from(body: object, domain: Domain, raw: bytes = b"") -> Beat:
     if not isinstance(body, dict):
         raise _malformed("body is not an object")
     version = body.get("v")
@@ -465,11 +497,7 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         flag, stamp = _pair(item, 2, f"maintenance of {name}")
         maintenance[_member(name, "maintenance node", domain.nodes)] = (
             _flag(flag, f"maintenance of {name}"), _count(stamp, f"maintenance of {name}: stamp"))
-    echo = None
-    if "e" in body:
-        link, gen, eseq, hold = _pair(body["e"], 4, "echo")
-        echo = (_name(link, "echo link"), _count(gen, "echo generation", MAX_GENERATION),
-                _count(eseq, "echo sequence number"), _count(hold, "echo hold", MAX_HOLD_MS))
+    echo = _echo(body["e"]) if "e" in body else None
     outdate = {
         _name(k, "fence request resource", RESOURCE_RE): _count(v, f"fence request {k}")
         for k, v in _table(body, "o").items()
@@ -521,7 +549,96 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         replicas_behind=behind,
         resolve=resolve,
         resolve_answers=resolved,
+        template=Template.of(raw, body, domain) if raw else None,
     )
+
+
+@dataclass(frozen=True)
+class Template:
+    """A checked body cut around the values of its sequence number and echo:
+    ``raw == head + <s> + middle + <e> + tail`` (``middle`` None: the body has no echo, and
+    ``raw == head + <s> + tail``), and the domain it was checked against.
+
+    Built only from a body in the encoder's own compact form (``raw`` is what the encoder
+    makes of the parsed body, every key once, ``s`` before ``e``), so the cuts are exactly
+    where those two values' tokens begin and end. A body with these same bytes around a
+    plain integer and a flat echo ``["link",int,int,int]`` then parses to the same body
+    with only those two values changed: the same nesting (the echo is as deep as before),
+    the same keys and every other value the same, byte for byte (so of the same JSON type:
+    ``1`` and ``true`` differ here, not in a comparison of parsed values). Checked against
+    the same domain, every other field comes out the same, and only the two new values need
+    their checks.
+    """
+
+    domain: Domain
+    head: bytes
+    middle: bytes | None
+    tail: bytes
+
+    @classmethod
+    def of(cls, raw: bytes, body: dict[str, object], domain: Domain) -> Template | None:
+        if _JSON.encode(body).encode() != raw:
+            return None  # not the compact form (spaces, escapes, a key repeated): no cuts
+        keys = list(body)
+        i = keys.index("s")
+        # raw is "{" + ",".join(key:value of each item) + "}": the items before "s" give
+        # where its value (an integer: checked) begins, the items after "e" where the echo
+        # ends
+        head = _JSON.encode({k: body[k] for k in keys[:i]})[:-1] + ("," if i else "") + '"s":'
+        seq_end = len(head) + len(str(body["s"]))
+        if "e" not in body:
+            return cls(domain, head.encode(), None, raw[seq_end:])
+        j = keys.index("e")
+        if j < i:
+            return None
+        after = _JSON.encode({k: body[k] for k in keys[j + 1:]})
+        tail = "}" if after == "{}" else "," + after[1:]
+        echo_start = len(raw) - len(tail) - len(_JSON.encode(body["e"]))
+        return cls(domain, head.encode(), raw[seq_end:echo_start], tail.encode())
+
+    def same_but(self, raw: bytes, newest: Beat, domain: Domain) -> Beat | None:
+        """``newest`` with the sequence number and echo of ``raw``, when ``raw`` is this
+        template around a plain integer and echo, checked against the same domain; raise
+        DecodeError when one of those two values is out of its domain (as the whole
+        decoding would); None: decode ``raw`` the whole way."""
+        if (not (self.domain is domain or self.domain == domain)
+                or not raw.startswith(self.head) or not raw.endswith(self.tail)):
+            return None
+        end = len(raw) - len(self.tail)
+        found = _INTEGER.match(raw, len(self.head), end)
+        if found is None:
+            return None
+        if self.middle is None:
+            if found.end() != end:
+                return None
+            return evolve_beat(newest, _count(int(found[0]), "sequence number"), None)
+        at = found.end() + len(self.middle)
+        if not raw.startswith(self.middle, found.end()):
+            return None
+        echo = _ECHO.fullmatch(raw, at, end)
+        if echo is None:
+            return None
+        seq = _count(int(found[0]), "sequence number")
+        link, gen, eseq, hold = echo.groups()
+        return evolve_beat(newest, seq, _echo([link.decode(), int(gen), int(eseq), int(hold)]))
+
+
+#: a JSON integer as the encoder writes one, short enough for a counter (a longer one, or any
+#: other token, is decoded the whole way and refused there as it always was)
+_INT = rb"(0|[1-9][0-9]{0,19})"
+_INTEGER = re.compile(_INT)
+#: an echo as the encoder writes one
+_ECHO = re.compile(rb'\["([A-Za-z0-9._-]{1,64})",' + _INT + b"," + _INT + b"," + _INT + rb"\]")
+
+
+def evolve_beat(newest: Beat, seq: int, echo: tuple[str, int, int, int] | None) -> Beat:
+    """``newest`` with another sequence number and echo (``dataclasses.replace`` without
+    building every field again: supervisor.core.state.evolve)."""
+    beat = object.__new__(Beat)
+    beat.__dict__.update(newest.__dict__)
+    beat.__dict__["seq"] = seq
+    beat.__dict__["echo"] = echo
+    return beat
 
 
 _STATUSES = frozenset(s.value for s in NodeStatus)

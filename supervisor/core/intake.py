@@ -20,9 +20,11 @@ from supervisor.core.states import NodeStatus, PeerStatus
 
 
 def decode_frame(s: CoreState, line: bytes) -> codec.Beat | codec.DecodeError:
-    """The beat of a frame line with this state's key and domain, or why it is not one."""
+    """The beat of a frame line with this state's key and domain, or why it is not one (the
+    peer's next beat that says what its newest one said is not built field by field:
+    ``codec.decode`` with ``newest``)."""
     try:
-        return codec.decode(line, s.settings.key, codec.Domain.of(s.config, s.settings.digest))
+        return codec.decode(line, s.settings.key, s.settings.domain, s.peer_state.beat)
     except codec.DecodeError as exc:
         return exc
 

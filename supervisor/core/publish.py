@@ -1,10 +1,15 @@
 """What a beat says, and when one is sent.
 
 A beat goes out every ``keepalive`` and at once whenever what it says changes (so a WANT, a
-GRANT or a stop is seen by the peer without waiting for the next keepalive). Each beat is
-encoded once and the one SendFrame carries the same bytes to every link. A leaving node sends
-LEAVING_FRAMES beats in a row (each with its own sequence number: the peer drops repeats), so
-that one lost frame does not cost the peer a deadtime.
+GRANT or a stop is seen by the peer without waiting for the next keepalive). A beat due
+within EARLY of the keepalive goes out with the step at hand (most often the peer's beat
+arriving) rather than on a wake-up of its own: the interval between two beats is then
+between (1 - EARLY) and 1 keepalive, and the node that sends right after hearing its peer's
+beat tends to keep doing so (its next beat is due a keepalive after that arrival, about when
+the peer's next beat arrives). Each beat is encoded once and the one SendFrame carries the
+same bytes to every link. A leaving node sends LEAVING_FRAMES beats in a row (each with its
+own sequence number: the peer drops repeats), so that one lost frame does not cost the peer a
+deadtime.
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from supervisor.core.state import EPS, SENT_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus
 
 LEAVING_FRAMES = 3
+#: a beat due within this part of the keepalive is sent on the wake-up at hand (the peer's
+#: beat, a tick for another deadline, any event) instead of on a wake-up of its own: a beat
+#: goes out at most this much early, never later than before
+EARLY = 0.1
+
+
+def beat_due(s: CoreState, now: float) -> bool:
+    """Whether the next beat goes out at ``now``: it is due, or due within EARLY of the
+    keepalive."""
+    return now >= s.next_beat - max(EPS, EARLY * s.config.timing.keepalive)
 
 
 def published(s: CoreState, now: float) -> tuple[Any, ...]:
@@ -52,7 +67,7 @@ def publish(s: CoreState, now: float, out: Out) -> CoreState:
             s = _send(s, now, out, said)
         out.actions.append(ShutdownComplete())
         return evolve(s, shutdown_done=True)
-    if said != s.last_published or now >= s.next_beat - EPS:
+    if said != s.last_published or beat_due(s, now):
         return _send(s, now, out, said)
     return s
 

@@ -118,10 +118,15 @@ class Settings:
     peer: str
     key: bytes
     digest: str
+    #: what the peer's frames may name (built once: frames decoded against the same domain
+    #: object compare it by identity, codec.Template)
+    domain: codec.Domain
 
     @classmethod
     def make(cls, config: Config, me: str, key: bytes) -> Settings:
-        return cls(config, me, config.peer_of(me).name, key, policy_digest(config))
+        digest = policy_digest(config)
+        return cls(config, me, config.peer_of(me).name, key, digest,
+                   codec.Domain.of(config, digest))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Settings:
         return self

@@ -51,7 +51,7 @@ from supervisor.core.intake import decode_frame, on_frame
 from supervisor.core.notify import Kind, Severity, replica_changes
 from supervisor.core.ownership import decide_group
 from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
-from supervisor.core.publish import publish
+from supervisor.core.publish import beat_due, publish
 from supervisor.core.replica import Replica
 from supervisor.core.state import (
     EPS,
@@ -84,6 +84,10 @@ def step(state: CoreState, event: Event, now: float) -> Step:
     if isinstance(event, FrameReceived | FramesReceived):
         again, decoded = _nothing_new(state, event, now)
         if again is not None:
+            if beat_due(again, now):  # our beat, due within EARLY: sent on this wake-up
+                out = Out()
+                again = publish(again, now, out)
+                return Step(again, out.actions, out.reasons)
             return Step(again, [], [])
         if decoded is not None:  # the first frame, decoded by the shortcut: not twice
             return full_step(state, event, now, decoded=decoded)
@@ -122,13 +126,15 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
     """The state after ``event`` when its frames all say nothing new: the peer's newest beat
     again, from other links that are up (one frame, or the frames of one wake-up), or first
     a next beat of the peer that says what its newest one said (only its sequence number and
-    its echo differ), while the peer is alive and nothing is due (every deadline of
-    ``next_deadline`` lies ahead): the frames only refresh their links (heard, loss window,
-    round-trip time) and the peer's beat and last heard time. No decision can follow from
-    them: every decision is taken at a deadline or on news, and these frames are neither.
-    So they are taken in without evaluating the whole state again (every beat of an idle
-    peer, on each link). None: step the event the full way (with what the first frame
-    decoded to, if the shortcut decoded it)."""
+    its echo differ), while the peer is alive and nothing but our own beat is due (every
+    other deadline of ``next_deadline`` lies ahead): the frames only refresh their links
+    (heard, loss window, round-trip time) and the peer's beat and last heard time. No
+    decision can follow from them: every decision is taken at a deadline or on news, and
+    these frames are neither. So they are taken in without evaluating the whole state again
+    (every beat of an idle peer, on each link); ``step`` then sends our beat if it is due
+    (``publish.beat_due``: within EARLY of the keepalive), as the full step would. None: step
+    the event the full way (with what the first frame decoded to, if the shortcut decoded
+    it)."""
     frames = (event,) if isinstance(event, FrameReceived) else event.frames
     p = s.peer_state
     if (p.status is not PeerStatus.ALIVE or p.beat is None or s.status is not NodeStatus.ACTIVE
@@ -140,7 +146,7 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
         if (ls is None or ls.status is not LinkStatus.UP
                 or frame.data.strip() not in (p.frame, first)):
             return None, None
-    if any(t <= now + EPS for t in _deadlines(s)):
+    if any(t <= now + EPS for t in _deadlines(s, beat=False)):
         return None, None
     decoded: codec.Beat | codec.DecodeError | None = None
     if first != p.frame:
@@ -159,10 +165,13 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
 def _same_news(s: CoreState, newest: codec.Beat,
                decoded: codec.Beat | codec.DecodeError) -> bool:
     """Whether ``decoded`` is the peer's next beat (same generation, a later sequence
-    number) and says what ``newest`` said."""
+    number) and says what ``newest`` said (known without comparing field by field when the
+    codec made it from ``newest``'s template: the same body around a new sequence number
+    and echo)."""
     return (isinstance(decoded, codec.Beat) and decoded.sender == s.peer
             and decoded.generation == newest.generation and decoded.seq > newest.seq
-            and replace(decoded, seq=newest.seq, echo=newest.echo) == newest)
+            and ((decoded.template is not None and decoded.template is newest.template)
+                 or replace(decoded, seq=newest.seq, echo=newest.echo) == newest))
 
 
 def only_the_beat_due(s: CoreState, now: float) -> Step | None:
@@ -172,7 +181,7 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     news, and this tick carries neither. So the beat is published without evaluating the
     whole state first (the keepalive's own wake-up, at every keepalive). None: step the tick
     the full way."""
-    if (s.next_beat > now + EPS or s.status is not NodeStatus.ACTIVE or s.shutting_down
+    if (not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down
             or any(t <= now + EPS for t in _deadlines(s, beat=False))):
         return None
     out = Out()

@@ -1,5 +1,9 @@
 """Configuration reload: cluster.toml and authkeys watched with inotify (and SIGHUP).
 
+Their directories are watched (supervisor.sources.inotify), not the files: an editor or an
+atomic write replaces the file by renaming a new one over it. A name written and closed,
+renamed in or deleted schedules a reload.
+
 A change is debounced (editors write in several steps), then the files are loaded and
 validated here, off the core; a configuration with errors, one that does not list this node,
 or an unreadable authkeys file is rejected with the reasons in the log and the running
@@ -13,9 +17,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from supervisor.config import Config, ConfigError, load_authkeys, load_config
+
+if TYPE_CHECKING:
+    from supervisor.sources.inotify import DirectoryWatch
 
 log = logging.getLogger("twinbeat")
 
@@ -34,36 +41,34 @@ class ReloadSource:
         self.apply = apply
         self.debounce = debounce
         self._timer: asyncio.TimerHandle | None = None
-        self._inotify: Any = None
+        self._inotify: DirectoryWatch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Watch both files' directories (an editor replaces the file: watch the name)."""
-        try:
-            import pyinotify
-        except ImportError as exc:  # the image has it; say so if it is missing
-            log.warning("configuration changes are not watched: %s", exc)
-            return
-        cfg = self.config()
-        paths = {Path(cfg.path).resolve().parent, Path(cfg.authkeys_path).resolve().parent}
-        names = {Path(cfg.path).name, Path(cfg.authkeys_path).name}
-        wm = pyinotify.WatchManager()
-        mask = pyinotify.IN_CLOSE_WRITE | pyinotify.IN_MOVED_TO | pyinotify.IN_DELETE
+        from supervisor.sources.inotify import (
+            IN_CLOSE_WRITE,
+            IN_DELETE,
+            IN_MOVED_TO,
+            DirectoryWatch,
+        )
 
-        def on_event(event: Any) -> None:
-            if getattr(event, "name", None) in names:
+        cfg = self.config()
+        paths = {str(Path(cfg.path).resolve().parent),
+                 str(Path(cfg.authkeys_path).resolve().parent)}
+        names = {Path(cfg.path).name, Path(cfg.authkeys_path).name}
+
+        def changed(name: str) -> None:
+            if name in names or not name:  # "": the queue overflowed, a change may be lost
                 self.schedule()
 
-        notifier = pyinotify.Notifier(wm, default_proc_fun=on_event, timeout=0)
-        for p in paths:
-            wm.add_watch(str(p), mask)
-
-        def readable() -> None:
-            notifier.read_events()
-            notifier.process_events()
-
-        asyncio.get_running_loop().add_reader(wm.get_fd(), readable)
-        self._inotify = wm
+        watch = DirectoryWatch(paths, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE, changed)
+        try:
+            watch.start(asyncio.get_running_loop())
+        except OSError as exc:  # say so: the files are then read again on SIGHUP only
+            log.warning("configuration changes are not watched: %s", exc)
+            return
+        self._inotify = watch
 
     def schedule(self) -> None:
         """Reload after the debounce delay (SIGHUP, a file changed)."""
@@ -115,6 +120,5 @@ class ReloadSource:
             self._timer.cancel()
             self._timer = None
         if self._inotify is not None:
-            asyncio.get_running_loop().remove_reader(self._inotify.get_fd())
             self._inotify.close()
             self._inotify = None
