@@ -74,7 +74,15 @@ def publish(s: CoreState, now: float, out: Out) -> CoreState:
 
 def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreState:
     seq = s.seq + 1
-    beat = codec.Beat(
+    out.actions.append(SendFrame(frame(s, said, seq, echo(s, seq, now))))
+    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
+                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+def beat(s: CoreState, said: tuple[Any, ...], seq: int,
+         echoed: tuple[str, int, int, int] | None) -> codec.Beat:
+    """The beat that says ``said`` (``published``) with this sequence number and echo."""
+    return codec.Beat(
         cluster=s.config.cluster_name,
         sender=s.me,
         generation=s.generation,
@@ -92,16 +100,51 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
         maintenance=dict(s.maintenance),
-        echo=echo(s, seq, now),
+        echo=echoed,
         watchdog_timeout=s.watchdog_timeout,
         yields_world=yields_groups(s),
         replicas_behind=tuple(replicas_behind(s)),
         resolve=admin.requests(s),
         resolve_answers=admin.answers(s),
     )
-    out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
-    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
-                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+#: by sender: what the last beat encoded said and who said it (``_sayer``), and its body cut
+#: around its sequence number and echo (``codec.Cut``). A beat that says the same as the one
+#: before it (most beats: only the sequence number and the echo change) is encoded from that
+#: cut, not built and encoded field by field. A memo of pure functions (``beat`` and
+#: ``codec.encode``): the frame's bytes are the same either way (a property test compares
+#: them), so the core stays pure; one entry per node name (two in the simulator).
+_CUTS: dict[str, tuple[tuple[Any, ...], codec.Cut]] = {}
+#: False: every beat built and encoded field by field (the property test's full way)
+USE_CUTS = True
+
+
+def _sayer(s: CoreState, said: tuple[Any, ...],
+           echoed: tuple[str, int, int, int] | None) -> tuple[Any, ...]:
+    """Everything the frame of a beat depends on except its sequence number and echo: what
+    it says (``published``: status, links, groups, pins, requests... every field of the
+    beat but those two is made from it), who says it, with which key, and whether it echoes
+    (the cut has a place for an echo or not)."""
+    return (said, s.config.cluster_name, s.me, s.generation, s.settings.digest,
+            s.settings.key, echoed is None)
+
+
+def frame(s: CoreState, said: tuple[Any, ...], seq: int,
+          echoed: tuple[str, int, int, int] | None) -> bytes:
+    """The frame of ``beat(s, said, seq, echoed)``, encoded from the cut of the last beat
+    when that one said the same."""
+    if not USE_CUTS:
+        return codec.encode(beat(s, said, seq, echoed), s.settings.key)
+    sayer = _sayer(s, said, echoed)
+    last = _CUTS.get(s.me)
+    if last is not None and last[0] == sayer:
+        return codec.encode_next(last[1], seq, echoed, s.settings.key)
+    data, cut = codec.encode_cut(beat(s, said, seq, echoed), s.settings.key)
+    if len(_CUTS) >= 8:
+        _CUTS.clear()
+    _CUTS[s.me] = (sayer, cut)
+    return data
 
 
 def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:
