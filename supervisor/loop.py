@@ -69,7 +69,7 @@ from supervisor.operations import Operations
 from supervisor.replication import Outdater, Replication, default_outdater
 from supervisor.resource_spec import ResourceSpec
 from supervisor.resources import AgentFactory, ResourceRunner
-from supervisor.sources.carrier import CarrierSource
+from supervisor.sources.carrier import CARRIER_POLL, CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
@@ -144,6 +144,11 @@ class Supervisor:
                                      rejected=self._config_rejected)
         self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self._expected_wake: float | None = None
+        #: the core's own next deadline (the timer may be set earlier, for the watchdog's
+        #: feed or the carrier's reading)
+        self._core_deadline: float | None = None
+        #: when the carriers were last read (see _read_carriers); -inf: at the first step
+        self._last_carrier = -float("inf")
         #: steps, lag, frames the core failed on, gaps per link, recent decisions
         self.stats = LoopStats()
         #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
@@ -228,7 +233,6 @@ class Supervisor:
         self._arm_watchdog(first, why)
         if self.watchdog.armed and first > configured:
             self._watchdog_target = configured
-        self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
         if self.config.ping_nodes:
@@ -357,6 +361,13 @@ class Supervisor:
             while self._pending:
                 self._step(self._pending.pop(0), loop.time())
             deadline = next_deadline(self.state, now)
+            if self._carrier_due(now, deadline):
+                self._read_carriers(now)
+                if self._pending:
+                    while self._pending:
+                        self._step(self._pending.pop(0), loop.time())
+                    deadline = next_deadline(self.state, now)
+            self._core_deadline = deadline
             self._feed_watchdog(now, deadline)
             self._reschedule(loop, deadline)
             self.replication.stepped()
@@ -435,9 +446,24 @@ class Supervisor:
             self.watchdog.feed(now)
             self.notifier.watchdog()
 
+    def _carrier_due(self, now: float, deadline: float) -> bool:
+        """Whether the carriers are read on this wake-up: their reading is due (every
+        CARRIER_POLL), or the next wake-up (``deadline``) would come after it is due and half
+        the interval has passed: read a little early on a wake-up the loop has anyway (a
+        beat, a frame) rather than on one of its own, as the watchdog is fed."""
+        due = self._last_carrier + CARRIER_POLL
+        return now >= due or (deadline > due and now - self._last_carrier >= CARRIER_POLL / 2)
+
+    def _read_carriers(self, now: float) -> None:
+        """Read the carriers (the source posts what changed: stepped as any event)."""
+        self._last_carrier = now
+        self.carrier.poll()
+
     def _reschedule(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Wake up at the core's next deadline, or when the watchdog must be fed first."""
-        deadline = min(deadline, self._last_feed + self._feed_interval())
+        """Wake up at the core's next deadline, or when the watchdog must be fed or the
+        carriers read first."""
+        deadline = min(deadline, self._last_feed + self._feed_interval(),
+                       self._last_carrier + CARRIER_POLL)
         if self._timer is not None:
             if deadline == self._expected_wake:
                 return  # the timer is set for it already (most frames move no deadline)
@@ -447,6 +473,17 @@ class Supervisor:
 
     def _tick(self) -> None:
         self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
+        if (core is not None and now < core and now < feed_due and not self._feeding
+                and now >= self._last_carrier + CARRIER_POLL):
+            # a wake-up for the carriers alone (a keepalive longer than CARRIER_POLL): read
+            # them; a change is posted and stepped as any event, nothing else is due
+            self._read_carriers(now)
+            if self._timer is None:
+                self._reschedule(loop, core)
+            return
         self.feed(Tick())
 
     def _execute(self, action: Action) -> None:
