@@ -91,6 +91,8 @@ def log_step(result: Step) -> list[tuple[int, str]]:
     """Each sentence of a step once, at its level: a reason is info unless a Log action of
     the step says the same sentence at another level; a Log action that is not a reason
     (a stale result ignored) is logged at its own level. Returns (level, sentence) pairs."""
+    if not result.reasons and not result.actions:
+        return []  # most steps of an idle pair: nothing to say
     levels = {a.message: LEVELS.get(a.level, logging.WARNING)
               for a in result.actions if isinstance(a, Log)}
     said = [(levels.pop(r, logging.INFO), r) for r in result.reasons]
@@ -149,6 +151,9 @@ class Supervisor:
         self._core_deadline: float | None = None
         #: when the carriers were last read (see _read_carriers); -inf: at the first step
         self._last_carrier = -float("inf")
+        #: the watchdog's feed interval and the (configuration, notifier) it was made of
+        self._interval_of: tuple[Config, SystemdNotifier] | None = None
+        self._interval = 0.5
         #: steps, lag, frames the core failed on, gaps per link, recent decisions
         self.stats = LoopStats()
         #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
@@ -428,11 +433,17 @@ class Supervisor:
                                        "this node starts its first resource")
 
     def _feed_interval(self) -> float:
-        interval = self.config.watchdog.timeout / 3
-        systemd = self.notifier.watchdog_interval()
-        if systemd:
-            interval = min(interval, systemd)
-        return max(0.05, min(interval, 0.5))
+        """From the configuration's watchdog timeout and systemd's WatchdogSec (worked out
+        again only when one of them is another object: asked twice on every wake-up)."""
+        of = self._interval_of
+        if of is None or of[0] is not self.config or of[1] is not self.notifier:
+            interval = self.config.watchdog.timeout / 3
+            systemd = self.notifier.watchdog_interval()
+            if systemd:
+                interval = min(interval, systemd)
+            self._interval_of = (self.config, self.notifier)
+            self._interval = max(0.05, min(interval, 0.5))
+        return self._interval
 
     def _feed_watchdog(self, now: float, deadline: float) -> None:
         """Feed when a feed is due, or when the core's next wake-up (``deadline``) would
