@@ -29,7 +29,7 @@ from supervisor.core import codec, freshness
 from supervisor.core import step as core_step
 from supervisor.core.events import FrameReceived, FramesReceived, Tick
 from supervisor.core.state import CoreState, evolve, initial_state, policy_digest
-from supervisor.core.states import PeerStatus
+from supervisor.core.states import Activity, Nego, NodeStatus, PeerStatus
 from supervisor.core.view import status as core_status
 from supervisor.drivers.links import SerialTransport
 from tests import hostile
@@ -741,11 +741,11 @@ _echoes = st.tuples(_names, _counts, _counts, st.integers(0, codec.MAX_HOLD_MS))
 beats = st.builds(
     codec.Beat,
     cluster=_names, sender=_names, generation=_counts, seq=_counts,
-    status=st.sampled_from(list(codec.NodeStatus)), world_ok=st.booleans(),
+    status=st.sampled_from(list(NodeStatus)), world_ok=st.booleans(),
     can_own=st.booleans(),
     links=st.dictionaries(_names, st.booleans(), max_size=3),
     groups=st.dictionaries(_names, st.builds(
-        codec.GroupView, st.sampled_from(list(codec.Activity)), st.sampled_from(list(codec.Nego)),
+        codec.GroupView, st.sampled_from(list(Activity)), st.sampled_from(list(Nego)),
         _counts, st.booleans()), max_size=3),
     pins=st.dictionaries(_names, st.tuples(st.sampled_from(["", "node1", "node2"]), _counts),
                          max_size=3),
