@@ -319,7 +319,7 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
     assert taken > 0  # most keepalive ticks of an idle pair
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans(),
        st.floats(0.0, 0.1))
 def test_our_beat_encoded_from_the_last_ones_cut_is_the_full_encoding(sequence, seed,

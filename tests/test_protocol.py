@@ -764,7 +764,7 @@ beats = st.builds(
 )
 
 
-@settings(FAST, max_examples=400)
+@settings(FAST, max_examples=200)
 @given(beats, _counts, st.one_of(st.none(), _echoes))
 def test_the_next_beat_encoded_from_the_cut_is_the_whole_encoding(beat, seq, echo):
     """Over beats that say anything (every field, texts that need escaping in the answers):
