@@ -12,13 +12,14 @@ PYTEST  := $(PYTHON) -m pytest
 MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps image test test-fast test-unit test-netns test-image qemu-test check bench \
+.PHONY: help deps image bundle test test-fast test-unit test-netns test-image qemu-test check bench \
         clean distclean flash flash-usage demo
 
 help: ## show this list
 	@echo "twinbeat $(VERSION): make <target>"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14 | sed 's/^/  /'
-	@echo "Variables: DEV=/dev/sdX YES=1 (flash), FORCE=1 (image: rebuild even if up to date)"
+	@echo "Variables: DEV=/dev/sdX YES=1 (flash), FORCE=1 (image: rebuild even if up to date),"
+	@echo "           VERSION=x.y.z (image/bundle: build an update of this tree under another version)"
 
 deps: ## install host packages (mkosi 24.3, QEMU, OVMF, GRUB, tools) and the .venv
 	@if [ -f .stamps/deps ] && [ .stamps/deps -nt scripts/deps.sh ] \
@@ -29,8 +30,11 @@ deps: ## install host packages (mkosi 24.3, QEMU, OVMF, GRUB, tools) and the .ve
 	    scripts/deps.sh && mkdir -p .stamps && touch .stamps/deps; \
 	fi
 
-image: deps ## build images/twinbeat-<version>.raw (+ .sha256, .vmlinuz, .initrd) if inputs changed
-	@PYTHON=$(PYTHON) scripts/build-image.sh $(VERSION) $(if $(FORCE),force)
+image: deps ## build images/twinbeat-<version>.raw and the signed update .raucb (+ .sha256) if inputs changed
+	@PYTHON=$(PYTHON) $(if $(TEST_BREAK),TWINBEAT_TEST_BREAK=$(TEST_BREAK)) \
+	    scripts/build-image.sh $(VERSION) $(if $(FORCE),force)
+
+bundle: image ## the update bundle images/twinbeat-<version>.raucb (made with the image)
 
 test: deps ## everything: check, unit, namespace and image tests, then the QEMU tests
 	@$(MAKE) --no-print-directory check

@@ -73,6 +73,7 @@ BOOT_TIMEOUT = 900.0  # boot to the wizard or a login prompt (TCG, two VMs, a lo
 KERNEL_APPEND = "systemd.firstboot=no systemd.mask=systemd-boot-update.service"
 LINKS = ("serial", "crossover", "public")
 SERIAL_PORT = 4001  # the null-modem's TCP port on the namespace's loopback
+DISK_SIZE = "6G"  # the system disk: the image grows to it on the first boot
 DATA_DISK = "vdb"  # the second disk, replicated when Pair(replicate=True)
 DRBD_RES = "r0"  # the wizard's DRBD resource (firstboot.model.DRBD_RESOURCE)
 MOUNT_POINT = "/srv"  # where the group mounts /dev/drbd0 (firstboot.model.MOUNT_POINT)
@@ -237,6 +238,8 @@ class Node:
             extra += ["-smbios", f"type=11,value=io.systemd.credential.binary:twinbeat.seed={b64}"]
         return VMConfig(image=self.pair.image, name=self.name, firmware="kernel",
                         memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND,
+                        # room for slot B and the state partition (made at first boot)
+                        disk_size=DISK_SIZE,
                         extra_args=extra, wrapper=self.pair.lab.wrapper, reuse_overlay=True,
                         append_logs=self.boots > 0)
 

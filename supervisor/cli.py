@@ -10,6 +10,8 @@
     twinbeat drbd-config [--write] [--config FILE] [--drbd-dir DIR]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
     twinbeat export pacemaker [--config FILE] [--output DIR] [--force]
+    twinbeat install BUNDLE [--allow-downgrade] [--reboot]
+    twinbeat boot-check [--bound SECONDS] | persist prepare|save|seed-slots
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("stack", choices=["pacemaker"],
                     help="the cluster stack: pacemaker (corosync.conf, cib.xml, pcs commands)")
+    from supervisor.lifecycle.cli import add_parsers
+
+    add_parsers(sub)  # install, boot-check, persist (updates: supervisor/lifecycle/)
     return p
 
 
@@ -203,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fence_peer(args)
     if args.command == "drbd-config":
         return cmd_drbd_config(args)
-    return EXIT_USAGE
+    from supervisor.lifecycle.cli import dispatch
+
+    done = dispatch(args)
+    return EXIT_USAGE if done is None else done
 
 
 def _load_or_report(path: Path) -> Config | None:
@@ -446,11 +454,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
         return EXIT_FAIL
     st = answer["status"]
+    from supervisor.lifecycle.cli import status_lines
+
     if args.json:
-        json.dump(st, sys.stdout, indent=2, sort_keys=True)
+        json.dump({**st, "system": status_lines()}, sys.stdout, indent=2, sort_keys=True)
         print()
     else:
         print(format_status(st))
+        print("\n".join(status_lines()))
     return EXIT_OK
 
 

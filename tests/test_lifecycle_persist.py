@@ -1,0 +1,109 @@
+"""The node's identity on the state partition, against scratch directories: the bound
+directories created on the first boot, the copied files saved, and a freshly written slot
+seeded from the running one (identity files, root's password, enabled units)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from supervisor.lifecycle import persist
+
+SHADOW_IMAGE = "root:*:20000:0:99999:7:::\ndaemon:*:20000:0:99999:7:::\n"
+SHADOW_NEW = ("root:*:20100:0:99999:7:::\ndaemon:*:20100:0:99999:7:::\n"
+              "newsvc:!:20100::::::\n")
+ROOT_LINE = "root:$6$salt$hash:20050:0:99999:7:::"
+
+
+def slot(base: Path, shadow: str, units: dict[str, str], links: dict[str, str]) -> Path:
+    (base / "etc/systemd/system").mkdir(parents=True)
+    (base / "usr/lib/systemd/system").mkdir(parents=True)
+    (base / "etc/shadow").write_text(shadow)
+    os.chmod(base / "etc/shadow", 0o640)
+    (base / "etc/machine-id").write_text("")
+    (base / "etc/hostname").write_text("twinbeat\n")
+    (base / "etc/hosts").write_text("127.0.0.1 localhost\n")
+    for unit in units:
+        (base / "usr/lib/systemd/system" / unit).write_text("[Unit]\n")
+    for rel, target in links.items():
+        link = base / "etc/systemd/system" / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+    return base
+
+
+def test_prepare_creates_each_bound_directory_once_from_the_slot(tmp_path: Path) -> None:
+    root, state = tmp_path / "root", tmp_path / "persist"
+    (root / "etc/drbd.d").mkdir(parents=True)
+    (root / "etc/drbd.d/global_common.conf").write_text("global {}\n")
+    (root / "root").mkdir()
+    (root / "root/.bashrc").write_text("# bash\n")
+    done = persist.prepare(root, state)
+    assert len(done) == len(persist.BOUND)
+    for rel, mode in persist.BOUND:
+        assert (state / rel).is_dir(), rel
+        assert (state / rel).stat().st_mode & 0o7777 == mode, rel
+    assert (state / "etc/drbd.d/global_common.conf").read_text() == "global {}\n"
+    assert (state / "root/.bashrc").read_text() == "# bash\n"
+    assert not list(state.glob("**/.*.*"))  # no temporary directory left behind
+    # the second boot: what the node wrote there stays
+    (state / "etc/twinbeat/cluster.toml").write_text("[cluster]\n")
+    assert persist.prepare(root, state) == []
+    assert (state / "etc/twinbeat/cluster.toml").read_text() == "[cluster]\n"
+
+
+def test_save_keeps_the_copied_files_and_roots_password_only(tmp_path: Path) -> None:
+    root = slot(tmp_path / "root", ROOT_LINE + "\ndaemon:*:1::::::\n", {}, {})
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (root / "etc/hostname").write_text("node1\n")
+    done = persist.save(root, tmp_path / "persist")
+    ident = tmp_path / "persist/identity"
+    assert (ident / "machine-id").read_text() == "0123456789abcdef0123456789abcdef\n"
+    assert (ident / "hostname").read_text() == "node1\n"
+    assert (ident / "root.shadow").read_text() == ROOT_LINE + "\n"
+    assert (ident / "root.shadow").stat().st_mode & 0o777 == 0o600
+    assert "saved root's password" in done
+
+
+def test_an_empty_machine_id_is_not_saved(tmp_path: Path) -> None:
+    root = slot(tmp_path / "root", SHADOW_IMAGE, {}, {})
+    persist.save(root, tmp_path / "persist")
+    assert not (tmp_path / "persist/identity/machine-id").exists()
+
+
+def test_a_new_slot_gets_this_nodes_identity_and_its_own_users(tmp_path: Path) -> None:
+    units = {"twinbeat.service": "", "twinbeat-demo-web.service": "", "ssh.service": ""}
+    running = slot(tmp_path / "running", ROOT_LINE + "\ndaemon:*:20000:0:99999:7:::\n", units, {
+        # the wizard enabled twinbeat and took the demo service out of the boot
+        "multi-user.target.wants/twinbeat.service": "/usr/lib/systemd/system/twinbeat.service",
+        "multi-user.target.wants/ssh.service": "/usr/lib/systemd/system/ssh.service",
+    })
+    (running / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (running / "etc/hostname").write_text("node1\n")
+    (running / "etc/hosts").write_text("10.0.0.2 node2\n")
+    new_units = {**units, "newthing.service": ""}
+    new = slot(tmp_path / "new", SHADOW_NEW, new_units, {
+        # the new image's presets: the demo on, twinbeat off, a new unit on
+        "multi-user.target.wants/twinbeat-demo-web.service":
+            "/usr/lib/systemd/system/twinbeat-demo-web.service",
+        "multi-user.target.wants/ssh.service": "/usr/lib/systemd/system/ssh.service",
+        "multi-user.target.wants/newthing.service": "/usr/lib/systemd/system/newthing.service",
+    })
+    done = persist.seed_slot(running, new)
+    assert (new / "etc/machine-id").read_text() == "0123456789abcdef0123456789abcdef\n"
+    assert (new / "etc/hostname").read_text() == "node1\n"
+    assert (new / "etc/hosts").read_text() == "10.0.0.2 node2\n"
+    shadow = (new / "etc/shadow").read_text().splitlines()
+    assert shadow == [ROOT_LINE, "daemon:*:20100:0:99999:7:::", "newsvc:!:20100::::::"]
+    assert (new / "etc/shadow").stat().st_mode & 0o777 == 0o640
+    wants = new / "etc/systemd/system/multi-user.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == [
+        "newthing.service", "ssh.service", "twinbeat.service"]
+    assert os.readlink(wants / "twinbeat.service") == "/usr/lib/systemd/system/twinbeat.service"
+    assert "enabled multi-user.target.wants/twinbeat.service" in done
+    assert "disabled multi-user.target.wants/twinbeat-demo-web.service" in done
+
+
+def test_seed_slots_ignores_other_slot_classes(tmp_path: Path) -> None:
+    assert persist.seed_slots({"RAUC_TARGET_SLOTS": "1", "RAUC_SLOT_CLASS_1": "efi"},
+                              tmp_path) == []
