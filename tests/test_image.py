@@ -399,10 +399,12 @@ GIB = 1024**3
 
 
 def bwrap(image: Image, work: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
-    """Run a tool of the image (its own binaries and libraries), `work` bound on its /mnt."""
+    """Run a tool of the image (its own binaries and libraries), `work` bound on its /mnt
+    (the host's /dev: RAUC checks that it has the bundle's file system to itself)."""
     return subprocess.run(
-        ["bwrap", "--ro-bind", str(image.root), "/", "--dev", "/dev", "--proc", "/proc",
-         "--tmpfs", "/tmp", "--tmpfs", "/run", "--bind", str(work), "/mnt", *cmd],
+        ["bwrap", "--ro-bind", str(image.root), "/", "--dev-bind", "/dev", "/dev",
+         "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run", "--bind", str(work), "/mnt",
+         *cmd],
         capture_output=True, text=True, check=False, timeout=600,
         env={"PATH": "/usr/bin:/usr/sbin", "LANG": "C.UTF-8"})
 

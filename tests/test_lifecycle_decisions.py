@@ -20,9 +20,9 @@ from supervisor.lifecycle.health import (
     judge,
 )
 
-PURE = ("health.py", "bootdecide.py", "bundlecheck.py")
-ALLOWED = {"__future__", "collections.abc", "dataclasses", "typing", "re",
-           "supervisor.lifecycle.health"}
+PURE = ("health.py", "bootdecide.py", "bundlecheck.py", "upgrade.py")
+ALLOWED = {"__future__", "collections.abc", "dataclasses", "enum", "typing", "re",
+           "supervisor.lifecycle.health", "supervisor.lifecycle.bundlecheck"}
 
 
 def test_the_decision_modules_import_nothing_with_side_effects() -> None:
