@@ -13,9 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervisor.core import codec, decide
+from supervisor.core import codec
 from supervisor.core.events import FrameReceived, Tick
 from supervisor.core.states import Activity, Nego
+from supervisor.core.step import step
 from tests.sim import KEY, Sim, make_config
 
 
@@ -43,8 +44,8 @@ def main() -> int:
     print("decision core (median of 5 runs, this machine, one core):")
     ev = FrameReceived("serial", frame)
     rows = [
-        ("step(Tick)", lambda: decide.step(state, Tick(), now)),
-        ("step(FrameReceived)", lambda: decide.step(state, ev, now)),
+        ("step(Tick)", lambda: step(state, Tick(), now)),
+        ("step(FrameReceived)", lambda: step(state, ev, now)),
         ("encode a frame", lambda: codec.encode(beat, KEY)),
         ("decode a frame", lambda: codec.decode(frame, KEY, "sim")),
     ]

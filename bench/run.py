@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other; each prints its own measured figures.
 
 The namespace benchmarks need root; run as a normal user only the core one is run.
+``BASELINE=REV make bench`` also measures git revision REV in the idle benchmark, side by side.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 BENCHES = [
     ("decision core", ["-m", "bench.core"], False),
+    ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms)",
+     ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"]]
+                            if os.environ.get("BASELINE") else [])], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",

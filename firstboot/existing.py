@@ -12,6 +12,7 @@ from typing import Any
 
 from firstboot.render import AUTHKEYS, CLUSTER_TOML, CROSSOVER_NETWORK, DRBD_RES, PUBLIC_NETWORK
 from firstboot.secret import parse_code
+from supervisor.authkeys import parse_authkeys_text
 from supervisor.resource_spec import IPaddrSpec, ResourceSpecError, ServiceSpec, parse_resource
 
 
@@ -93,12 +94,12 @@ def previous_answers(root: Path) -> dict[str, str]:
         m = re.search(r"^\s*disk\s+(/dev/\S+);", _read(root, DRBD_RES), re.MULTILINE)
         disk = m.group(1) if m else ""
     out["disk"] = disk.removeprefix("/dev/") or "none"
-    m = re.search(r"^\s*1\s+sha256\s+(\S+)", _read(root, AUTHKEYS), re.MULTILINE)
-    if m:
-        try:
-            out["secret"] = parse_code(m.group(1))
-        except ValueError:
-            pass
+    try:
+        authkey = parse_authkeys_text(_read(root, AUTHKEYS))
+        if authkey.method == "sha256":
+            out["secret"] = parse_code(authkey.secret.decode())
+    except ValueError:  # no key file, or not one the wizard wrote: no default
+        pass
     return {k: v for k, v in out.items() if v}
 
 

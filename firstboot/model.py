@@ -17,7 +17,7 @@ from firstboot.secret import ALPHABET
 
 GROUP_NAME = "service"
 # The replicated disk's [[replicated]] table; the rest of it takes the supervisor's defaults,
-# written out in cluster.toml (templates/cluster.toml.j2) so that users see them.
+# written out in cluster.toml (render.cluster_toml) so that users see them.
 DRBD_RESOURCE = "r0"
 DRBD_MINOR = 0
 DRBD_DEVICE = f"/dev/drbd{DRBD_MINOR}"
@@ -25,7 +25,7 @@ DRBD_PORT = 7788
 MOUNT_POINT = "/srv"
 FILESYSTEM = "ext4"
 
-# Heartbeat timing (see the comment in templates/cluster.toml.j2 for the reasoning).
+# Heartbeat timing (render.cluster_toml writes the reasoning into cluster.toml).
 KEEPALIVE = "200ms"
 WARNTIME = "600ms"
 DEADTIME = "2s"

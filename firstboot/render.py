@@ -16,13 +16,10 @@ import jinja2
 from firstboot import model
 from firstboot.model import Setup
 from supervisor import drbdconf
-from supervisor.config import (
-    REPLICATED_SETTINGS,
-    ConfigError,
-    format_rate,
-    load_config,
-    parse_authkeys_text,
-)
+from supervisor.authkeys import parse_authkeys_text
+from supervisor.config import ConfigError, dump, load_config
+from supervisor.config.locator import KeyPath
+from supervisor.settings import default
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CLUSTER_TOML = "/etc/twinbeat/cluster.toml"
@@ -44,25 +41,6 @@ class FileOut:
     mode: int = 0o644
 
 
-def toml_string(value: object) -> str:
-    """A TOML basic string."""
-    text = str(value)
-    out = ['"']
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
-        elif ord(c) < 0x20 or ord(c) == 0x7F:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
-
-
 def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -72,24 +50,71 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["toml"] = toml_string
     return env
 
 
-def replicated_values() -> dict[str, object]:
-    """The wizard's [[replicated]] table: its own names, the supervisor's defaults."""
-    defaults = {s.key: s.default for s in REPLICATED_SETTINGS}
-    return {
-        "name": model.DRBD_RESOURCE,
-        "minor": model.DRBD_MINOR,
-        "device": model.DRBD_DEVICE,
-        "port": model.DRBD_PORT,
-        "protocol": defaults["protocol"],
-        "resync_rate": format_rate(defaults["resync_rate"]),
-        "filesystem": model.FILESYSTEM,
-        "mount_point": model.MOUNT_POINT,
-        "split_brain": defaults["split_brain"],
+def cluster_toml(setup: Setup) -> str:
+    """/etc/twinbeat/cluster.toml, written by the supervisor's own writer (its comments are
+    the settings table's help), with the wizard's header and notes."""
+    me, peer = setup.me, setup.peer
+    links: list[dict[str, object]] = []
+    if setup.serial_port:
+        links.append({"type": "serial", "name": "serial", "device": f"/dev/{setup.serial_port}",
+                      "baud": setup.baud})
+    links.append({"type": "udp", "name": "crossover", "interface": setup.crossover_nic.name,
+                  "peer": peer.crossover_address})
+    if setup.public_heartbeat:
+        links.append({"type": "udp", "name": "public", "interface": setup.public_nic.name,
+                      "peer": peer.address})
+    cluster: dict[str, object] = {"name": setup.cluster_name, "authkeys": AUTHKEYS,
+                                  "auto_failback": True}
+    if setup.gateway:
+        cluster["ping_nodes"] = [setup.gateway]
+    cluster["public_interface"] = setup.public_nic.name
+    data: dict[str, object] = {
+        "cluster": cluster,
+        "timing": {"keepalive": model.KEEPALIVE, "warntime": model.WARNTIME,
+                   "deadtime": model.DEADTIME, "initdead": model.INITDEAD},
+        "watchdog": {"mode": "automatic"},
+        "node": [{"name": n.name, "address": n.address, "crossover_address": n.crossover_address}
+                 for n in setup.nodes],
+        "link": links,
+        "group": [{"name": model.GROUP_NAME, "preferred": setup.node1.name,
+                   "resources": list(setup.resources)}],
     }
+    notes: dict[KeyPath, str] = {
+        ("timing",): (
+            f"The wizard's timing: a beat every {model.KEEPALIVE} on each link; the peer is dead "
+            f"after {model.DEADTIME} of silence on every link (ten missed beats, enough for a "
+            f"busy node's scheduling hiccups), late after {model.WARNTIME}. Right after start, "
+            f"{model.INITDEAD}: time for the other node to finish booting."),
+    }
+    if setup.disk is not None:
+        data["replicated"] = [{
+            "name": model.DRBD_RESOURCE,
+            "disk": setup.disk.path,
+            "minor": model.DRBD_MINOR,
+            "port": model.DRBD_PORT,
+            "protocol": default("replicated", "protocol"),
+            "resync_rate": default("replicated", "resync_rate"),
+            "filesystem": model.FILESYSTEM,
+            "mount_point": model.MOUNT_POINT,
+            "split_brain": default("replicated", "split_brain"),
+        }]
+        notes[("replicated", 0)] = (
+            f"{setup.disk.path} is mirrored as {model.DRBD_DEVICE}, mounted on "
+            f"{model.MOUNT_POINT} where the group runs.")
+    header = (
+        f"/etc/twinbeat/cluster.toml: written by twinbeat-firstboot on {me.name} "
+        f"({setup.role}).\n"
+        "Check it with `twinbeat check-config`; change it with `twinbeat-firstboot "
+        "--reconfigure`.\n"
+        "Both nodes hold the same cluster name, nodes and group; only the links' interfaces "
+        "and\n"
+        "peers (and the replicated disk's path) differ. Fingerprint of the shared part: "
+        f"{setup.fingerprint()}"
+    )
+    return dump(data, header=header, notes=notes)
 
 
 def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
@@ -117,15 +142,11 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
                 nic=setup.crossover_nic, address=setup.crossover, public=False),
         ),
     ]
-    cluster_toml = one(
-        "cluster.toml.j2", keepalive=model.KEEPALIVE, warntime=model.WARNTIME,
-        deadtime=model.DEADTIME, initdead=model.INITDEAD, group=model.GROUP_NAME,
-        drbd=replicated_values(),
-    )
+    text = cluster_toml(setup)
     if setup.disk is not None:
-        files.append(FileOut(DRBD_RES, drbd_resource_file(cluster_toml)))
+        files.append(FileOut(DRBD_RES, drbd_resource_file(text)))
     files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
-    files.append(FileOut(CLUSTER_TOML, cluster_toml))
+    files.append(FileOut(CLUSTER_TOML, text))
     return files
 
 

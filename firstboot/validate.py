@@ -21,6 +21,7 @@ from typing import Any
 
 from firstboot.hardware import Hardware, is_base_unit
 from firstboot.secret import parse_code
+from supervisor import names
 from supervisor.config import CLUSTER_SETTINGS, SERIAL_SETTINGS
 
 ROLES = ("node1", "node2")
@@ -28,8 +29,6 @@ MIN_PREFIX = 8
 PUBLIC_MAX_PREFIX = 29  # both nodes, a floating address, network and broadcast
 CROSSOVER_MAX_PREFIX = 30
 MIN_PASSWORD = 6
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,56}[A-Za-z0-9])?$")
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]+)?\.service$")
 _HASH_RE = re.compile(r"^\$(1|5|6|y|gy|7|2[abxy])\$[^\s:]+$")
 _KEY_TYPES = (
     "ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
@@ -82,9 +81,9 @@ def _hostname(text: str) -> str:
     t = text.strip()
     if not t:
         raise Invalid("the hostname cannot be empty")
-    if not _HOSTNAME_RE.match(t):
-        if len(t) > 58:
-            raise Invalid("the hostname is too long (at most 58 characters)")
+    if not names.is_hostname(t):
+        if len(t) > names.HOSTNAME_MAX:
+            raise Invalid(f"the hostname is too long (at most {names.HOSTNAME_MAX} characters)")
         raise Invalid(
             f"{t!r} is not a valid hostname: use letters, digits and '-' "
             "(not first or last)"
@@ -376,7 +375,7 @@ def services(text: str, ctx: Context) -> tuple[str, ...]:
         unit = word if "." in word else word + ".service"
         if not unit.endswith(".service"):
             raise Invalid(f"{word}: only services (.service units) can be owned")
-        if not _UNIT_RE.match(unit) or unit.endswith("@.service"):
+        if not names.is_service(unit) or unit.endswith("@.service"):
             raise Invalid(f"{word!r} is not a service name")
         if is_base_unit(unit):
             raise Invalid(f"{unit} is part of the base system; the cluster cannot own it")

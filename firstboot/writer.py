@@ -14,12 +14,9 @@ are never cut in the middle.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +24,10 @@ from pathlib import Path
 from firstboot.hardware import UNIT_DIRS
 from firstboot.render import CLUSTER_TOML, DRBD_RES, MARKER, FileOut
 from firstboot.secret import Rng, random_text
+from supervisor import names
+from supervisor.atomicfile import atomic_write
 from supervisor.drbdconf import MARKER as GENERATED_MARKER
+from supervisor.drivers.runner import run_sync
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SUPERVISOR_UNIT = "twinbeat.service"
@@ -41,22 +41,15 @@ class WriteError(Exception):
 
 
 def run(cmd: Sequence[str], input_text: str | None = None, timeout: float = 30.0) -> str:
-    """Run a command with a clean environment; WriteError with its stderr on failure."""
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            input=input_text,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={"PATH": SAFE_PATH, "LC_ALL": "C"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WriteError(f"{' '.join(cmd)}: {exc}") from None
-    if proc.returncode != 0:
-        raise WriteError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+    """Run a command through supervisor.drivers.runner (clean environment, own process group,
+    killed and reaped on timeout); WriteError with the command and its stderr on failure
+    (the caller shows it: the runner's own log line would land on the wizard's screen)."""
+    r = run_sync(cmd, timeout=timeout, env={"PATH": SAFE_PATH, "LC_ALL": "C"},
+                 input=input_text.encode() if input_text is not None else None,
+                 log_failure=False)
+    if not r.ok:
+        raise WriteError(r.describe())
+    return r.stdout
 
 
 def can_hash_passwords() -> bool:
@@ -87,46 +80,6 @@ def _under(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
 
-def write_atomic(
-    path: Path, data: bytes, mode: int, uid: int | None = None, gid: int | None = None
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            if uid is not None and gid is not None:
-                os.fchown(fd, uid, gid)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def shadow_with_root_hash(text: str | None, password_hash: str, today: int) -> str:
     """/etc/shadow with root's password hash replaced (or a root line added)."""
     lines = text.splitlines() if text else []
@@ -152,7 +105,7 @@ def _write_shadow(root: Path, password_hash: str, today: int) -> None:
     except FileNotFoundError:
         text, mode, uid, gid = None, 0o640, 0, 0
     content = shadow_with_root_hash(text, password_hash, today)
-    write_atomic(path, content.encode(), mode, uid, gid)
+    atomic_write(path, content, mode=mode, uid=uid, gid=gid, mkdir=True)
 
 
 def _write_ssh_key(root: Path, key: str) -> None:
@@ -166,7 +119,7 @@ def _write_ssh_key(root: Path, key: str) -> None:
         existing = []
     if key in (" ".join(line.split()) for line in existing):
         return
-    write_atomic(path, ("\n".join([*existing, key]) + "\n").encode(), 0o600)
+    atomic_write(path, "\n".join([*existing, key]) + "\n", mode=0o600, mkdir=True)
 
 
 def _disable_units(root: Path, units: tuple[str, ...]) -> list[str]:
@@ -239,7 +192,7 @@ def apply(plan: Plan, root: Path, today: int) -> list[str]:
     try:
         done: list[str] = []
         for f in plan.files[:-1]:
-            write_atomic(_under(root, f.path), f.content.encode(), f.mode)
+            atomic_write(_under(root, f.path), f.content, mode=f.mode, mkdir=True)
             done.append(f"wrote {f.path}")
         for path in plan.remove_if_ours:
             if _remove_if_ours(root, path):
@@ -254,7 +207,7 @@ def apply(plan: Plan, root: Path, today: int) -> list[str]:
             done.append(f"removed {link} (twinbeat starts it)")
         done.append(_enable_unit(root, SUPERVISOR_UNIT))
         last = plan.files[-1]
-        write_atomic(_under(root, last.path), last.content.encode(), last.mode)
+        atomic_write(_under(root, last.path), last.content, mode=last.mode, mkdir=True)
         done.append(f"wrote {last.path}")
         return done
     finally:
@@ -289,7 +242,7 @@ def apply_live(plan: Plan, *, first_boot: bool, runner: Runner = run) -> list[st
     services' start (twinbeat starts them where it owns the group) and queue twinbeat.
     (On --reconfigure nothing is stopped: the node may be serving; a reboot applies it.)"""
     done: list[str] = []
-    if plan.hostname and re.match(r"^[A-Za-z0-9-]+$", plan.hostname):
+    if plan.hostname and names.is_hostname(plan.hostname):
         try:
             socket.sethostname(plan.hostname)
             done.append(f"hostname set to {plan.hostname}")

@@ -44,12 +44,11 @@ on purpose, so that case needs an administrator. drbdadm turns ``discard-node-NA
 from __future__ import annotations
 
 import ipaddress
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 
+from supervisor.atomicfile import atomic_write
 from supervisor.config import (
     DEFAULT_CONFIG,
     DEFAULT_DRBD_DIR,
@@ -176,22 +175,8 @@ def check_file(
 
 
 def write_file(path: Path, text: str) -> None:
-    """Write atomically (a temporary file in the same folder, then rename), mode 0644."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write atomically and durably (supervisor.atomicfile), mode 0644."""
+    atomic_write(path, text, mode=0o644, mkdir=True)
 
 
 def write_all(config: Config, drbd_dir: str | Path = DEFAULT_DRBD_DIR) -> list[Path]:

@@ -1,11 +1,13 @@
-"""The supervisor's one asyncio loop: events in, core step, actions out.
+"""The supervisor's one asyncio loop: it only pumps.
 
-Everything that touches the world is here or in ``supervisor.drivers``; every decision is in
-``supervisor.core.decide``. The loop reads the clock once per wake-up, feeds the event to the
-core, carries out the actions it returns, and sleeps until the core's next deadline or the
-next event. Resource operations run as tasks with a timeout and come back as events, so
-heartbeats and watchdog feeding never wait for them. The watchdog is fed only from here,
-after a step completed: a loop that stalls stops feeding it, and the node is reset.
+On every wake-up it reads the clock once, feeds the event to the core
+(``supervisor.core.step``), logs the step's reasons, carries out its actions through the
+drivers, asks the core for its next deadline and feeds the watchdog. Everything that watches
+the world is a source that posts events (``supervisor.sources``: carriers, ping nodes,
+configuration reload, the control socket; the link transports in ``supervisor.drivers.links``).
+Resource operations run as tasks with a timeout and come back as events, so heartbeats and
+watchdog feeding never wait for them. The watchdog is fed only from here, after a step
+completed: a loop that stalls stops feeding it, and the node is reset.
 """
 
 from __future__ import annotations
@@ -21,24 +23,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import (
-    Config,
-    ConfigError,
-    WatchdogConfig,
-    load_authkeys,
-    load_config,
-    without_links_to,
-)
-from supervisor.control import ControlServer
-from supervisor.core import decide
+from supervisor.config import Config, load_authkeys, without_links_to
 from supervisor.core.actions import (
     Action,
+    AdminAnswer,
     CheckResource,
     FenceAnswer,
     Log,
     OutdateReplica,
     Reboot,
     ResourceAction,
+    RunDrbdadm,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -47,44 +42,38 @@ from supervisor.core.actions import (
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    DrbdadmDone,
     Event,
-    FenceRequested,
     FrameReceived,
-    LinkCarrier,
     OutdateResult,
-    PingReply,
-    PublicCarrier,
+    ReplicaChanged,
     ResourceResult,
     ShutdownRequested,
     Tick,
     WatchdogState,
 )
-from supervisor.core.replica import promotion_verdict
+from supervisor.core.state import CoreState, initial_state
+from supervisor.core.step import Step, next_deadline, step
+from supervisor.core.view import status as core_status
 from supervisor.drivers import links as linkdrv
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
 from supervisor.drivers.drbd import DrbdAgent, outdate_replica
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
-from supervisor.drivers.ipaddr import Netlink
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
 from supervisor.drivers.sdnotify import SystemdNotifier
-from supervisor.drivers.watchdog import (
-    FifoWatchdog,
-    LinuxWatchdog,
-    NullWatchdog,
-    Watchdog,
-    WatchdogDevice,
-)
-from supervisor.resource_spec import DrbdSpec, ResourceSpec
+from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.resource_spec import ResourceSpec
+from supervisor.sources.carrier import CarrierSource
+from supervisor.sources.control import Answer, ControlSource
+from supervisor.sources.ping import PingSource
+from supervisor.sources.reload import ReloadSource
 from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
 
 log = logging.getLogger("twinbeat")
 
-CARRIER_POLL = 0.25
-RELOAD_DEBOUNCE = 0.3
-#: seconds a `takeover --force-data` keeps a forced promotion armed for the group's start
-FORCE_WINDOW = 300.0
 HISTORY = 100  # recent decisions kept for `twinbeat status` (monotonic time, reason)
+LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
 #: outdates the local replica of a DRBD resource: (resource, timeout) -> result
@@ -95,16 +84,17 @@ async def default_outdater(resource: str, timeout: float) -> str:
     return await outdate_replica(resource, "drbdadm", timeout)
 
 
-def make_watchdog(cfg: WatchdogConfig) -> Watchdog:
-    """The watchdog facade for the configuration (``fifo:PATH`` is the test driver)."""
-    device: WatchdogDevice
-    if cfg.mode == "off":
-        device = NullWatchdog()
-    elif cfg.device.startswith("fifo:"):
-        device = FifoWatchdog(cfg.device.removeprefix("fifo:"))
-    else:
-        device = LinuxWatchdog(cfg.device)
-    return Watchdog(cfg.mode, device)
+def log_step(result: Step) -> list[tuple[int, str]]:
+    """Each sentence of a step once, at its level: a reason is info unless a Log action of
+    the step says the same sentence at another level; a Log action that is not a reason
+    (a stale result ignored) is logged at its own level. Returns (level, sentence) pairs."""
+    levels = {a.message: LEVELS.get(a.level, logging.WARNING)
+              for a in result.actions if isinstance(a, Log)}
+    said = [(levels.pop(r, logging.INFO), r) for r in result.reasons]
+    said += [(level, message) for message, level in levels.items()]
+    for level, sentence in said:
+        log.log(level, "%s", sentence)
+    return said
 
 
 class Supervisor:
@@ -125,10 +115,7 @@ class Supervisor:
         self.config = config
         self.me = me
         self.state_dir = state_dir
-        self.sys_root = sys_root
         self.outdater = outdater
-        self._fence_ids = itertools.count(1)
-        self._fence_waiters: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self.agent_factory = agent_factory or self._default_agent
         self.watchdog = watchdog or make_watchdog(config.watchdog)
         self.rebooter = rebooter or SysrqRebooter()
@@ -136,7 +123,7 @@ class Supervisor:
         self.transports: dict[str, linkdrv.Transport] = {}
         self.agents: dict[tuple[str, ResourceSpec], ResourceAgent] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.state: decide.CoreState | None = None
+        self.state: CoreState | None = None
         self.generation = 0
         self.started = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -144,11 +131,12 @@ class Supervisor:
         self._pending: list[Event] = []
         self._done: asyncio.Future[int] | None = None
         self._last_feed = 0.0
-        self._carriers: dict[str, bool | None] = {}
-        self._public: bool | None = None
-        self._reload: asyncio.TimerHandle | None = None
-        self._inotify: Any = None
-        self._control: ControlServer | None = None
+        self._request_ids = itertools.count(1)
+        #: requests waiting for the core's answer (AdminAnswer, FenceAnswer), by request id
+        self._waiters: dict[int, asyncio.Future[Answer]] = {}
+        self.carrier = CarrierSource(self.feed, sys_root)
+        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config)
+        self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self.loop_lag_max = 0.0
         self._expected_wake: float | None = None
         self.steps = 0
@@ -159,6 +147,8 @@ class Supervisor:
         resources = drbd_resources(config)
         #: the DRBD monitor (drbdsetup events2), when a group holds a drbddisk resource
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
+        if self.drbd_monitor is not None and self.drbd_monitor.on_change is None:
+            self.drbd_monitor.on_change = self._replica_changed
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -188,26 +178,25 @@ class Supervisor:
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
-        self.state = decide.initial_state(self.config, self.me, key, self.generation, now)
+        self.state = initial_state(self.config, self.me, key, self.generation, now)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,
         )
         self._start_transports()
-        self._control = ControlServer(self.state_dir / CONTROL_SOCKET, self._on_control)
-        await self._control.start()
-        self._watch_config()
+        await self.control.start()
+        self.reloader.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: self.feed(ShutdownRequested()))
-        loop.add_signal_handler(signal.SIGHUP, self._schedule_reload)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.schedule)
         armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
         ok = armed or self.config.watchdog.mode != "required"
         self.feed(WatchdogState(ok, reason))
-        self._spawn(self._poll_carriers())
+        self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
         if self.config.ping_nodes:
-            self._spawn(self._ping_loop())
+            self._spawn(PingSource(lambda: self.config, self.feed).run())
         self.feed(Tick())
         self.notifier.ready(f"{self.me}: running, generation {self.generation}")
         try:
@@ -216,6 +205,8 @@ class Supervisor:
             await self._teardown()
 
     async def _local_addresses(self) -> set[object]:
+        from supervisor.drivers.ipaddr import Netlink  # pyroute2: only needed here
+
         try:
             entries = await asyncio.to_thread(
                 lambda: Netlink().addresses(socket.AF_INET) + Netlink().addresses(socket.AF_INET6)
@@ -230,6 +221,40 @@ class Supervisor:
             transport = linkdrv.make_transport(link, self._on_frame)
             self.transports[link.name] = transport
             transport.start()
+        self._watch_carriers()
+
+    def _watch_carriers(self) -> None:
+        self.carrier.watch(
+            {name: t.link.interface for name, t in self.transports.items()
+             if isinstance(t, linkdrv.UdpTransport) and t.link.interface},
+            self.config.public_interface,
+        )
+
+    def _on_frame(self, link: str, data: bytes) -> None:
+        self.feed(FrameReceived(link, data))
+
+    def _apply_config(self, new: Config, key: bytes) -> None:
+        """A reloaded, validated configuration (from the reload source)."""
+        if new.replicated != self.config.replicated:
+            from supervisor.drbdconf import regenerate_command
+
+            log.warning("[[replicated]] changed: rewrite the DRBD resource files with `%s` "
+                        "(twinbeat checks them at its next start)",
+                        regenerate_command(new.path))
+        old_links = self.config.links
+        self.config = new
+        if new.links != old_links:
+            for transport in self.transports.values():
+                transport.close()
+            self.transports = {}
+            self._start_transports()
+        else:
+            self._watch_carriers()
+        log.info("configuration %s reloaded", new.path)
+        self.feed(ConfigChanged(new, key))
+
+    def reload(self) -> None:
+        self.reloader.reload()
 
     async def _teardown(self) -> None:
         loop = asyncio.get_running_loop()
@@ -241,16 +266,13 @@ class Supervisor:
             task.cancel()
         for transport in self.transports.values():
             transport.close()
-        if self._inotify is not None:
-            wm, _notifier = self._inotify
-            loop.remove_reader(wm.get_fd())
-            wm.close()
-        for waiter in self._fence_waiters.values():
+        self.reloader.close()
+        for waiter in self._waiters.values():
             if not waiter.done():
-                waiter.set_result((5, "twinbeat is stopping; the peer was not asked"))
-        self._fence_waiters.clear()
-        if self._control is not None:
-            await self._control.close()
+                waiter.set_result(FenceAnswer(0, 5, "twinbeat is stopping; the peer was not "
+                                                    "asked"))
+        self._waiters.clear()
+        await self.control.close()
         if self.drbd_monitor is not None:
             await self.drbd_monitor.stop()
         self.watchdog.disable()
@@ -262,50 +284,57 @@ class Supervisor:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    # -- the heart: one event at a time --------------------------------------------------------
+    # -- the pump: one event at a time ---------------------------------------------------------
 
     def feed(self, event: Event) -> list[str]:
-        """Step the core with one event and carry out its actions; returns the reasons."""
+        """Step the core with one event and carry out its actions; returns the reasons.
+        An event posted while a step's actions run is queued and stepped right after."""
         if self._feeding:
             self._pending.append(event)
             return []
         assert self.state is not None
         self._feeding = True
-        reasons: list[str] = []
         try:
             loop = asyncio.get_running_loop()
             now = loop.time()  # read once per wake-up
             if self._expected_wake is not None and isinstance(event, Tick):
                 self.loop_lag_max = max(self.loop_lag_max, now - self._expected_wake)
-            t0 = time.perf_counter()
-            result = decide.step(self.state, event, now)
-            self.step_time += time.perf_counter() - t0
-            self.steps += 1
-            self.state = result.state
-            reasons.extend(result.reasons)
-            self._remember(now, result.reasons)
-            for action in result.actions:
-                self._execute(action)
+            reasons = self._step(event, now)
             while self._pending:
-                queued = self._pending.pop(0)
-                queued_now = loop.time()
-                result = decide.step(self.state, queued, queued_now)
-                self.state = result.state
-                self._remember(queued_now, result.reasons)
-                for action in result.actions:
-                    self._execute(action)
+                self._step(self._pending.pop(0), loop.time())
             self._feed_watchdog(now)
             self._reschedule(loop, now)
         finally:
             self._feeding = False
         return reasons
 
-    def _remember(self, now: float, reasons: list[str]) -> None:
-        for reason in reasons:
-            log.info("%s", reason)
-            self.history.append((now, reason))
-        if len(self.history) > HISTORY:
-            del self.history[: len(self.history) - HISTORY]
+    def _step(self, event: Event, now: float) -> list[str]:
+        assert self.state is not None
+        t0 = time.perf_counter()
+        result = step(self.state, event, now)
+        self.step_time += time.perf_counter() - t0
+        self.steps += 1
+        self.state = result.state
+        log_step(result)
+        if result.reasons:
+            self.history.extend((now, r) for r in result.reasons)
+            if len(self.history) > HISTORY:
+                del self.history[: len(self.history) - HISTORY]
+        for action in result.actions:
+            self._execute(action)
+        return result.reasons
+
+    def ask(self, make: Callable[[int], Event]) -> asyncio.Future[Answer]:
+        """Post the event ``make(request_id)``; the future resolves with the core's answer
+        (an AdminAnswer or FenceAnswer with that id), at once or steps later."""
+        request_id = next(self._request_ids)
+        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        event = make(request_id)
+        if isinstance(event, AdminCommand):
+            self._sync_replicas()
+        self.feed(event)
+        return waiter
 
     def _feed_interval(self) -> float:
         interval = self.config.watchdog.timeout / 3
@@ -322,7 +351,7 @@ class Supervisor:
 
     def _reschedule(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
         assert self.state is not None
-        deadline = decide.next_deadline(self.state, now)
+        deadline = next_deadline(self.state, now)
         deadline = min(deadline, self._last_feed + self._feed_interval())
         if self._timer is not None:
             self._timer.cancel()
@@ -343,19 +372,19 @@ class Supervisor:
             case Reboot(reason=reason):
                 log.critical("rebooting: %s", reason)
                 self.rebooter.reboot(reason)
-            case Log(level=level, message=message):
-                if level == "error":
-                    log.error("%s", message)
-                # warnings are also in the reasons, which are logged already
+            case Log():
+                pass  # logged with the step's reasons (log_step), once, at its level
             case ShutdownComplete():
                 if self._done is not None and not self._done.done():
                     self._done.set_result(0)
             case OutdateReplica():
                 self._spawn(self._outdate(action))
-            case FenceAnswer(request_id=request_id, code=code, message=message):
-                waiter = self._fence_waiters.pop(request_id, None)
+            case RunDrbdadm():
+                self._spawn(self._drbdadm(action))
+            case FenceAnswer(request_id=request_id) | AdminAnswer(request_id=request_id):
+                waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():
-                    waiter.set_result((code, message))
+                    waiter.set_result(action)
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -375,8 +404,10 @@ class Supervisor:
         try:
             agent = self._agent(action.group, action.spec)
             match action:
-                case StartResource(check_duplicates=dad):
+                case StartResource(check_duplicates=dad, force_data=force):
                     log.info("group %s: starting %s", action.group, agent.describe())
+                    if force and isinstance(agent, DrbdAgent):
+                        agent.force_next = True  # an admin's takeover --force-data
                     await asyncio.wait_for(agent.start(check_duplicates=dad), action.timeout)
                 case StopResource():
                     log.info("group %s: stopping %s", action.group, agent.describe())
@@ -401,7 +432,6 @@ class Supervisor:
                      action.spec.describe(), word, elapsed)
         self.feed(ResourceResult(action.group, action.op_id, ok, running, detail))
 
-    # -- fencing (DRBD fence-peer) ---------------------------------------------------------------
 
     async def _outdate(self, action: OutdateReplica) -> None:
         """Outdate the local replica off the decision path; the result comes back as an event."""
@@ -415,257 +445,37 @@ class Supervisor:
             result, detail = "failed", f"internal error: {exc!r}"
         self.feed(OutdateResult(action.resource, action.request_id, result, detail))
 
-    async def _fence_peer(self, resource: str) -> dict[str, Any]:
-        """``twinbeat fence-peer``: wait for the core's FenceAnswer (other requests go on)."""
-        request_id = next(self._fence_ids)
-        waiter: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-        self._fence_waiters[request_id] = waiter
-        try:
-            self.feed(FenceRequested(resource, request_id))
-            code, message = await waiter
-        finally:
-            self._fence_waiters.pop(request_id, None)
-        return {"ok": True, "code": code, "message": message}
+    # -- DRBD --------------------------------------------------------------------------------
 
-    # -- links, carrier, ping ------------------------------------------------------------------
+    def _sync_replicas(self) -> None:
+        """Post the monitor's current view of every replica (before an admin command, so
+        the core judges what DRBD says now)."""
+        if self.drbd_monitor is not None:
+            for view in self.drbd_monitor.views.values():
+                self.feed(ReplicaChanged(view.snapshot()))
 
-    def _on_frame(self, link: str, data: bytes) -> None:
-        self.feed(FrameReceived(link, data))
+    def _replica_changed(self, resource: str, _said: list[str]) -> None:
+        if self.drbd_monitor is not None and self.state is not None:
+            self.feed(ReplicaChanged(self.drbd_monitor.views[resource].snapshot()))
 
-    async def _poll_carriers(self) -> None:
-        while True:
-            for name, transport in self.transports.items():
-                if isinstance(transport, linkdrv.UdpTransport):
-                    up = linkdrv.read_carrier(transport.link.interface, self.sys_root)
-                    if up is not None and up != self._carriers.get(name):
-                        self._carriers[name] = up
-                        self.feed(LinkCarrier(name, up))
-            iface = self.config.public_interface
-            if iface:
-                public = bool(linkdrv.read_carrier(iface, self.sys_root))
-                if public != self._public:
-                    self._public = public
-                    self.feed(PublicCarrier(public))
-            await asyncio.sleep(CARRIER_POLL)
+    async def _drbdadm(self, action: RunDrbdadm) -> None:
+        """The commands of a resolve-split-brain, in order; the outcome comes back as an
+        event."""
+        ok, detail = True, ""
+        for args, required in action.steps:
+            r = await run_command([self.drbdadm, *args, action.resource],
+                                  timeout=action.timeout)
+            if not r.ok and required:
+                ok, detail = False, f"drbdadm {' '.join(args)} failed: {r.describe()}"
+                break
+        self.feed(DrbdadmDone(action.request_id, action.resource, ok, detail))
 
-    async def _ping_loop(self) -> None:
-        while True:
-            interval = self.config.ping_interval
-            wait = max(1, round(min(self.config.ping_timeout, 5.0)))
-            results = await asyncio.gather(
-                *(
-                    run_command(
-                        ["ping", "-n", "-q", "-c", "1", "-W", str(wait), str(addr)],
-                        timeout=wait + 2,
-                        log_failure=False,
-                    )
-                    for addr in self.config.ping_nodes
-                )
-            )
-            for addr, res in zip(self.config.ping_nodes, results, strict=True):
-                if res.ok:
-                    self.feed(PingReply(str(addr)))
-            await asyncio.sleep(interval)
-
-    # -- configuration reload ------------------------------------------------------------------
-
-    def _watch_config(self) -> None:
-        try:
-            import pyinotify
-        except ImportError as exc:  # the image has it; say so if it is missing
-            log.warning("configuration changes are not watched: %s", exc)
-            return
-        paths = {Path(self.config.path).resolve().parent,
-                 Path(self.config.authkeys_path).resolve().parent}
-        wm = pyinotify.WatchManager()
-        mask = pyinotify.IN_CLOSE_WRITE | pyinotify.IN_MOVED_TO | pyinotify.IN_DELETE
-        names = {Path(self.config.path).name, Path(self.config.authkeys_path).name}
-
-        def on_event(event: Any) -> None:
-            if getattr(event, "name", None) in names:
-                self._schedule_reload()
-
-        notifier = pyinotify.Notifier(wm, default_proc_fun=on_event, timeout=0)
-        for p in paths:
-            wm.add_watch(str(p), mask)
-
-        def readable() -> None:
-            notifier.read_events()
-            notifier.process_events()
-
-        asyncio.get_running_loop().add_reader(wm.get_fd(), readable)
-        self._inotify = (wm, notifier)
-
-    def _schedule_reload(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._reload is not None:
-            self._reload.cancel()
-        self._reload = loop.call_later(RELOAD_DEBOUNCE, self._do_reload)
-
-    def _do_reload(self) -> None:
-        self._reload = None
-        path = self.config.path
-        try:
-            new = load_config(path)
-        except ConfigError as exc:
-            log.error("configuration change rejected; the running configuration stays:")
-            for problem in exc.problems:
-                log.error("  %s", problem)
-            return
-        if self.me not in [n.name for n in new.nodes]:
-            log.error("configuration change rejected: it does not list this node (%s)", self.me)
-            return
-        try:
-            key = load_authkeys(new.authkeys_path).secret
-        except ValueError as exc:
-            log.error("configuration change rejected: %s", exc)
-            return
-        for warning in new.warnings:
-            log.warning("%s", warning)
-        assert self.state is not None
-        self.state = decide.set_key(self.state, key)
-        if new.replicated != self.config.replicated:
-            from supervisor.drbdconf import regenerate_command
-
-            log.warning("[[replicated]] changed: rewrite the DRBD resource files with `%s` "
-                        "(twinbeat checks them at its next start)", regenerate_command(path))
-        old_links = self.config.links
-        self.config = new
-        if new.links != old_links:
-            for transport in self.transports.values():
-                transport.close()
-            self.transports = {}
-            self._carriers = {}
-            self._start_transports()
-        log.info("configuration %s reloaded", path)
-        self.feed(ConfigChanged(new))
-
-    # -- control socket ------------------------------------------------------------------------
-
-    async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request.get("command")
-        if command == "status":
-            return {"ok": True, "status": self.status()}
-        if command == "takeover" and request.get("force_data"):
-            return self._force_data_takeover(request.get("group"))
-        if command == "resolve-split-brain":
-            return await self._resolve_split_brain(request.get("discard"),
-                                                   request.get("resource"))
-        if command in ("standby", "takeover", "cleanup"):
-            group = request.get("group")
-            if group is not None and not isinstance(group, str):
-                return {"ok": False, "error": "group must be a name"}
-            reasons = self.feed(AdminCommand(command, group))
-            refused = [r for r in reasons if " refused: " in r]
-            return {"ok": not refused, "reasons": reasons, "error": "; ".join(refused) or None}
-        if command == "fence-peer":
-            resource = request.get("resource")
-            if not isinstance(resource, str) or not resource:
-                return {"ok": False, "error": "resource must be a DRBD resource name"}
-            return await self._fence_peer(resource)
-        if command == "reload":
-            self._do_reload()
-            return {"ok": True, "reasons": ["reload requested (see the log)"]}
-        return {"ok": False, "error": f"unknown command {command!r}"}
-
-    def _drbd_agents(self, group: str) -> list[DrbdAgent]:
-        cfg = next((g for g in self.config.groups if g.name == group), None)
-        if cfg is None:
-            return []
-        agents = [self._agent(group, spec) for spec in cfg.resources
-                  if isinstance(spec, DrbdSpec)]
-        return [a for a in agents if isinstance(a, DrbdAgent)]
-
-    def _force_data_takeover(self, group: object) -> dict[str, Any]:
-        """``twinbeat takeover --force-data GROUP``: arm a forced promotion of the group's
-        DRBD resources for FORCE_WINDOW seconds, forget the group's failures here (a refused
-        promotion failed it) and take the group over."""
-        if not isinstance(group, str):
-            return {"ok": False, "error": "takeover --force-data needs a group name"}
-        agents = self._drbd_agents(group)
-        if not agents:
-            return {"ok": False, "error": f"group {group!r} has no drbddisk resource; use a "
-                                          "plain takeover"}
-        risks = []
-        for agent in agents:
-            view = (self.drbd_monitor.views.get(agent.spec.resource)
-                    if self.drbd_monitor is not None else None)
-            if view is not None:
-                verdict = promotion_verdict(
-                    resource=agent.spec.resource, role=view.role, disk=view.disk,
-                    peer_role=view.peer_role, peer_disk=view.peer_disk,
-                    connection=view.connection, split_brain=view.split_brain, force=True)
-                risks.append(verdict.risk or verdict.reason)
-            agent.force_until = time.monotonic() + FORCE_WINDOW
-        reasons = self.feed(AdminCommand("cleanup", group))
-        reasons += self.feed(AdminCommand("takeover", group))
-        refused = [r for r in reasons if " refused: " in r]
-        if refused:
-            for agent in agents:
-                agent.force_until = None
-        else:
-            log.warning("admin: takeover of group %s with FORCED data promotion: %s", group,
-                        "; ".join(risks) or "disk states unknown")
-        return {"ok": not refused, "reasons": risks + reasons,
-                "error": "; ".join(refused) or None}
-
-    async def _resolve_split_brain(self, discard: object, resource: object) -> dict[str, Any]:
-        """``twinbeat resolve-split-brain --discard NODE``, this node's half of DRBD's manual
-        recovery (user's guide 8.4, "Manual split brain recovery"): on the node whose data
-        is discarded, ``secondary`` + ``connect --discard-my-data``; on the survivor,
-        ``connect``. Run on both nodes with the same NODE."""
-        assert self.state is not None
-        nodes = [self.state.me, self.state.peer]
-        if discard not in nodes:
-            return {"ok": False, "error": f"--discard must name a node: {' or '.join(nodes)}"}
-        names = [r for r in (self.drbd_monitor.views if self.drbd_monitor else {})
-                 if resource in (None, r)]
-        if not names:
-            return {"ok": False, "error": "no such replicated resource here"
-                                          if resource else "this node replicates nothing"}
-        assert self.drbd_monitor is not None
-        said: list[str] = []
-        ok = True
-        for name in names:
-            view = self.drbd_monitor.views[name]
-            if view.connection == "Connected" and not view.split_brain:
-                said.append(f"{name}: connected and replicating, no split brain to resolve")
-                continue
-            if discard == self.state.me:
-                if view.role == "Primary":
-                    ok = False
-                    said.append(f"{name}: refused: this node ({self.state.me}) is Primary and "
-                                "serves this data; move the group to the other node first "
-                                "(twinbeat standby), or discard the other node")
-                    continue
-                lost = ("" if view.out_of_sync_kib is None else
-                        f" (DRBD counts {view.out_of_sync_kib} KiB changed here since the "
-                        "nodes parted)")
-                said.append(f"{name}: DISCARDING this node's ({self.state.me}) changes since "
-                            f"the split{lost}; it will resync from {self.state.peer}")
-                steps = [("disconnect",), ("secondary",), ("connect", "--discard-my-data")]
-            else:
-                said.append(f"{name}: keeping this node's ({self.state.me}) data; "
-                            f"{discard}'s changes since the split will be overwritten")
-                steps = [("disconnect",), ("connect",)]
-            for step in steps:
-                r = await run_command([self.drbdadm, *step, name], timeout=60)
-                # disconnect fails on a StandAlone resource ("unknown connection"): fine
-                if not r.ok and step[0] != "disconnect":
-                    ok = False
-                    said.append(f"{name}: drbdadm {' '.join(step)} failed: {r.describe()}")
-                    break
-            else:
-                said.append(f"{name}: done here; run the same command on {self.state.peer} "
-                            "if you have not yet")
-        for sentence in said:
-            log.warning("resolve-split-brain: %s", sentence)
-        return {"ok": ok, "reasons": said, "error": None if ok else "; ".join(said)}
+    # -- status ------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         assert self.state is not None
         now = time.monotonic()  # the clock asyncio's loop.time() reads
-        st = decide.status(self.state, now)
+        st = core_status(self.state, now)
         for link in st["links"]:
             transport = self.transports.get(link["name"])
             if transport is not None:

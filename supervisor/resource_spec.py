@@ -22,13 +22,11 @@ resources, each written as heartbeat writes it:
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from supervisor import names
 
-_IFACE_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 _IPADDR_AGENTS = ("IPaddr", "IPaddr2", "IPv6addr")
@@ -166,7 +164,7 @@ def parse_ipaddr(arg: str) -> IPaddrSpec:
                 )
             broadcast = _as_broadcast(third, address)
         elif third:
-            if not _IFACE_RE.match(third):
+            if not names.is_interface(third):
                 raise ResourceSpecError(f"interface name {third!r} is not valid")
             interface = third
         if len(rest) > 1 and rest[1]:
@@ -209,14 +207,17 @@ def parse_resource(spec: str) -> ResourceSpec:
             )
         if not args[1].startswith("/"):
             raise ResourceSpecError(f"mount point {args[1]!r} must be an absolute path")
+        if names.mount_point(args[1]) is None:
+            raise ResourceSpecError(f"{args[1]!r} cannot be a mount point (an absolute path "
+                                    "such as \"/srv\")")
         return FilesystemSpec(args[0], args[1], args[2], args[3] if len(args) == 4 else None)
     if name == "drbddisk":
-        if len(args) != 1 or not _NAME_RE.match(args[0]):
+        if len(args) != 1 or not names.is_drbd_resource(args[0]):
             raise ResourceSpecError("drbddisk takes one resource name: drbddisk::r0")
         return DrbdSpec(args[0])
     if name == "noop":
         return NoopSpec(args[0] if args else "noop")
-    if not _NAME_RE.match(name) or name.startswith("."):
+    if not names.is_service(name):
         raise ResourceSpecError(f"{name!r} is not a valid service or script name")
     if any(a == "" for a in args):
         raise ResourceSpecError(f"{spec!r} has an empty argument")

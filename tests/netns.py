@@ -133,9 +133,11 @@ class NodeProc:
 class Bed:
     """The namespaces, cables and supervisors of one test."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, repo: Path = REPO) -> None:
         self.tag = f"tb{os.getpid() % 100000}"
         self.workdir = workdir
+        #: the checkout whose supervisor runs (a benchmark may run an older one)
+        self.repo = repo
         self.ns = {k: f"{self.tag}{k}" for k in ("n1", "n2", "cl", "sw")}
         self.modem: NullModem | None = None
         self.nodes: dict[str, NodeProc] = {}
@@ -222,11 +224,11 @@ class Bed:
         handle = self.nodes.get(node) or NodeProc(node, self.ns[key], state_dir, config, log_path)
         handle.config = config
         logf = open(log_path, "ab")  # noqa: SIM115 - closed when the process is reaped
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONPATH=str(self.repo), PYTHONUNBUFFERED="1")
         handle.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns[key], PYTHON, "-m", "supervisor", "run",
              "--config", str(config), "--node", node, "--state-dir", str(state_dir), *extra],
-            stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+            stdout=logf, stderr=subprocess.STDOUT, cwd=self.repo, env=env,
             start_new_session=True,
         )
         logf.close()
@@ -319,8 +321,8 @@ class Bed:
 
 
 @contextmanager
-def bed(workdir: Path) -> Iterator[Bed]:
-    b = Bed(workdir)
+def bed(workdir: Path, repo: Path = REPO) -> Iterator[Bed]:
+    b = Bed(workdir, repo)
     try:
         b.build()
         yield b

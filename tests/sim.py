@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.config import Config, load_config
-from supervisor.core import decide
 from supervisor.core.actions import (
     CheckResource,
     FenceAnswer,
@@ -38,7 +37,10 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
+from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import Activity, PeerStatus
+from supervisor.core.step import next_deadline, step
+from supervisor.core.view import status as core_status
 
 KEY = b"simulated-shared-secret"
 
@@ -146,7 +148,7 @@ class NodeSim:
     name: str
     config: Config
     generation: int
-    state: decide.CoreState
+    state: CoreState
     running: dict[tuple[str, int], bool] = field(default_factory=dict)
     alive: bool = True  # powered on
     frozen: bool = False
@@ -167,6 +169,7 @@ class NodeSim:
     fence_answers: list[tuple[float, FenceAnswer]] = field(default_factory=list)
     outdate_result: str | None = None
     last_frame: bytes = b""
+    actions: list[tuple[float, object]] = field(default_factory=list)
 
     def holds(self, group: str) -> bool:
         return any(v for (g, _), v in self.running.items() if g == group)
@@ -194,7 +197,7 @@ class Sim:
 
     def _boot(self, name: str, generation: int, at: float) -> None:
         cfg = self.configs[name]
-        state = decide.initial_state(cfg, name, KEY, generation, at)
+        state = initial_state(cfg, name, KEY, generation, at)
         node = NodeSim(name, cfg, generation, state)
         old = self.nodes.get(name)
         if old is not None:
@@ -255,7 +258,7 @@ class Sim:
         heapq.heappush(self._heap, (at, next(self._counter), node, event, -1))
 
     def _schedule_tick(self, node: NodeSim) -> None:
-        at = decide.next_deadline(node.state, self.now)
+        at = next_deadline(node.state, self.now)
         if node.tick_at is not None and node.tick_at <= at and node.tick_at > self.now:
             return
         node.tick_token += 1
@@ -279,11 +282,12 @@ class Sim:
         if node.frozen:
             node.pending.append((self.now, event))
             return []
-        result = decide.step(node.state, event, self.now)
+        result = step(node.state, event, self.now)
         node.state = result.state
         for r in result.reasons:
             node.reasons.append((self.now, r))
         for action in result.actions:
+            node.actions.append((self.now, action))
             self._act(node, action)
         self._schedule_tick(node)
         if self.check_invariant:
@@ -354,8 +358,8 @@ class Sim:
     def _feed_pings(self, name: str) -> None:
         node = self.nodes[name]
         if node.config.ping_nodes and node.world_ok and node.alive and not node.frozen:
-            st = node.state
-            if st.last_ping is None or self.now - st.last_ping > 0.2:
+            last = node.state.world.last_ping
+            if last is None or self.now - last > 0.2:
                 self.deliver(name, PingReply(str(node.config.ping_nodes[0])))
 
     # -- observation -------------------------------------------------------------------------
@@ -381,7 +385,7 @@ class Sim:
         return self.nodes[node].state.peer_status
 
     def status(self, node: str) -> dict[str, Any]:
-        return decide.status(self.nodes[node].state, self.now)
+        return core_status(self.nodes[node].state, self.now)
 
     def reasons(self, node: str) -> list[str]:
         return [r for _, r in self.nodes[node].reasons]

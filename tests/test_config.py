@@ -26,7 +26,7 @@ from supervisor.config import (
     parse_duration,
     parse_rate,
 )
-from supervisor.core.decide import policy_digest
+from supervisor.core.state import policy_digest
 from supervisor.resource_spec import (
     DrbdSpec,
     FilesystemSpec,
@@ -949,7 +949,7 @@ def test_replicated_errors_name_file_line_and_key(cwd, key, value, message):
 
 @pytest.mark.parametrize(("old", "new", "key", "message"), [
     ('name = "r0"', 'name = "r 0"', "name", "is not a DRBD resource name"),
-    ('name = "r0"', 'name = "r0.x"', "name", "is not a DRBD resource name"),
+    ('name = "r0"', 'name = "-r0"', "name", "is not a DRBD resource name"),
     ('disk = "/dev/vdb"', 'disk = "vdb"', "disk", "is not a /dev path"),
     ('disk = "/dev/vdb"', 'disk = "/dev/../etc/passwd"', "disk", "is not a /dev path"),
     ('disk = "/dev/vdb"', 'disk = "/dev/vd b"', "disk", "is not a /dev path"),

@@ -8,11 +8,18 @@ simulator checks the invariant after every single step of either core.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from supervisor.core.events import Event
+from supervisor.core.state import CoreState
+from supervisor.core.step import Step
+from supervisor.core.step import step as core_step
+from tests import sim as sim_module
 from tests.sim import Sim, make_config
 
 LINKS = ["serial", "crossover", "public"]
@@ -109,7 +116,7 @@ def test_conflicting_wishes_during_a_handover_are_resolved_by_the_protocol():
 
     Both nodes now believe they should own the group and both see the other idle; only the
     grant protocol keeps them from starting it together (a mutation test: drop the grant
-    check in decide._decide_group and this test fails).
+    check in core/ownership.py's decide_group and this test fails).
     """
     for delay in (0.01, 0.03, 0.05, 0.08):
         sim = Sim(make_config())
@@ -121,3 +128,32 @@ def test_conflicting_wishes_during_a_handover_are_resolved_by_the_protocol():
         sim.run(3.0)
         assert sim.violations == [], (delay, sim.violations)
         assert sim.owner() == "node2"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_step_never_changes_the_state_it_is_given(sequence, seed, failback):
+    """Every step of both simulated cores, over random event sequences: the input state,
+    pickled before the step, pickles the same after it (a deep comparison: a step that
+    changed any record, tuple or mapping it shares with its input fails here)."""
+    steps = 0
+
+    def checked(state: CoreState, event: Event, now: float) -> Step:
+        nonlocal steps
+        before = pickle.dumps(state)
+        result = core_step(state, event, now)
+        assert pickle.dumps(state) == before, (event, now)
+        steps += 1
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim_module, "step", checked)
+        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
+                  seed=seed)
+        sim.run(0.5)
+        for op in sequence:
+            apply(sim, op)
+        sim.admin("node1", "cleanup")
+        sim.run(1.0)
+    assert steps > 0
+

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.core import codec, decide
+from supervisor.core import codec
 from supervisor.core.events import FrameReceived, WatchdogState
 from supervisor.core.states import Activity, LinkStatus, PeerStatus
+from supervisor.core.step import step
 from tests.sim import KEY, Sim, make_config
 
 
@@ -199,7 +200,7 @@ def test_replayed_frames_are_dropped_and_change_nothing():
         sim.deliver("node1", FrameReceived("serial", frame))
     after = sim.nodes["node1"].state
     assert after.dropped.get("replay", 0) == before.dropped.get("replay", 0) + 1
-    assert after.peer_beat == before.peer_beat
+    assert after.peer_state.beat == before.peer_state.beat
     sim.run(2.0)
     assert sim.owner() == "node1"
 
@@ -218,9 +219,9 @@ def test_replayed_frames_are_dropped_and_change_nothing():
 def test_bad_frames_are_counted_and_never_change_state(frame, cause):
     sim = formed()
     before = sim.nodes["node1"].state
-    result = decide.step(before, FrameReceived("crossover", frame), sim.now)
+    result = step(before, FrameReceived("crossover", frame), sim.now)
     assert result.state.dropped.get(cause, 0) == before.dropped.get(cause, 0) + 1
-    assert result.state.peer_beat == before.peer_beat
+    assert result.state.peer_state.beat == before.peer_state.beat
     assert result.state.links["crossover"].last_heard == before.links["crossover"].last_heard
     assert result.reasons == []
 

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import pickle
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.core import codec, decide
+from supervisor.core import codec
+from supervisor.core import step as core_step
 from supervisor.core.events import FrameReceived, Tick
-from supervisor.core.states import ACTIVITY_TRANSITIONS, Activity, Nego, NodeStatus
+from supervisor.core.state import GroupState, LinkState, PeerState, evolve
+from supervisor.core.states import (
+    ACTIVITY_TRANSITIONS,
+    LINK_TRANSITIONS,
+    NODE_TRANSITIONS,
+    PEER_TRANSITIONS,
+    Activity,
+    IllegalTransition,
+    LinkStatus,
+    Nego,
+    NodeStatus,
+    PeerStatus,
+)
+from supervisor.core.states import checked as checked_transition
+from tests import sim as sim_module
 from tests.sim import KEY, Sim, make_config
 
 CORE = Path(__file__).resolve().parent.parent / "supervisor" / "core"
@@ -160,13 +177,20 @@ def test_frame_is_small():
 # Purity: the core imports nothing with side effects
 
 ALLOWED = {
-    "__future__", "base64", "binascii", "collections", "copy", "dataclasses", "enum",
+    "__future__", "base64", "binascii", "collections", "collections.abc", "copy",
+    "dataclasses", "enum",
     "hashlib", "hmac", "ipaddress", "itertools", "json", "math", "re", "typing",
     "supervisor.core", "supervisor.core.codec", "supervisor.core.states",
-    "supervisor.core.events", "supervisor.core.actions", "supervisor.core.decide",
-    "supervisor.resource_spec",
+    "supervisor.core.events", "supervisor.core.actions", "supervisor.core.state",
+    "supervisor.core.step", "supervisor.core.intake", "supervisor.core.liveness",
+    "supervisor.core.ownership", "supervisor.core.plan", "supervisor.core.admin",
+    "supervisor.core.fencing", "supervisor.core.publish", "supervisor.core.view",
+    "supervisor.core.replica", "supervisor.resource_spec",
+    "supervisor.names", "supervisor.settings", "supervisor.values",
 }
 TYPE_ONLY = {"supervisor.config"}
+# Modules outside core/ that the core may import: they must be pure too.
+PURE_OUTSIDE_CORE = ("resource_spec", "names", "settings", "values")
 
 
 def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
@@ -181,6 +205,8 @@ def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
             return
         if isinstance(node, ast.Import):
             found.extend((alias.name, type_only) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "supervisor":
+            found.extend((f"supervisor.{alias.name}", type_only) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             found.append((node.module or "", type_only))
         for child in ast.iter_child_nodes(node):
@@ -206,10 +232,13 @@ def test_purity_check_can_fail():
     assert bad == ["socket", "os", "time"]
 
 
-def test_resource_spec_is_pure_too():
-    path = CORE.parent / "resource_spec.py"
-    for module, _ in _imports(ast.parse(path.read_text())):
-        assert module in ALLOWED | {"ipaddress", "re"}, module
+@pytest.mark.parametrize("name", PURE_OUTSIDE_CORE)
+def test_what_the_core_may_import_is_pure_too(name):
+    path = CORE.parent / f"{name}.py"
+    modules = [module for module, _ in _imports(ast.parse(path.read_text()))]
+    assert modules
+    for module in modules:
+        assert module in ALLOWED, f"{name}.py imports {module}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,17 +252,15 @@ def test_step_does_not_mutate_its_input():
     frozen = pickle.dumps(state)
     line = codec.encode(codec.Beat("sim", "node1", 1, 10**6), KEY)
     for event in (Tick(), FrameReceived("serial", line)):
-        decide.step(state, event, sim.now + 0.7)
-        decide.step(state, event, sim.now + 30)
+        core_step.step(state, event, sim.now + 0.7)
+        core_step.step(state, event, sim.now + 30)
     assert pickle.dumps(state) == frozen
-    clone = decide.clone(state)
-    assert pickle.dumps(clone) == frozen
     assert copy.deepcopy(state).settings is state.settings
 
 
-def test_activity_changes_follow_the_transition_table():
+def test_activity_changes_follow_the_transition_table(monkeypatch: pytest.MonkeyPatch):
     seen: set[tuple[Activity, Activity]] = set()
-    original = decide.step
+    original = core_step.step
 
     def checked(state, event, now):
         before = {n: g.activity for n, g in state.groups.items()}
@@ -245,21 +272,73 @@ def test_activity_changes_follow_the_transition_table():
                 seen.add((old, g.activity))
         return result
 
-    decide.step = checked
-    try:
-        sim = Sim(make_config(max_restarts=1, monitor="1s", on_stop_failure="block"))
-        sim.run(3.0)
-        sim.nodes["node1"].running[("web", 0)] = False
-        sim.run(2.0)
-        sim.nodes["node1"].running[("web", 0)] = False
-        sim.run(3.0)
-        sim.kill("node2")
-        sim.nodes["node1"].fail_stop.add(("web", 1))
-        sim.run(40.0)
-        sim.admin("node1", "standby")
-        sim.run(2.0)
-    finally:
-        decide.step = original
+    monkeypatch.setattr(sim_module, "step", checked)
+    sim = Sim(make_config(max_restarts=1, monitor="1s", on_stop_failure="block"))
+    sim.run(3.0)
+    sim.nodes["node1"].running[("web", 0)] = False
+    sim.run(2.0)
+    sim.nodes["node1"].running[("web", 0)] = False
+    sim.run(3.0)
+    sim.kill("node2")
+    sim.nodes["node1"].fail_stop.add(("web", 1))
+    sim.run(40.0)
+    sim.admin("node1", "standby")
+    sim.run(2.0)
     assert (Activity.IDLE, Activity.STARTING) in seen
     assert (Activity.RUNNING, Activity.STOPPING) in seen
     assert (Activity.STOPPING, Activity.IDLE) in seen
+
+
+@pytest.mark.parametrize(
+    ("table", "old", "new"),
+    [
+        (ACTIVITY_TRANSITIONS, Activity.IDLE, Activity.RUNNING),
+        (ACTIVITY_TRANSITIONS, Activity.RUNNING, Activity.STOP_FAILED),
+        (ACTIVITY_TRANSITIONS, Activity.STOP_FAILED, Activity.IDLE),
+        (PEER_TRANSITIONS, PeerStatus.ALIVE, PeerStatus.UNKNOWN),
+        (LINK_TRANSITIONS, LinkStatus.UP, LinkStatus.UNKNOWN),
+        (NODE_TRANSITIONS, NodeStatus.LEAVING, NodeStatus.ACTIVE),
+    ],
+)
+def test_a_transition_outside_its_table_raises(table, old, new):
+    with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
+        checked_transition(table, old, new, "x")
+    assert checked_transition(table, old, old, "x") is old
+
+
+def test_state_changes_go_through_the_tables():
+    """The setters refuse what the tables refuse (the core cannot go around them)."""
+    g = GroupState("web", ())
+    assert g.activity is Activity.STOPPING
+    with pytest.raises(IllegalTransition):
+        g.to(Activity.RUNNING)
+    assert g.to(Activity.IDLE).to(Activity.STARTING).activity is Activity.STARTING
+    with pytest.raises(IllegalTransition):
+        PeerState(PeerStatus.ALIVE).to(PeerStatus.UNKNOWN)
+    with pytest.raises(IllegalTransition):
+        LinkState("serial", "serial", LinkStatus.DOWN).to(LinkStatus.UNKNOWN)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.activity = Activity.RUNNING  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field"):
+        evolve(g, actvity=Activity.RUNNING)
+
+
+def test_only_the_setters_change_a_tabled_state():
+    """Nothing in the core sets an activity or a status with evolve/replace but the ``to()``
+    setters of supervisor.core.state, which check the tables."""
+    setters = 0
+    for path in sorted(CORE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for call in ast.walk(node):
+                if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                        and call.func.id in ("evolve", "replace")):
+                    continue
+                keys = {k.arg for k in call.keywords}
+                if keys & {"activity", "status"}:
+                    assert path.name == "state.py" and node.name == "to", (
+                        f"{path.name}:{call.lineno}: {node.name}() changes a state around "
+                        "its transition table")
+                    setters += 1
+    assert setters == 4  # GroupState, LinkState, PeerState, CoreState

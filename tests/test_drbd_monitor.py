@@ -18,6 +18,7 @@ from supervisor.loop import Supervisor
 from supervisor.resource_spec import ResourceSpec
 
 from .test_drbd_noop import DRBDADM
+from .test_runner import _dies
 from .test_supervisor_loop import drive, group, until
 
 EXISTS = """exists resource name:r0 role:Secondary suspended:no
@@ -100,6 +101,33 @@ def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     assert st["sync_eta_s"] is not None and st["sync_eta_s"] > 0
     text = format_replica(st)
     assert "SyncTarget" in text and "KiB/s" in text and "done in ~" in text
+
+
+def test_stopping_the_monitor_kills_and_reaps_its_child(tmp_path: Path):
+    """The events2 child ignores SIGTERM: stop() kills its group after the grace and reaps
+    it (it used to be killed alone, outside the runner)."""
+    script = tmp_path / "drbdsetup"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {tmp_path}/pid\n"
+                      f"sh -c 'trap \"\" TERM; echo $$ > {tmp_path}/grandchild; "
+                      "exec sleep 60' &\ncat \"$0.exists\"\nwait\n")
+    script.chmod(0o755)
+    (tmp_path / "drbdsetup.exists").write_text(EXISTS)
+    mon = Events2Monitor(["r0"], drbdsetup=str(script), poll_sync=60, kill_grace=0.2)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("the state", lambda: mon.views["r0"].role is not None
+                        and (tmp_path / "grandchild").exists())
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+    # the grandchild (not ours to reap) was killed with the group: SIGKILL is delivered
+    # asynchronously, so it may run for a moment longer
+    assert _dies(int((tmp_path / "grandchild").read_text()))
 
 
 def test_monitor_reports_a_missing_tool(tmp_path: Path):
@@ -205,9 +233,9 @@ def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
         await until("the monitor's view", lambda: sup.status()["replication"][0]["disk"]
                     == "Outdated")
         answers["status"] = sup.status()
-        answers["plain"] = await sup._on_control({"command": "takeover", "group": "app",
+        answers["plain"] = await sup.control.handle({"command": "takeover", "group": "app",
                                                   "force_data": False})
-        answers["force"] = await sup._on_control({"command": "takeover", "group": "app",
+        answers["force"] = await sup.control.handle({"command": "takeover", "group": "app",
                                                   "force_data": True})
         await until("the group to run", lambda: group(sup)["local"] == "running")
 
@@ -229,8 +257,8 @@ def test_force_data_needs_a_drbd_group(tmp_path: Path):
     answers: dict[str, Any] = {}
 
     async def scenario(sup: Supervisor) -> None:
-        answers["none"] = await sup._on_control({"command": "takeover", "force_data": True})
-        answers["bad"] = await sup._on_control({"command": "takeover", "group": "nope",
+        answers["none"] = await sup.control.handle({"command": "takeover", "force_data": True})
+        answers["bad"] = await sup.control.handle({"command": "takeover", "group": "nope",
                                                 "force_data": True})
 
     run_drbd_node(tmp_path, scenario)
@@ -245,21 +273,21 @@ def test_resolve_split_brain_on_the_victim_and_on_the_survivor(tmp_path: Path):
         mon = sup.drbd_monitor
         assert mon is not None
         await until("the monitor", lambda: mon.views["r0"].disk == "Outdated")
-        answers["nothing"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["nothing"] = await sup.control.handle({"command": "resolve-split-brain",
                                                     "discard": "node3"})
         mon.feed_line("call helper name:r0 volume:0 minor:0 helper:split-brain")
         mon.feed_line("destroy connection name:r0")
         answers["status"] = sup.status()["replication"][0]
         (tmp_path / "calls").write_text("")
-        answers["victim"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["victim"] = await sup.control.handle({"command": "resolve-split-brain",
                                                    "discard": "node1"})
         answers["victim_calls"] = drbd_calls(tmp_path)
         (tmp_path / "calls").write_text("")
-        answers["survivor"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["survivor"] = await sup.control.handle({"command": "resolve-split-brain",
                                                      "discard": "node2"})
         answers["survivor_calls"] = drbd_calls(tmp_path)
         mon.views["r0"].role = "Primary"
-        answers["primary"] = await sup._on_control({"command": "resolve-split-brain",
+        answers["primary"] = await sup.control.handle({"command": "resolve-split-brain",
                                                     "discard": "node1"})
 
     run_drbd_node(tmp_path, scenario)

@@ -14,16 +14,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.core import codec, decide
-from supervisor.core.actions import FenceAnswer, Log, OutdateReplica, SendFrame
+from supervisor.core import codec
+from supervisor.core.actions import FenceAnswer, Log, OutdateReplica, SendFrame, StopResource
 from supervisor.core.events import (
     FenceRequested,
     FrameReceived,
     OutdateResult,
+    ResourceResult,
     ShutdownRequested,
     Tick,
 )
+from supervisor.core.fencing import fence_timeout
+from supervisor.core.state import initial_state
 from supervisor.core.states import NodeStatus, PeerStatus
+from supervisor.core.step import Step, next_deadline, step
+from supervisor.core.view import status as core_status
 from tests.sim import KEY, Sim, make_config
 
 # --------------------------------------------------------------------------------------------
@@ -113,23 +118,23 @@ def test_a_frame_with_a_pending_request_and_answer_stays_small():
 # One core, fed by hand-made beats from its peer (node2)
 
 CFG = make_config()  # keepalive 100 ms, deadtime 500 ms, initdead 2 s
-TIMEOUT = decide.fence_timeout(CFG)
+TIMEOUT = fence_timeout(CFG)
 
 
 class Node:
     """node1's core and what it did; ``peer_beat`` feeds a frame from node2."""
 
     def __init__(self) -> None:
-        self.state = decide.initial_state(CFG, "node1", KEY, 3, 0.0)
+        self.state = initial_state(CFG, "node1", KEY, 3, 0.0)
         self.now = 0.0
         self.peer_seq = 0
         self.actions: list[object] = []
         self.reasons: list[str] = []
 
-    def step(self, event: object, at: float | None = None) -> decide.Step:
+    def step(self, event: object, at: float | None = None) -> Step:
         if at is not None:
             self.now = at
-        result = decide.step(self.state, event, self.now)  # type: ignore[arg-type]
+        result = step(self.state, event, self.now)  # type: ignore[arg-type]
         self.state = result.state
         self.actions += result.actions
         self.reasons += result.reasons
@@ -137,7 +142,7 @@ class Node:
 
     def peer_beat(self, at: float, *, outdate: dict[str, int] | None = None,
                   answers: dict[str, tuple[int, str]] | None = None,
-                  status: NodeStatus = NodeStatus.ACTIVE, link: str = "serial") -> decide.Step:
+                  status: NodeStatus = NodeStatus.ACTIVE, link: str = "serial") -> Step:
         self.peer_seq += 1
         beat = codec.Beat("sim", "node2", 1, self.peer_seq, status=status,
                           outdate=outdate or {}, outdate_answers=answers or {})
@@ -167,7 +172,7 @@ def test_request_while_peer_never_heard_answers_5_at_once():
     step = node.step(FenceRequested("r0", 1), 0.5)
     assert step.actions[0] == FenceAnswer(1, 5, step.actions[0].message)  # type: ignore[union-attr]
     assert "node2 is unreachable (not heard since node1 started)" in step.reasons[0]
-    assert node.state.fence_out == {}
+    assert node.state.fence.out == {}
     assert node.last_sent().outdate == {}
 
 
@@ -178,7 +183,7 @@ def test_request_while_peer_dead_answers_5_at_once_with_the_reason():
     step = node.step(FenceRequested("r0", 4))
     assert [(a.request_id, a.code) for a in node.answers()] == [(4, 5)]
     assert "silent on all links" in step.reasons[0] and "exit 5" in step.reasons[0]
-    assert node.state.fence_last is not None and node.state.fence_last.code == 5
+    assert node.state.fence.last is not None and node.state.fence.last.code == 5
 
 
 def test_request_while_peer_alive_is_published_in_every_beat_until_answered():
@@ -186,7 +191,7 @@ def test_request_while_peer_alive_is_published_in_every_beat_until_answered():
     step = node.step(FenceRequested("r0", 1), 0.1)
     assert node.answers() == []
     assert "asking it over the heartbeat links" in step.reasons[0]
-    wire = node.state.fence_out["r0"].wire_id
+    wire = node.state.fence.out["r0"].wire_id
     assert wire >> 20 == 3  # the generation: ids never repeat across restarts
     assert node.last_sent().outdate == {"r0": wire}  # published at once (state changed)
     for i in range(1, 6):  # and repeated in every keepalive beat
@@ -198,7 +203,7 @@ def test_request_while_peer_alive_is_published_in_every_beat_until_answered():
     assert [(a.request_id, a.code) for a in fa] == [(1, 4)]
     assert "node2 outdated its replica; exit 4" in fa[0].message
     assert fa[0].message in step.reasons
-    assert node.state.fence_out == {}
+    assert node.state.fence.out == {}
     assert node.last_sent().outdate == {}  # no longer asked
     node.peer_beat(0.8, answers={"r0": (wire, "outdated")})  # repeated answer: no 2nd answer
     assert len(node.answers()) == 1
@@ -211,21 +216,21 @@ def test_request_while_peer_alive_is_published_in_every_beat_until_answered():
 def test_peer_results_map_to_drbd_exit_codes(result, code):
     node = alive_node()
     node.step(FenceRequested("r0", 9), 0.1)
-    wire = node.state.fence_out["r0"].wire_id
+    wire = node.state.fence.out["r0"].wire_id
     node.peer_beat(0.15, answers={"r0": (wire, result)})
     assert [(a.request_id, a.code) for a in node.answers()] == [(9, code)]
     assert f"exit {code}" in node.answers()[0].message
-    st = decide.status(node.state, 0.2)["fencing"]
+    st = core_status(node.state, 0.2)["fencing"]
     assert st["last"]["code"] == code and st["pending"] == []
 
 
 def test_an_answer_to_another_request_is_not_ours():
     node = alive_node()
     node.step(FenceRequested("r0", 1), 0.1)
-    wire = node.state.fence_out["r0"].wire_id
+    wire = node.state.fence.out["r0"].wire_id
     node.peer_beat(0.15, answers={"r0": (wire - 1, "outdated"), "r1": (wire, "outdated")})
     assert node.answers() == []
-    assert "r0" in node.state.fence_out
+    assert "r0" in node.state.fence.out
 
 
 def test_no_answer_from_a_live_peer_gives_5_after_the_timeout():
@@ -237,10 +242,10 @@ def test_no_answer_from_a_live_peer_gives_5_after_the_timeout():
     while t < deadline - 0.2:  # the peer stays alive but never answers
         t += 0.1
         node.peer_beat(t - 0.05)
-        assert decide.next_deadline(node.state, node.now) <= deadline + 1e-9
+        assert next_deadline(node.state, node.now) <= deadline + 1e-9
         node.step(Tick(), t)
     assert node.answers() == []
-    st = decide.status(node.state, node.now)["fencing"]
+    st = core_status(node.state, node.now)["fencing"]
     assert st["pending"][0]["resource"] == "r0" and st["pending"][0]["handlers"] == 1
     node.peer_beat(deadline - 0.05)
     step = node.step(Tick(), deadline)
@@ -252,7 +257,7 @@ def test_no_answer_from_a_live_peer_gives_5_after_the_timeout():
 
 
 def test_the_timeout_is_twice_deadtime_when_that_is_longer():
-    assert decide.fence_timeout(make_config(deadtime="20s", warntime="4s",
+    assert fence_timeout(make_config(deadtime="20s", warntime="4s",
                                             initdead="40s")) == 40.0
 
 
@@ -280,9 +285,9 @@ def test_shutting_down_answers_pending_requests_5():
         node.peer_beat(0.2 + i * 0.05)
         if node.answers():
             break
-        for op in [a for a in node.actions if type(a).__name__ == "StopResource"]:
+        for op in [a for a in node.actions if isinstance(a, StopResource)]:
             node.actions.remove(op)
-            node.step(decide.ResourceResult(op.group, op.op_id, True))  # type: ignore[attr-defined]
+            node.step(ResourceResult(op.group, op.op_id, True))
     assert node.state.status is NodeStatus.LEAVING
     assert [(a.request_id, a.code) for a in node.answers()] == [(3, 5)]
     assert any("shutting down before node2 answered" in r for r in node.reasons)
@@ -291,10 +296,10 @@ def test_shutting_down_answers_pending_requests_5():
 def test_a_second_handler_for_the_same_resource_waits_for_the_same_answer():
     node = alive_node()
     node.step(FenceRequested("r0", 1), 0.1)
-    wire = node.state.fence_out["r0"].wire_id
+    wire = node.state.fence.out["r0"].wire_id
     step = node.step(FenceRequested("r0", 2), 0.12)
     assert "already asking node2" in step.reasons[0]
-    assert node.state.fence_out["r0"].wire_id == wire
+    assert node.state.fence.out["r0"].wire_id == wire
     node.peer_beat(0.15, answers={"r0": (wire, "inconsistent")})
     assert sorted((a.request_id, a.code) for a in node.answers()) == [(1, 3), (2, 3)]
 
@@ -303,7 +308,7 @@ def test_invalid_resource_names_are_refused():
     node = alive_node()
     node.step(FenceRequested("-r0", 1), 0.1)
     assert [(a.request_id, a.code) for a in node.answers()] == [(1, 5)]
-    assert node.state.fence_out == {}
+    assert node.state.fence.out == {}
 
 
 # -- the receiving side --------------------------------------------------------------------
@@ -330,7 +335,7 @@ def test_a_peer_request_runs_one_outdate_and_publishes_the_answer_while_asked():
     assert node.last_sent().outdate_answers == {"r0": (77, "outdated")}  # repeated
     node.peer_beat(0.95)  # the peer got it and stopped asking
     assert node.last_sent().outdate_answers == {}
-    st = decide.status(node.state, 1.0)["fencing"]
+    st = core_status(node.state, 1.0)["fencing"]
     assert st["peer_requests"] == [
         {"resource": "r0", "request": 77, "result": "outdated", "age": 0.9}
     ]
@@ -345,7 +350,7 @@ def test_stale_or_repeated_outdate_results_are_ignored():
     assert any(isinstance(a, Log) and "stale outdate result" in a.message for a in step.actions)
     node.step(OutdateResult("r0", 77, "primary"), 0.12)
     node.step(OutdateResult("r0", 77, "outdated"), 0.13)
-    assert node.state.fence_in["r0"].result == "primary"
+    assert node.state.fence.in_["r0"].result == "primary"
     assert node.last_sent().outdate_answers == {"r0": (77, "primary")}
 
 

@@ -20,6 +20,7 @@ from firstboot.model import build_setup
 from firstboot.questions import QUESTIONS, default_for
 from firstboot.validate import Context, Invalid
 from supervisor.config import load_config
+from supervisor.settings import toml_string
 from tests.firstboot_support import SSH_KEY, add_disk, make_root
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +397,7 @@ def test_minimal_setup_renders_a_valid_config(root: Path, tmp_path: Path) -> Non
 
 
 def test_toml_strings_are_escaped() -> None:
-    assert render.toml_string('a"b\\c\n') == '"a\\"b\\\\c\\n"'
+    assert toml_string('a"b\\c\n') == '"a\\"b\\\\c\\n"'
 
 
 def test_check_refuses_cluster_toml_before_other_files(root: Path) -> None:

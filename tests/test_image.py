@@ -227,8 +227,8 @@ def test_our_packages_are_private_and_import_in_the_image(image: Image) -> None:
                      "import sys; sys.path.insert(0, '/usr/lib/twinbeat'); "
                      "import supervisor.config, firstboot; print(supervisor.config.__file__)")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "/usr/lib/twinbeat/supervisor/config.py"
-    assert not list((image.root / "usr/lib/python3/dist-packages").glob("supervisor/config.py"))
+    assert r.stdout.strip() == "/usr/lib/twinbeat/supervisor/config/__init__.py"
+    assert not list((image.root / "usr/lib/python3/dist-packages").glob("supervisor/config"))
     # Byte-compiled by the image's Python, nothing from the host.
     tags = {p.name.split(".")[1] for p in (image.root / "usr/lib/twinbeat").rglob("*.pyc")}
     assert len(tags) == 1 and tags != {"cpython-311"}, tags

@@ -145,3 +145,126 @@ def test_caller_cancellation_kills_group(tmp_path):
     asyncio.run(main())
     pid = int(pidfile.read_text())
     assert not _alive(pid)
+
+
+# --------------------------------------------------------------------------------------------
+# Kill and reap: nothing of ours is left in /proc
+
+
+def _gone(pid: int) -> bool:
+    """Our own child: reaped, so not even a zombie in /proc."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _dies(pid: int, within: float = 3.0) -> bool:
+    """A grandchild (not ours to reap): SIGKILL is delivered asynchronously, so it may run
+    for a moment after the group was killed; it must be dead (or a zombie) soon after."""
+    deadline = time.monotonic() + within
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_timeout_reaps_the_leader_it_killed(tmp_path):
+    r = asyncio.run(run(["sh", "-c", "echo $$; exec sleep 30"], timeout=0.2, grace=0.1))
+    assert r.timed_out and r.returncode == -signal.SIGTERM
+    assert _gone(int(r.stdout))
+
+
+def test_spawn_streams_lines_and_reaps_a_child_that_ends(caplog):
+    from supervisor.drivers.runner import spawn
+
+    caplog.set_level(logging.WARNING, logger="twinbeat.run")
+
+    async def main() -> tuple[list[str], RunResult, int]:
+        child = await spawn(["sh", "-c", "echo $$; echo one; echo 'it broke' >&2; exit 4"])
+        lines = [line async for line in child.lines()]
+        return lines, await child.wait(), child.pid
+
+    lines, result, pid = asyncio.run(main())
+    assert lines[1:] == ["one\n"] and int(lines[0]) == pid
+    assert result.returncode == 4 and "it broke" in result.stderr_tail()
+    assert _gone(pid)
+    assert any("it broke" in rec.getMessage() and "sh -c" in rec.getMessage()
+               for rec in caplog.records)
+
+
+def test_spawn_stop_kills_the_group_after_the_grace_and_reaps(tmp_path):
+    from supervisor.drivers.runner import spawn
+
+    pidfile = tmp_path / "grandchild.pid"
+    script = (f"trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > {pidfile}; exec sleep 60' & "
+              "echo $$; wait")
+
+    async def main() -> tuple[RunResult, int, float]:
+        child = await spawn(["sh", "-c", script], grace=0.3)
+        async for _ in child.lines():
+            break
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        result = await child.stop()
+        return result, child.pid, time.monotonic() - t0
+
+    result, pid, took = asyncio.run(main())
+    assert result.returncode == -signal.SIGKILL  # TERM was ignored: KILL after the grace
+    assert 0.3 <= took < 3
+    assert _gone(pid)
+    assert _dies(int(pidfile.read_text()))
+
+
+def test_spawn_of_a_missing_program_raises():
+    from supervisor.drivers.runner import spawn
+
+    with pytest.raises(FileNotFoundError):
+        asyncio.run(spawn(["/nonexistent/tb-no-such-program"]))
+
+
+def test_run_sync_output_input_and_clean_environment(monkeypatch):
+    from supervisor.drivers.runner import run_sync
+
+    monkeypatch.setenv("TB_LEAK", "secret")
+    r = run_sync(["sh", "-c", "cat; env"], timeout=5, input=b"hi\n", env={"TB_X": "1"})
+    assert r.ok and r.stdout.startswith("hi\n")
+    assert "TB_X=1" in r.stdout and "TB_LEAK" not in r.stdout
+    missing = run_sync(["/nonexistent/tb-no-such-program"], timeout=5)
+    assert missing.returncode == 127 and not missing.ok
+
+
+def test_run_sync_timeout_kills_the_group_and_reaps(tmp_path):
+    from supervisor.drivers.runner import run_sync
+
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"sh -c 'echo $$ > {pidfile}; exec sleep 60' & echo $$; wait"
+    t0 = time.monotonic()
+    r = run_sync(["sh", "-c", script], timeout=0.2, grace=0.2)
+    assert r.timed_out and not r.ok and "timed out" in r.describe()
+    assert time.monotonic() - t0 < 3
+    assert _gone(int(r.stdout.split()[0]))
+    assert _dies(int(pidfile.read_text()))
+
+
+def test_no_child_is_started_outside_the_runner():
+    """Every process goes through supervisor/drivers/runner.py."""
+    import ast
+
+    repo = Path(__file__).resolve().parent.parent
+    found = []
+    for folder in ("supervisor", "firstboot"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            if path.name == "runner.py":
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    mods = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                        else [node.module or ""]
+                    if "subprocess" in mods:
+                        found.append(f"{path.relative_to(repo)}:{node.lineno}: imports subprocess")
+                if isinstance(node, ast.Attribute) and node.attr in (
+                        "create_subprocess_exec", "create_subprocess_shell", "system", "popen",
+                        "spawnv", "execv", "execvp", "fork"):
+                    found.append(f"{path.relative_to(repo)}:{node.lineno}: {node.attr}")
+    assert found == []

@@ -22,6 +22,9 @@ class StartResource:
     op_id: int
     timeout: float
     check_duplicates: bool = False
+    #: an administrator armed `takeover --force-data` for the group: a drbddisk start
+    #: promotes data that is not UpToDate (the risk was told and logged when it was armed)
+    force_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,44 @@ class FenceAnswer:
     message: str
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An admin command the core carried out; ``reasons`` say what it decided."""
+
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An admin command the core refused, and why (one sentence, also logged); ``said``:
+    the lines to show the administrator (what was checked, what was not done)."""
+
+    reason: str
+    said: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunDrbdadm:
+    """Run ``drbdadm ARGS... RESOURCE`` for each step in order; a failing step whose
+    ``required`` flag is set ends the run. Answered by a DrbdadmDone with the same ids."""
+
+    request_id: int
+    resource: str
+    steps: tuple[tuple[tuple[str, ...], bool], ...]
+    timeout: float = 60.0
+
+
+Decision = Accepted | Refused
+
+
+@dataclass(frozen=True)
+class AdminAnswer:
+    """The core's decision on the AdminCommand with ``request_id``."""
+
+    request_id: int
+    decision: Decision
+
+
 ResourceAction = StartResource | StopResource | CheckResource
 Action = (
     SendFrame
@@ -91,4 +132,6 @@ Action = (
     | ShutdownComplete
     | OutdateReplica
     | FenceAnswer
+    | AdminAnswer
+    | RunDrbdadm
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor.core.replica import Replica
+
 if TYPE_CHECKING:
     from supervisor.config import Config
 
@@ -65,10 +67,34 @@ class ResourceResult:
 
 @dataclass(frozen=True)
 class AdminCommand:
-    """``twinbeat standby|takeover|cleanup [GROUP]``; ``force`` skips safety refusals."""
+    """``twinbeat standby|takeover|cleanup [GROUP]``: the core answers with an AdminAnswer
+    action carrying ``request_id`` and its typed decision (Accepted or Refused)."""
 
-    command: str  # standby | takeover | cleanup
+    command: str  # standby | takeover | cleanup | resolve-split-brain
     group: str | None = None
+    request_id: int = 0
+    #: takeover --force-data: promote the group's DRBD replicas whatever their data
+    force_data: bool = False
+    #: resolve-split-brain: the node whose changes are discarded, and one resource or all
+    discard: str | None = None
+    resource: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaChanged:
+    """The DRBD monitor's view of a resource changed (events2)."""
+
+    replica: Replica
+
+
+@dataclass(frozen=True)
+class DrbdadmDone:
+    """The outcome of a RunDrbdadm action: ``ok``, or ``detail`` says which command failed."""
+
+    request_id: int
+    resource: str
+    ok: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,9 +104,11 @@ class ShutdownRequested:
 
 @dataclass(frozen=True)
 class ConfigChanged:
-    """A new, already validated configuration replaces the running one."""
+    """A new, already validated configuration replaces the running one; ``key``: the secret
+    of the (re)loaded authkeys file (None keeps the current one)."""
 
     config: Config
+    key: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -118,4 +146,6 @@ Event = (
     | ConfigChanged
     | FenceRequested
     | OutdateResult
+    | ReplicaChanged
+    | DrbdadmDone
 )

@@ -136,6 +136,21 @@ def parse_events2(line: str) -> Record | None:
     return Record(words[0], words[1], fields)
 
 
+@dataclass(frozen=True)
+class Replica:
+    """What the core knows of one DRBD resource (a snapshot of the monitor's ReplicaView,
+    posted to the core as ReplicaChanged)."""
+
+    name: str
+    role: str = "Unknown"
+    peer_role: str = "Unknown"
+    connection: str = "Unconfigured"
+    disk: str = "DUnknown"
+    peer_disk: str = "DUnknown"
+    split_brain: bool = False
+    out_of_sync_kib: int | None = None
+
+
 @dataclass
 class ReplicaView:
     """One DRBD resource as the events2 stream describes it (one volume)."""
@@ -255,6 +270,10 @@ class ReplicaView:
         self._sync_last = (now, self.out_of_sync_kib)
         total = self._sync_start[1]
         self.done = 100.0 if total == 0 else 100.0 * (total - self.out_of_sync_kib) / total
+
+    def snapshot(self) -> Replica:
+        return Replica(self.name, self.role, self.peer_role, self.connection, self.disk,
+                       self.peer_disk, self.split_brain, self.out_of_sync_kib)
 
     def describe(self) -> str:
         text = (f"{self.role}/{self.peer_role}, {self.connection}, disks "

@@ -24,16 +24,30 @@ unless the peer is declared dead. So while any link delivers, no group has two o
 Peer liveness::
 
     UNKNOWN (never heard; INIT phase until initdead) --> ALIVE <--> DEAD
+    UNKNOWN --initdead--> DEAD
     ALIVE --"leaving" heartbeat--> DEAD (graceful shutdown: no need to wait deadtime)
 
 Links (per medium)::
 
     UNKNOWN --frame--> UP --warntime--> LATE --deadtime--> DOWN --frame--> UP
+    (carrier lost: any -> DOWN; carrier back with a heartbeat older than warntime: -> LATE)
+
+This node::
+
+    INIT --peer heard or initdead--> ACTIVE --every group stopped at shutdown--> LEAVING
+    INIT --shutdown before the peer was judged--> LEAVING
+
+Each table below is enforced where the state changes: the only way to change a state is
+``checked(TABLE, old, new, what)``, which raises ``IllegalTransition`` for a change the table
+does not list (pyroute2's ``dhcp/fsm.py`` is the model). A failing check is a bug in the core,
+and the tests drive every table through the simulator.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 
 class Activity(StrEnum):
@@ -78,11 +92,47 @@ class LinkStatus(StrEnum):
         return self in (LinkStatus.UP, LinkStatus.LATE)
 
 
-# The allowed activity transitions (a test checks every step against this table).
+class IllegalTransition(RuntimeError):
+    """A state change that its transition table does not allow (a bug in the core)."""
+
+
+_S = TypeVar("_S", Activity, PeerStatus, LinkStatus, NodeStatus)
+
+
+def checked(table: Mapping[_S, frozenset[_S]], old: _S, new: _S, what: str) -> _S:
+    """``new`` if ``old -> new`` is in ``table`` (or nothing changes); raise otherwise."""
+    if new is not old and new not in table[old]:
+        raise IllegalTransition(f"{what}: {old.value} -> {new.value} is not allowed")
+    return new
+
+
+#: what a group's activity may change to (GroupState.to is the only place it changes)
 ACTIVITY_TRANSITIONS: dict[Activity, frozenset[Activity]] = {
     Activity.IDLE: frozenset({Activity.STARTING, Activity.STOPPING}),
     Activity.STARTING: frozenset({Activity.RUNNING, Activity.STOPPING}),
     Activity.RUNNING: frozenset({Activity.STOPPING}),
     Activity.STOPPING: frozenset({Activity.IDLE, Activity.STOP_FAILED}),
     Activity.STOP_FAILED: frozenset({Activity.STOPPING}),
+}
+
+#: what the peer's liveness may change to (PeerState.to)
+PEER_TRANSITIONS: dict[PeerStatus, frozenset[PeerStatus]] = {
+    PeerStatus.UNKNOWN: frozenset({PeerStatus.ALIVE, PeerStatus.DEAD}),
+    PeerStatus.ALIVE: frozenset({PeerStatus.DEAD}),
+    PeerStatus.DEAD: frozenset({PeerStatus.ALIVE}),
+}
+
+#: what a link's status may change to (LinkState.to); nothing goes back to UNKNOWN
+LINK_TRANSITIONS: dict[LinkStatus, frozenset[LinkStatus]] = {
+    LinkStatus.UNKNOWN: frozenset({LinkStatus.UP, LinkStatus.LATE, LinkStatus.DOWN}),
+    LinkStatus.UP: frozenset({LinkStatus.LATE, LinkStatus.DOWN}),
+    LinkStatus.LATE: frozenset({LinkStatus.UP, LinkStatus.DOWN}),
+    LinkStatus.DOWN: frozenset({LinkStatus.UP, LinkStatus.LATE}),
+}
+
+#: what this node's own status may change to
+NODE_TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
+    NodeStatus.INIT: frozenset({NodeStatus.ACTIVE, NodeStatus.LEAVING}),
+    NodeStatus.ACTIVE: frozenset({NodeStatus.LEAVING}),
+    NodeStatus.LEAVING: frozenset(),
 }

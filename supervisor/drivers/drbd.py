@@ -3,7 +3,7 @@
 Safety rule: never promote a replica whose local data is not ``UpToDate`` (Outdated,
 Inconsistent, Diskless, ...) unless an administrator says so. ``start()`` checks
 ``drbdadm dstate RES`` first and refuses with a clear reason. The override is
-``promote(force=True)`` (or setting ``force_until`` before ``start()``), which runs
+``promote(force=True)`` (or setting ``force_next`` before ``start()``), which runs
 ``drbdadm primary --force RES``; it is meant for the CLI, never for automatic decisions.
 
 The resource itself is kept up (attached and connected, Secondary) on both nodes by every
@@ -66,10 +66,10 @@ class DrbdAgent:
     def __init__(self, spec: DrbdSpec, ctx: AgentContext) -> None:
         self.spec = spec
         self.ctx = ctx
-        #: set by an administrator's command (``twinbeat takeover --force-data``): a start()
-        #: before this monotonic time promotes even without UpToDate data. A deadline, not a
-        #: flag: a takeover that never comes must not leave a forced promotion armed.
-        self.force_until: float | None = None
+        #: set by the loop just before start() when the core forces this start (an
+        #: administrator's ``twinbeat takeover --force-data``, armed for a limited time on the
+        #: core's clock): that start() promotes even without UpToDate data, once.
+        self.force_next = False
 
     def describe(self) -> str:
         return self.spec.describe()
@@ -169,8 +169,7 @@ class DrbdAgent:
         return await self.role() == "Primary"
 
     async def start(self, *, check_duplicates: bool = False) -> None:
-        force = self.force_until is not None and time.monotonic() < self.force_until
-        self.force_until = None
+        force, self.force_next = self.force_next, False
         await self.ensure_up()
         await self._await_peer_not_primary()
         if not force:
@@ -264,7 +263,7 @@ class DrbdAgent:
 
 # --------------------------------------------------------------------------------------------
 # Fencing: the peer lost its replication link and asks us to outdate our replica
-# (supervisor.core.decide, "Fencing"). Kept apart from DrbdAgent: it is not a resource
+# (supervisor.core.fencing). Kept apart from DrbdAgent: it is not a resource
 # operation and runs whoever owns the group.
 
 #: seconds between retries of an outdate that DRBD refused "while Connected"

@@ -13,6 +13,10 @@ and ``running`` is False, which ``twinbeat status`` shows.
 ``--statistics`` output only changes when DRBD reports an event; during a resync the monitor
 therefore also asks for a snapshot (``drbdsetup events2 --now --statistics``) every
 ``poll_sync`` seconds, which is what gives ``twinbeat status`` its progress, rate and ETA.
+
+Both children go through ``supervisor.drivers.runner`` (``spawn`` for the monitor, ``run``
+with a timeout for the snapshot): a clean environment, their own process group, killed and
+reaped when they time out or the monitor stops.
 """
 
 from __future__ import annotations
@@ -22,25 +26,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from supervisor.core.replica import ReplicaView, parse_events2
-from supervisor.resource_spec import DrbdSpec
-
-if TYPE_CHECKING:
-    from supervisor.config import Config
+from supervisor.core.state import drbd_resources
+from supervisor.drivers import runner
 
 log = logging.getLogger("twinbeat.drbd")
+#: seconds a ``drbdsetup events2 --now`` snapshot may take before it is killed
+SNAPSHOT_TIMEOUT = 10.0
 
 
-def drbd_resources(config: Config) -> list[str]:
-    """The DRBD resources the groups of ``config`` use (drbddisk::RES), in order."""
-    names: list[str] = []
-    for group in config.groups:
-        for spec in group.resources:
-            if isinstance(spec, DrbdSpec) and spec.resource not in names:
-                names.append(spec.resource)
-    return names
+__all__ = ["Events2Monitor", "drbd_resources"]
 
 
 class Events2Monitor:
@@ -53,6 +50,7 @@ class Events2Monitor:
         poll_sync: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, list[str]], None] | None = None,
+        kill_grace: float = runner.KILL_GRACE,
     ) -> None:
         self.views = {name: ReplicaView(name) for name in resources}
         self.drbdsetup = drbdsetup
@@ -60,10 +58,11 @@ class Events2Monitor:
         self.poll_sync = poll_sync
         self.clock = clock
         self.on_change = on_change
+        self.kill_grace = kill_grace
         self.running = False
         self.restarts = 0
         self.last_error = ""
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child: runner.Spawned | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lines ---------------------------------------------------------------------------------
@@ -112,11 +111,9 @@ class Events2Monitor:
         await self._kill()
 
     async def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            with contextlib.suppress(Exception):
-                await proc.wait()
+        child, self._child = self._child, None
+        if child is not None:
+            await child.stop()
 
     async def _run(self) -> None:
         try:
@@ -133,27 +130,21 @@ class Events2Monitor:
 
     async def _one_child(self) -> None:
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                self.drbdsetup, "events2", "--statistics", "all",
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            child = await runner.spawn([self.drbdsetup, "events2", "--statistics", "all"],
+                                       grace=self.kill_grace, log_failure=False)
         except OSError as exc:
             self.last_error = f"cannot run {self.drbdsetup}: {exc}"
             return
-        proc = self._proc
-        assert proc.stdout is not None and proc.stderr is not None
+        self._child = child
         self.running = True
         self.last_error = ""
-        while True:
-            raw = await proc.stdout.readline()
-            if not raw:
-                break
-            self.feed_line(raw.decode(errors="replace"))
-        err = (await proc.stderr.read()).decode(errors="replace").strip()
-        code = await proc.wait()
-        self._proc = None
-        self.last_error = f"exit status {code}" + (f": {err.splitlines()[-1]}" if err else "")
+        async for line in child.lines():
+            self.feed_line(line)
+        result = await child.wait()
+        self._child = None
+        err = result.stderr_tail()
+        self.last_error = f"exit status {result.returncode}" + (
+            f": {err.splitlines()[-1]}" if err else "")
 
     async def _poll(self) -> None:
         """A statistics snapshot every poll_sync seconds while a resync runs."""
@@ -161,14 +152,10 @@ class Events2Monitor:
             await asyncio.sleep(self.poll_sync)
             if not any(v.syncing for v in self.views.values()):
                 continue
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    self.drbdsetup, "events2", "--now", "--statistics", "all",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
-                out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
-            except (OSError, TimeoutError):
+            r = await runner.run([self.drbdsetup, "events2", "--now", "--statistics", "all"],
+                                 timeout=SNAPSHOT_TIMEOUT, grace=self.kill_grace,
+                                 log_failure=False)
+            if not r.ok:
                 continue
-            for line in out.decode(errors="replace").splitlines():
+            for line in r.stdout.splitlines():
                 self.feed_line(line)

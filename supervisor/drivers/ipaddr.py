@@ -37,10 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Imported at start-up, not on the first takeover (the import costs ~0.1 s).
-from pyroute2 import IPRoute
-
-from supervisor.drivers import arp
+from supervisor.drivers import arp, rtnl
 from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import IPaddrSpec, default_broadcast
 
@@ -190,59 +187,37 @@ def routes_from_ip_json(data: Sequence[Mapping[str, Any]], family: int) -> list[
 
 
 class Netlink:
-    """Thin, blocking pyroute2 wrappers; one IPRoute socket per call (cheap, thread-safe)."""
-
-    def _ipr(self) -> Any:
-        return IPRoute()
+    """Thin, blocking rtnetlink calls (``supervisor.drivers.rtnl``); one socket per call
+    (cheap, thread-safe)."""
 
     def links(self) -> list[Link]:
-        with self._ipr() as ipr:
-            return [
-                Link(m["index"], m.get_attr("IFLA_IFNAME"), m.get_attr("IFLA_ADDRESS"))
-                for m in ipr.get_links()
-            ]
+        return [Link(index, name, mac) for index, name, mac in rtnl.links()]
 
     def routes(self, family: int) -> list[Route]:
-        with self._ipr() as ipr:
-            names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
-            result: list[Route] = []
-            for m in ipr.get_routes(family=family):
-                table = m.get_attr("RTA_TABLE") or m["table"]
-                oif = m.get_attr("RTA_OIF")
-                if table != RT_TABLE_MAIN or m["type"] != RTN_UNICAST or oif not in names:
-                    continue
-                dst = m.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                gateway = m.get_attr("RTA_GATEWAY")
-                result.append(
-                    Route(
-                        ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False),
-                        names[oif],
-                        int(m.get_attr("RTA_PRIORITY") or 0),
-                        ipaddress.ip_address(gateway) if gateway else None,
-                    )
+        names = {index: name for index, name, _mac in rtnl.links()}
+        result: list[Route] = []
+        default = "0.0.0.0" if family == socket.AF_INET else "::"
+        for table, rtype, oif, dst, dst_len, gateway, prio in rtnl.routes(family):
+            if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or oif not in names:
+                continue
+            result.append(
+                Route(
+                    ipaddress.ip_network(f"{dst or default}/{dst_len}", strict=False),
+                    names[oif],
+                    prio,
+                    ipaddress.ip_address(gateway) if gateway else None,
                 )
-            return result
+            )
+        return result
 
     def addresses(self, family: int) -> list[AddressEntry]:
-        with self._ipr() as ipr:
-            names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
-            result = []
-            for m in ipr.get_addr(family=family):
-                text = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
-                if text is None:
-                    continue
-                flags = m.get_attr("IFA_FLAGS")
-                result.append(
-                    AddressEntry(
-                        m["index"],
-                        names.get(m["index"], str(m["index"])),
-                        ipaddress.ip_address(text),
-                        m["prefixlen"],
-                        m.get_attr("IFA_LABEL"),
-                        flags if flags is not None else m["flags"],
-                    )
-                )
-            return result
+        entries = rtnl.addresses(family)
+        names = {index: name for index, name, _mac in rtnl.links()} if entries else {}
+        return [
+            AddressEntry(index, names.get(index, str(index)), ipaddress.ip_address(text),
+                         prefix, label, flags)
+            for index, text, prefix, label, flags in entries
+        ]
 
     def add(
         self,
@@ -254,23 +229,19 @@ class Netlink:
         label: str | None,
         nodad: bool,
     ) -> None:
-        kwargs: dict[str, Any] = {"index": index, "address": str(address), "prefixlen": prefix}
-        if broadcast is not None:
-            kwargs["broadcast"] = str(broadcast)
-        if label:
-            kwargs["label"] = label
-        if nodad and address.version == 6:
-            kwargs["flags"] = IFA_F_NODAD
-        with self._ipr() as ipr:
-            ipr.addr("add", **kwargs)
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        rtnl.change_address(True, family, index, str(address), prefix,
+                            broadcast=None if broadcast is None else str(broadcast),
+                            label=label or None,
+                            flags=IFA_F_NODAD if nodad and address.version == 6 else 0)
 
     def delete(self, index: int, address: IPAddress, prefix: int) -> None:
-        with self._ipr() as ipr:
-            ipr.addr("del", index=index, address=str(address), prefixlen=prefix)
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        rtnl.change_address(False, family, index, str(address), prefix)
 
 
 def _netlink_error(exc: Exception) -> str:
-    # pyroute2's NetlinkError carries (code, message)
+    # an OSError from the kernel carries (errno, text)
     args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     if len(args) >= 2 and isinstance(args[1], str):
         return args[1]

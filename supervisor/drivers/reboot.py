@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
+
+from supervisor.drivers import runner
 
 log = logging.getLogger("twinbeat.reboot")
 
@@ -60,10 +61,9 @@ class SysrqRebooter:
         else:
             time.sleep(self.settle)  # a real sysrq reset never gets here
         log.error("still running; trying %s", " ".join(self.fallback))
-        try:
-            subprocess.run(self.fallback, check=False, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.error("reboot fallback failed: %s", exc)
+        r = runner.run_sync(self.fallback, timeout=30)
+        if not r.ok:
+            log.error("reboot fallback failed: %s", r.describe())
 
 
 class RecordingRebooter:

@@ -10,6 +10,14 @@ with returncode 127 or 126 (the shell's conventions), never an exception. Every 
 logged on ``twinbeat.run`` with the full command, the exit status and the tail of stderr
 (mkosi's ``run.py`` and keepalived's ``notify.c`` do the same).
 
+Long-lived children (``spawn()``, e.g. ``drbdsetup events2``) get the same environment and
+session; their stdout is read line by line, their stderr kept (its tail); ``stop()`` sends
+SIGTERM to the group, SIGKILL after the grace period, and reaps the child, and ``wait()``
+reaps a child that ended by itself. Both return a ``RunResult`` and log a failure the same way.
+
+``run_sync()`` is ``run()`` for code without an event loop (the first-boot wizard, the reboot
+fallback): same environment, session, timeout, TERM then KILL to the group, reaping and log.
+
 Background processes: a script that starts a daemon (``daemon &``) returns while the daemon
 lives on in the script's process group. ``run()`` does not kill the group after a normal exit;
 it waits for the leader, reads what the pipes hold for up to ``DRAIN_AFTER_EXIT`` seconds and
@@ -25,8 +33,9 @@ import logging
 import os
 import shlex
 import signal
+import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 log = logging.getLogger("twinbeat.run")
@@ -239,6 +248,144 @@ async def run(
         duration=time.monotonic() - started,
         timed_out=timed_out,
     )
+    if not result.ok and log_failure:
+        log.warning("%s", result.describe())
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Long-lived children
+
+
+class Spawned:
+    """A long-lived child started by ``spawn()``: its stdout line by line, then how it ended."""
+
+    def __init__(self, argv: tuple[str, ...], proc: asyncio.subprocess.Process,
+                 grace: float, log_failure: bool) -> None:
+        self.argv = argv
+        self.proc = proc
+        self.grace = grace
+        self.log_failure = log_failure
+        self.started = time.monotonic()
+        self._err = bytearray()
+        assert proc.stderr is not None
+        self._err_task = asyncio.ensure_future(_read_stream(proc.stderr, self._err))
+        self._stopped = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    async def lines(self) -> AsyncIterator[str]:
+        """stdout, one decoded line at a time, until the child closes it."""
+        assert self.proc.stdout is not None
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                return
+            yield raw.decode("utf-8", errors="replace")
+
+    async def wait(self) -> RunResult:
+        """Reap the child once it ends by itself (its stdout at EOF); log a failure."""
+        await self.proc.wait()
+        return await self._result(timed_out=False)
+
+    async def stop(self) -> RunResult:
+        """SIGTERM the group, SIGKILL after the grace period, reap the child."""
+        self._stopped = True
+        if self.proc.returncode is None:
+            await _terminate_group(self.proc, self.grace)
+        else:  # the leader is gone; whatever it left in its group goes too
+            _signal_group(self.proc.pid, signal.SIGKILL)
+        return await self._result(timed_out=False)
+
+    async def _result(self, *, timed_out: bool) -> RunResult:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._err_task), DRAIN_AFTER_EXIT)
+        self._err_task.cancel()
+        result = RunResult(self.argv, self.proc.returncode, "", _decode(self._err),
+                           time.monotonic() - self.started, timed_out)
+        if not self._stopped and not result.ok and self.log_failure:
+            log.warning("%s", result.describe())
+        return result
+
+
+async def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    grace: float = KILL_GRACE,
+    log_failure: bool = True,
+) -> Spawned:
+    """Start a long-lived child in its own session with a clean environment.
+
+    OSError if it cannot be started (the caller says why and retries later). The caller must
+    end it with ``stop()`` (a cancelled caller too) or reap it with ``wait()``.
+    """
+    args = tuple(str(a) for a in argv)
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=clean_env(env), start_new_session=True,
+    )
+    return Spawned(args, proc, grace, log_failure)
+
+
+# --------------------------------------------------------------------------------------------
+# Without an event loop
+
+
+def run_sync(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    grace: float = KILL_GRACE,
+    log_failure: bool = True,
+) -> RunResult:
+    """``run()`` for code without an event loop; see the module docstring.
+
+    Unlike ``run()`` it waits for the output pipes to close: a command that leaves a daemon
+    holding them open runs into its timeout (the wizard's commands leave none).
+    """
+    args = tuple(str(a) for a in argv)
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env),
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        result = RunResult(args, code, "", f"cannot execute: {exc}",
+                           time.monotonic() - started, False)
+        if log_failure:
+            log.warning("%s", result.describe())
+        return result
+    timed_out = False
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()  # the group is dead: the pipes close
+        _signal_group(proc.pid, signal.SIGKILL)  # what outlived the leader
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    result = RunResult(args, proc.returncode, out[-MAX_OUTPUT:].decode("utf-8", "replace"),
+                       err[-MAX_OUTPUT:].decode("utf-8", "replace"),
+                       time.monotonic() - started, timed_out)
     if not result.ok and log_failure:
         log.warning("%s", result.describe())
     return result

@@ -37,7 +37,10 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from supervisor.config import WatchdogConfig
 
 log = logging.getLogger("twinbeat.watchdog")
 
@@ -497,3 +500,15 @@ class Watchdog:
             "reason": self.reason,
         }
 
+
+
+def make_watchdog(cfg: WatchdogConfig) -> Watchdog:
+    """The watchdog facade for the configuration (``fifo:PATH`` is the test driver)."""
+    device: WatchdogDevice
+    if cfg.mode == "off":
+        device = NullWatchdog()
+    elif cfg.device.startswith("fifo:"):
+        device = FifoWatchdog(cfg.device.removeprefix("fifo:"))
+    else:
+        device = LinuxWatchdog(cfg.device)
+    return Watchdog(cfg.mode, device)

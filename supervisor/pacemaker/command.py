@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from supervisor.atomicfile import atomic_write
 from supervisor.config import (
     DEFAULT_CONFIG,
     Config,
@@ -118,11 +119,10 @@ def main_export(argv: Sequence[str] | None = None) -> int:
     try:
         for name, text in result.files.items():
             path = out / name
-            path.parent.mkdir(parents=True, exist_ok=True)
             if name in existing:
                 print(f"replacing {path}", file=err)
-            path.write_text(text, encoding="utf-8")
-            path.chmod(0o755 if name in result.executable else 0o644)
+            atomic_write(path, text, mode=0o755 if name in result.executable else 0o644,
+                         mkdir=True)
     except OSError as exc:
         print(f"twinbeat export pacemaker: cannot write into {out}: {exc}", file=err)
         return 1

@@ -1,0 +1,77 @@
+"""The one way to write a file: atomically and durably.
+
+``atomic_write`` writes a temporary file in the target's own folder, created private (0600) and
+given its final mode and owner before any byte is written (a key file is never readable by
+others, not even for an instant), fsyncs it, renames it over the target (or links it, when an
+existing file must not be replaced) and fsyncs the folder, so that after a power cut the folder
+holds the old file or the new one, complete, never half of one and never neither. The state
+files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
+write through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+# A folder on a file system that cannot fsync folders (some FUSE or network file systems)
+# answers with one of these: the rename is then as durable as that file system makes it.
+_NO_DIR_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def atomic_write(
+    path: str | Path,
+    data: bytes | str,
+    *,
+    mode: int = 0o644,
+    uid: int | None = None,
+    gid: int | None = None,
+    replace: bool = True,
+    mkdir: bool = False,
+) -> None:
+    """Write ``data`` (text is UTF-8) to ``path``; see the module docstring.
+
+    ``replace=False`` never overwrites: FileExistsError if ``path`` exists. ``mkdir`` creates
+    the missing folders first. ``uid`` and ``gid`` (both or neither) set the owner.
+    """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            if uid is not None and gid is not None:
+                os.fchown(fd, uid, gid)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists: never overwrites
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename (or a new name) in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIR_FSYNC:
+            raise
+    finally:
+        os.close(fd)

@@ -1,0 +1,74 @@
+"""What a beat says, and when one is sent.
+
+A beat goes out every ``keepalive`` and at once whenever what it says changes (so a WANT, a
+GRANT or a stop is seen by the peer without waiting for the next keepalive). Each beat is
+encoded once and the one SendFrame carries the same bytes to every link. A leaving node sends
+LEAVING_FRAMES beats in a row (each with its own sequence number: the peer drops repeats), so
+that one lost frame does not cost the peer a deadtime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.core import codec, fencing
+from supervisor.core.actions import SendFrame, ShutdownComplete
+from supervisor.core.liveness import world_ok
+from supervisor.core.state import EPS, CoreState, Out, evolve
+from supervisor.core.states import NodeStatus
+
+LEAVING_FRAMES = 3
+
+
+def published(s: CoreState, now: float) -> tuple[Any, ...]:
+    """Everything a beat says except its sequence number (a change sends a beat at once)."""
+    return (
+        s.status,
+        world_ok(s, now)[0],
+        s.watchdog_ok and not s.shutting_down,
+        tuple((n, ls.status.delivers) for n, ls in sorted(s.links.items())),
+        tuple(
+            (n, g.activity, g.nego, g.epoch, g.failed_until is not None)
+            for n, g in sorted(s.groups.items())
+        ),
+        tuple(sorted(s.pins.items())),
+        tuple(sorted(fencing.requests(s).items())),
+        tuple(sorted(fencing.answers(s).items())),
+    )
+
+
+def publish(s: CoreState, now: float, out: Out) -> CoreState:
+    """Send a beat if one is due or what it says changed; the leaving burst at shutdown."""
+    said = published(s, now)
+    if s.status is NodeStatus.LEAVING and not s.shutdown_done:
+        for _ in range(LEAVING_FRAMES):
+            s = _send(s, now, out, said)
+        out.actions.append(ShutdownComplete())
+        return evolve(s, shutdown_done=True)
+    if said != s.last_published or now >= s.next_beat - EPS:
+        return _send(s, now, out, said)
+    return s
+
+
+def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreState:
+    seq = s.seq + 1
+    beat = codec.Beat(
+        cluster=s.config.cluster_name,
+        sender=s.me,
+        generation=s.generation,
+        seq=seq,
+        status=s.status,
+        world_ok=said[1],
+        can_own=said[2],
+        links={n: ls.status.delivers for n, ls in s.links.items()},
+        groups={
+            n: codec.GroupView(g.activity, g.nego, g.epoch, g.failed_until is not None)
+            for n, g in s.groups.items()
+        },
+        pins=dict(s.pins),
+        config_digest=s.settings.digest,
+        outdate=fencing.requests(s),
+        outdate_answers=fencing.answers(s),
+    )
+    out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
+    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive)

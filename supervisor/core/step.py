@@ -1,0 +1,194 @@
+"""The decision core's entry point: ``step(state, event, now) -> Step(state, actions, reasons)``.
+
+Pure code: no clock, no sockets, no files, no subprocesses. ``now`` (monotonic seconds) is
+passed in with every event; ``next_deadline(state, now)`` tells the loop when to call again
+with a ``Tick`` if nothing else happens. Every decision comes with a sentence in
+``Step.reasons`` ("taking over group web: peer node2 silent on all links for 2.0 s"), which the
+loop logs (at warning level when the step also carries a ``Log`` action with that sentence)
+and the tests assert. ``step`` never changes the state it is given (``supervisor.core.state``).
+
+This module only dispatches; the concerns live beside it:
+
+    intake.py     a received frame: decode, authenticate, drop or accept
+    liveness.py   links, the peer, the outside world
+    ownership.py  who should own each group; the WANT/GRANT handover
+    plan.py       each group's ordered start / reverse stop, monitors, restarts, failures
+    admin.py      standby / takeover [--force-data] / cleanup / resolve-split-brain
+    fencing.py    DRBD's outdate-peer over the heartbeat links
+    publish.py    what a beat says and when one is sent
+    view.py       the status as a typed value
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from supervisor.core import admin, fencing, liveness
+from supervisor.core.actions import Action
+from supervisor.core.events import (
+    AdminCommand,
+    ConfigChanged,
+    DrbdadmDone,
+    Event,
+    FenceRequested,
+    FrameReceived,
+    LinkCarrier,
+    OutdateResult,
+    PingReply,
+    PublicCarrier,
+    ReplicaChanged,
+    ResourceResult,
+    ShutdownRequested,
+    Tick,
+    WatchdogState,
+)
+from supervisor.core.intake import on_frame
+from supervisor.core.ownership import decide_group
+from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
+from supervisor.core.publish import publish
+from supervisor.core.replica import Replica
+from supervisor.core.state import (
+    EPS,
+    CoreState,
+    GroupState,
+    LinkState,
+    Out,
+    Settings,
+    drbd_resources,
+    evolve,
+    initial_state,
+)
+from supervisor.core.states import Activity, NodeStatus
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
+
+__all__ = ["Step", "initial_state", "next_deadline", "step"]
+
+
+@dataclass(frozen=True)
+class Step:
+    state: CoreState
+    actions: list[Action]
+    reasons: list[str]
+
+
+def step(state: CoreState, event: Event, now: float) -> Step:
+    out = Out()
+    if isinstance(event, AdminCommand):
+        result = admin.on_admin(state, event, now, out)
+        s = _evaluate(result.state, now, out)
+        if not result.later:
+            out.actions.append(admin.answer(event.request_id, result, out))
+        return Step(s, out.actions, out.reasons)
+    s = _handle(state, event, now, out)
+    s = _evaluate(s, now, out)
+    return Step(s, out.actions, out.reasons)
+
+
+def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
+    match event:
+        case FrameReceived(link=link, data=data):
+            return on_frame(s, link, data, now, out)
+        case Tick():
+            return s
+        case ResourceResult():
+            return on_result(s, event, now, out)
+        case LinkCarrier(link=link, up=up):
+            return liveness.on_link_carrier(s, link, up, out)
+        case PublicCarrier(up=up):
+            return liveness.on_public_carrier(s, up, out)
+        case PingReply():
+            return liveness.on_ping_reply(s, now)
+        case WatchdogState(ok=ok, reason=reason):
+            return liveness.on_watchdog(s, ok, reason, out)
+        case ShutdownRequested():
+            if s.shutting_down:
+                return s
+            out.reason("shutting down: stopping every group and handing it to the peer")
+            return evolve(s, shutting_down=True)
+        case ConfigChanged(config=config, key=key):
+            return _on_config(s, config, key, out)
+        case FenceRequested(resource=resource, request_id=request_id):
+            return fencing.on_request(s, resource, request_id, now, out)
+        case OutdateResult():
+            return fencing.on_outdate_result(s, event, out)
+        case ReplicaChanged(replica=replica):
+            if s.replicas.get(replica.name) == replica:
+                return s
+            return evolve(s, replicas={**s.replicas, replica.name: replica})
+        case DrbdadmDone():
+            return admin.on_drbdadm_done(s, event, out)
+    raise TypeError(f"not an event: {event!r}")
+
+
+def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> CoreState:
+    if s.me not in [n.name for n in config.nodes]:
+        out.warn(f"new configuration ignored: it does not list this node ({s.me})")
+        return s
+    settings = Settings.make(config, s.me, s.settings.key if key is None else key)
+    links = {link.name: s.links.get(link.name) or LinkState(link.name, link.type)
+             for link in config.links}
+    groups = dict(s.groups)
+    for g in config.groups:
+        if g.name not in groups:
+            groups[g.name] = GroupState(g.name, g.resources, activity=Activity.IDLE,
+                                        reason="new group")
+            out.reason(f"configuration: new group {g.name}")
+    names = {g.name for g in config.groups}
+    for name, gs in s.groups.items():
+        if name in names:
+            continue
+        if gs.activity is Activity.IDLE and gs.inflight is None:
+            del groups[name]
+            out.reason(f"configuration: group {name} removed")
+        else:
+            groups[name] = gs.said(f"configuration: group {name} removed; stopping it")
+            out.reason(groups[name].reason)
+    out.reason("configuration reloaded")
+    replicas = {name: s.replicas.get(name) or Replica(name) for name in drbd_resources(config)}
+    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas)
+
+
+def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
+    s = liveness.update_links(s, now, out)
+    s = liveness.update_peer(s, now, out)
+    s = liveness.update_world(s, now, out)
+    s = fencing.update(s, now, out)
+    if s.force_data:
+        s = admin.expire_force(s, now, out)
+    for name in list(s.groups):
+        g = s.groups[name]
+        g = expire_failures(s, g, now, out)
+        g = decide_group(s, g, now, out)
+        g = schedule_monitor(g, now)
+        s = advance(s, g, now, out)
+        g = s.groups[name]
+        if g.activity is Activity.IDLE and g.inflight is None and s.group_cfg(name) is None:
+            s = evolve(s, groups={n: x for n, x in s.groups.items() if n != name})
+    s = _progress_shutdown(s, out)
+    return publish(s, now, out)
+
+
+def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
+    if not s.shutting_down or s.shutdown_done or s.status is NodeStatus.LEAVING:
+        return s
+    for g in s.groups.values():
+        if g.activity not in (Activity.IDLE, Activity.STOP_FAILED) or g.inflight is not None:
+            return s
+    out.reason(f"every group is stopped; telling {s.peer} that {s.me} is leaving")
+    return s.to(NodeStatus.LEAVING)
+
+
+def next_deadline(s: CoreState, now: float) -> float:
+    """The next time the core must be called (with a Tick) if no event arrives first."""
+    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s)]
+    for g in s.groups.values():
+        if g.next_monitor is not None:
+            times.append(g.next_monitor)
+        if g.failed_until is not None and g.failed_until != math.inf:
+            times.append(g.failed_until)
+    future = [x for x in times if x > now + EPS]
+    return min(future) if future else now + s.config.timing.keepalive

@@ -1,0 +1,98 @@
+"""The one atomic write: mode from the start, fsync of the file and the folder, no leftovers."""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from supervisor.atomicfile import atomic_write
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_writes_replaces_and_sets_the_mode(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "key"
+    atomic_write(path, "one\n", mode=0o600, mkdir=True)
+    atomic_write(path, b"two\n", mode=0o640)
+    assert path.read_text() == "two\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert os.listdir(path.parent) == ["key"]  # no temporary file left
+
+
+def test_never_replaces_without_replace(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text("mine\n")
+    with pytest.raises(FileExistsError):
+        atomic_write(path, "theirs\n", replace=False)
+    assert path.read_text() == "mine\n"
+    assert os.listdir(tmp_path) == ["cluster.toml"]
+    atomic_write(tmp_path / "new", "x", replace=False)
+    assert (tmp_path / "new").read_text() == "x"
+
+
+def test_the_file_is_private_before_its_first_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes: list[int] = []
+    real_write = os.write
+
+    def spy(fd: int, data: bytes) -> int:  # the temporary file's mode when data goes in
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", spy)
+    atomic_write(tmp_path / "authkeys", "auth 1\n", mode=0o600)
+    assert modes == [0o600]
+
+
+def test_fsyncs_the_file_and_then_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append("dir" if os.path.isdir(target) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write(tmp_path / "state", "1\n")
+    assert synced == ["file", "dir"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state"
+    path.write_text("old\n")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output"):
+        atomic_write(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["state"]
+
+
+def test_nothing_else_renames_files_into_place() -> None:
+    """One atomic write: no other module of ours calls os.replace, os.rename or mkstemp."""
+    found = []
+    for folder in ("supervisor", "firstboot"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.name == "atomicfile.py":
+                continue
+            found += [
+                f"{path.relative_to(REPO)}:{node.lineno}"
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.Attribute)
+                and node.attr in ("replace", "rename", "mkstemp", "fsync")
+                and isinstance(node.value, ast.Name) and node.value.id in ("os", "tempfile")
+            ]
+    assert found == []
