@@ -6,7 +6,8 @@ others, not even for an instant), fsyncs it, renames it over the target (or link
 existing file must not be replaced) and fsyncs the folder, so that after a power cut the folder
 holds the old file or the new one, complete, never half of one and never neither. The state
 files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
-write through it.
+write through it; ``atomic_copytree`` puts a whole folder in place the same way (the state
+partition's bound folders).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -63,6 +65,26 @@ def atomic_write(
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_copytree(src: str | Path | None, dest: str | Path, *, mode: int) -> None:
+    """Create the folder ``dest`` whole or not at all: a copy of ``src`` (empty when ``src``
+    is None or not a folder) is made under a temporary name beside it, given ``mode``, and
+    renamed into place. FileExistsError if ``dest`` exists (it is never replaced)."""
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        if src is not None and Path(src).is_dir():
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            shutil.copystat(src, tmp)
+        os.chmod(tmp, mode)
+        os.rename(tmp, dest)  # a folder's rename fails if dest appeared meanwhile (not empty)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(dest.parent)
 
 
 def fsync_dir(folder: str | Path) -> None:

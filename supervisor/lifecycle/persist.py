@@ -17,13 +17,12 @@ Two kinds of files make a node itself:
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from supervisor.statefiles import atomic_write
+from supervisor.atomicfile import atomic_copytree, atomic_write
+from supervisor.drivers.runner import run_sync
 
 #: (path in the slot, mode of the directory on /persist) for each bound directory
 BOUND = (
@@ -49,13 +48,7 @@ def prepare(root: Path, persist: Path) -> list[str]:
         if dest.is_dir():
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        src = root / rel
-        if src.is_dir():
-            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
-            shutil.copystat(src, tmp)
-        os.chmod(tmp, mode)
-        os.rename(tmp, dest)
+        atomic_copytree(root / rel, dest, mode=mode)
         done.append(f"created {dest} (from /{rel})")
     for sub in ("lifecycle", "rauc", "identity"):
         (persist / sub).mkdir(parents=True, exist_ok=True)
@@ -82,14 +75,14 @@ def save(root: Path, persist: Path) -> list[str]:
         if not data.strip():
             continue
         name = Path(rel).name
-        atomic_write(out / name, data, 0o644)
+        atomic_write(out / name, data, mode=0o644)
         done.append(f"saved /{rel}")
     try:
         line = _root_shadow_line((root / SHADOW).read_text(encoding="utf-8"))
     except OSError:
         line = None
     if line is not None:
-        atomic_write(out / "root.shadow", (line + "\n").encode(), 0o600)
+        atomic_write(out / "root.shadow", (line + "\n").encode(), mode=0o600)
         done.append("saved root's password")
     return done
 
@@ -144,7 +137,7 @@ def seed_slot(running: Path, slot: Path) -> list[str]:
         except OSError:
             continue
         mode = dest.stat().st_mode & 0o7777 if dest.exists() else 0o644
-        atomic_write(dest, data, mode)
+        atomic_write(dest, data, mode=mode)
         done.append(f"/{rel}")
     try:
         line = _root_shadow_line((running / SHADOW).read_text(encoding="utf-8"))
@@ -157,8 +150,8 @@ def seed_slot(running: Path, slot: Path) -> list[str]:
         lines = [line if x.startswith("root:") else x for x in new.splitlines()]
         if not any(x.startswith("root:") for x in lines):
             lines.insert(0, line)
-        atomic_write(slot / SHADOW, ("\n".join(lines) + "\n").encode(), st.st_mode & 0o7777)
-        os.chown(slot / SHADOW, st.st_uid, st.st_gid)
+        atomic_write(slot / SHADOW, ("\n".join(lines) + "\n").encode(),
+                     mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
         done.append("root's password")
     done += carry_units(running, slot)
     return done
@@ -175,14 +168,16 @@ def seed_slots(env: Mapping[str, str], running: Path = Path("/")) -> list[str]:
             raise RuntimeError(f"RAUC names no device for target slot {n}")
         mnt = Path(tempfile.mkdtemp(prefix="twinbeat-seed-", dir="/run"))
         try:
-            subprocess.run(["mount", "-t", "ext4", device, str(mnt)], check=True,
-                           capture_output=True, text=True, timeout=120)
+            mounted = run_sync(["mount", "-t", "ext4", device, str(mnt)], timeout=120)
+            if not mounted.ok:
+                raise RuntimeError(mounted.describe())
             try:
                 items = seed_slot(running, mnt)
                 done.append(f"{device}: " + ", ".join(items))
             finally:
-                subprocess.run(["umount", str(mnt)], check=True, capture_output=True,
-                               timeout=120)
+                unmounted = run_sync(["umount", str(mnt)], timeout=120)
+                if not unmounted.ok:
+                    raise RuntimeError(unmounted.describe())
         finally:
             mnt.rmdir()
     return done

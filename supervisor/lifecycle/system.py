@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.atomicfile import atomic_write
+from supervisor.drivers.runner import RunResult, run_sync
 from supervisor.lifecycle.bootdecide import Failure, Pending
-from supervisor.statefiles import atomic_write
 
 PERSIST = Path("/persist")
 LIFECYCLE_DIR = PERSIST / "lifecycle"
 VERSION_FILE = Path("/usr/lib/twinbeat/VERSION")
 RAUC_CONF = Path("/etc/rauc/system.conf")
-SAFE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 SLOT_DEVICES = {"A": Path("/dev/disk/by-partlabel/rootfs-a"),
                 "B": Path("/dev/disk/by-partlabel/rootfs-b")}
 
@@ -27,17 +26,13 @@ class LifecycleError(Exception):
     """A command failed; the message has the command and its error output."""
 
 
-def run(cmd: Sequence[str], timeout: float = 60.0, check: bool = True
-        ) -> subprocess.CompletedProcess[str]:
-    try:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
-                              env=SAFE_ENV, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LifecycleError(f"{' '.join(cmd)}: {exc}") from None
-    if check and proc.returncode != 0:
-        raise LifecycleError(f"{' '.join(cmd)} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
-    return proc
+def run(cmd: Sequence[str], timeout: float = 60.0, check: bool = True) -> RunResult:
+    """Run ``cmd`` through the one runner; LifecycleError (command and stderr) if ``check``
+    and it fails."""
+    result = run_sync(cmd, timeout=timeout, env={"LC_ALL": "C"}, log_failure=check)
+    if check and not result.ok:
+        raise LifecycleError(result.describe())
+    return result
 
 
 def running_version(path: Path = VERSION_FILE) -> str:
@@ -114,7 +109,7 @@ class Records:
 
     def _write(self, path: Path, data: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
 
     def pending(self) -> Pending | None:
         d = self._read(self.pending_path)
