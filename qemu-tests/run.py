@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the QEMU scenarios against the twinbeat image.
 
-    qemu-tests/run.py [--image images/twinbeat-<version>.raw] [-k SUBSTRING] [--list]
+    qemu-tests/run.py [--image images/twinbeat-<version>.raw] [-k SUBSTRING ...] [--list]
 
 Scenarios come from qemu-tests/scenarios_*.py (see harness.py). One line per scenario:
 its name (what it checks), PASS or FAIL, the duration and a detail; then
@@ -80,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, default=None,
                         help="disk image (default: images/twinbeat-<version>.raw)")
-    parser.add_argument("-k", dest="select", default="",
-                        help="run only scenarios whose name contains this")
+    parser.add_argument("-k", dest="select", action="append", default=[],
+                        help="run only scenarios whose name contains this (repeatable: any of "
+                             "them), in the suite's order")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "qemu",
                         help="where failed scenarios' logs go (default: artifacts/qemu)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
 
     load_scenarios()
-    selected = [s for s in SCENARIOS if args.select in s.name]
+    selected = [s for s in SCENARIOS if not args.select or any(k in s.name for k in args.select)]
     if args.list:
         for s in selected:
             print(s.name)
