@@ -7,7 +7,8 @@ existing file must not be replaced) and fsyncs the folder, so that after a power
 holds the old file or the new one, complete, never half of one and never neither. The state
 files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
 write through it; ``atomic_copytree`` puts a whole folder in place the same way (the state
-partition's bound folders).
+partition's bound folders) and ``overwrite_and_delete`` removes a secret for good (the first-boot
+seed).
 """
 
 from __future__ import annotations
@@ -85,6 +86,27 @@ def atomic_copytree(src: str | Path | None, dest: str | Path, *, mode: int) -> N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(dest.parent)
+
+
+def overwrite_and_delete(path: str | Path) -> int:
+    """Overwrite a file's bytes with zeros in place (fsynced), then delete it (the folder
+    fsynced): a secret left in plain text is not readable from the file system afterwards.
+    Returns the number of bytes overwritten. Not a guarantee against flash wear levelling or
+    copy-on-write file systems; on the FAT boot partition the clusters are rewritten."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        left = size
+        block = bytes(min(size, 1 << 16))
+        while left > 0:
+            left -= os.write(fd, block[:left])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    fsync_dir(path.parent)
+    return size
 
 
 def fsync_dir(folder: str | Path) -> None:
