@@ -68,7 +68,7 @@ from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
-from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir
+from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir, read_release
 
 log = logging.getLogger("twinbeat")
 
@@ -111,8 +111,11 @@ class Supervisor:
         sys_root: str = "/sys",
         drbd_monitor: Events2Monitor | None = None,
         outdater: Outdater = default_outdater,
+        release: str | None = None,
     ) -> None:
         self.config = config
+        #: this node's twinbeat release, said in every beat (the image's VERSION file)
+        self.release = read_release() if release is None else release
         self.me = me
         self.state_dir = state_dir
         self.outdater = outdater
@@ -178,7 +181,8 @@ class Supervisor:
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
-        self.state = initial_state(self.config, self.me, key, self.generation, now)
+        self.state = initial_state(self.config, self.me, key, self.generation, now,
+                                   release=self.release)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,

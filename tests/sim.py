@@ -179,8 +179,11 @@ class Sim:
     def __init__(
         self, config: Config | None = None, *, seed: int = 0, start_gap: float = 0.0,
         configs: dict[str, Config] | None = None,
+        releases: dict[str, str] | None = None,
     ) -> None:
         self.now = 0.0
+        #: each node's twinbeat release (its beats say it; none by default)
+        self.releases = dict(releases or {})
         self.rng = random.Random(seed)
         self._heap: list[tuple[float, int, str, Event, int]] = []
         self._counter = itertools.count()
@@ -197,7 +200,8 @@ class Sim:
 
     def _boot(self, name: str, generation: int, at: float) -> None:
         cfg = self.configs[name]
-        state = initial_state(cfg, name, KEY, generation, at)
+        state = initial_state(cfg, name, KEY, generation, at,
+                              release=self.releases.get(name, ""))
         node = NodeSim(name, cfg, generation, state)
         old = self.nodes.get(name)
         if old is not None:

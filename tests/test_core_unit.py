@@ -185,7 +185,7 @@ ALLOWED = {
     "supervisor.core.step", "supervisor.core.intake", "supervisor.core.liveness",
     "supervisor.core.ownership", "supervisor.core.plan", "supervisor.core.admin",
     "supervisor.core.fencing", "supervisor.core.publish", "supervisor.core.view",
-    "supervisor.core.replica", "supervisor.resource_spec",
+    "supervisor.core.replica", "supervisor.core.compat", "supervisor.resource_spec",
     "supervisor.names", "supervisor.settings", "supervisor.values",
 }
 TYPE_ONLY = {"supervisor.config"}

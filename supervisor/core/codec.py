@@ -28,9 +28,21 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
     oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
         is one of OUTDATE_RESULTS
 
+    pm  protocol minor version (PROTOCOL_MINOR): what the sender's beats may carry beyond
+        version ``v``; absent in the beats of nodes older than the field (minor 0)
+    sw  the sender's twinbeat release (its /usr/lib/twinbeat/VERSION), e.g. "0.1.1"
+
 ``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
 is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
 frame without them (an older peer) decodes to empty dicts.
+
+Versions: ``v`` is the major version, changed only when an older node could no longer read a
+newer node's beats. Compatible additions raise the minor ``pm`` and add optional keys, which
+an older receiver ignores (unknown keys are never an error); an absent key means the older
+behaviour. ``supervisor.core.compat`` decides from both minors what is used (an N-1 peer is
+accepted; what N adds stays off until both run N) and from both releases whether the pair
+runs mixed versions (during a rolling upgrade). A known key with a value out of its domain
+drops the frame, like any malformed body.
 """
 
 from __future__ import annotations
@@ -40,12 +52,18 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 
 from supervisor.core.states import Activity, Nego, NodeStatus
 
 MAGIC = b"TB1:"
 VERSION = 1
+#: the protocol minor version these beats carry (see supervisor.core.compat)
+PROTOCOL_MINOR = 1
+#: a release as ``sw`` carries it (Debian-style versions: digits, letters, ``.+~-``)
+RELEASE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~-]{0,31}\Z")
+MAX_MINOR = 1 << 16
 MAC_LEN = 16
 MAX_LINE = 8192
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
@@ -83,6 +101,8 @@ class Beat:
     config_digest: str = ""
     outdate: dict[str, int] = field(default_factory=dict)
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    minor: int = 0  # the sender's protocol minor version (0: it did not say)
+    release: str = ""  # the sender's twinbeat release ("": it did not say)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -116,6 +136,10 @@ def encode(beat: Beat, key: bytes) -> bytes:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
         body["oa"] = {k: [v[0], v[1]] for k, v in sorted(beat.outdate_answers.items())}
+    if beat.minor:
+        body["pm"] = beat.minor
+    if beat.release:
+        body["sw"] = beat.release
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
 
@@ -190,6 +214,12 @@ def _beat_from(body: object, cluster: str) -> Beat:
         if not _request_id(rid) or result not in OUTDATE_RESULTS:
             raise DecodeError("malformed", "bad fence answer")
         answers[str(name)] = (rid, result)
+    minor = body.get("pm", 0)
+    if type(minor) is not int or not 0 <= minor <= MAX_MINOR:
+        raise DecodeError("malformed", "bad protocol minor version")
+    release = body.get("sw", "")
+    if not isinstance(release, str) or (release and not RELEASE_RE.match(release)):
+        raise DecodeError("malformed", "bad release")
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -204,6 +234,8 @@ def _beat_from(body: object, cluster: str) -> Beat:
         config_digest=digest,
         outdate=outdate,
         outdate_answers=answers,
+        minor=minor,
+        release=release,
     )
 
 

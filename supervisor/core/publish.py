@@ -69,6 +69,8 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         config_digest=s.settings.digest,
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
+        minor=codec.PROTOCOL_MINOR,
+        release=s.settings.release,
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive)

@@ -108,10 +108,11 @@ class Settings:
     peer: str
     key: bytes
     digest: str
+    release: str = ""  # this node's twinbeat release (its beats say it; "" when unknown)
 
     @classmethod
-    def make(cls, config: Config, me: str, key: bytes) -> Settings:
-        return cls(config, me, config.peer_of(me).name, key, policy_digest(config))
+    def make(cls, config: Config, me: str, key: bytes, release: str = "") -> Settings:
+        return cls(config, me, config.peer_of(me).name, key, policy_digest(config), release)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Settings:
         return self
@@ -362,11 +363,13 @@ class CoreState:
         return None
 
 
-def initial_state(config: Config, me: str, key: bytes, generation: int, now: float) -> CoreState:
-    """The state of a node that has just started: every group is first stopped (cleanup)."""
+def initial_state(config: Config, me: str, key: bytes, generation: int, now: float, *,
+                  release: str = "") -> CoreState:
+    """The state of a node that has just started: every group is first stopped (cleanup).
+    ``release`` is this node's twinbeat version (said in every beat)."""
     required = config.watchdog.mode == "required"
     return CoreState(
-        Settings.make(config, me, key),
+        Settings.make(config, me, key, release),
         generation=generation,
         started_at=now,
         links={link.name: LinkState(link.name, link.type) for link in config.links},

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from supervisor.core.compat import local
 from supervisor.core.liveness import world_ok
 from supervisor.core.ownership import owner_of, peer_view, preferred
 from supervisor.core.state import CoreState
@@ -88,6 +89,23 @@ class PeerView:
     generation: int | None
     status: str | None
     world_ok: bool | None
+    release: str | None  # the peer's twinbeat release (None: not said, or not heard)
+    protocol: int | None  # the peer's protocol minor version (0: older than the field)
+
+
+@dataclass(frozen=True)
+class VersionsView:
+    """Both nodes' versions and what the pair uses (supervisor.core.compat)."""
+
+    release: str
+    protocol: int
+    peer_release: str | None
+    peer_protocol: int | None
+    used: int
+    supported: bool
+    mixed: bool
+    features: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,7 @@ class CoreView:
     config_digest: str
     config_mismatch: bool
     fencing: FencingView
+    versions: VersionsView
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = jsonable(self)
@@ -189,6 +208,8 @@ def view(s: CoreState, now: float) -> CoreView:
     beat = p.beat
     f = s.fence
     last = f.last
+    compat = local(s.settings.release, beat.minor if beat else None,
+                   beat.release if beat else None, s.peer)
     return CoreView(
         node=s.me,
         cluster=s.config.cluster_name,
@@ -212,6 +233,8 @@ def view(s: CoreState, now: float) -> CoreView:
             generation=beat.generation if beat else None,
             status=beat.status.value if beat else None,
             world_ok=beat.world_ok if beat else None,
+            release=(beat.release or None) if beat else None,
+            protocol=beat.minor if beat else None,
         ),
         links=tuple(links),
         groups=tuple(groups),
@@ -231,6 +254,17 @@ def view(s: CoreState, now: float) -> CoreView:
                 FencePeerRequest(i.resource, i.wire_id, i.result, round(now - i.since, 3))
                 for i in f.in_.values()
             ),
+        ),
+        versions=VersionsView(
+            release=s.settings.release,
+            protocol=compat.mine,
+            peer_release=(beat.release or None) if beat else None,
+            peer_protocol=beat.minor if beat else None,
+            used=compat.used,
+            supported=compat.supported,
+            mixed=compat.mixed,
+            features=compat.features,
+            reason=compat.reason,
         ),
     )
 
