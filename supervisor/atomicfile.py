@@ -7,7 +7,8 @@ existing file must not be replaced) and fsyncs the folder, so that after a power
 holds the old file or the new one, complete, never half of one and never neither. The state
 files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
 write through it; ``atomic_copytree`` puts a whole folder in place the same way (the state
-partition's bound folders) and ``overwrite_and_delete`` removes a secret for good (the first-boot
+partition's bound folders), ``atomic_writer`` a file that arrives in pieces (an update
+bundle), and ``overwrite_and_delete`` removes a secret for good (the first-boot
 seed).
 """
 
@@ -18,7 +19,9 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # A folder on a file system that cannot fsync folders (some FUSE or network file systems)
 # answers with one of these: the rename is then as durable as that file system makes it.
@@ -61,6 +64,28 @@ def atomic_write(
         else:
             os.link(tmp, path)  # fails if path exists: never overwrites
             os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """``atomic_write`` for data that arrives in pieces (a bundle over the network): write to
+    the yielded file; when the block ends normally the file is fsynced and renamed into place
+    (the folder fsynced), when it raises the temporary file is removed and ``path`` is as
+    it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -173,7 +173,8 @@ def test_grub_cfg_chooses_the_slot_from_grubenv(image: Image) -> None:
 
 def test_our_units_are_present_and_enabled(image: Image) -> None:
     for unit in ("twinbeat.service", "twinbeat-ssh-keygen.service", "ssh.service",
-                 "systemd-networkd.service", "twinbeat-boot-check.service"):
+                 "systemd-networkd.service", "twinbeat-boot-check.service",
+                 "twinbeat-upgrade-agent.service", "twinbeat-upgrade.service"):
         r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled", unit],
                            capture_output=True, text=True, check=False)
         assert r.stdout.strip() == "enabled", f"{unit}: {r.stdout}{r.stderr}"

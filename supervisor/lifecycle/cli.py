@@ -1,8 +1,10 @@
-"""``twinbeat install | boot-check | persist``: updates of one node (the I/O side).
+"""``twinbeat install | boot-check | persist | upgrade | upgrade-agent``: updates (I/O side).
 
     twinbeat install BUNDLE [--allow-downgrade] [--reboot]
     twinbeat boot-check [--bound SECONDS]
     twinbeat persist prepare | save | seed-slots
+    twinbeat upgrade BUNDLE | --resume | --status | --abandon   (rolling.py)
+    twinbeat upgrade-agent                                       (node.py, agent.py)
 
 ``install`` checks a bundle (RAUC: signature against this image's keyring, compatible;
 here: version, target slot, room), records the health baseline, and has RAUC write it to
@@ -268,6 +270,33 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("persist", help="the state partition: prepare (boot), save "
                        "(shutdown, before installs), seed-slots (RAUC's post-install handler)")
     p.add_argument("action", choices=["prepare", "save", "seed-slots"])
+    u = sub.add_parser(
+        "upgrade", help="upgrade both nodes of the pair to an update bundle, one after the "
+        "other, with one planned handover",
+        description="Run on either node. Refuses unless both nodes are alive on every link, "
+        "the replicas are UpToDate/UpToDate and no group is failed. Copies the bundle to the "
+        "peer over the crossover link, installs it on the node that owns nothing, reboots it "
+        "and waits until it is back healthy on the new version, hands the groups over to it, "
+        "then upgrades the other node the same way and gives the groups back if "
+        "auto_failback says so. Any failure stops it with the pair serving. The plan is kept "
+        "in /persist/lifecycle/upgrade.json: after an interruption or this node's own reboot "
+        "it goes on with --resume (at boot: twinbeat-upgrade.service).")
+    u.add_argument("bundle", nargs="?", metavar="BUNDLE", help="twinbeat-<version>.raucb")
+    u.add_argument("--allow-downgrade", action="store_true",
+                   help="install a version older than (or the same as) the running one")
+    u.add_argument("--resume", action="store_true", help="go on with an unfinished upgrade")
+    u.add_argument("--if-pending", action="store_true",
+                   help="with --resume: say nothing when there is nothing to resume (boot)")
+    u.add_argument("--status", action="store_true", help="show where the upgrade stands")
+    u.add_argument("--abandon", action="store_true",
+                   help="forget an unfinished upgrade (undoes nothing)")
+    u.add_argument("--config", default="/etc/twinbeat/cluster.toml", metavar="FILE")
+    u.add_argument("--node", metavar="NAME", help="this node's name (default: the hostname)")
+    a = sub.add_parser("upgrade-agent", help="answer the other node's `twinbeat upgrade` on "
+                       "the crossover link (twinbeat-upgrade-agent.service)")
+    a.add_argument("--config", default="/etc/twinbeat/cluster.toml", metavar="FILE")
+    a.add_argument("--node", metavar="NAME", help="this node's name (default: the hostname)")
+    a.add_argument("--port", type=int, default=7794, help="TCP port (default 7794)")
 
 
 def dispatch(args: argparse.Namespace) -> int | None:
@@ -277,4 +306,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
         return cmd_boot_check(args)
     if args.command == "persist":
         return cmd_persist(args)
+    if args.command == "upgrade":
+        if not (args.bundle or args.resume or args.status or args.abandon):
+            return fail("upgrade: name a BUNDLE (or --resume, --status, --abandon)")
+        from supervisor.lifecycle.rolling import cmd_upgrade
+
+        return cmd_upgrade(args)
+    if args.command == "upgrade-agent":
+        from supervisor.lifecycle.node import cmd_agent
+
+        return cmd_agent(args)
     return None

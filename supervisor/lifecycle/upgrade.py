@@ -81,18 +81,21 @@ class Plan:
     home: tuple[str, ...] = ()  # the groups the second node served (given back at the end)
     asked: bool = False  # this step's action was issued (not issued twice)
     reason: str = ""
+    asked_for: str = ""  # the node it was issued for (copy asks each node in turn)
 
     def to_json(self) -> dict[str, Any]:
         return {"target": self.target, "old": self.old, "first": self.first,
                 "second": self.second, "step": self.step.value, "since": self.since,
-                "home": list(self.home), "asked": self.asked, "reason": self.reason}
+                "home": list(self.home), "asked": self.asked, "reason": self.reason,
+                "asked_for": self.asked_for}
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> Plan:
         return Plan(target=str(d["target"]), old=str(d["old"]), first=str(d["first"]),
                     second=str(d["second"]), step=Step(d["step"]), since=float(d["since"]),
                     home=tuple(str(g) for g in d.get("home") or ()),
-                    asked=bool(d.get("asked")), reason=str(d.get("reason") or ""))
+                    asked=bool(d.get("asked")), reason=str(d.get("reason") or ""),
+                    asked_for=str(d.get("asked_for") or ""))
 
 
 @dataclass(frozen=True)
@@ -167,13 +170,13 @@ def _stop(plan: Plan, why: str) -> Outcome:
 
 
 def _go(plan: Plan, step: Step, now: float, why: str) -> Outcome:
-    return Outcome(replace(plan, step=step, since=now, asked=False), (), (why,))
+    return Outcome(replace(plan, step=step, since=now, asked=False, asked_for=""), (), (why,))
 
 
 def _ask(plan: Plan, kind: str, node: str, why: str) -> Outcome:
-    if plan.asked:
+    if plan.asked and plan.asked_for == node:
         return Outcome(plan, (), (f"waiting: {why}",))
-    return Outcome(replace(plan, asked=True), (Action(kind, node, why),), (why,))
+    return Outcome(replace(plan, asked=True, asked_for=node), (Action(kind, node, why),), (why,))
 
 
 def _settled(view: PairView) -> str:
@@ -223,7 +226,7 @@ def advance(plan: Plan, view: PairView, now: float,
         nxt = Step.WAIT_FIRST if step is Step.REBOOT_FIRST else Step.WAIT_SECOND
         if node.owns:
             return _stop(plan, f"{node.name} owns {', '.join(node.owns)}: not rebooting it")
-        return Outcome(replace(plan, step=nxt, since=now, asked=False),
+        return Outcome(replace(plan, step=nxt, since=now, asked=False, asked_for=""),
                        (Action("reboot", node.name, f"rebooting {node.name} into "
                                f"{plan.target}"),), (f"rebooting {node.name} into {plan.target}",))
 
