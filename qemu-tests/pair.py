@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from guest import Shell, ShellError  # noqa: E402
 from netlab import ArpSampler, Lab  # noqa: E402
-from vm import VM, VMConfig, VMError  # noqa: E402
+from vm import VM, Firmware, VMConfig, VMError  # noqa: E402
 
 from firstboot.secret import SystemRng, generate_code, parse_code  # noqa: E402
 
@@ -236,8 +236,10 @@ class Node:
         if self.seed is not None:
             b64 = base64.b64encode(self.seed.encode()).decode()
             extra += ["-smbios", f"type=11,value=io.systemd.credential.binary:twinbeat.seed={b64}"]
-        return VMConfig(image=self.pair.image, name=self.name, firmware="kernel",
-                        memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND,
+        extra += self.pair.extra_args
+        kernel = self.pair.firmware == "kernel"
+        return VMConfig(image=self.pair.image, name=self.name, firmware=self.pair.firmware,
+                        memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND if kernel else "",
                         # room for slot B and the state partition (made at first boot)
                         disk_size=DISK_SIZE,
                         extra_args=extra, wrapper=self.pair.lab.wrapper, reuse_overlay=True,
@@ -327,8 +329,14 @@ class Pair:
     """The two nodes, the namespace with the observer, and the faults."""
 
     def __init__(self, image: Path, workdir: Path, *, seed_both: bool = False,
-                 replicate: bool = False, say: Callable[[str], None] | None = None) -> None:
+                 replicate: bool = False, say: Callable[[str], None] | None = None,
+                 firmware: Firmware = "kernel", extra_args: tuple[str, ...] = ()) -> None:
         self.image = image.resolve()
+        # "kernel": direct boot of the image's kernel (fast); "uefi": through OVMF and GRUB,
+        # which choose the system slot (what updates need: `twinbeat install` refuses a node
+        # its boot loader did not start)
+        self.firmware: Firmware = firmware
+        self.extra_args = list(extra_args)  # more QEMU arguments for both nodes
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.seed_both = seed_both
