@@ -224,6 +224,13 @@ class Prober:
         return seq
 
 
+def identity_of(node: Node) -> dict[str, str]:
+    """What makes the node itself: machine ID, host name, SSH host key, cluster.toml."""
+    text = node.sh("cat /etc/machine-id /etc/hostname /etc/ssh/host-keys/ssh_host_ed25519_key.pub"
+                   "; sha256sum /etc/twinbeat/cluster.toml /etc/twinbeat/authkeys")[1]
+    return {"text": text.strip()}
+
+
 def versions(node: Node) -> dict[str, Any]:
     v: dict[str, Any] = node.status(cli=True)["versions"]
     return v
@@ -279,6 +286,7 @@ def rolling_upgrade(ctx: Context) -> str:
             mount_bundles(node)
         names = [f"before-upgrade-{i}" for i in range(3)]
         sums = write_files(node1, names, mib=2)
+        identity = {n.name: identity_of(n) for n in pair.nodes}
 
         # N -> N+1 on both, run from the serving node (it reboots itself in the middle)
         mixed_seen: list[str] = []
@@ -310,6 +318,10 @@ def rolling_upgrade(ctx: Context) -> str:
             v = versions(node)
             assert (v["release"], v["peer_release"], v["mixed"]) == (n1, n1, False), v
         assert mixed_seen, "twinbeat status never said MIXED VERSIONS during the upgrade"
+        for node in pair.nodes:  # each node is itself on the new slot (carried over)
+            assert identity_of(node) == identity[node.name], node.name
+            env = node.sh("grub-editenv /efi/grub/grubenv list")[1]
+            assert "ORDER=B A" in env and "B_OK=1" in env and "B_TRY=0" in env, env
         assert sha256s(node1, names) == sums, "the data on /srv changed across the upgrade"
         gaps = upgrade_probe.gaps()
         moves = [g for g in gaps if g[0] != g[1]]
