@@ -161,7 +161,9 @@ def update_and_rollback(ctx: Context) -> str:
 
 class Prober:
     """The observer asks the floating address for the demo page every INTERVAL seconds, in
-    a thread inside the lab's namespace; ``answers`` is [(time.monotonic(), node or None)]."""
+    a thread inside the lab's namespace; ``answers`` is [(time.monotonic(), node or None)].
+    An answer slower than 5 s counts as none (a TCG guest under a resync can be slow to
+    answer without anything having moved)."""
 
     INTERVAL = 0.5
 
@@ -177,7 +179,7 @@ class Prober:
         while not self._stop:
             t = time.monotonic()
             owner: str | None = None
-            conn = http.client.HTTPConnection(FLOATING, 80, timeout=1.0)
+            conn = http.client.HTTPConnection(FLOATING, 80, timeout=5.0)
             try:
                 conn.request("GET", "/")
                 resp = conn.getresponse()
