@@ -514,3 +514,23 @@ def test_every_units_twinbeat_command_line_is_one_the_cli_takes() -> None:
     assert seen["twinbeat-boot-check.service"] == "boot-check"
     wants = (units / "twinbeat.service.d/upgrade-agent.conf").read_text()
     assert "Wants=twinbeat-upgrade-agent.service" in wants
+
+
+def test_twinbeat_status_shows_an_upgrade_under_way_or_stopped(tmp_path: Path) -> None:
+    from supervisor.lifecycle.cli import upgrade_lines
+
+    path = tmp_path / "upgrade.json"
+    assert upgrade_lines(path) == []
+    sim = SimPair(me="node1", owner="node1", fail={"install": "RAUC refused the bundle"})
+    said: list[str] = []
+    driver, saved = start(sim, tmp_path, said)
+    assert upgrade_lines(path) == [
+        "rolling upgrade to 0.1.1 under way: step copy (node2 first, then node1; "
+        "`twinbeat upgrade --status`)"]
+    driver.run(saved)
+    [line] = upgrade_lines(path)
+    assert line.startswith("rolling upgrade to 0.1.1 STOPPED: stopped at install-first: "
+                           "installing on node2 failed: RAUC refused the bundle"), line
+    path.write_text("{not json")
+    [line] = upgrade_lines(path)
+    assert line.startswith(f"rolling upgrade: {path} cannot be read")

@@ -252,7 +252,27 @@ def status_lines(records: Records | None = None) -> list[str]:
     failure = records.failure()
     if failure is not None:
         lines.append(failure.text())
+    lines += upgrade_lines(records.directory / "upgrade.json")
     return lines
+
+
+def upgrade_lines(path: Path) -> list[str]:
+    """A rolling upgrade under way, or one that stopped (`twinbeat upgrade`)."""
+    from supervisor.lifecycle.agent import AgentError
+    from supervisor.lifecycle.rolling import load_plan
+    from supervisor.lifecycle.upgrade import Step
+
+    try:
+        saved = load_plan(path)
+    except AgentError as exc:
+        return [f"rolling upgrade: {exc}"]
+    if saved is None or saved.plan.step is Step.DONE:
+        return []
+    p = saved.plan
+    if p.step is Step.STOPPED:
+        return [f"rolling upgrade to {p.target} STOPPED: {p.reason}"]
+    return [f"rolling upgrade to {p.target} under way: step {p.step.value} ({p.first} "
+            f"first, then {p.second}; `twinbeat upgrade --status`)"]
 
 
 def add_parsers(sub: Any) -> None:
