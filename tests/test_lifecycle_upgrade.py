@@ -146,6 +146,11 @@ def at(step: Step, **kw: object) -> Plan:
 @pytest.mark.parametrize(("plan", "view", "now", "why"), [
     (at(Step.COPY), pair(node("node1", owns=("service",)), node("node2", has_bundle=False)),
      4000, "stopped at copy: the bundle did not reach node2; node1 keeps serving"),
+    (at(Step.COPY, asked=True, asked_for="node2"),
+     pair(node("node1", owns=("service",)),
+          node("node2", has_bundle=False, failure="no room for the bundle")), 5,
+     "stopped at copy: copying the bundle to node2 failed: no room for the bundle; node1 "
+     "keeps serving"),
     (at(Step.INSTALL_FIRST, asked=True),
      pair(node("node1", owns=("service",)), node("node2", failure="no space left")), 5,
      "stopped at install-first: installing on node2 failed: no space left; node1 keeps "

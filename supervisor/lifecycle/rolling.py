@@ -255,6 +255,7 @@ class Driver:
                         continue
                     return saved
                 error = self.act(action, saved)
+                self.errors.pop(action.node, None)
                 if error:
                     self.errors[action.node] = error
                     w.say(f"[{out.plan.step.value}] {action.kind} on {action.node} failed: "
@@ -273,7 +274,6 @@ class Driver:
         if action.kind == "copy":
             return w.copy(action.node, Path(saved.extra["bundle"]), saved.extra["sha256"])
         if action.kind == "install":
-            self.errors.pop(action.node, None)
             return w.install(action.node, name, bool(saved.extra.get("allow_downgrade")))
         if action.kind == "reboot":
             return w.reboot(action.node)

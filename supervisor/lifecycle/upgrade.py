@@ -203,6 +203,9 @@ def advance(plan: Plan, view: PairView, now: float,
         missing = [n for n in (first, second) if not n.has_bundle]
         if not missing:
             return _go(plan, Step.INSTALL_FIRST, now, "the bundle is on both nodes")
+        if plan.asked and plan.asked_for == missing[0].name and missing[0].failure:
+            return _stop(plan, f"copying the bundle to {missing[0].name} failed: "
+                               f"{missing[0].failure}")
         if waited > timeouts.install:
             return _stop(plan, f"the bundle did not reach {missing[0].name}")
         return _ask(plan, "copy", missing[0].name,
