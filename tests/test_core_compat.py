@@ -120,16 +120,15 @@ def test_a_pair_on_one_release_is_not_mixed() -> None:
 
 
 def test_an_n_minus_1_peer_is_alive_and_shown_as_older() -> None:
-    """node1's core fed beats as a node without the version fields sends them."""
-    sim = Sim(make_config(), releases={"node1": "0.1.1", "node2": "0.1.1"})
-    sim.run(0.05)
-    s = sim.nodes["node1"].state
-    for seq in range(1, 4):
-        old = codec.encode(codec.Beat(s.config.cluster_name, "node2", 9, seq,
-                                      links={"serial": True}), KEY)
-        s = step(s, FrameReceived("serial", old), 0.1 * seq).state
+    """A fresh core fed beats as a node without the version fields sends them."""
+    from supervisor.core.state import initial_state
     from supervisor.core.view import status
 
+    s = initial_state(make_config(), "node1", KEY, 1, 0.0, release="0.1.1")
+    for seq in range(1, 4):
+        old = codec.encode(codec.Beat(s.config.cluster_name, "node2", 1, seq,
+                                      links={"serial": True}), KEY)
+        s = step(s, FrameReceived("serial", old), 0.1 * seq).state
     st = status(s, 0.4)
     assert st["peer"]["state"] == "alive"
     assert st["dropped"].get("malformed", 0) == 0
