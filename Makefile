@@ -12,7 +12,7 @@ PYTEST  := $(PYTHON) -m pytest
 MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps image bundle test test-fast test-unit test-netns test-image qemu-test check bench \
+.PHONY: help deps image bundle test test-fast test-unit test-netns test-image qemu-test check bench fuzz \
         clean distclean flash flash-usage demo
 
 help: ## show this list
@@ -68,6 +68,9 @@ check: deps ## ruff + mypy
 
 bench: deps ## run the benchmarks (bench/run.py) and print measured figures
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "==> no benchmarks yet (bench/run.py)"; fi
+
+fuzz: deps ## protocol fuzz campaign: >= 10^6 hostile frames through decode and the core (INPUTS=N)
+	$(PYTHON) -m bench.fuzz --inputs $(or $(INPUTS),1000000)
 
 flash: flash-usage image ## write the image to a whole disk: make flash DEV=/dev/sdX [YES=1]
 	$(PYTHON) scripts/flash.py $(if $(YES),--yes) $(IMAGE) $(DEV)

@@ -34,8 +34,10 @@ def main() -> int:
     sim = Sim(make_config())
     sim.run(3.0)
     state = sim.nodes["node2"].state
-    beat = codec.Beat(
-        "sim", "node1", 1, 10**6,
+    newest = state.peer_state.fresh.newest
+    assert newest is not None
+    beat = codec.Beat(  # node1's next beat: fresh, so the step takes it (not a "jump")
+        "sim", "node1", newest[0], newest[1] + 1,
         links={"serial": True, "crossover": True, "public": True},
         groups={"web": codec.GroupView(Activity.RUNNING, Nego.NONE, 1 << 20 | 1)},
     )

@@ -342,10 +342,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if answer is None:
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
-        print(reason)
+        print(printable(str(reason)))
     if not answer.get("ok"):
         if answer.get("error") and not answer.get("reasons"):
-            print(f"twinbeat: {answer['error']}", file=sys.stderr)
+            print(printable(f"twinbeat: {answer['error']}"), file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 
@@ -465,6 +465,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on any terminal: control characters, lone surrogates and other
+    unprintable characters become Python escapes (``\\x1b``, ``\\ud800``). Status and reasons
+    carry names a peer sent; a name must never break the output or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _age(value: float | None) -> str:
     if value is None:
         return "never"
@@ -551,7 +560,7 @@ def format_status(st: dict[str, Any]) -> str:
         )
         lines.append(f"             {g['reason']}")
     for r in st.get("replication") or []:
-        lines.append(format_replica(r))
+        lines.extend(format_replica(r).split("\n"))  # its own lines (local DRBD states)
     fencing = st.get("fencing") or {}
     for item in fencing.get("pending") or []:
         lines.append(
@@ -566,7 +575,8 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(
             "dropped frames: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
         )
-    return "\n".join(lines)
+    # Names and reasons may carry what the peer sent: a newline in them is escaped too.
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_replica(r: dict[str, Any]) -> str:

@@ -144,6 +144,8 @@ class Supervisor:
         self._expected_wake: float | None = None
         self.steps = 0
         self.step_time = 0.0
+        #: frames dropped because the core raised on them (counted as "core_error")
+        self.frame_errors = 0
         self.history: list[tuple[float, str]] = []
         #: drbdadm for resolve-split-brain (tests use a fake)
         self.drbdadm = "drbdadm"
@@ -315,7 +317,16 @@ class Supervisor:
     def _step(self, event: Event, now: float) -> list[str]:
         assert self.state is not None
         t0 = time.perf_counter()
-        result = step(self.state, event, now)
+        try:
+            result = step(self.state, event, now)
+        except Exception:
+            if not isinstance(event, FrameReceived):
+                raise
+            # a core bug on one frame: drop that frame (the state is unchanged), keep going
+            self.frame_errors += 1
+            log.exception("link %s: the core failed on a frame; dropped (%d bytes: %s)",
+                          event.link, len(event.data), event.data[:512].hex())
+            return []
         self.step_time += time.perf_counter() - t0
         self.steps += 1
         self.state = result.state
@@ -480,6 +491,8 @@ class Supervisor:
         assert self.state is not None
         now = time.monotonic()  # the clock asyncio's loop.time() reads
         st = core_status(self.state, now)
+        if self.frame_errors:
+            st["dropped"]["core_error"] = self.frame_errors
         for link in st["links"]:
             transport = self.transports.get(link["name"])
             if transport is not None:

@@ -49,7 +49,13 @@ def netns_available() -> bool:
 
 
 class NullModem:
-    """Two ptys joined by a relay thread; ``cut(direction)`` drops bytes silently."""
+    """Two ptys joined by a relay thread; ``cut(direction)`` drops bytes silently.
+
+    ``inject`` writes lines of the test's own into a direction, ``inject_before_next`` puts
+    them in the same write as the next bytes forwarded (one read on the other end). With
+    ``watch(key, cluster)`` the relay counts, per direction, the frames it delivered that
+    decode with the key (``genuine``): it splits exactly the bytes the far end reads.
+    """
 
     def __init__(self) -> None:
         self.m1, s1 = pty.openpty()
@@ -62,6 +68,12 @@ class NullModem:
         self._slaves = (s1, s2)
         self.forward = {"1to2": True, "2to1": True}
         self.bytes = {"1to2": 0, "2to1": 0}
+        self.genuine = {"1to2": 0, "2to1": 0}
+        self.recent: dict[str, list[bytes]] = {"1to2": [], "2to1": []}
+        self._prefix = {"1to2": b"", "2to1": b""}
+        self._splitters: dict[str, Any] = {}
+        self._watch: tuple[bytes, str] | None = None
+        self._lock = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -75,6 +87,39 @@ class NullModem:
         for d in self.forward:
             self.forward[d] = True
 
+    def watch(self, key: bytes, cluster: str) -> None:
+        from supervisor.core import codec
+
+        with self._lock:
+            self._watch = (key, cluster)
+            self._splitters = {d: codec.LineSplitter() for d in self.forward}
+
+    def inject(self, direction: str, data: bytes) -> None:
+        with self._lock:
+            self._write(direction, data)
+
+    def inject_before_next(self, direction: str, data: bytes) -> None:
+        with self._lock:
+            self._prefix[direction] += data
+
+    def _write(self, direction: str, data: bytes) -> None:
+        """Write to the far end of ``direction`` (caller holds the lock)."""
+        dest = self.m2 if direction == "1to2" else self.m1
+        with suppress(OSError):
+            os.write(dest, data)
+        if self._watch is None:
+            return
+        from supervisor.core import codec
+
+        key, cluster = self._watch
+        for line in self._splitters[direction].feed(data):
+            try:
+                codec.decode(line, key, cluster)
+            except codec.DecodeError:
+                continue
+            self.genuine[direction] += 1
+            self.recent[direction] = [*self.recent[direction][-199:], line.strip() + b"\n"]
+
     def _run(self) -> None:
         pairs = {self.m1: (self.m2, "1to2"), self.m2: (self.m1, "2to1")}
         while not self._stop:
@@ -84,11 +129,12 @@ class NullModem:
                     data = os.read(fd, 65536)
                 except OSError:
                     continue
-                dest, direction = pairs[fd]
+                _dest, direction = pairs[fd]
                 if data and self.forward[direction]:
                     self.bytes[direction] += len(data)
-                    with suppress(OSError):
-                        os.write(dest, data)
+                    with self._lock:
+                        data, self._prefix[direction] = self._prefix[direction] + data, b""
+                        self._write(direction, data)
 
     def close(self) -> None:
         self._stop = True

@@ -34,7 +34,8 @@ from tests.sim import KEY, Sim, make_config
 
 CORE = Path(__file__).resolve().parent.parent / "supervisor" / "core"
 
-names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=12)
+# names as the schema allows them (codec.NAME_RE); other names are tested in test_protocol
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,11}", fullmatch=True)
 group_views = st.builds(
     codec.GroupView,
     st.sampled_from(list(Activity)),
@@ -46,7 +47,7 @@ beats = st.builds(
     codec.Beat,
     cluster=st.just("c1"),
     sender=names,
-    generation=st.integers(0, 2**32),
+    generation=st.integers(0, codec.MAX_GENERATION),
     seq=st.integers(0, 2**40),
     status=st.sampled_from(list(NodeStatus)),
     world_ok=st.booleans(),
@@ -187,6 +188,7 @@ ALLOWED = {
     "supervisor.core.fencing", "supervisor.core.publish", "supervisor.core.view",
     "supervisor.core.replica", "supervisor.core.compat", "supervisor.resource_spec",
     "supervisor.names", "supervisor.settings", "supervisor.values",
+    "supervisor.core.freshness",
 }
 TYPE_ONLY = {"supervisor.config"}
 # Modules outside core/ that the core may import: they must be pure too.

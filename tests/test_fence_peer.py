@@ -34,13 +34,14 @@ from tests.sim import KEY, Sim, make_config
 # --------------------------------------------------------------------------------------------
 # Codec
 
-names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=12)
+# names as the schema allows them (codec.NAME_RE); other names are tested in test_protocol
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,11}", fullmatch=True)
 ids = st.integers(0, 2**52)
 fence_beats = st.builds(
     codec.Beat,
     cluster=st.just("c1"),
     sender=names,
-    generation=st.integers(0, 2**32),
+    generation=st.integers(0, codec.MAX_GENERATION),
     seq=st.integers(0, 2**40),
     outdate=st.dictionaries(names, ids, max_size=3),
     outdate_answers=st.dictionaries(
@@ -354,12 +355,20 @@ def test_stale_or_repeated_outdate_results_are_ignored():
     assert node.last_sent().outdate_answers == {"r0": (77, "primary")}
 
 
-def test_a_request_with_a_bad_resource_name_is_answered_failed_without_running_anything():
+def test_a_request_with_a_bad_resource_name_is_dropped_at_the_edge_and_runs_nothing():
     node = alive_node()
-    step = node.peer_beat(0.1, outdate={"--force": 5})
+    node.peer_beat(0.1, outdate={"--force": 5})
+    assert node.state.dropped == {"malformed": 1}
     assert node.outdates() == []
-    assert any("not a DRBD resource name" in r for r in step.reasons)
-    assert node.last_sent().outdate_answers == {"--force": (5, "failed")}
+    assert node.last_sent().outdate_answers == {}
+
+
+def test_this_node_never_publishes_a_request_its_peer_would_drop():
+    node = alive_node()
+    step = node.step(FenceRequested("r0\n", 3), 0.1)
+    assert [(a.request_id, a.code) for a in node.answers()] == [(3, 5)]
+    assert "not a DRBD resource name" in step.reasons[0]
+    assert node.last_sent().outdate == {}
 
 
 def test_requests_in_an_older_frame_from_another_link_are_not_acted_on():

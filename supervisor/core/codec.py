@@ -36,6 +36,40 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
 is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
 frame without them (an older peer) decodes to empty dicts.
 
+The schema (checked after the MAC, before anything reaches the core)
+--------------------------------------------------------------------
+A valid MAC proves the frame came from a holder of the key, not that it makes sense: a peer
+with a bug, a newer version or a stolen key. Every body is checked against one schema, and a
+body that fails it is a ``DecodeError("malformed")``, counted and dropped like a bad MAC:
+
+- nesting at most MAX_DEPTH, measured on the raw bytes before the JSON parser runs (a
+  recursive parser fails at a depth that depends on the Python version and its stack);
+  the body is strict UTF-8 JSON of at most MAX_LINE bytes;
+- integers are JSON integers (never booleans or floats): ``g`` in [0, MAX_GENERATION],
+  ``s``, epochs, pin stamps and fence request ids in [0, MAX_COUNTER]; ``w``, ``wd``,
+  ``l`` values and a group's ``failed`` are 0 or 1; states are the enum values above;
+- names (sender, links, groups, pinned node) match NAME_RE, the configuration's own rule for
+  names (ASCII letters, digits, ``-_.``; never a control character or a lone surrogate);
+  DRBD resources in ``o``/``oa`` match RESOURCE_RE;
+- a pin names a member of this cluster (``Domain.nodes``); groups must be configured ones
+  (``Domain.groups``) when the sender's digest ``cd`` equals ours. While the two
+  configurations differ (a group added on one node before the other) an entry for a group we
+  do not know is ignored instead: dropping every frame of that peer would make a live peer
+  look dead on all links;
+- maps have at most MAX_ENTRIES entries (``l``: MAX_LINKS); lists have exactly their size.
+
+Compatibility across versions (rolling upgrades)
+------------------------------------------------
+``v`` is the *major* protocol version: it changes only when an old node can no longer read a
+new node's beats, and a receiver accepts only the versions in ACCEPTED_VERSIONS. Compatible
+changes ("minor versions") only add *optional* keys. A receiver ignores every key it does not
+know (not a crash, not a drop: the rest of the beat is used), so an N-1 node keeps reading an
+N node's beats; an N node must keep accepting beats without its new keys (absent means the
+old behaviour, as ``o``/``oa`` do) and should leave a new key out until it knows that the
+peer reads it. Keys this version knows are held to the schema above: an out-of-domain value
+of a known key drops the frame, whatever the version. Unknown keys still count towards the
+size and nesting limits.
+
 Versions: ``v`` is the major version, changed only when an older node could no longer read a
 newer node's beats. Compatible additions raise the minor ``pm`` and add optional keys, which
 an older receiver ignores (unknown keys are never an error); an absent key means the older
@@ -43,6 +77,8 @@ behaviour. ``supervisor.core.compat`` decides from both minors what is used (an 
 accepted; what N adds stays off until both run N) and from both releases whether the pair
 runs mixed versions (during a rolling upgrade). A known key with a value out of its domain
 drops the frame, like any malformed body.
+
+Freshness (replays, sequence jumps) is not decided here but in ``supervisor.core.freshness``.
 """
 
 from __future__ import annotations
@@ -54,11 +90,18 @@ import hmac
 import json
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from supervisor.core.states import Activity, Nego, NodeStatus
+from supervisor.names import DRBD_RESOURCE, NAME
+
+if TYPE_CHECKING:
+    from supervisor.config import Config
 
 MAGIC = b"TB1:"
 VERSION = 1
+#: the major versions this node reads (see "Compatibility across versions" above)
+ACCEPTED_VERSIONS = frozenset({1})
 #: the protocol minor version these beats carry (see supervisor.core.compat)
 PROTOCOL_MINOR = 1
 #: a release as ``sw`` carries it (Debian-style versions: digits, letters, ``.+~-``)
@@ -66,8 +109,43 @@ RELEASE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~-]{0,31}\Z")
 MAX_MINOR = 1 << 16
 MAC_LEN = 16
 MAX_LINE = 8192
+#: deepest nesting of arrays and objects in a body (version 1 needs 3)
+MAX_DEPTH = 8
+#: largest boot generation: a node's epochs and fence ids are (generation << 20) | counter
+MAX_GENERATION = 2**32 - 1
+#: largest sequence number, epoch, pin stamp or fence request id (a signed 64-bit integer)
+MAX_COUNTER = 2**63 - 1
+MAX_ENTRIES = 128
+MAX_LINKS = 16
+#: node, link and group names: the configuration's own rule (supervisor.names)
+NAME_RE = NAME
+#: DRBD resource names as cluster.toml, drbddisk::RES and the fence-peer handler accept them
+RESOURCE_RE = DRBD_RESOURCE
+_DIGEST_RE = re.compile(r"^[0-9a-f]{0,64}\Z")
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
 OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What a frame of this cluster may name: its members, its groups, its policy digest.
+
+    ``nodes``/``groups`` None: any well-formed name (tools and tests without a configuration).
+    """
+
+    cluster: str
+    nodes: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+    digest: str = ""
+
+    @classmethod
+    def of(cls, config: Config, digest: str = "") -> Domain:
+        return cls(
+            config.cluster_name,
+            frozenset(n.name for n in config.nodes),
+            frozenset(g.name for g in config.groups),
+            digest,
+        )
 
 
 class DecodeError(Exception):
@@ -144,8 +222,14 @@ def encode(beat: Beat, key: bytes) -> bytes:
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
 
 
-def decode(line: bytes, key: bytes, cluster: str) -> Beat:
-    """Decode and authenticate one frame; raise DecodeError (never anything else)."""
+def decode(line: bytes, key: bytes, domain: str | Domain) -> Beat:
+    """Decode, authenticate and check one frame; raise DecodeError (never anything else).
+
+    ``domain`` is what the frame may name (:class:`Domain`); a bare cluster name checks the
+    shape of names only (tests and tools that have no configuration).
+    """
+    if isinstance(domain, str):
+        domain = Domain(domain)
     line = line.strip()
     if not line.startswith(MAGIC):
         raise DecodeError("garbage", "no frame marker")
@@ -160,74 +244,170 @@ def decode(line: bytes, key: bytes, cluster: str) -> Beat:
     raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
     if not hmac.compare_digest(mac, _mac(key, raw)):
         raise DecodeError("bad_mac", "authentication failed")
+    # Authenticated from here on, but still not trusted: a peer with a bug, a newer version or
+    # a stolen key. The nesting is bounded before the parser sees the body (a recursive parser
+    # runs out of stack at a depth that differs between Python versions).
+    depth = nesting(raw)
+    if depth > MAX_DEPTH:
+        raise DecodeError("malformed", f"nested {depth} deep (at most {MAX_DEPTH})")
     try:
-        body = json.loads(raw)
-        return _beat_from(body, cluster)
-    except DecodeError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        # Authenticated but malformed: a peer with a different protocol version or a bug.
-        raise DecodeError("malformed", str(exc)) from None
+        body = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DecodeError("malformed", f"not JSON: {exc}") from None
+    return _beat_from(body, domain)
 
 
-def _beat_from(body: object, cluster: str) -> Beat:
+def nesting(raw: bytes) -> int:
+    """How deeply JSON text nests arrays and objects (brackets inside strings do not count).
+
+    Stops counting past MAX_DEPTH. Unbalanced text gets some number; the parser rejects it.
+    """
+    depth = deepest = 0
+    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _malformed(detail: str) -> DecodeError:
+    return DecodeError("malformed", detail)
+
+
+def _count(value: object, what: str, limit: int = MAX_COUNTER) -> int:
+    """A JSON integer in [0, limit] (not a boolean, not a float)."""
+    if type(value) is not int or not 0 <= value <= limit:
+        raise _malformed(f"{what} must be an integer from 0 to {limit}, not {_show(value)}")
+    return value
+
+
+def _flag(value: object, what: str) -> bool:
+    if type(value) is not int or value not in (0, 1):
+        raise _malformed(f"{what} must be 0 or 1, not {_show(value)}")
+    return value == 1
+
+
+def _name(value: object, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _malformed(f"{what} is not a name: {_show(value)}")
+    return value
+
+
+def _choice(value: object, allowed: frozenset[str], what: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _malformed(f"{what} must be one of {', '.join(sorted(allowed))}, not "
+                         f"{_show(value)}")
+    return value
+
+
+def _member(value: object, what: str, allowed: frozenset[str] | None) -> str:
+    name = _name(value, what)
+    if allowed is not None and name not in allowed:
+        raise _malformed(f"{what} {name!r} is not one of {', '.join(sorted(allowed))}")
+    return name
+
+
+def _table(body: dict[str, object], key: str, limit: int = MAX_ENTRIES) -> dict[str, object]:
+    value = body.get(key, {})
+    if not isinstance(value, dict):
+        raise _malformed(f"{key!r} must be an object, not {_show(value)}")
+    if len(value) > limit:
+        raise _malformed(f"{key!r} has {len(value)} entries (at most {limit})")
+    return value
+
+
+def _pair(value: object, size: int, what: str) -> list[object]:
+    if not isinstance(value, list) or len(value) != size:
+        raise _malformed(f"{what} must be a list of {size}, not {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    """A short, printable rendering of a value a peer sent (for a drop's detail)."""
+    text = ascii(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _beat_from(body: object, domain: Domain) -> Beat:
     if not isinstance(body, dict):
-        raise DecodeError("malformed", "body is not an object")
-    if body.get("v") != VERSION:
-        raise DecodeError("malformed", f"protocol version {body.get('v')!r}")
-    if body["c"] != cluster:
-        raise DecodeError("foreign_cluster", f"cluster {body['c']!r}")
-    sender, gen, seq = body["n"], body["g"], body["s"]
-    if not isinstance(sender, str) or not isinstance(gen, int) or not isinstance(seq, int):
-        raise DecodeError("malformed", "bad header types")
-    if isinstance(gen, bool) or isinstance(seq, bool) or gen < 0 or seq < 0:
-        raise DecodeError("malformed", "bad generation or sequence")
-    groups: dict[str, GroupView] = {}
-    for name, item in dict(body.get("gr", {})).items():
-        act, nego, epoch, failed = item
-        if not isinstance(epoch, int):
-            raise DecodeError("malformed", "bad epoch")
-        groups[str(name)] = GroupView(Activity(act), Nego(nego), epoch, bool(failed))
-    pins: dict[str, tuple[str, int]] = {}
-    for name, item in dict(body.get("p", {})).items():
-        node, stamp = item
-        if not isinstance(node, str) or not isinstance(stamp, int):
-            raise DecodeError("malformed", "bad pin")
-        pins[str(name)] = (node, stamp)
-    links = {str(k): bool(v) for k, v in dict(body.get("l", {})).items()}
+        raise _malformed("body is not an object")
+    version = body.get("v")
+    if type(version) is not int or version not in ACCEPTED_VERSIONS:
+        raise _malformed(f"protocol version {_show(version)}")
+    cluster = body.get("c")
+    if not isinstance(cluster, str):
+        raise _malformed(f"cluster name {_show(cluster)}")
+    if cluster != domain.cluster:
+        raise DecodeError("foreign_cluster", f"cluster {_show(cluster)}")
+    sender = _name(body.get("n"), "sender")
+    generation = _count(body.get("g"), "generation", MAX_GENERATION)
+    seq = _count(body.get("s"), "sequence number")
+    status = _choice(body.get("st", "active"), _STATUSES, "node status")
     digest = body.get("cd", "")
-    if not isinstance(digest, str):
-        raise DecodeError("malformed", "bad config digest")
-    raw_o, raw_oa = body.get("o", {}), body.get("oa", {})
-    if not isinstance(raw_o, dict) or not isinstance(raw_oa, dict):
-        raise DecodeError("malformed", "fence fields are not objects")
-    outdate: dict[str, int] = {}
-    for name, rid in raw_o.items():
-        if not _request_id(rid):
-            raise DecodeError("malformed", "bad fence request")
-        outdate[str(name)] = rid
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise _malformed(f"config digest {_show(digest)}")
+    # Groups this node does not know are out of domain when the sender claims the very same
+    # configuration; while the two configurations differ (a group added on one node first)
+    # such entries are ignored and the frame is kept: dropping it would make a live peer
+    # look dead on every link.
+    known = domain.groups
+    strict = known is not None and digest == domain.digest and bool(digest)
+    links = {
+        _name(k, "link"): _flag(v, f"link {k}") for k, v in _table(body, "l", MAX_LINKS).items()
+    }
+    groups: dict[str, GroupView] = {}
+    for name, item in _table(body, "gr").items():
+        _name(name, "group")
+        act, nego, epoch, failed = _pair(item, 4, f"group {name}")
+        view = GroupView(Activity(_choice(act, _ACTIVITIES, f"group {name} activity")),
+                         Nego(_choice(nego, _NEGOS, f"group {name} negotiation")),
+                         _count(epoch, f"group {name} epoch"),
+                         _flag(failed, f"group {name} failed"))
+        if known is None or name in known:
+            groups[name] = view
+        elif strict:
+            raise _malformed(f"group {name!r} is not configured")
+    pins: dict[str, tuple[str, int]] = {}
+    for name, item in _table(body, "p").items():
+        _name(name, "pinned group")
+        node, stamp = _pair(item, 2, f"pin of {name}")
+        pin = (_member(node, f"pin of {name}: node", domain.nodes),
+               _count(stamp, f"pin of {name}: stamp"))
+        if known is None or name in known:
+            pins[name] = pin
+        elif strict:
+            raise _malformed(f"pin for group {name!r}, which is not configured")
+    outdate = {
+        _name(k, "fence request resource", RESOURCE_RE): _count(v, f"fence request {k}")
+        for k, v in _table(body, "o").items()
+    }
     answers: dict[str, tuple[int, str]] = {}
-    for name, item in raw_oa.items():
-        if not isinstance(item, list):
-            raise DecodeError("malformed", "bad fence answer")
-        rid, result = item
-        if not _request_id(rid) or result not in OUTDATE_RESULTS:
-            raise DecodeError("malformed", "bad fence answer")
-        answers[str(name)] = (rid, result)
-    minor = body.get("pm", 0)
-    if type(minor) is not int or not 0 <= minor <= MAX_MINOR:
-        raise DecodeError("malformed", "bad protocol minor version")
+    for name, item in _table(body, "oa").items():
+        _name(name, "fence answer resource", RESOURCE_RE)
+        rid, result = _pair(item, 2, f"fence answer {name}")
+        answers[name] = (_count(rid, f"fence answer {name}: request"),
+                         _choice(result, OUTDATE_RESULTS, f"fence answer {name}: result"))
+    minor = _count(body.get("pm", 0), "protocol minor version", MAX_MINOR)
     release = body.get("sw", "")
     if not isinstance(release, str) or (release and not RELEASE_RE.match(release)):
-        raise DecodeError("malformed", "bad release")
+        raise _malformed(f"release {_show(release)}")
     return Beat(
         cluster=cluster,
         sender=sender,
-        generation=gen,
+        generation=generation,
         seq=seq,
-        status=NodeStatus(body.get("st", "active")),
-        world_ok=bool(body.get("w", 1)),
-        can_own=bool(body.get("wd", 1)),
+        status=NodeStatus(status),
+        world_ok=_flag(body.get("w", 1), "w"),
+        can_own=_flag(body.get("wd", 1), "wd"),
         links=links,
         groups=groups,
         pins=pins,
@@ -239,8 +419,9 @@ def _beat_from(body: object, cluster: str) -> Beat:
     )
 
 
-def _request_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+_STATUSES = frozenset(s.value for s in NodeStatus)
+_ACTIVITIES = frozenset(a.value for a in Activity)
+_NEGOS = frozenset(n.value for n in Nego)
 
 
 class LineSplitter:

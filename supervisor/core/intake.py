@@ -1,15 +1,16 @@
 """Frame intake: decode, authenticate and sort out one received frame.
 
-A frame that fails to decode, comes from an unknown or our own node, or is not newer than the
-last one on its link (or comes from an older generation, or from a generation that said it was
-leaving) is dropped and counted under its cause; it changes nothing else. An accepted frame
+A frame that fails to decode or to meet the schema (``codec``), comes from an unknown or our
+own node, is not fresh (``freshness``: a replay on any link, a jump too large for the time
+since the newest beat), or comes from a generation that said it was leaving is dropped and
+counted under its cause; it changes nothing else. An accepted frame
 marks its link heard, and when it is the newest beat of the peer it becomes ``peer.beat``:
 pins merged by stamp, the peer's view of our links, the configuration digest compared.
 """
 
 from __future__ import annotations
 
-from supervisor.core import codec
+from supervisor.core import codec, freshness
 from supervisor.core.state import LOSS_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus, PeerStatus
 
@@ -19,7 +20,7 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     if ls is None:
         return s.count_drop("unknown_link")
     try:
-        beat = codec.decode(data, s.settings.key, s.config.cluster_name)
+        beat = codec.decode(data, s.settings.key, codec.Domain.of(s.config, s.settings.digest))
     except codec.DecodeError as exc:
         return s.count_drop(exc.cause)
     if beat.sender == s.me:
@@ -27,10 +28,9 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     if beat.sender != s.peer:
         return s.count_drop("unknown_node")
     p = s.peer_state
-    if ls.last_order is not None and beat.order <= ls.last_order:
-        return s.count_drop("replay")
-    if p.beat is not None and beat.generation < p.beat.generation:
-        return s.count_drop("replay")
+    verdict = freshness.admit(p.fresh, link, beat.order, now, s.config.timing)
+    if verdict.drop:
+        return s.count_drop(verdict.drop)
     if beat.generation <= p.left_gen:
         return s.count_drop("after_leave")
     # Accepted: liveness on this link.
@@ -41,7 +41,7 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     ls = evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
                 window_gen=beat.generation, window=window)
     links = {**s.links, link: ls}
-    p = evolve(p, last_heard=now)
+    p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
     pins, lamport = s.pins, s.lamport
     if p.beat is None or beat.order > p.beat.order:
         if p.beat is not None and beat.generation > p.beat.generation:
@@ -64,7 +64,7 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
                 links[link_name] = evolve(other, peer_hears_us=hears)
         if beat.pins:
             merged = dict(pins)
-            for group, (node, stamp) in beat.pins.items():
+            for group, (node, stamp) in freshness.plausible_pins(beat.pins, lamport).items():
                 if group not in merged or (stamp, node) > (merged[group][1], merged[group][0]):
                     merged[group] = (node, stamp)
                 lamport = max(lamport, stamp)

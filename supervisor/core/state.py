@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from supervisor.core import codec
+from supervisor.core import codec, freshness
 from supervisor.core.actions import Action, Log
 from supervisor.core.replica import Replica
 from supervisor.core.states import (
@@ -214,6 +214,8 @@ class PeerState:
     left_gen: int = -1
     dead_reason: str = ""
     config_mismatch: bool = False
+    #: what the replay and jump rules remember of the peer's beats
+    fresh: freshness.Freshness = field(default_factory=freshness.Freshness)
 
     def to(self, status: PeerStatus, **changes: Any) -> PeerState:
         checked(PEER_TRANSITIONS, self.status, status, "peer")

@@ -27,6 +27,18 @@ from supervisor.core.codec import LineSplitter
 log = logging.getLogger("twinbeat.links")
 
 FrameHandler = Callable[[str, bytes], None]
+
+
+def deliver(on_frame: FrameHandler, link: str, line: bytes) -> bool:
+    """Hand one frame to ``on_frame``; an exception is logged with the frame and swallowed, so
+    the frames after it in the same read still arrive. False when it raised."""
+    try:
+        on_frame(link, line)
+    except Exception:  # one bad frame must not cost the rest of the read, nor the reader
+        log.exception("link %s: handling a frame failed; dropped (%d bytes: %s)",
+                      link, len(line), line[:512].hex())
+        return False
+    return True
 RETRY_SECONDS = 2.0
 TX_BUFFER_LIMIT = 4096
 
@@ -55,6 +67,7 @@ class SerialTransport:
         self.tx = bytearray()
         self.error: str | None = None
         self.tx_dropped = 0
+        self.rx_errors = 0
         self.reopens = 0
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
@@ -125,7 +138,8 @@ class SerialTransport:
             self._fail("hang-up")
             return
         for line in self.splitter.feed(data):
-            self.on_frame(self.name, line)
+            if not deliver(self.on_frame, self.name, line):
+                self.rx_errors += 1
 
     def send(self, data: bytes) -> None:
         if self.port is None:
@@ -179,6 +193,7 @@ class SerialTransport:
             "error": self.error,
             "tx_dropped": self.tx_dropped,
             "rx_resyncs": self.splitter.resyncs,
+            "rx_errors": self.rx_errors,
             "reopens": self.reopens,
         }
 
@@ -208,6 +223,7 @@ class UdpTransport:
         self.transport: asyncio.DatagramTransport | None = None
         self.error: str | None = None
         self.send_errors = 0
+        self.rx_errors = 0
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
         peer = link.peer
@@ -277,7 +293,8 @@ class UdpTransport:
         self.transport = transport
 
     def received(self, data: bytes) -> None:
-        self.on_frame(self.name, data)
+        if not deliver(self.on_frame, self.name, data):
+            self.rx_errors += 1
 
     def send(self, data: bytes) -> None:
         if self.transport is None:
@@ -302,6 +319,7 @@ class UdpTransport:
             "bound": self.transport is not None,
             "error": self.error,
             "send_errors": self.send_errors,
+            "rx_errors": self.rx_errors,
         }
 
 
