@@ -534,3 +534,38 @@ def test_twinbeat_status_shows_an_upgrade_under_way_or_stopped(tmp_path: Path) -
     path.write_text("{not json")
     [line] = upgrade_lines(path)
     assert line.startswith(f"rolling upgrade: {path} cannot be read")
+
+
+def test_the_agents_accept_loop_answers_and_survives_a_client_that_goes_away(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """serve() on a listening socket (a unix one: no network address needed)."""
+    path = str(tmp_path / "agent.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(2)
+    caplog.set_level("INFO", logger="twinbeat.upgrade-agent")
+    t = threading.Thread(target=nodelib.serve, args=(listener, KEY, echo_table()),
+                         daemon=True)
+    t.start()
+
+    def connect(host: str, port: int, timeout: float) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(path)
+        return s
+
+    # a client that connects and leaves without a word
+    connect("", 0, 5).close()
+    answer = Client("local", KEY, connector=connect).call("facts", {"n": 2})
+    assert answer["facts"]["asked"] == {"n": 2}
+    answer = Client("local", KEY, connector=connect).call("facts", {"n": 3})
+    assert answer["facts"]["asked"] == {"n": 3}
+    for _ in range(250):  # the agent logs once the answer is sent
+        messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+        if messages.count(("INFO", "a local client: facts: ok")) == 2:
+            break
+        threading.Event().wait(0.02)
+    assert messages.count(("INFO", "a local client: facts: ok")) == 2, messages
+    # the client that left: a warning (broken pipe or closed connection), not the end
+    assert messages[0][0] == "WARNING" and messages[0][1].startswith("a local client: ")
+    listener.close()

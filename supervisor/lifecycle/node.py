@@ -110,13 +110,14 @@ def serve(listener: socket.socket, key: bytes, table: Mapping[str, agentlib.Hand
           once: bool = False) -> None:
     while True:
         conn, addr = listener.accept()
+        who = addr[0] if isinstance(addr, tuple) else "a local client"
         with conn:
             conn.settimeout(READ_TIMEOUT)
             try:
                 what = agentlib.serve_connection(conn, key, table)
-                log.info("%s: %s", addr[0], what)
+                log.info("%s: %s", who, what)
             except (OSError, agentlib.AgentError) as exc:
-                log.warning("%s: %s", addr[0], exc)
+                log.warning("%s: %s", who, exc)
         if once:
             return
 
