@@ -384,6 +384,13 @@ class Pair:
         if self.seed_both:
             self.node1.seed = seed_text(self.node1.layout, self.secret, self.disk)
         self.node1.power_on()
+        if self.firmware != "kernel":
+            # OVMF takes both serial ports as consoles: node2's firmware screen (escape
+            # sequences) arriving over the null-modem on node1's COM2 while node1 is still
+            # in its firmware takes node1 into the setup menu (seen). Node2 is powered on
+            # once node1 is past its firmware (in GRUB, which reads only the first port);
+            # later reboots meet the peer's heartbeats there (plain ASCII: no hotkey).
+            self.node1.need_vm().expect(r"twinbeat: booting slot", timeout=BOOT_TIMEOUT)
         self.node2.power_on()
         if self.seed_both:
             self._await_seeded(self.node1)
