@@ -12,7 +12,8 @@ PYTEST  := $(PYTHON) -m pytest
 MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps image bundle test test-fast test-unit test-netns test-image qemu-test check bench fuzz \
+.PHONY: help deps image bundle test test-fast test-unit test-slow test-netns test-image qemu-test \
+        check bench fuzz \
         clean distclean flash flash-usage demo
 
 help: ## show this list
@@ -36,20 +37,28 @@ image: deps ## build images/twinbeat-<version>.raw and the signed update .raucb 
 
 bundle: image ## the update bundle images/twinbeat-<version>.raucb (made with the image)
 
-test: deps ## everything: check, unit, namespace and image tests, then the QEMU tests
+test: deps ## everything: check, unit, slow, namespace and image tests, then the QEMU tests
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-slow
 	@$(MAKE) --no-print-directory test-netns
 	@$(MAKE) --no-print-directory test-image
 	@$(MAKE) --no-print-directory qemu-test
 
-test-fast: deps ## check + unit tests (no image, no VM)
+test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): under a minute
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-unit
 
+# Every test has a time limit (pytest-timeout: `timeout` in pyproject.toml, or the test's own
+# @pytest.mark.timeout). The unit tier runs in process against fakes and a fake clock; tests
+# that wait in real time (ptys, real loops, polling drivers) are marked `slow`.
 test-unit:
 	@echo "==> unit tests"
-	$(PYTEST) tests -m "not netns and not image"
+	$(PYTEST) tests -m "not netns and not image and not slow"
+
+test-slow: ## the tests marked slow: the wizard on ptys, real loops and drivers in real time
+	@echo "==> slow tests (real time, no root needed)"
+	$(PYTEST) tests -m "slow and not netns and not image"
 
 test-netns:
 	@echo "==> network namespace tests (root)"

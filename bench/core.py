@@ -45,9 +45,12 @@ def main() -> int:
     now = sim.now
     print("decision core (median of 5 runs, this machine, one core):")
     ev = FrameReceived("serial", frame)
+    heard = step(state, ev, now).state  # the beat came in on the serial link
+    again = FrameReceived("crossover", frame)  # the same beat on the next link
     rows = [
         ("step(Tick)", lambda: step(state, Tick(), now)),
         ("step(FrameReceived)", lambda: step(state, ev, now)),
+        ("step(same beat, next link)", lambda: step(heard, again, now)),
         ("encode a frame", lambda: codec.encode(beat, KEY)),
         ("decode a frame", lambda: codec.decode(frame, KEY, "sim")),
     ]

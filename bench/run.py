@@ -18,6 +18,8 @@ BENCHES = [
     ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms)",
      ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"]]
                             if os.environ.get("BASELINE") else [])], True),
+    ("the IPaddr monitor's netlink cost (CPU per status(), pyroute2's import)",
+     ["-m", "bench.netlink"], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",

@@ -32,6 +32,9 @@ ROOT_PROMPT_RE = r"root@[\w.-]+:[^\r\n]*# "
 # `twinbeat status --json` costs seconds under TCG (the CLI imports asyncio); for polling, a
 # tiny client asks the daemon's control socket the same question (the CLI prints exactly
 # its "status" answer). Installed in /run at each login.
+#: base64 characters per command line when writing a file (write_file)
+LINE_MAX = 1024
+
 FAST_STATUS = """\
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -152,6 +155,17 @@ class Shell:
         if check and rc != 0:
             raise ShellError(f"{self.name}: `{command}` exited with {rc}: {output[-1500:]}")
         return rc, output
+
+    def write_file(self, path: str, data: bytes, timeout: float = 120.0) -> None:
+        """Write `data` to `path` on the guest, in base64 lines of LINE_MAX characters: the
+        console's line discipline takes at most 4095 characters per line, and a longer
+        command line never completes (a cluster.toml of 3.4 KB did not)."""
+        b64 = base64.b64encode(data).decode()
+        part = f"{path}.b64"
+        self.run(f": > {part}", timeout=timeout)
+        for i in range(0, len(b64), LINE_MAX):
+            self.run(f"echo {b64[i:i + LINE_MAX]} >> {part}", timeout=timeout)
+        self.run(f"base64 -d {part} > {path} && rm -f {part}", timeout=timeout)
 
     def out(self, command: str, timeout: float = 120.0) -> str:
         return self.run(command, timeout=timeout)[1]

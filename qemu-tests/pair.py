@@ -671,20 +671,27 @@ def observing(pair: Pair) -> Iterator[ArpSampler]:
         s.stop()
 
 
+#: Time a scenario gets on top of its own limit when it boots the shared pair first.
+BOOT_ALLOWANCE = 1200.0
+
+
 class SharedPair:
-    """A pair shared by a family of scenarios (the scenarios_*.py modules): booted by the
-    first of them that runs, shut down after the last one (or by ``harness.at_end``), and
-    on a failure: its logs saved to the scenario's artifacts, and shut down unless
-    ``keep_after_failure(pair)`` says the remaining scenarios can still use it."""
+    """A pair shared by the pair scenarios (the scenarios_*.py modules): booted by the first
+    of them that runs, shut down after the last one (or by ``harness.at_end``).
+
+    Each scenario may have a `prepare` (bring the pair to where the scenario starts) and a
+    `check` run after it passed (the pair is as the next scenario expects it, e.g. back at
+    the baseline): a scenario that passes but leaves the pair otherwise fails, as itself.
+    On a failure: the pair's logs go to the scenario's artifacts, and the pair is shut down
+    (the next scenario boots a new one) unless the scenario's `repair(pair)` brings it back
+    and says so."""
 
     def __init__(self, prefix: str, *, replicate: bool = False,
-                 on_boot: Callable[[], None] | None = None,
-                 keep_after_failure: Callable[[Pair], bool] | None = None,
                  save_extra: Callable[[Pair, Path], None] | None = None) -> None:
         self.prefix = prefix
         self.replicate = replicate
-        self.on_boot = on_boot
-        self.keep_after_failure = keep_after_failure
+        # called before the pair boots (e.g. to forget what a former pair held)
+        self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
         self.pair: Pair | None = None
         self.workdir: Path | None = None
@@ -696,8 +703,11 @@ class SharedPair:
     def get(self, image: Path) -> Pair:
         if self.pair is not None and not self.pair.closed:
             return self.pair
-        if self.on_boot is not None:
-            self.on_boot()
+        from harness import extend_deadline
+
+        extend_deadline(BOOT_ALLOWANCE)  # the boot is not the scenario's own time
+        for hook in self.on_boot:
+            hook()
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.pair = Pair(image, self.workdir, replicate=self.replicate)
         self.pair.boot()
@@ -711,11 +721,16 @@ class SharedPair:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
-    def scenario(self, name: str, prepare: Callable[[Pair], None] | None = None,
+    def scenario(self, name: str, *, prepare: Callable[[Pair], None] | None = None,
+                 check: Callable[[Pair], None] | None = None,
+                 repair: Callable[[Pair], bool] | None = None,
+                 timeout: float | None = None,
                  ) -> Callable[[Callable[[Pair], str]], Callable[[Pair], str]]:
-        """Register `func(pair) -> detail` as the scenario `name` on this shared pair;
-        `prepare(pair)` runs first (e.g. bring it back to a baseline)."""
-        from harness import Context, scenario
+        """Register `func(pair) -> detail` as the scenario `name` on this shared pair:
+        `prepare(pair)` first, `check(pair)` after it passed (raise if the pair is not as
+        the next scenario expects it), `repair(pair)` after a failure (True: the pair can
+        be used on)."""
+        from harness import DEFAULT_TIMEOUT, Context, ScenarioTimeout, scenario
 
         def register(func: Callable[[Pair], str]) -> Callable[[Pair], str]:
             def run(ctx: Context) -> str:
@@ -725,10 +740,16 @@ class SharedPair:
                     if prepare is not None:
                         prepare(pair)
                     detail = func(pair)
+                    if check is not None:
+                        try:
+                            check(pair)
+                        except Exception as e:
+                            raise PairError(f"it left the pair unhealthy for the next "
+                                            f"scenario: {e} (its own result: {detail})") from e
                     if not self.names.intersection(ctx.remaining):
                         self.shutdown()  # the last one: free the CPUs for the rest
                     return detail
-                except Exception:
+                except (Exception, ScenarioTimeout):
                     pair = pair or self.pair
                     if pair is not None and ctx.artifacts is not None:
                         with contextlib.suppress(Exception):
@@ -738,13 +759,13 @@ class SharedPair:
                                 self.save_extra(pair, ctx.artifacts)
                     if pair is not None and (
                         not pair.booted or not self.names.intersection(ctx.remaining)
-                        or self.keep_after_failure is None or not self.keep_after_failure(pair)
+                        or repair is None or not repair(pair)
                     ):
                         self.shutdown()  # the next scenario boots a fresh pair
                     raise
 
             run.__name__ = func.__name__
-            scenario(name)(run)
+            scenario(name, timeout=DEFAULT_TIMEOUT if timeout is None else timeout)(run)
             self.names.add(name)
             return func
 

@@ -5,8 +5,9 @@
 
 Scenarios come from qemu-tests/scenarios_*.py (see harness.py). One line per scenario:
 its name (what it checks), PASS or FAIL, the duration and a detail; then
-"N passed, N failed". Exit status 1 if any scenario failed. On failure the console and
-QEMU logs of the scenario's VMs are kept in artifacts/qemu/<scenario>/.
+"N passed, N failed". Each scenario has a time limit (harness.py): over it, it fails. Exit
+status 1 if any scenario failed. On failure the console and QEMU logs of the scenario's VMs
+are kept in artifacts/qemu/<scenario>/. -k SUBSTRING may be given several times.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from harness import FINALIZERS, SCENARIOS, Context, Scenario  # noqa: E402
+from harness import (  # noqa: E402
+    FINALIZERS,
+    SCENARIOS,
+    Context,
+    Scenario,
+    ScenarioTimeout,
+    time_limit,
+)
 
 
 def default_image() -> Path:
@@ -54,10 +62,13 @@ def run_one(s: Scenario, image: Path, artifacts: Path,
                   remaining=remaining)
     ok, detail = False, ""
     try:
-        detail = s.func(ctx) or ""
+        with time_limit(s.timeout):
+            detail = s.func(ctx) or ""
         ok = True
-    except Exception as e:
+    except (Exception, ScenarioTimeout) as e:
         detail = f"{type(e).__name__}: {e}"
+        if isinstance(e, ScenarioTimeout):
+            detail = f"ScenarioTimeout: over its limit of {s.timeout:.0f} s"
         (workdir / "traceback.txt").write_text(traceback.format_exc())
     finally:
         for vm in ctx.vms:
@@ -71,6 +82,8 @@ def run_one(s: Scenario, image: Path, artifacts: Path,
             if (workdir / "traceback.txt").exists():
                 shutil.copy(workdir / "traceback.txt", dest)
             detail += f" (logs: {dest})"
+        for vm in ctx.vms:
+            vm.remove_workdir()  # (a VM started with a folder of its own)
         shutil.rmtree(workdir, ignore_errors=True)
     return ok, detail
 

@@ -17,98 +17,26 @@ ends it; node1 gets the group back and loses power: node2 has every acknowledged
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from drbdpair import drbd_state, mounted, save_drbd, settle, sha256s, wait_in_sync
 from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
-from vm import VMError
 
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
 FILES = 4  # files of 1 MiB each written on node1 before its power loss
 
-
-def _save_drbd(pair: Pair, artifacts: Path) -> None:
-    artifacts.mkdir(parents=True, exist_ok=True)
-    for node in pair.nodes:
-        with contextlib.suppress(Exception):
-            (artifacts / f"{node.name}-drbd.txt").write_text(
-                node.sh("drbdadm status; cat /proc/drbd; dmesg | grep -i drbd | tail -n 80",
-                        check=False, timeout=30)[1])
+SHARED = SharedPair("tbqr-", replicate=True, save_extra=save_drbd)
+SHARED.on_boot.append(_written.clear)
 
 
-#: the scenarios build on each other: a failure ends the pair (no keep_after_failure)
-SHARED = SharedPair("tbqr-", replicate=True, on_boot=_written.clear, save_extra=_save_drbd)
-replication_scenario = SHARED.scenario
-
-
-def drbd_state(node: Node) -> tuple[str, str, str]:
-    """(role, connection state, disk states) of r0 on `node`, as drbdadm prints them;
-    ("-", "Unconfigured", "-") while the resource is not up (the supervisor brings it up
-    when it starts)."""
-    out = node.sh(f"for w in role cstate dstate; do if x=$(drbdadm $w {DRBD_RES} 2>/dev/null); "
-                  "then echo \"$x\" | tail -n 1; else echo -; fi; done", timeout=120)[1].split()
-    if len(out) != 3:
-        raise PairError(f"{node.name}: unreadable DRBD state {out}")
-    if out[1] == "-":
-        return "-", "Unconfigured", "-"
-    return out[0], out[1], out[2]
-
-
-def wait_in_sync(pair: Pair, timeout: float) -> float:
-    """Both nodes Connected and UpToDate/UpToDate; return when that was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            states = {n.name: drbd_state(n) for n in pair.nodes}
-        except VMError as e:  # the command or the re-login timed out
-            # seen twice under TCG: a node's serial console stops answering for over 120 s
-            # while a full resync runs; the shell logs in again on the next call
-            if time.monotonic() > deadline:
-                raise PairError(f"DRBD state unreadable within {timeout:.0f} s: {e}") from e
-            pair.log(f"console not answering during the resync: {e}")
-            time.sleep(5.0)
-            continue
-        if all(s[1] == "Connected" and s[2] == "UpToDate/UpToDate" for s in states.values()):
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise PairError(f"DRBD not Connected UpToDate/UpToDate on both nodes within "
-                            f"{timeout:.0f} s: {states}")
-        time.sleep(1.0)
-
-
-def settle(pair: Pair, owner: str = "node1", timeout: float = 300) -> float:
-    """In sync, `owner` running the group with /dev/drbd0 on /srv and answering HTTP: the
-    state a scenario writes in. (Under TCG a node that is the source of a resync can miss
-    its ping node for ping_timeout and release the group for a while, seen in a CI run:
-    writing then would land on the unmounted /srv.)"""
-    t = wait_in_sync(pair, timeout=timeout)
-    pair.wait_formed(owner, timeout=timeout)
-    pair.wait_http(owner, timeout=120)
-    node = pair.node(owner)
-    if mounted(node) != "/dev/drbd0":
-        raise PairError(f"{owner} runs the group but {MOUNT_POINT} is {mounted(node)!r}")
-    return t
-
-
-def sha256s(node: Node, names: list[str]) -> dict[str, str]:
-    """sha256 of the files in `names` that exist on `node`'s /srv (missing ones are left
-    out of the answer)."""
-    out = node.sh(f"cd {MOUNT_POINT} && sha256sum {' '.join(names)} 2>/dev/null", timeout=60,
-                  check=False)[1]
-    sums = {}
-    for line in out.splitlines():
-        m = re.fullmatch(r"([0-9a-f]{64})\s+\*?(\S+)", line.strip())
-        if m:
-            sums[m.group(2)] = m.group(1)
-    return sums
-
-
-def mounted(node: Node) -> str:
-    return node.sh(f"findmnt -n -o SOURCE {MOUNT_POINT}", check=False, timeout=30)[1].strip()
+def replication_scenario(name: str) -> Callable[[Callable[[Pair], str]], Callable[[Pair], str]]:
+    """The scenarios build on each other: no baseline between them, and a failure ends the
+    pair (the next one boots a new pair)."""
+    return SHARED.scenario(name)
 
 
 # --------------------------------------------------------------------------------------------

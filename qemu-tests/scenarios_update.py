@@ -75,7 +75,8 @@ def install_and_reboot(shell: Shell, bundle: str) -> float:
     return took
 
 
-@scenario("update-keeps-a-healthy-slot-and-rolls-back-a-broken-one")
+# (long by design: three boots through the firmware and two RAUC installs under TCG)
+@scenario("update-keeps-a-healthy-slot-and-rolls-back-a-broken-one", timeout=2700.0)
 def update_and_rollback(ctx: Context) -> str:
     n1, n2 = bumped(ctx.image, 1), bumped(ctx.image, 2)
     good = ctx.image.with_name(f"twinbeat-{n1}.raucb")
@@ -265,9 +266,13 @@ def poll(pair: Pair, node: Node, what: str, command: str, done: Callable[[str], 
         time.sleep(every)
 
 
-@scenario("update-pair-rolling-upgrade-one-handover-then-broken-version-rolls-back")
+# (long by design: a pair booted through the firmware, three RAUC installs, five reboots with
+# their health checks and resyncs under TCG)
+@scenario("update-pair-rolling-upgrade-one-handover-then-broken-version-rolls-back",
+          timeout=7200.0)
 def rolling_upgrade(ctx: Context) -> str:
-    from scenarios_replication import settle, sha256s, write_files
+    from drbdpair import settle, sha256s
+    from scenarios_replication import write_files
 
     n0 = ctx.image.name[len("twinbeat-"):-len(".raw")]
     n1, n2 = bumped(ctx.image, 1), bumped(ctx.image, 2)

@@ -40,9 +40,6 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 QEMU = "qemu-system-x86_64"
 
-# The first-boot wizard's banner, or a login prompt until the wizard exists / after setup.
-PROMPT = r"twinbeat first-boot setup|\blogin: "
-
 _running: dict[int, subprocess.Popen[bytes]] = {}
 
 
@@ -432,12 +429,6 @@ class VM:
 
     def sendline(self, line: str = "") -> None:
         self.send(line + "\r")
-
-    def wait_for_prompt(self, timeout: float = 300.0) -> tuple[float, str]:
-        """Wait for the wizard's banner or a login prompt; return (seconds since QEMU
-        started, the matched text)."""
-        matched = self.expect(PROMPT, timeout=timeout)
-        return time.monotonic() - self.started_at, matched
 
     def powerdown(self, timeout: float = 120.0) -> bool:
         """ACPI power button; True if the guest shut down and QEMU exited within timeout.

@@ -17,13 +17,12 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, load_authkeys, without_links_to
+from supervisor.config import Config, UdpLink, load_authkeys, without_links_to
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
@@ -45,6 +44,7 @@ from supervisor.core.events import (
     DrbdadmDone,
     Event,
     FrameReceived,
+    FramesReceived,
     OutdateResult,
     ReplicaChanged,
     ResourceResult,
@@ -132,6 +132,7 @@ class Supervisor:
         self._timer: asyncio.TimerHandle | None = None
         self._feeding = False
         self._pending: list[Event] = []
+        self._frames: list[FrameReceived] = []
         self._done: asyncio.Future[int] | None = None
         self._last_feed = 0.0
         self._request_ids = itertools.count(1)
@@ -211,16 +212,10 @@ class Supervisor:
             await self._teardown()
 
     async def _local_addresses(self) -> set[object]:
-        from supervisor.drivers.ipaddr import Netlink  # pyroute2: only needed here
-
-        try:
-            entries = await asyncio.to_thread(
-                lambda: Netlink().addresses(socket.AF_INET) + Netlink().addresses(socket.AF_INET6)
-            )
-        except OSError as exc:
-            log.warning("cannot list this host's addresses: %s", exc)
-            return set()
-        return {e.address for e in entries}
+        """The links' peers that are this host's own addresses (see without_links_to)."""
+        peers = [lk.peer for lk in self.config.links
+                 if isinstance(lk, UdpLink) and lk.peer is not None]
+        return set(linkdrv.own_addresses(peers)) if peers else set()
 
     def _start_transports(self) -> None:
         for link in self.config.links:
@@ -237,7 +232,17 @@ class Supervisor:
         )
 
     def _on_frame(self, link: str, data: bytes) -> None:
-        self.feed(FrameReceived(link, data))
+        """Frames are gathered until every callback of this wake-up has run, then stepped
+        together: the copies of one beat that arrive on several links at once cost one
+        decision, not one each."""
+        self._frames.append(FrameReceived(link, data))
+        if len(self._frames) == 1:
+            asyncio.get_running_loop().call_soon(self._take_frames)
+
+    def _take_frames(self) -> None:
+        frames, self._frames = self._frames, []
+        if frames:
+            self.feed(frames[0] if len(frames) == 1 else FramesReceived(tuple(frames)))
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""
@@ -320,6 +325,9 @@ class Supervisor:
         try:
             result = step(self.state, event, now)
         except Exception:
+            if isinstance(event, FramesReceived):
+                # one of them trips the core: step them one by one, only that one is dropped
+                return [r for frame in event.frames for r in self._step(frame, now)]
             if not isinstance(event, FrameReceived):
                 raise
             # a core bug on one frame: drop that frame (the state is unchanged), keep going
@@ -369,6 +377,8 @@ class Supervisor:
         deadline = next_deadline(self.state, now)
         deadline = min(deadline, self._last_feed + self._feed_interval())
         if self._timer is not None:
+            if deadline == self._expected_wake:
+                return  # the timer is set for it already (most frames move no deadline)
             self._timer.cancel()
         self._expected_wake = deadline
         self._timer = loop.call_at(deadline, self._tick)

@@ -20,6 +20,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import pexpect
 
@@ -164,6 +165,12 @@ def spawn(root: Path, *args: str, extra_env: dict[str, str] | None = None) -> pe
         timeout=30,
         dimensions=(50, 200),
     )
+    # pexpect sleeps 50 ms before every send (for programs that flush their input when
+    # they turn echo off; the wizard does not: console.py changes the terminal with
+    # TCSADRAIN, and the tests wait for each prompt before they answer it) and ptyprocess
+    # 100 ms in close(), after the wizard has exited: both only cost time here.
+    child.delaybeforesend = None
+    cast(Any, child).ptyproc.delayafterclose = 0.0  # (not in pexpect's type stubs)
     return child
 
 

@@ -29,6 +29,7 @@ from supervisor.core.events import (
     AdminCommand,
     Event,
     FrameReceived,
+    FramesReceived,
     OutdateResult,
     PingReply,
     PublicCarrier,
@@ -193,6 +194,10 @@ class Sim:
         self.nodes: dict[str, NodeSim] = {}
         self.violations: list[str] = []
         self.check_invariant = True
+        #: step the frames that reach a node at the same instant together (FramesReceived),
+        #: as the loop does with the frames of one wake-up; ``batches`` counts such steps
+        self.batch_frames = True
+        self.batches = 0
         self._boot("node1", 1, 0.0)
         self._boot("node2", 1, start_gap)
 
@@ -356,6 +361,15 @@ class Sim:
                 if node.frozen:
                     continue
             self._feed_pings(name)
+            if isinstance(event, FrameReceived) and self.batch_frames:
+                # as the loop does: frames that arrive at once are stepped together
+                frames = [event]
+                while (self._heap and self._heap[0][0] == at and self._heap[0][2] == name
+                       and isinstance(self._heap[0][3], FrameReceived)):
+                    frames.append(heapq.heappop(self._heap)[3])  # type: ignore[arg-type]
+                if len(frames) > 1:
+                    self.batches += 1
+                    event = FramesReceived(tuple(frames))
             self.deliver(name, event)
         self.now = max(self.now, t)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+import pytest
+
 from supervisor.config import TakeoverConfig
 from supervisor.drivers import arp
 
@@ -151,6 +153,7 @@ def _run_announcer(config: TakeoverConfig, run_for: float):
     return sent, senders, first, running, after_stop, ann
 
 
+@pytest.mark.slow  # a real announcer for 0.5 s
 def test_announcer_bursts_and_stop():
     config = TakeoverConfig(garp_count=3, garp_interval=0.02, garp_repeat_delay=0.1,
                             garp_refresh=0.0)
@@ -165,6 +168,7 @@ def test_announcer_bursts_and_stop():
     assert ann.rounds_sent == 6
 
 
+@pytest.mark.slow  # a real announcer for 0.25 s
 def test_announcer_refresh_until_stopped():
     config = TakeoverConfig(garp_count=1, garp_interval=0.01, garp_repeat_delay=0.0,
                             garp_refresh=0.03)

@@ -460,7 +460,7 @@ def test_authkeys_not_mode_0600(cwd, mode):
 
 def test_authkeys_0400_is_accepted(cwd):
     os.chmod(cwd / "authkeys", 0o400)
-    load(BASE)
+    assert load(BASE).authkeys_path == "authkeys"  # no ConfigError
 
 
 def test_authkeys_crc_is_refused(cwd):

@@ -244,6 +244,8 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow  # 150 generated configurations, each loaded, dumped and loaded again
+@pytest.mark.timeout(300)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())
 def test_generated_configurations_round_trip(data):

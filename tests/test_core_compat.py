@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli import format_versions
+from supervisor.cli.status import format_versions
 from supervisor.core import codec, compat
 from supervisor.core.events import FrameReceived
 from supervisor.core.step import step

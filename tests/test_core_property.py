@@ -76,6 +76,8 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
         sim.shutdown(op[1])
 
 
+@pytest.mark.slow  # 150 random sequences of a two-node simulation: ~20 s of CPU
+@pytest.mark.timeout(300)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(ops, min_size=1, max_size=25),
@@ -122,8 +124,12 @@ def test_conflicting_wishes_during_a_handover_are_resolved_by_the_protocol():
         sim = Sim(make_config())
         for link in sim.links.values():
             link.delay = delay
-        while "granting group web to node1" not in sim.reasons("node2"):
+        for _ in range(10_000):  # 10 s of simulated time at most
+            if "granting group web to node1" in sim.reasons("node2"):
+                break
             sim.run(0.001)
+        else:
+            raise AssertionError(f"node2 never granted the group to node1 (delay {delay})")
         sim.admin("node2", "takeover")
         sim.run(3.0)
         assert sim.violations == [], (delay, sim.violations)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from supervisor.core import codec
-from supervisor.core.events import FrameReceived, WatchdogState
+from supervisor.core.events import ConfigChanged, FrameReceived, FramesReceived, WatchdogState
 from supervisor.core.states import Activity, LinkStatus, PeerStatus
 from supervisor.core.step import step
 from tests.sim import KEY, Sim, make_config
@@ -433,3 +435,76 @@ def test_ping_node_that_stops_answering_cuts_the_node_off():
     sim.run(5.0)
     assert sim.owner() == "node2"
     assert any("no ping node answers" in r for r in sim.reasons("node1"))
+
+
+def test_the_same_beat_on_another_link_is_not_decoded_again(monkeypatch: pytest.MonkeyPatch):
+    """Every beat reaches the peer once per link, in the same bytes: only the first copy is
+    decoded and authenticated; the others count on their links all the same; a replay on a
+    link that saw the beat is still dropped; a new key authenticates the same bytes again."""
+    sim = formed()
+    state = sim.nodes["node1"].state
+    peer = state.peer_state.beat
+    assert peer is not None
+    beat = dataclasses.replace(peer, seq=peer.seq + 1)
+    frame = codec.encode(beat, KEY)
+    decoded: list[bytes] = []
+    real = codec.decode
+
+    def counting(line: bytes, key: bytes, cluster: str) -> codec.Beat:
+        decoded.append(line)
+        return real(line, key, cluster)
+
+    monkeypatch.setattr(codec, "decode", counting)
+    now = sim.now
+    s1 = step(state, FrameReceived("serial", frame.rstrip(b"\n")), now).state
+    s2 = step(s1, FrameReceived("crossover", frame), now + 0.001).state
+    s3 = step(s2, FrameReceived("public", frame), now + 0.002).state
+    assert len(decoded) == 1
+    assert s3.peer_state.beat == beat
+    assert {n: ls.last_order for n, ls in s3.links.items()} == {
+        "serial": beat.order, "crossover": beat.order, "public": beat.order}
+    assert all(s3.links[n].received == state.links[n].received + 1 for n in s3.links)
+    s4 = step(s3, FrameReceived("crossover", frame), now + 0.003).state
+    assert s4.dropped.get("replay", 0) == s3.dropped.get("replay", 0) + 1
+    assert len(decoded) == 1
+    # a new key: the same bytes are authenticated again, and now fail
+    rekeyed = step(s3, ConfigChanged(state.config, b"another key"), now).state
+    replayed = step(rekeyed, FrameReceived("public", frame), now + 0.004).state
+    assert len(decoded) == 2
+    assert replayed.dropped.get("bad_mac", 0) == rekeyed.dropped.get("bad_mac", 0) + 1
+
+
+def test_frames_stepped_together_take_in_each_and_decide_once():
+    """FramesReceived (the frames of one wake-up of the loop) leaves the links and the peer as
+    the frames one by one would, with one evaluation instead of one per frame."""
+    sim = formed()
+    state = sim.nodes["node1"].state
+    peer = state.peer_state.beat
+    assert peer is not None
+    beat = dataclasses.replace(peer, seq=peer.seq + 1)
+    frame = codec.encode(beat, KEY)
+    frames = tuple(FrameReceived(link, frame) for link in ("serial", "crossover", "public"))
+    now = sim.now + 0.01
+    one_by_one = state
+    for f in frames:
+        one_by_one = step(one_by_one, f, now).state
+    together = step(state, FramesReceived(frames), now).state
+    assert together.links == one_by_one.links
+    assert together.peer_state == one_by_one.peer_state
+    assert together.dropped == one_by_one.dropped
+    # a batch with a bad frame in it: the bad one is counted, the others are taken in
+    bad = FramesReceived((FrameReceived("serial", b"noise\n"), frames[1]))
+    mixed = step(state, bad, now).state
+    assert mixed.dropped.get("garbage", 0) == state.dropped.get("garbage", 0) + 1
+    assert mixed.links["crossover"].last_order == beat.order
+    assert mixed.links["serial"].last_order == state.links["serial"].last_order
+
+
+def test_the_simulator_steps_simultaneous_frames_together():
+    sim = formed()
+    assert sim.batches > 0  # so every simulated scenario runs the loop's batching too
+    sim.batch_frames = False
+    before = sim.batches
+    sim.run(1.0)
+    assert sim.batches == before
+    assert sim.owner() == "node1"

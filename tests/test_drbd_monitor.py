@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from supervisor.cli import format_replica
 from supervisor.config import load_config
 from supervisor.drivers.agents import AgentContext, make_agent
@@ -79,6 +81,7 @@ def test_monitor_restarts_a_dying_child_and_keeps_the_state(tmp_path: Path):
     assert calls.count("events2 --statistics all") >= 2  # the first child and a restart
 
 
+@pytest.mark.slow  # a real monitor polling every 0.3 s
 def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp_path, die=False),
                          restart_delay=0.1, poll_sync=0.3)
@@ -221,6 +224,7 @@ def drbd_calls(tmp: Path) -> list[str]:
             if c.split()[0] not in ("role", "dstate", "cstate", "sh-dev")]
 
 
+@pytest.mark.slow  # a real supervisor loop
 def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
     answers: dict[str, Any] = {}
 

@@ -83,6 +83,7 @@ def test_promote_and_demote(fake):
     assert calls(root).count("secondary r0") == 1
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 @pytest.mark.parametrize("state", ["Outdated/UpToDate", "Inconsistent/UpToDate",
                                    "Diskless/UpToDate", "Consistent/DUnknown"])
 def test_refuses_to_promote_without_uptodate_disk(fake, state):
@@ -94,6 +95,7 @@ def test_refuses_to_promote_without_uptodate_disk(fake, state):
     assert not any(c.startswith("primary") for c in calls(root))
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 def test_admin_can_force(fake):
     root, agent = fake
     (root / "dstate").write_text("Outdated/DUnknown\n")
@@ -106,6 +108,7 @@ def test_admin_can_force(fake):
         asyncio.run(agent.start())
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 def test_refuses_while_the_peer_is_primary_even_forced(fake):
     root, agent = fake
     agent.ctx.drbd_peer_wait = 0.6
@@ -116,6 +119,7 @@ def test_refuses_while_the_peer_is_primary_even_forced(fake):
     assert not any(c.startswith("primary") for c in calls(root))
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 def test_waits_for_drbd_to_notice_a_dead_primary_peer(fake):
     # seen in the QEMU pair: the heartbeat declares the powered-off peer dead after 2 s,
     # DRBD still shows it Connected and Primary until its ping times out ~10 s later
@@ -220,6 +224,7 @@ def test_a_new_pair_starts_the_initial_full_sync_from_here_once(fake):
     assert "primary r0" in calls(root)
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 @pytest.mark.parametrize(("dstate", "cstate"), [
     ("Inconsistent/UpToDate", "Connected"),      # the peer has the data: sync, never skip
     ("Inconsistent/Inconsistent", "WFConnection"),  # the peer is not here to confirm
@@ -235,6 +240,7 @@ def test_no_bootstrap_unless_both_blank_and_connected(fake, dstate, cstate):
     assert not (root / "run").exists()
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 def test_a_replica_being_resynchronised_is_promoted_once_up_to_date(fake, tmp_path):
     root, agent = fake
     (root / "dstate").write_text("Inconsistent/UpToDate\n")
@@ -258,6 +264,7 @@ def test_a_replica_being_resynchronised_is_promoted_once_up_to_date(fake, tmp_pa
     assert "primary --force r0" not in calls(root)
 
 
+@pytest.mark.slow  # real time: the driver polls the fake drbdadm every 0.5 s, for 1 s or more
 def test_a_resync_that_does_not_finish_in_time_is_refused(fake):
     root, agent = fake
     (root / "dstate").write_text("Inconsistent/UpToDate\n")

@@ -31,6 +31,11 @@ from tests.firstboot_support import (
     tree_digest,
 )
 
+# Every test starts the wizard as a process on a pty (about 0.5 s of Python start-up each)
+# and types at it: the slow tier (make test-slow). The wizard's logic is unit-tested in
+# process by test_firstboot_units.py.
+pytestmark = pytest.mark.slow
+
 CODE_RE = re.compile(r"Shared secret code \[([0-9A-Z-]{29})\]")
 
 
@@ -288,6 +293,7 @@ def test_no_password_and_no_key_is_refused(root1: Path) -> None:
 PROMPTS_NODE1 = list(range(len(NODE1)))
 
 
+@pytest.mark.timeout(180)  # the wizard started 23 times
 @pytest.mark.parametrize("how", ["sigint", "eof"])
 def test_interrupt_at_every_question_writes_nothing(root1: Path, how: str) -> None:
     snapshot = tree_digest(root1)

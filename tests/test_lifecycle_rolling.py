@@ -501,13 +501,13 @@ def test_every_units_twinbeat_command_line_is_one_the_cli_takes() -> None:
     import re
     import shlex
 
-    from supervisor.cli import _parser
+    from supervisor.cli.parser import build_parser
 
     units = Path(__file__).resolve().parent.parent / "mkosi.extra/usr/lib/systemd/system"
     seen = {}
     for unit in sorted(units.glob("twinbeat*.service")):
         for m in re.finditer(r"^ExecStart=/usr/bin/twinbeat (.+)$", unit.read_text(), re.M):
-            args = _parser().parse_args(shlex.split(m.group(1)))
+            args = build_parser().parse_args(shlex.split(m.group(1)))
             seen[unit.name] = args.command
     assert seen["twinbeat-upgrade-agent.service"] == "upgrade-agent"
     assert seen["twinbeat-upgrade.service"] == "upgrade"

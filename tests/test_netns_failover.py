@@ -14,7 +14,8 @@ import pytest
 
 from tests.netns import AUTHKEYS, Bed, bed, cluster_config, netns_available
 
-pytestmark = pytest.mark.netns
+# (a test waits for several failovers in real time, the fixture for the pair to form)
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(autouse=True, scope="module")

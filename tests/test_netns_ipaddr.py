@@ -14,7 +14,8 @@ import pytest
 from supervisor.drivers.ipaddr import routes_from_ip_json
 from tests.netns_util import Lan, addresses, neighbour_mac, sh, udp_probe, wait_for
 
-pytestmark = pytest.mark.netns
+# (a test waits for several failovers in real time, the fixture for the pair to form)
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 MAC1, MAC2, MACC = "02:00:00:00:01:01", "02:00:00:00:02:01", "02:00:00:00:0c:01"
 FLOAT4 = "10.251.0.50"

@@ -16,7 +16,8 @@ import pytest
 
 from tests.netns import AUTHKEYS, PYTHON, Bed, bed, cluster_config, netns_available
 
-pytestmark = pytest.mark.netns
+# (a test waits for several failovers in real time, the fixture for the pair to form)
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 FLOAT = "192.168.85.3"
 DEADTIME = 1.0

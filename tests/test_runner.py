@@ -91,6 +91,7 @@ def test_own_session():
     assert r.stdout.strip() == "True"
 
 
+@pytest.mark.slow  # real processes, a 0.5 s timeout and grace
 def test_timeout_kills_the_whole_process_group(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     # The child starts a grandchild that ignores SIGTERM, then waits; both must die.
@@ -129,6 +130,7 @@ def test_daemon_left_behind_is_not_killed_and_does_not_block(tmp_path):
         os.kill(daemon, signal.SIGKILL)
 
 
+@pytest.mark.slow  # real processes and a 0.5 s wait for the reaper
 def test_caller_cancellation_kills_group(tmp_path):
     pidfile = tmp_path / "child.pid"
 
@@ -136,7 +138,9 @@ def test_caller_cancellation_kills_group(tmp_path):
         task = asyncio.ensure_future(
             run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], timeout=60, grace=0.2)
         )
+        deadline = time.monotonic() + 10
         while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline, "the child never wrote its pid"
             await asyncio.sleep(0.02)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(task, 0.2)

@@ -185,7 +185,10 @@ def test_stop_failure_while_running_raises(tmp_path):
 def test_stop_failure_when_not_running_is_accepted(tmp_path):
     env = Env(tmp_path)
     env.script(env.resource_d, "sticky", stop_fail=True)
-    run(ServiceAgent(ServiceSpec("sticky"), env.ctx).stop())
+    agent = ServiceAgent(ServiceSpec("sticky"), env.ctx)
+    run(agent.stop())  # the stop failed, but the service is not running: no error
+    assert "sticky stop" in env.calls()
+    assert not run(agent.status())
 
 
 def test_status_unknown_raises(tmp_path):

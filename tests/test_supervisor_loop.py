@@ -18,11 +18,19 @@ from typing import Any
 import pytest
 
 from supervisor.config import load_config
-from supervisor.core.events import AdminCommand, ShutdownRequested
+from supervisor.core.events import (
+    AdminCommand,
+    FrameReceived,
+    FramesReceived,
+    ShutdownRequested,
+)
 from supervisor.drivers.agents import AgentContext, make_agent
 from supervisor.drivers.reboot import RecordingRebooter
 from supervisor.loop import Supervisor
 from supervisor.resource_spec import ResourceSpec
+
+# Real loops, real resource scripts and the real clock: the slow tier (make test-slow).
+pytestmark = pytest.mark.slow
 
 SCRIPT = """#!/bin/sh
 # A recording resource script: rec NAME start|stop|status
@@ -291,3 +299,33 @@ def _close_ptys():
             os.close(_keep.pop())
         except OSError:
             pass
+
+
+def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:
+    """Frames that arrive in one wake-up (a beat on several links) make one step."""
+    fed: list[object] = []
+
+    async def scenario(sup: Supervisor) -> None:
+        link = sup.config.links[0].name
+        real_feed = sup.feed
+
+        def spy(event: Any) -> list[str]:
+            fed.append(event)
+            return real_feed(event)
+
+        sup.feed = spy  # type: ignore[method-assign]
+        dropped = sup.state.dropped.get("garbage", 0) if sup.state else 0
+        for n in range(3):
+            sup._on_frame(link, b"not a frame %d\n" % n)
+        assert fed == []  # nothing stepped before the wake-up's other callbacks ran
+        await until("the frames to be stepped", lambda: any(
+            isinstance(e, FramesReceived) for e in fed))
+        frames = [e for e in fed if isinstance(e, (FrameReceived, FramesReceived))]
+        assert frames == [FramesReceived(tuple(
+            FrameReceived(link, b"not a frame %d\n" % n) for n in range(3)))]
+        assert sup.state is not None and sup.state.dropped["garbage"] == dropped + 3
+        sup._on_frame(link, b"alone\n")
+        await until("the lone frame", lambda: FrameReceived(link, b"alone\n") in fed)
+        sup.feed = real_feed  # type: ignore[method-assign]
+
+    run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)

@@ -25,6 +25,14 @@ class FrameReceived:
 
 
 @dataclass(frozen=True)
+class FramesReceived:
+    """Frames that arrived in one wake-up of the loop (usually the same beat on several
+    links): each is taken in as its FrameReceived would be, then the node decides once."""
+
+    frames: tuple[FrameReceived, ...]
+
+
+@dataclass(frozen=True)
 class LinkCarrier:
     """The carrier of the interface under a UDP link changed (netlink/sysfs)."""
 
@@ -136,6 +144,7 @@ class OutdateResult:
 Event = (
     Tick
     | FrameReceived
+    | FramesReceived
     | LinkCarrier
     | PublicCarrier
     | PingReply

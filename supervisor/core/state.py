@@ -210,6 +210,9 @@ class GroupState:
 class PeerState:
     status: PeerStatus = PeerStatus.UNKNOWN
     beat: codec.Beat | None = None
+    #: the frame ``beat`` came in (stripped): the same bytes on another link are that beat
+    #: again, authenticated already under the current key, and are not decoded a second time
+    frame: bytes = b""
     last_heard: float | None = None
     left_gen: int = -1
     dead_reason: str = ""

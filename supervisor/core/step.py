@@ -34,6 +34,7 @@ from supervisor.core.events import (
     Event,
     FenceRequested,
     FrameReceived,
+    FramesReceived,
     LinkCarrier,
     OutdateResult,
     PingReply,
@@ -92,6 +93,10 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
     match event:
         case FrameReceived(link=link, data=data):
             return on_frame(s, link, data, now, out)
+        case FramesReceived(frames=frames):
+            for frame in frames:
+                s = on_frame(s, frame.link, frame.data, now, out)
+            return s
         case Tick():
             return s
         case ResourceResult():
@@ -150,7 +155,10 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
             out.reason(groups[name].reason)
     out.reason("configuration reloaded")
     replicas = {name: s.replicas.get(name) or Replica(name) for name in drbd_resources(config)}
-    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas)
+    # a new key or cluster name: the next frame is authenticated again, whatever its bytes
+    peer_state = evolve(s.peer_state, frame=b"")
+    return evolve(s, settings=settings, links=links, groups=groups, replicas=replicas,
+                  peer_state=peer_state)
 
 
 def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:

@@ -35,19 +35,20 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supervisor.drivers import arp, rtnl
+from supervisor.drivers import arp
 from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import IPaddrSpec, default_broadcast
+
+if TYPE_CHECKING:
+    from supervisor.drivers.netlink import Rtnetlink
 
 log = logging.getLogger("twinbeat.ipaddr")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-RT_TABLE_MAIN = 254
-RTN_UNICAST = 1
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
@@ -186,19 +187,39 @@ def routes_from_ip_json(data: Sequence[Mapping[str, Any]], family: int) -> list[
 # Netlink (blocking; the agent calls these through asyncio.to_thread)
 
 
+def _name(index: int, names: Mapping[int, str] | None) -> str:
+    if names is not None:
+        return names.get(index, str(index))
+    try:
+        return socket.if_indextoname(index)
+    except OSError:  # gone since the dump
+        return str(index)
+
+
 class Netlink:
-    """Thin, blocking rtnetlink calls (``supervisor.drivers.rtnl``); one socket per call
-    (cheap, thread-safe)."""
+    """Thin, blocking rtnetlink calls on the process's one pyroute2 socket
+    (``supervisor.drivers.netlink``: imported on the first call, thread-safe)."""
+
+    def __init__(self, rtnl: Rtnetlink | None = None) -> None:
+        self._rtnl = rtnl
+
+    @property
+    def rtnl(self) -> Rtnetlink:
+        if self._rtnl is None:
+            from supervisor.drivers.netlink import RTNL  # pyroute2 on first use only
+
+            self._rtnl = RTNL
+        return self._rtnl
 
     def links(self) -> list[Link]:
-        return [Link(index, name, mac) for index, name, mac in rtnl.links()]
+        return [Link(index, name, mac) for index, name, mac in self.rtnl.links()]
 
     def routes(self, family: int) -> list[Route]:
-        names = {index: name for index, name, _mac in rtnl.links()}
+        names = {index: name for index, name, _mac in self.rtnl.links()}
         result: list[Route] = []
         default = "0.0.0.0" if family == socket.AF_INET else "::"
-        for table, rtype, oif, dst, dst_len, gateway, prio in rtnl.routes(family):
-            if table != RT_TABLE_MAIN or rtype != RTN_UNICAST or oif not in names:
+        for oif, dst, dst_len, gateway, prio in self.rtnl.routes(family):
+            if oif not in names:
                 continue
             result.append(
                 Route(
@@ -210,13 +231,16 @@ class Netlink:
             )
         return result
 
-    def addresses(self, family: int) -> list[AddressEntry]:
-        entries = rtnl.addresses(family)
-        names = {index: name for index, name, _mac in rtnl.links()} if entries else {}
+    def addresses(self, family: int, index: int = 0) -> list[AddressEntry]:
+        """The addresses of ``family``; of interface ``index`` only when it is not 0 (the
+        kernel filters the dump; the interface's name then comes from its index alone)."""
+        entries = self.rtnl.addresses(family, index)
+        names = None
+        if entries and not index:
+            names = {i: name for i, name, _mac in self.rtnl.links()}
         return [
-            AddressEntry(index, names.get(index, str(index)), ipaddress.ip_address(text),
-                         prefix, label, flags)
-            for index, text, prefix, label, flags in entries
+            AddressEntry(i, _name(i, names), ipaddress.ip_address(text), prefix, label, flags)
+            for i, text, prefix, label, flags in entries
         ]
 
     def add(
@@ -230,14 +254,14 @@ class Netlink:
         nodad: bool,
     ) -> None:
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-        rtnl.change_address(True, family, index, str(address), prefix,
-                            broadcast=None if broadcast is None else str(broadcast),
-                            label=label or None,
-                            flags=IFA_F_NODAD if nodad and address.version == 6 else 0)
+        self.rtnl.change_address(True, family, index, str(address), prefix,
+                                 broadcast=None if broadcast is None else str(broadcast),
+                                 label=label or None,
+                                 flags=IFA_F_NODAD if nodad and address.version == 6 else 0)
 
     def delete(self, index: int, address: IPAddress, prefix: int) -> None:
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-        rtnl.change_address(False, family, index, str(address), prefix)
+        self.rtnl.change_address(False, family, index, str(address), prefix)
 
 
 def _netlink_error(exc: Exception) -> str:
@@ -266,6 +290,9 @@ class IPaddrAgent:
         self._sender_factory = sender_factory
         self.announcer: arp.Announcer | None = None
         self.plan: AddressPlan | None = None
+        #: the interface holding the address since start(): the monitor asks for its
+        #: addresses only (None: every interface)
+        self.index: int | None = None
 
     @property
     def family(self) -> int:
@@ -274,13 +301,13 @@ class IPaddrAgent:
     def describe(self) -> str:
         return f"IPaddr {self.spec.describe()}"
 
-    async def _held(self) -> list[AddressEntry]:
-        addrs = await asyncio.to_thread(self.netlink.addresses, self.family)
+    async def _held(self, index: int = 0) -> list[AddressEntry]:
+        addrs = await asyncio.to_thread(self.netlink.addresses, self.family, index)
         return [a for a in addrs if a.address == self.spec.address]
 
     async def status(self) -> bool:
         try:
-            held = await self._held()
+            held = await self._held(self.index or 0)
         except Exception as exc:
             raise AgentError(f"cannot list addresses: {_netlink_error(exc)}") from exc
         return any(not a.flags & IFA_F_DADFAILED for a in held)
@@ -296,6 +323,7 @@ class IPaddrAgent:
         held = [a for a in addrs if a.address == addr and not a.flags & IFA_F_DADFAILED]
         if held:
             # Already ours (a restart of the supervisor, or a repeated start): announce again.
+            self.index = held[0].index
             link = next((lk for lk in links if lk.index == held[0].index), None)
             if link is not None:
                 self._announce(link)
@@ -328,6 +356,7 @@ class IPaddrAgent:
         if dad and isinstance(addr, ipaddress.IPv6Address):
             await self._wait_dad6(link, plan)
         self.plan = plan
+        self.index = link.index
         log.info(
             "added %s/%d on %s%s",
             addr,
@@ -361,7 +390,7 @@ class IPaddrAgent:
         """The kernel runs IPv6 DAD (the address was added without NODAD); wait for it."""
         deadline = time.monotonic() + self.ctx.dad6_timeout
         while True:
-            held = [a for a in await self._held() if a.index == link.index]
+            held = await self._held(link.index)
             flags = held[0].flags if held else 0
             if flags & IFA_F_DADFAILED or not held:
                 await self._delete_all()
@@ -409,5 +438,6 @@ class IPaddrAgent:
             raise AgentError(
                 f"cannot remove {self.spec.address}: {_netlink_error(exc)}"
             ) from exc
+        self.index = None  # gone from every interface, not just the last one
         if await self.status():
             raise AgentError(f"{self.spec.address} is still present after removal")

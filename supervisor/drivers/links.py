@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import serial  # pyserial
 
 from supervisor.config import SerialLink, UdpLink
 from supervisor.core.codec import LineSplitter
+from supervisor.values import IPAddress
 
 log = logging.getLogger("twinbeat.links")
 
@@ -72,6 +74,7 @@ class SerialTransport:
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
         self._need_newline = False
+        self._writing = False  # a writer callback waits for the port to take the rest
 
     def start(self) -> None:
         self._open()
@@ -117,6 +120,7 @@ class SerialTransport:
             fd = self.port.fileno()
             loop.remove_reader(fd)
             loop.remove_writer(fd)
+            self._writing = False
             try:
                 self.port.close()
             except (OSError, serial.SerialException):
@@ -173,8 +177,10 @@ class SerialTransport:
         del self.tx[:n]
         if self.tx:
             loop.add_writer(fd, self._writable)
-        else:
+            self._writing = True
+        elif self._writing:  # (asyncio's remove_writer costs a lookup even when unset)
             loop.remove_writer(fd)
+            self._writing = False
 
     def _writable(self) -> None:
         self._flush()
@@ -340,3 +346,34 @@ def read_carrier(interface: str, sys_root: str = "/sys") -> bool | None:
             return False
         return None if not os.path.exists(base) else False
 
+
+def own_addresses(candidates: Iterable[IPAddress], proc: str = "/proc") -> set[IPAddress]:
+    """Which of ``candidates`` are this host's own addresses, without rtnetlink (pyroute2
+    stays unimported on a node that manages no address).
+
+    IPv6: /proc/net/if_inet6 lists every address of the host, tentative ones included.
+    IPv4: a UDP socket connected to the address gets that address itself as its source only
+    when the kernel routes it through its local table as one of its own (a subnet's
+    broadcast, a multicast group or another host get another source, or no route).
+    """
+    mine: set[IPAddress] = set()
+    wanted = set(candidates)
+    if any(a.version == 6 for a in wanted):
+        try:
+            with open(f"{proc}/net/if_inet6") as f:
+                v6 = {ipaddress.IPv6Address(bytes.fromhex(line.split()[0]))
+                      for line in f if line.strip()}
+        except (OSError, ValueError, IndexError):
+            v6 = set()
+        mine |= wanted & v6
+    for address in wanted:
+        if address.version != 4 or address.is_multicast:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((str(address), 9))
+            except OSError:  # no route, or a broadcast address: not ours
+                continue
+            if s.getsockname()[0] == str(address):
+                mine.add(address)
+    return mine

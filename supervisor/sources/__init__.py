@@ -8,5 +8,5 @@ Each watches one thing and turns what it sees into core events; none decides any
     control.py  the control socket: requests in, events to the core, its answers out
 
 The links themselves (serial, UDP) are transports in ``supervisor.drivers.links``; they post
-FrameReceived the same way.
+their frames the same way (the loop steps the frames of one wake-up together).
 """

@@ -1,0 +1,62 @@
+"""``twinbeat run``: the supervisor daemon (logging set up, the configuration and the DRBD
+resource files checked, then the loop)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+
+from supervisor.cli.common import EXIT_FAIL
+from supervisor.config import ConfigError, load_config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(message)s" if _journal() else
+        "%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    log = logging.getLogger("twinbeat")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        log.error("refusing to start: the configuration has errors")
+        for problem in exc.problems:
+            log.error("  %s", problem)
+        return EXIT_FAIL
+    for warning in cfg.warnings:
+        log.warning("%s", warning)
+    me = args.node or socket.gethostname().split(".")[0]
+    if me not in [n.name for n in cfg.nodes]:
+        log.error(
+            "refusing to start: this node is %r but %s lists %s (use --node or fix the "
+            "hostname)", me, args.config, " and ".join(n.name for n in cfg.nodes),
+        )
+        return EXIT_FAIL
+    if cfg.replicated:
+        from supervisor import drbdconf
+
+        written, problems = drbdconf.prepare_at_start(cfg, args.drbd_dir)
+        for path in written:
+            log.info("wrote %s from %s (it was missing)", path, args.config)
+        if problems:
+            log.error("refusing to start: the DRBD resource files do not match %s", args.config)
+            for message in problems:
+                log.error("  %s", message)
+            return EXIT_FAIL
+    from supervisor.loop import Supervisor
+
+    supervisor = Supervisor(cfg, me, args.state_dir)
+    try:
+        return asyncio.run(supervisor.run())
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+def _journal() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))

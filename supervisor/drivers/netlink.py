@@ -1,0 +1,266 @@
+"""The rtnetlink requests of the IPaddr agent, through pyroute2: loaded lean, on first use,
+on one socket.
+
+Only a node that manages a floating address talks rtnetlink: the IPaddr agent reads the
+links, routes and addresses at a start, the addresses of one interface at each monitor, and
+adds or deletes its address. pyroute2 is imported at the first such request, so a standby
+node (and ``twinbeat status``) never imports it.
+
+**Lean.** pyroute2's package ``__init__`` imports the whole library (IPDB, NDB, nftables,
+the CLI, ...: 368 modules and 25 MiB of RSS in a fresh interpreter, pyroute2 0.7.7),
+whatever submodule one asks for. ``_lean_pyroute2`` registers the package without running
+its ``__init__``; then only pyroute2's netlink socket (``pyroute2.netlink.nlsocket``) and
+the three message classes we parse (links, addresses, routes) are imported: about 40
+modules and 1 MiB in the supervisor (bench/netlink.py). If anything in the same process
+later uses a top-level name (``from pyroute2 import IPRoute``), the package's ``__init__``
+runs then, as a plain ``import pyroute2`` would have run it.
+
+**One socket.** Opened at the first request and kept for the process's life; a lock
+serialises the requests of the agents' threads. It joins no multicast group, so nothing
+queues on it between requests. It sets NETLINK_GET_STRICT_CHK, so the kernel itself
+filters an address dump by family and interface (Linux >= 4.20; an older kernel refuses the
+option, the dump is then unfiltered and the reply is filtered here): the monitor parses only
+the addresses of its own interface. A request that fails other than by the kernel's refusal
+drops the socket; the next request opens a new one.
+
+A refusal of the kernel is an OSError with its errno and text ("File exists", "Cannot
+assign requested address"), as ``ip`` prints it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+
+T = TypeVar("T")
+
+
+def _lean_pyroute2() -> None:
+    """Register the ``pyroute2`` package without running its ``__init__`` (see the module
+    docstring). Nothing to do when pyroute2 is imported already."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None:
+        raise ImportError("pyroute2 is not installed (Debian: python3-pyroute2)")
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def whole_on_first_use(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")  # a submodule: just that one
+        del package.__getattr__  # a top-level name: the whole library, as imported normally
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = whole_on_first_use  # type: ignore[method-assign]
+    sys.modules["pyroute2"] = package
+
+
+class _Pyroute2:
+    """The pieces of pyroute2 in use, imported on first use."""
+
+    def __init__(self) -> None:
+        _lean_pyroute2()
+        from pyroute2.netlink import (
+            NETLINK_ROUTE,
+            NLM_F_ACK,
+            NLM_F_CREATE,
+            NLM_F_DUMP,
+            NLM_F_EXCL,
+            NLM_F_REQUEST,
+            NLMSG_ERROR,
+        )
+        from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+        from pyroute2.netlink.nlsocket import Marshal, NetlinkSocket
+        from pyroute2.netlink.rtnl import (
+            RTM_DELADDR,
+            RTM_GETADDR,
+            RTM_GETLINK,
+            RTM_GETROUTE,
+            RTM_NEWADDR,
+            RTM_NEWLINK,
+            RTM_NEWROUTE,
+        )
+        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+        class RtnlMarshal(Marshal):  # type: ignore[misc]
+            """Parses the three kinds of answer we ask for (pyroute2's MarshalRtnl knows
+            every rtnetlink message and imports traffic control's 40 modules for it)."""
+
+            msg_map = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+
+        def socket(strict: bool) -> Any:
+            sock = NetlinkSocket(NETLINK_ROUTE, strict_check=strict)
+            sock.marshal = RtnlMarshal()
+            return sock
+
+        self.socket = socket
+        self.ifaddrmsg, self.ifinfmsg, self.rtmsg = ifaddrmsg, ifinfmsg, rtmsg
+        self.NetlinkError, self.NetlinkDumpInterrupted = NetlinkError, NetlinkDumpInterrupted
+        self.dump = NLM_F_REQUEST | NLM_F_DUMP
+        self.create = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        self.change = NLM_F_REQUEST | NLM_F_ACK
+        self.NLMSG_ERROR = NLMSG_ERROR
+        self.RTM_GETLINK, self.RTM_GETADDR, self.RTM_GETROUTE = (RTM_GETLINK, RTM_GETADDR,
+                                                                 RTM_GETROUTE)
+        self.RTM_NEWADDR, self.RTM_DELADDR = RTM_NEWADDR, RTM_DELADDR
+
+
+class Rtnetlink:
+    """One rtnetlink socket through pyroute2, opened on first use (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pr: _Pyroute2 | None = None
+        self._sock: Any = None
+
+    def _request(self, build: Callable[[_Pyroute2], tuple[Any, int, int]],
+                 read: Callable[[_Pyroute2, Sequence[Any]], T]) -> T:
+        with self._lock:
+            if self._pr is None:
+                self._pr = _Pyroute2()
+            pr = self._pr
+            for attempt in (1, 2):
+                if self._sock is None:
+                    self._sock = self._open(pr)
+                msg, kind, flags = build(pr)
+                try:
+                    replies = self._sock.nlm_request(
+                        msg, msg_type=kind, msg_flags=flags,
+                        terminate=lambda m: m["header"]["type"] == pr.NLMSG_ERROR)
+                    return read(pr, replies)
+                except pr.NetlinkError as exc:
+                    raise OSError(exc.code, exc.args[1]) from None
+                except pr.NetlinkDumpInterrupted:
+                    # the kernel's tables changed during the dump: it asks for a new one
+                    if attempt == 2:
+                        raise OSError("rtnetlink dump interrupted twice by changes") from None
+                except BaseException:
+                    self._drop()
+                    raise
+            raise AssertionError("unreachable")
+
+    @staticmethod
+    def _open(pr: _Pyroute2) -> Any:
+        try:
+            sock = pr.socket(True)
+        except OSError:  # Linux < 4.20 has no NETLINK_GET_STRICT_CHK: dumps are unfiltered
+            sock = pr.socket(False)
+        try:
+            sock.bind(groups=0)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def links(self) -> list[tuple[int, str, str | None]]:
+        """(index, name, MAC address) of every interface."""
+        def build(pr: _Pyroute2) -> tuple[Any, int, int]:
+            return pr.ifinfmsg(), pr.RTM_GETLINK, pr.dump
+
+        def read(_pr: _Pyroute2, replies: Sequence[Any]) -> list[tuple[int, str, str | None]]:
+            return [(m["index"], m.get_attr("IFLA_IFNAME"), m.get_attr("IFLA_ADDRESS"))
+                    for m in replies]
+
+        return self._request(build, read)
+
+    def addresses(self, family: int, index: int = 0
+                  ) -> list[tuple[int, str, int, str | None, int]]:
+        """(interface index, address, prefix length, label, flags) of every address of
+        ``family`` (AF_INET or AF_INET6), of interface ``index`` only when it is not 0."""
+        def build(pr: _Pyroute2) -> tuple[Any, int, int]:
+            msg = pr.ifaddrmsg()
+            msg["family"] = family
+            msg["index"] = index
+            return msg, pr.RTM_GETADDR, pr.dump
+
+        def read(_pr: _Pyroute2, replies: Sequence[Any]
+                 ) -> list[tuple[int, str, int, str | None, int]]:
+            result = []
+            for m in replies:
+                if m["family"] != family or (index and m["index"] != index):
+                    continue
+                text = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+                if text is None:
+                    continue
+                flags = m.get_attr("IFA_FLAGS")
+                result.append((m["index"], text, m["prefixlen"], m.get_attr("IFA_LABEL"),
+                               flags if flags is not None else m["flags"]))
+            return result
+
+        return self._request(build, read)
+
+    def routes(self, family: int) -> list[tuple[int, str, int, str | None, int]]:
+        """(output interface index, destination, prefix length, gateway, priority) of the
+        unicast routes of the main table of ``family``; destination "" is the default."""
+        def build(pr: _Pyroute2) -> tuple[Any, int, int]:
+            msg = pr.rtmsg()
+            msg["family"] = family
+            msg["table"] = RT_TABLE_MAIN
+            msg["type"] = RTN_UNICAST
+            return msg, pr.RTM_GETROUTE, pr.dump
+
+        def read(_pr: _Pyroute2, replies: Sequence[Any]
+                 ) -> list[tuple[int, str, int, str | None, int]]:
+            result = []
+            for m in replies:
+                table = m.get_attr("RTA_TABLE") or m["table"]
+                oif = m.get_attr("RTA_OIF")
+                if (m["family"] != family or table != RT_TABLE_MAIN or m["type"] != RTN_UNICAST
+                        or oif is None):
+                    continue
+                result.append((oif, m.get_attr("RTA_DST") or "", m["dst_len"],
+                               m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_PRIORITY") or 0))
+            return result
+
+        return self._request(build, read)
+
+    def change_address(self, add: bool, family: int, index: int, address: str, prefix: int,
+                       *, broadcast: str | None = None, label: str | None = None,
+                       flags: int = 0) -> None:
+        """``ip address add|del ADDRESS/PREFIX dev INDEX [broadcast B] [label L]`` (add fails
+        with EEXIST when the address is there already, del with EADDRNOTAVAIL when it is
+        not)."""
+        def build(pr: _Pyroute2) -> tuple[Any, int, int]:
+            msg = pr.ifaddrmsg()
+            msg["family"] = family
+            msg["prefixlen"] = prefix
+            msg["index"] = index
+            attrs: list[tuple[str, Any]] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+            if add and broadcast is not None:
+                attrs.append(("IFA_BROADCAST", broadcast))
+            if add and label:
+                attrs.append(("IFA_LABEL", label))
+            if add and flags:
+                attrs.append(("IFA_FLAGS", flags))
+            msg["attrs"] = attrs
+            if add:
+                return msg, pr.RTM_NEWADDR, pr.create
+            return msg, pr.RTM_DELADDR, pr.change
+
+        self._request(build, lambda _pr, _replies: None)
+
+
+#: the process's one rtnetlink socket (opened by its first request)
+RTNL = Rtnetlink()

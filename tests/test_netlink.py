@@ -1,0 +1,177 @@
+"""The supervisor's rtnetlink requests (pyroute2, supervisor.drivers.netlink) agree with
+iproute2's ``ip -j`` on this host; pyroute2 is loaded lean and only on first use; one socket
+serves every request (the address add/delete requests are exercised for real in
+tests/test_netns_ipaddr.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor.drivers.ipaddr import Netlink
+from supervisor.drivers.netlink import Rtnetlink
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def rtnl() -> Iterator[Rtnetlink]:
+    r = Rtnetlink()
+    yield r
+    r.close()
+
+
+def ip_json(*args: str) -> list[dict[str, object]]:
+    out = subprocess.run(["ip", "-j", *args], check=True, capture_output=True, text=True)
+    return list(json.loads(out.stdout))
+
+
+def test_links_match_ip_link(rtnl: Rtnetlink) -> None:
+    expected = {(int(str(e["ifindex"])), str(e["ifname"]), e.get("address"))
+                for e in ip_json("link", "show")}
+    got = set(rtnl.links())
+    assert {(i, n) for i, n, _ in got} == {(i, n) for i, n, _ in expected}
+    for index, _name, mac in got:
+        want = next(m for i, _n, m in expected if i == index)
+        if want not in (None, "00:00:00:00:00:00") or mac not in (None, "00:00:00:00:00:00"):
+            assert mac == want
+
+
+def _ip_addresses(flag: str, family: int, *dev: str) -> set[tuple[int, str, int, str | None]]:
+    expected = set()
+    for link in ip_json(flag, "addr", "show", *dev):
+        for a in link.get("addr_info", []):  # type: ignore[attr-defined]
+            expected.add((int(str(link["ifindex"])), a["local"], int(a["prefixlen"]),
+                          a.get("label") if family == socket.AF_INET else None))
+    return expected
+
+
+@pytest.mark.parametrize(("family", "flag"), [(socket.AF_INET, "-4"), (socket.AF_INET6, "-6")])
+def test_addresses_match_ip_addr(rtnl: Rtnetlink, family: int, flag: str) -> None:
+    got = {(i, a, p, label) for i, a, p, label, _flags in rtnl.addresses(family)}
+    assert got == _ip_addresses(flag, family)
+    assert got, "this host has no address to compare (loopback is always there)"
+
+
+def test_addresses_of_one_interface(rtnl: Rtnetlink) -> None:
+    lo = socket.if_nametoindex("lo")
+    got = {(i, a, p, label) for i, a, p, label, _flags in rtnl.addresses(socket.AF_INET, lo)}
+    assert got == _ip_addresses("-4", socket.AF_INET, "dev", "lo")
+    assert {i for i, *_rest in got} == {lo}
+    entries = Netlink(rtnl).addresses(socket.AF_INET, lo)
+    assert {(e.interface, str(e.address)) for e in entries} >= {("lo", "127.0.0.1")}
+
+
+def test_main_table_routes_match_ip_route(rtnl: Rtnetlink) -> None:
+    names = {index: name for index, name, _mac in rtnl.links()}
+    expected = set()
+    for r in ip_json("-4", "route", "show", "table", "main"):
+        if r.get("type", "unicast") != "unicast" or "dev" not in r:
+            continue
+        dst = "0.0.0.0/0" if r["dst"] == "default" else str(r["dst"])
+        if "/" not in dst:
+            dst += "/32"
+        expected.add((dst, r["dev"], r.get("gateway")))
+    got = {(str(route.destination), route.interface,
+            None if route.gateway is None else str(route.gateway))
+           for route in Netlink(rtnl).routes(socket.AF_INET)}
+    assert got == expected
+    assert all(iface in names.values() for _d, iface, _g in got)
+
+
+def test_a_kernel_refusal_is_an_oserror_with_its_text(rtnl: Rtnetlink) -> None:
+    lo = socket.if_nametoindex("lo")
+    with pytest.raises(OSError) as info:  # EPERM as a user, EADDRNOTAVAIL as root
+        rtnl.change_address(False, socket.AF_INET, lo, "127.255.255.254", 32)
+    assert info.value.args[1] in ("Operation not permitted", "Cannot assign requested address")
+    assert rtnl.addresses(socket.AF_INET, lo)  # the socket still serves after a refusal
+
+
+def _sockets() -> int:
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            fds += 1
+    return fds
+
+
+def test_one_socket_serves_every_request(rtnl: Rtnetlink) -> None:
+    rtnl.links()
+    opened = _sockets()
+    for _ in range(20):
+        rtnl.addresses(socket.AF_INET, 1)
+        rtnl.links()
+    assert _sockets() == opened
+    rtnl.close()
+    assert _sockets() == opened - 1
+    assert rtnl.links()  # opens a new one
+    assert _sockets() == opened
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+@pytest.mark.slow  # a fresh interpreter that imports the supervisor and pyroute2
+def test_pyroute2_is_imported_on_first_request_and_lean() -> None:
+    out = _run(
+        "import sys\n"
+        "import supervisor.loop, supervisor.cli, supervisor.drivers.agents\n"
+        "print('before', 'pyroute2' in sys.modules)\n"
+        "from supervisor.drivers.netlink import RTNL\n"
+        "print('import', 'pyroute2' in sys.modules)\n"
+        "RTNL.links()\n"
+        "print('used', 'pyroute2' in sys.modules, 'pyroute2.ndb' in sys.modules,"
+        " 'pyroute2.iproute' in sys.modules)\n"
+        "from pyroute2 import IPRoute\n"  # a later plain use still gets the whole library
+        "with IPRoute() as ipr: print('whole', len(ipr.get_links()) == len(RTNL.links()),"
+        " 'pyroute2.ndb' in sys.modules)\n"
+    )
+    assert out.splitlines() == ["before False", "import False", "used True False False",
+                                "whole True True"]
+
+
+def test_own_addresses_agree_with_ip_addr() -> None:
+    """The start-up check for links whose peer is this host (without rtnetlink)."""
+    import ipaddress
+
+    from supervisor.drivers.links import own_addresses
+
+    host, others = set(), set()
+    for link in ip_json("addr", "show"):
+        for a in link.get("addr_info", []):  # type: ignore[attr-defined]
+            host.add(ipaddress.ip_address(a["local"]))
+            if a.get("broadcast"):
+                others.add(ipaddress.ip_address(a["broadcast"]))
+    others |= {ipaddress.ip_address(t) for t in
+               ("127.0.0.5", "224.0.0.1", "255.255.255.255", "192.0.2.77", "2001:db8::77")}
+    assert host, "this host has no address to compare (loopback is always there)"
+    assert own_addresses(host | others) == host
+
+
+def test_own_ipv6_addresses_include_tentative_ones(tmp_path: Path) -> None:
+    import ipaddress
+
+    from supervisor.drivers.links import own_addresses
+
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "if_inet6").write_text(
+        "fd000251000000000000000000000050 03 40 00 40     eth0\n"  # tentative (0x40)
+        "00000000000000000000000000000001 01 80 10 80       lo\n")
+    wanted = {ipaddress.IPv6Address("fd00:251::50"), ipaddress.IPv6Address("fd00:251::51"),
+              ipaddress.IPv6Address("::1")}
+    assert own_addresses(wanted, proc=str(tmp_path)) == {
+        ipaddress.IPv6Address("fd00:251::50"), ipaddress.IPv6Address("::1")}
