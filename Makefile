@@ -13,7 +13,7 @@ MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help deps image bundle test test-fast test-unit test-slow test-netns test-image qemu-test \
-        check bench fuzz \
+        check bench soak fuzz \
         clean distclean flash flash-usage demo
 
 help: ## show this list
@@ -75,8 +75,11 @@ check: deps ## ruff + mypy
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy $(MYPY_PATHS)
 
-bench: deps ## run the benchmarks (bench/run.py) and print measured figures
+bench: deps image ## run the benchmarks (bench/run.py, the QEMU one too) and print figures
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "==> no benchmarks yet (bench/run.py)"; fi
+
+soak: deps ## 10 minutes under stress-ng at 50/250 ms: false failovers, double owners, beat gaps
+	$(PYTHON) -m bench.soak
 
 fuzz: deps ## protocol fuzz campaign: >= 10^6 hostile frames through decode and the core (INPUTS=N)
 	$(PYTHON) -m bench.fuzz --inputs $(or $(INPUTS),1000000)

@@ -2,6 +2,7 @@
 
 The namespace benchmarks need root; run as a normal user only the core one is run.
 ``BASELINE=REV make bench`` also measures git revision REV in the idle benchmark, side by side.
+The 10-minute soak under load is `make soak` (bench/soak.py), not part of this run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ BENCHES = [
      ["-m", "bench.netlink"], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
      ["-m", "bench.failover", "--rounds", os.environ.get("ROUNDS", "20")], True),
+    ("failover to hook and to mail in namespaces (deadtime 1 s, mail_delay 2 s)",
+     ["-m", "bench.notify", "--rounds", os.environ.get("NOTIFY_ROUNDS", "5")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",
      ["-m", "bench.garp_neigh", "-n", os.environ.get("ROUNDS", "20")], True),
+    ("client-seen failover beside heartbeat 3.0.6 and keepalived 2.2.7 (one run)",
+     ["-m", "bench.compare", "--rounds", os.environ.get("COMPARE_ROUNDS", "10")], True),
+    ("QEMU pair: power-loss failover, replicated against plain (the image, ~15 min)",
+     ["-m", "bench.qemu_failover"], True),
 ]
 
 

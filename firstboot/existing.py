@@ -10,7 +10,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from firstboot.render import AUTHKEYS, CLUSTER_TOML, CROSSOVER_NETWORK, DRBD_RES, PUBLIC_NETWORK
+from firstboot.render import (
+    AUTHKEYS,
+    CLUSTER_TOML,
+    CROSSOVER_NETWORK,
+    DRBD_RES,
+    PUBLIC_NETWORK,
+    TIMESYNCD_CONF,
+)
 from firstboot.secret import parse_code
 from supervisor.authkeys import parse_authkeys_text
 from supervisor.resource_spec import IPaddrSpec, ResourceSpecError, ServiceSpec, parse_resource
@@ -94,6 +101,19 @@ def previous_answers(root: Path) -> dict[str, str]:
         m = re.search(r"^\s*disk\s+(/dev/\S+);", _read(root, DRBD_RES), re.MULTILINE)
         disk = m.group(1) if m else ""
     out["disk"] = disk.removeprefix("/dev/") or "none"
+    notify = data.get("notify", {}) if isinstance(data.get("notify"), dict) else {}
+    mail_to = notify.get("mail_to")
+    if isinstance(mail_to, list) and mail_to and isinstance(mail_to[0], str):
+        out["mail_to"] = mail_to[0]
+        if isinstance(notify.get("smarthost"), str):
+            out["smarthost"] = notify["smarthost"]
+    elif data:
+        out["mail_to"] = "none"
+    ntp = _network_values(_read(root, TIMESYNCD_CONF), "NTP")
+    if ntp:
+        out["ntp_server"] = ntp[0]
+    elif data:
+        out["ntp_server"] = "none"
     try:
         authkey = parse_authkeys_text(_read(root, AUTHKEYS))
         if authkey.method == "sha256":

@@ -61,6 +61,9 @@ class Setup:
     root_password: str | None
     root_password_hash: str | None
     ssh_key: str | None
+    ntp_server: str | None = None
+    mail_to: str | None = None
+    smarthost: str | None = None
 
     @property
     def node1(self) -> NodeInfo:
@@ -138,6 +141,9 @@ def build_setup(answers: Mapping[str, Any], hw: Hardware) -> Setup:
         root_password=answers.get("root_password"),
         root_password_hash=answers.get("root_password_hash"),
         ssh_key=answers.get("ssh_key"),
+        ntp_server=answers.get("ntp_server"),
+        mail_to=answers.get("mail_to"),
+        smarthost=answers.get("smarthost"),
     )
 
 
@@ -168,6 +174,7 @@ def summary_lines(s: Setup, *, root_login_set: bool = False) -> list[str]:
     row("public", f"{s.public_nic.name} ({s.public_nic.mac}) {s.public}")
     row("gateway", str(s.gateway) if s.gateway else "none")
     row("DNS", " ".join(map(str, s.dns)) or "none")
+    row("NTP", s.ntp_server or "none")
     row("crossover", f"{s.crossover_nic.name} ({s.crossover_nic.mac}) {s.crossover}")
     row("heartbeats", *heartbeat_paths(s))
     row("floating", *(f"{a}/{prefix} on {s.public_nic.name}" for a in s.floating))
@@ -187,6 +194,7 @@ def summary_lines(s: Setup, *, root_login_set: bool = False) -> list[str]:
     if not access:
         access.append("unchanged" if root_login_set else "none")
     row("root login", ", ".join(access))
+    row("alerts", f"mail to {s.mail_to} via {s.smarthost}" if s.mail_to else "none")
     row("fingerprint", f"{s.fingerprint()} (node1 and node2 must show the same)")
     if s.serial_port is None and not s.public_heartbeat:
         lines.append("  warning: one heartbeat path only: a cut cable will look like a dead peer")

@@ -402,6 +402,31 @@ QUESTIONS: tuple[Question, ...] = (
         v.ssh_key,
         _const("none"),
     ),
+    Question(
+        "ntp_server",
+        _const("NTP server ('none' for none)"),
+        _const("Both nodes set their clocks from it (systemd-timesyncd), so their event "
+               "histories line up."),
+        v.ntp_server,
+        lambda ctx: str(ctx.need("gateway")) if ctx.need("gateway") else "none",
+    ),
+    Question(
+        "mail_to",
+        _const("E-mail for alerts ('none' for none)"),
+        _const("This address gets a mail when the pair fails over or degrades (a peer or a "
+               "link lost, a group failed)."),
+        v.mail_to,
+        _const("none"),
+    ),
+    Question(
+        "smarthost",
+        _const("Mail relay (smarthost)"),
+        _const("The SMTP server that accepts that mail, on port 587 with STARTTLS (a login: "
+               "edit [notify] in cluster.toml)."),
+        v.smarthost,
+        lambda ctx: None,
+        ask_if=lambda ctx: ctx.need("mail_to") is not None,
+    ),
 )
 
 BY_KEY = {q.key: q for q in QUESTIONS}

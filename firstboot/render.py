@@ -23,6 +23,7 @@ from supervisor.settings import default
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CLUSTER_TOML = "/etc/twinbeat/cluster.toml"
+TIMESYNCD_CONF = "/etc/systemd/timesyncd.conf.d/twinbeat.conf"
 AUTHKEYS = "/etc/twinbeat/authkeys"
 PUBLIC_NETWORK = "/etc/systemd/network/10-twinbeat-public.network"
 CROSSOVER_NETWORK = "/etc/systemd/network/10-twinbeat-crossover.network"
@@ -104,6 +105,12 @@ def cluster_toml(setup: Setup) -> str:
         notes[("replicated", 0)] = (
             f"{setup.disk.path} is mirrored as {model.DRBD_DEVICE}, mounted on "
             f"{model.MOUNT_POINT} where the group runs.")
+    if setup.mail_to:
+        data["notify"] = {"mail_to": [setup.mail_to], "smarthost": setup.smarthost,
+                          "smtp_security": "starttls", "min_severity": "warning"}
+        notes[("notify",)] = (
+            "The wizard's alert mail. A login: smtp_user = \"...\" and smtp_password_file = "
+            "\"/etc/twinbeat/smtp-password\" (mode 0600).")
     header = (
         f"/etc/twinbeat/cluster.toml: written by twinbeat-firstboot on {me.name} "
         f"({setup.role}).\n"
@@ -143,6 +150,8 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
         ),
     ]
     text = cluster_toml(setup)
+    if setup.ntp_server:
+        files.append(FileOut(TIMESYNCD_CONF, one("timesyncd.conf.j2")))
     if setup.disk is not None:
         files.append(FileOut(DRBD_RES, drbd_resource_file(text)))
     files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))

@@ -335,6 +335,10 @@ SEED_DOC = {
     "services": "installed .service units the cluster starts, in order ([] for none)",
     "root_password": "root's console password, hashed at setup (or root_password_hash)",
     "ssh_key": 'one line of an id_*.pub file for root\'s SSH logins, or "none"',
+    "ntp_server": 'the NTP server both nodes set their clocks from (default the gateway), '
+                  'or "none"',
+    "mail_to": 'an address mailed when the pair fails over or degrades, or "none"',
+    "smarthost": "the SMTP relay for that mail (STARTTLS on port 587)",
 }
 
 
@@ -368,6 +372,8 @@ def example_seed(rng: Rng) -> str:
         "services": "[]",
         "root_password": _toml(password),
         "ssh_key": _toml("none"),
+        "ntp_server": _toml("192.168.85.254"),
+        "mail_to": _toml("none"),
     }
     lines = [
         "# twinbeat first-boot seed: the wizard's answers, so a node configures itself at",

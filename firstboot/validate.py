@@ -440,3 +440,42 @@ def ssh_key(text: str, ctx: Context) -> str | None:
 def confirm(text: str, ctx: Context | None = None) -> bool:
     return yes_no(text, ctx)
 
+
+
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_MAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+
+
+def server_name(text: str, what: str) -> str:
+    """A host name or an IPv4 address."""
+    t = text.strip()
+    if _IPV4_LIKE.match(t):
+        return str(parse_ipv4(t, what))
+    if not _HOSTNAME_RE.match(t):
+        raise Invalid(f"{t[:60]!r} is not a host name or IPv4 address for the {what}")
+    return t
+
+
+_IPV4_LIKE = re.compile(r"^[0-9.]+$")
+
+
+def ntp_server(text: str, ctx: Context) -> str | None:
+    if is_none(text) or not text.strip():
+        return None
+    return server_name(text, "NTP server")
+
+
+def mail_to(text: str, ctx: Context) -> str | None:
+    t = text.strip()
+    if is_none(t) or not t:
+        return None
+    if not _MAIL_RE.match(t):
+        raise Invalid(f"{t[:60]!r} is not an e-mail address (name@example.com)")
+    return t
+
+
+def smarthost(text: str, ctx: Context) -> str:
+    if not text.strip():
+        raise Invalid("give the mail relay that accepts mail for that address")
+    return server_name(text, "mail relay")

@@ -152,13 +152,15 @@ class Lab:
 
         return threading.Thread(target=body, name=name, daemon=True)
 
-    def http_get(self, address: str, timeout: float = 2.0) -> str | None:
-        """The body of GET http://address/ seen from the observer, or None (no answer)."""
+    def http_get(self, address: str, timeout: float = 2.0, *, port: int = 80,
+                 path: str = "/") -> str | None:
+        """The body of GET http://address:port/path seen from the observer, or None (no
+        answer)."""
 
         def get() -> str | None:
-            conn = http.client.HTTPConnection(address, 80, timeout=timeout)
+            conn = http.client.HTTPConnection(address, port, timeout=timeout)
             try:
-                conn.request("GET", "/")
+                conn.request("GET", path)
                 resp = conn.getresponse()
                 body = resp.read().decode(errors="replace")
                 return body if resp.status == 200 else None

@@ -17,13 +17,16 @@ ends it; node1 gets the group back and loses power: node2 has every acknowledged
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from drbdpair import drbd_state, mounted, save_drbd, settle, sha256s, wait_in_sync
 from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
+from vm import VMError
 
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
@@ -197,7 +200,21 @@ def replicated_crossover_cut(pair: Pair) -> str:
     _written.update(before)
     t_cut = time.monotonic()
     pair.set_crossover(False)
-    # node1's DRBD loses node2, its fence-peer handler asks node2 over serial/public
+    # A write right after the cut: DRBD (fencing resource-and-stonith) freezes node1's I/O
+    # from the moment it notices the lost link (ping-int 1 s + ping-timeout 1 s) until its
+    # fence-peer handler had node2's replica marked Outdated over serial/public, so the
+    # write is acknowledged only once node2 knows its replica is stale.
+    out = n1.sh(f"a=$(date +%s%N); dd if=/dev/urandom of={MOUNT_POINT}/during-cut.bin "
+                "bs=1M count=1 conv=fsync status=none; b=$(date +%s%N); "
+                "echo STALL $(( (b - a) / 1000000 ))", timeout=180)[1]
+    m = re.search(r"STALL\s+(\d+)", out)
+    if m is None:
+        raise PairError(f"cannot time the write after the cut: {out!r}")
+    stall = int(m.group(1)) / 1000
+    t_acked = time.monotonic()
+    if drbd_state(n2)[2].split("/")[0] != "Outdated":
+        raise PairError(f"node1 acknowledged a write after the cut ({stall:.1f} s) but "
+                        f"node2's replica is not Outdated: {drbd_state(n2)}")
     deadline = time.monotonic() + 120
     while drbd_state(n2)[2].split("/")[0] != "Outdated":
         if time.monotonic() > deadline:
@@ -223,16 +240,18 @@ def replicated_crossover_cut(pair: Pair) -> str:
     if "missing here" not in out:
         raise PairError(f"takeover --force-data did not say what may be lost: {out!r}")
     t_http = pair.wait_http("node2", timeout=240)
-    got = sha256s(n2, ["before-cut.bin", "after-cut.bin"])
+    got = sha256s(n2, ["before-cut.bin", "after-cut.bin", "during-cut.bin"])
     if got.get("before-cut.bin") != before["before-cut.bin"]:
         raise PairError("node2 lacks the file written before the cut")
-    if "after-cut.bin" in got:
-        raise PairError("node2 has the file node1 wrote after the cut: it was not stale?")
+    if "after-cut.bin" in got or "during-cut.bin" in got:
+        raise PairError("node2 has a file node1 wrote after the cut: it was not stale?")
     _written.pop("after-cut.bin", None)
     del after
     _written.update(write_files(n2, ["node2-forced.bin"]))
     return (f"crossover cut: node2's replica Outdated {t_outdated - t_cut:.1f} s later "
-            f"(node1: {last!r}); node1 wrote after-cut.bin and died; node2 refused "
+            f"(checked {t_acked - t_cut:.1f} s after the cut, when node1's first write "
+            f"returned: that write stalled {stall:.2f} s, frozen until node2 was outdated; "
+            f"node1: {last!r}); node1 wrote after-cut.bin and died; node2 refused "
             f"({t_refused - t_kill:.0f} s after the kill: {refusal[:90]!r}...) and served "
             f"nothing; `takeover --force-data` said what is lost and node2 served HTTP "
             f"{t_http - t_refused:.0f} s later without after-cut.bin")
@@ -255,18 +274,26 @@ def replicated_split_brain(pair: Pair) -> str:
     j1 = journal_has(n1, "SPLIT BRAIN detected", timeout=60)
     if pair.http_owner(timeout=2.0) != "node2":
         raise PairError(f"during the split brain the service moved: {pair.http_owner()}")
-    out1 = n1.sh("twinbeat resolve-split-brain --discard node1 --yes", timeout=300)[1]
-    out2 = n2.sh("twinbeat resolve-split-brain --discard node1 --yes", timeout=300)[1]
-    if "DISCARDING this node's (node1) changes" not in out1 or "overwritten" not in out2:
-        raise PairError(f"resolve-split-brain said:\n{out1}\n{out2}")
+    # one command, on node2 only: it carries the decision to node1 over the heartbeat links,
+    # both halves run, and it follows the resync until both are in sync
+    t_cmd = time.monotonic()
+    code, out2 = n2.sh("twinbeat resolve-split-brain --discard node1 --yes --wait 600",
+                       timeout=700, check=False)
+    if code != 0 or "overwritten" not in out2 or "r0 on node1: done" not in out2 \
+            or "resolved: Connected, UpToDate/UpToDate on both nodes" not in out2:
+        raise PairError(f"resolve-split-brain on node2 (exit {code}) said:\n{out2}")
+    j_victim = journal_has(n1, "resolve-split-brain asked by node2: r0: DISCARDING", 60)
+    progress = [line for line in out2.splitlines() if "Sync" in line and "KiB/s" in line]
     t_sync = wait_in_sync(pair, timeout=600)
     for node in (n1, n2):
         node.wait_status("clearing the split brain", lambda st: not any(
             r.get("split_brain") for r in st.get("replication") or []), timeout=60)
     pair.wait_http("node2", timeout=120)  # node2 serves the surviving history
     return (f"node1 powered on {t_seen - t_on:.0f} s before both reported SPLIT BRAIN "
-            f"(journal: {j1[:70]!r}); resolve-split-brain --discard node1 on both: "
-            f"Connected UpToDate/UpToDate {t_sync - t_seen:.0f} s later, node2 serving")
+            f"(journal: {j1[:70]!r}); `resolve-split-brain --discard node1` on node2 only "
+            f"(node1: {j_victim[:60]!r}...): Connected UpToDate/UpToDate "
+            f"{t_sync - t_cmd:.0f} s later, node2 serving; progress lines: "
+            + (f"{progress[0]} ... {progress[-1]}" if progress else "none (resync too short)"))
 
 
 @replication_scenario("replicated-owner-power-loss-node2-has-every-acknowledged-write")
@@ -306,3 +333,76 @@ def replicated_power_loss(pair: Pair) -> str:
             f"each, fsync'ed) written on node1, node1 powered off: node2 Primary ({role[2]}), "
             f"served HTTP {t_http - t_kill:.1f} s after the kill, all {len(_written)} files "
             "identical (sha256)")
+
+
+RESYNC_MIB = 96  # written on node2 while node1 is off: a resync long enough to watch
+
+
+@replication_scenario("replicated-old-owner-returns-during-resync-no-failback-until-uptodate")
+def replicated_failback_waits_for_the_data(pair: Pair) -> str:
+    """node1 comes back while node2 serves and node1's replica must be resynchronised: the
+    group stays on node2 (auto failback waits, node1's status says why) until node1's
+    replica is UpToDate on both sides; the observer's HTTP requests are answered all along
+    until the handover."""
+    n1, n2 = pair.node1, pair.node2
+    if n1.running:  # run alone (-k): make node2 the owner with node1 off first
+        settle(pair)
+        n1.power_off()
+        pair.wait_http("node2", timeout=240)
+    n2.wait_status("running the group", lambda st: group_of(st)["local"] == "running",
+                   timeout=120)
+    n2.sh(f"dd if=/dev/urandom of={MOUNT_POINT}/resync.bin bs=1M count={RESYNC_MIB} "
+          "conv=fsync status=none", timeout=600)
+    _written.update(sha256s(n2, ["resync.bin"]))
+    probes: list[tuple[float, str | None]] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # the observer asks for the page every 0.5 s meanwhile
+        while not stop.is_set():
+            probes.append((time.monotonic(), pair.http_owner(timeout=1.0)))
+            stop.wait(0.5)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        n1.power_on()
+        t_on = time.monotonic()
+        n1.need_shell()
+        behind_seen = ""
+        last_behind = t_on
+        deadline = t_on + 900
+        while not any(owner == "node1" for _t, owner in probes):
+            with contextlib.suppress(VMError, PairError):
+                r = replica(n1)
+                if not (r["disk"] == r["peer_disk"] == "UpToDate"
+                        and r["connection"] == "Connected" and not r["syncing"]):
+                    last_behind = time.monotonic()
+                    reason = group_of(n1.status(timeout=15))["reason"]
+                    if "stays on node2 until it is UpToDate" in reason:
+                        behind_seen = behind_seen or reason
+            if time.monotonic() > deadline:
+                raise PairError(f"node1 did not get the group back within 900 s: "
+                                f"{replica(n1)}")
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        prober.join(timeout=10)
+    t_back = next(t for t, owner in probes if owner == "node1")
+    before = [owner for t, owner in probes if t < t_back]
+    answered = sum(1 for owner in before if owner == "node2")
+    misses = len(before) - answered
+    wait_in_sync(pair, timeout=120)
+    if not behind_seen:
+        raise PairError("node1's status never said why the group stayed on node2 during the "
+                        "resync")
+    if misses > 6:  # the handover itself (stop on node2, start on node1) may miss a few
+        raise PairError(f"the service was down during the resync: {misses} of "
+                        f"{misses + answered} HTTP probes unanswered before node1 took over")
+    got = sha256s(n1, ["resync.bin"])
+    if got.get("resync.bin") != _written["resync.bin"]:
+        raise PairError("node1 serves without the data node2 wrote while it was off")
+    return (f"node1 powered on; {RESYNC_MIB} MiB to resync: the group stayed on node2 "
+            f"({answered} HTTP probes answered by node2, {misses} unanswered around the "
+            f"handover) until node1 was in sync (last seen behind {last_behind - t_on:.0f} s "
+            f"after power-on), node1 served {t_back - t_on:.0f} s after power-on with node2's "
+            f"data; node1 said: {behind_seen[:120]!r}")

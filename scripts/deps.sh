@@ -28,8 +28,14 @@ PKGS=(
     qemu-system-x86 qemu-utils ovmf
     # host python for the venv and the tests
     python3 python3-venv
-    # namespace tests
-    iproute2 iputils-arping
+    # namespace tests (iproute2 brings tc) and load tests (stress-ng)
+    iproute2 iputils-arping iputils-ping stress-ng
+    # the failover benchmark runs these beside twinbeat in namespaces (bench/compare.py)
+    heartbeat keepalived
+    # operations tests: promtool checks the metrics exposition, a real SMTP server
+    # (aiosmtpd, run with /usr/bin/python3) receives the failover mail, a headless chromium
+    # renders the status page
+    prometheus python3-aiosmtpd chromium
     # `twinbeat export pacemaker` is checked by the real tools: crm_verify and crm_simulate
     # (pacemaker-cli-utils, which pulls in pacemaker), corosync's own parser (corosync -t),
     # the OCF agents the exported CIB names (resource-agents: IPaddr2, Filesystem;

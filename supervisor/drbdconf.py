@@ -9,9 +9,18 @@ writes it when it is missing and refuses to start when it disagrees with cluster
 
 Where the settings go (drbd.conf(5) for 8.4 and drbd-utils' ``user/v84/config_flags.c``):
 
-* ``net { protocol; after-sb-0pri; after-sb-1pri; after-sb-2pri; }``
-* ``disk { fencing resource-only; resync-rate; c-max-rate; }``: in 8.4 the fencing policy
-  and the resync controller's settings are disk options (8.3's ``syncer`` section is gone).
+* ``net { protocol; ping-int 1; ping-timeout 10; after-sb-0pri; after-sb-1pri;
+  after-sb-2pri; }``: DRBD notices a broken replication link by its ping, after ping-int
+  (10 s by default) of silence plus ping-timeout (0.5 s); 1 s + 1 s here, so the window in
+  which writes are frozen (below) starts 2 s after the cut at most, not 10.5 s.
+* ``disk { fencing resource-and-stonith; resync-rate; c-max-rate; }``: in 8.4 the fencing
+  policy and the resync controller's settings are disk options (8.3's ``syncer`` section is
+  gone). ``resource-and-stonith`` freezes the primary's I/O from the moment it loses the
+  peer until the fence-peer handler returns (DRBD resumes once the peer's disk is Outdated in
+  its view: exit 3, 4, or 5 with an UpToDate local disk), so no write is acknowledged that
+  the peer lacks without the peer being marked stale first. ``resource-only`` would let
+  writes go on while the handler runs. The handler never answers 7 (there is no STONITH
+  device): the peer is outdated through the heartbeat links, or declared unreachable.
   The dynamic controller (``c-plan-ahead`` 20 by default) starts at ``resync-rate`` and
   stays under ``c-max-rate``; both get ``resync_rate`` so that the setting means what it says.
 * ``handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }``: DRBD runs it (with

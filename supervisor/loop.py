@@ -23,16 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import Config, UdpLink, load_authkeys, without_links_to
+from supervisor.core import historywire
 from supervisor.core.actions import (
     Action,
     AdminAnswer,
     CheckResource,
+    Emit,
     FenceAnswer,
     Log,
     OutdateReplica,
     Reboot,
     ResourceAction,
     RunDrbdadm,
+    SaveMaintenance,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -41,6 +44,7 @@ from supervisor.core.actions import (
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    ConfigRejected,
     DrbdadmDone,
     Event,
     FrameReceived,
@@ -52,10 +56,13 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
+from supervisor.core.promotion import PeerLiveness, ReplicaSnapshot, peer_liveness
 from supervisor.core.state import CoreState, initial_state
+from supervisor.core.states import NodeStatus, PeerStatus
 from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.view import status as core_status
 from supervisor.drivers import links as linkdrv
+from supervisor.drivers.agent_base import ChangeSignal
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
 from supervisor.drivers.drbd import DrbdAgent, outdate_replica
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
@@ -63,12 +70,22 @@ from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.runner import run as run_command
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
+from supervisor.operations import Operations
 from supervisor.resource_spec import ResourceSpec
 from supervisor.sources.carrier import CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
-from supervisor.statefiles import CONTROL_SOCKET, next_generation, prepare_state_dir, read_release
+from supervisor.statefiles import (
+    CONTROL_SOCKET,
+    load_maintenance,
+    load_split_brains,
+    next_generation,
+    prepare_state_dir,
+    read_release,
+    save_maintenance,
+    save_split_brains,
+)
 
 log = logging.getLogger("twinbeat")
 
@@ -139,7 +156,8 @@ class Supervisor:
         #: requests waiting for the core's answer (AdminAnswer, FenceAnswer), by request id
         self._waiters: dict[int, asyncio.Future[Answer]] = {}
         self.carrier = CarrierSource(self.feed, sys_root)
-        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config)
+        self.reloader = ReloadSource(lambda: self.config, me, self._apply_config,
+                                     rejected=self._config_rejected)
         self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self.loop_lag_max = 0.0
         self._expected_wake: float | None = None
@@ -148,6 +166,15 @@ class Supervisor:
         #: frames dropped because the core raised on them (counted as "core_error")
         self.frame_errors = 0
         self.history: list[tuple[float, str]] = []
+        #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
+        self.realtime: dict[str, Any] = {}
+        #: per link: (monotonic time of the last frame, worst gap between two frames)
+        self._frame_gaps: dict[str, tuple[float, float]] = {}
+        #: wakes a drbddisk promotion when DRBD or the core's view of the peer changed
+        self.drbd_changes = ChangeSignal()
+        self._liveness: PeerLiveness | None = None
+        #: unresolved DRBD split brains, as persisted in the state directory
+        self._split_brains: dict[str, dict[str, object]] = {}
         #: drbdadm for resolve-split-brain (tests use a fake)
         self.drbdadm = "drbdadm"
         resources = drbd_resources(config)
@@ -155,6 +182,9 @@ class Supervisor:
         self.drbd_monitor = drbd_monitor or (Events2Monitor(resources) if resources else None)
         if self.drbd_monitor is not None and self.drbd_monitor.on_change is None:
             self.drbd_monitor.on_change = self._replica_changed
+        #: events, hooks, mail, metrics and the status page (started by run())
+        self.ops: Operations | None = None
+        self._now = 0.0  # the clock of the step being carried out
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -164,9 +194,39 @@ class Supervisor:
             AgentContext(
                 takeover=self.config.takeover,
                 resource_dirs=tuple(Path(d) for d in self.config.resource_dirs),
-                drbd_split_brain=self._split_brain,
+                **self.drbd_hooks(),
             ),
         )
+
+    def drbd_hooks(self) -> dict[str, Any]:
+        """What a drbddisk agent reads from this loop (AgentContext fields): the monitor's
+        view, the core's view of the peer, and the signal that either changed."""
+        return {
+            "drbd_split_brain": self._split_brain,
+            "drbd_replica": self._drbd_replica,
+            "peer_liveness": self.peer_liveness,
+            "drbd_changes": self.drbd_changes,
+        }
+
+    def peer_liveness(self) -> PeerLiveness:
+        """The core's view of the peer for a drbddisk promotion (the hook the promotion
+        machine of supervisor.core.promotion reads)."""
+        st = self.state
+        if st is None:
+            return peer_liveness("peer", False, "", ())
+        hearing = tuple(n for n, ls in st.links.items() if ls.status.delivers)
+        # a peer that left cleanly (twinbeat stopped) may still run DRBD: never dropped
+        beat = st.peer_state.beat
+        left = beat is not None and beat.status is NodeStatus.LEAVING
+        return peer_liveness(st.peer, st.peer_status is PeerStatus.DEAD and not left,
+                             st.peer_state.dead_reason, hearing)
+
+    def _drbd_replica(self, resource: str) -> ReplicaSnapshot | None:
+        mon = self.drbd_monitor
+        view = mon.views.get(resource) if mon is not None and mon.running else None
+        if view is None or view.connection == "Unconfigured":
+            return None
+        return ReplicaSnapshot.from_view(view)
 
     def _split_brain(self, resource: str) -> bool:
         if self.drbd_monitor is None:
@@ -179,17 +239,27 @@ class Supervisor:
         self._done = loop.create_future()
         prepare_state_dir(self.state_dir)
         self.generation = next_generation(self.state_dir)
+        self._restore_split_brains()
         key = load_authkeys(self.config.authkeys_path).secret
         self.config, skipped = without_links_to(self.config, await self._local_addresses())
         for sentence in skipped:
             log.info("%s", sentence)
         now = loop.time()
+        maintenance, problem = load_maintenance(self.state_dir)
+        if problem:
+            log.error("%s", problem)
         self.state = initial_state(self.config, self.me, key, self.generation, now,
-                                   release=self.release)
+                                   maintenance=maintenance, release=self.release)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,
         )
+        self.ops = Operations(
+            self.config, self.me, self.state_dir, status=self.status,
+            drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
+            key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
+        await self.ops.start()
+        self.feed(self.ops.boot())
         self._start_transports()
         await self.control.start()
         self.reloader.start()
@@ -198,13 +268,17 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.reloader.schedule)
         armed, reason = self.watchdog.activate(self.config.watchdog.timeout)
         ok = armed or self.config.watchdog.mode != "required"
-        self.feed(WatchdogState(ok, reason))
+        # the timeout the device is really armed with: the peer waits for it (the wt field)
+        timeout = self.watchdog.timeout if armed and self.watchdog.timeout else None
+        self.feed(WatchdogState(ok, reason, armed or self.config.watchdog.mode == "off",
+                                None if timeout is None else float(timeout)))
         self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
         if self.config.ping_nodes:
             self._spawn(PingSource(lambda: self.config, self.feed).run())
         self.feed(Tick())
+        self._sync_replicas()  # a split brain restored from the state directory
         self.notifier.ready(f"{self.me}: running, generation {self.generation}")
         try:
             return await self._done
@@ -234,7 +308,16 @@ class Supervisor:
     def _on_frame(self, link: str, data: bytes) -> None:
         """Frames are gathered until every callback of this wake-up has run, then stepped
         together: the copies of one beat that arrive on several links at once cost one
-        decision, not one each."""
+        decision, not one each. A history frame is not a beat: it goes to the operations
+        side at once, never into the core. The gap since the link's previous beat frame is
+        measured here, at arrival, not when the batch is stepped."""
+        if historywire.is_history(data):  # the history exchange's
+            if self.ops is not None:
+                self.ops.on_history_frame(data)
+            return
+        now = time.monotonic()
+        last, worst = self._frame_gaps.get(link, (now, 0.0))
+        self._frame_gaps[link] = (now, max(worst, now - last))
         self._frames.append(FrameReceived(link, data))
         if len(self._frames) == 1:
             asyncio.get_running_loop().call_soon(self._take_frames)
@@ -243,6 +326,24 @@ class Supervisor:
         frames, self._frames = self._frames, []
         if frames:
             self.feed(frames[0] if len(frames) == 1 else FramesReceived(tuple(frames)))
+
+    def _key(self) -> bytes:
+        assert self.state is not None
+        return self.state.settings.key
+
+    def _peer_alive(self) -> bool:
+        return self.state is not None and self.state.peer_status is PeerStatus.ALIVE
+
+    def _send_aside(self, data: bytes) -> None:
+        """A frame that is not a beat (history): on one UDP link that delivers, so that the
+        serial line's 115200 baud stays free for beats; on every link when none does."""
+        assert self.state is not None
+        links = self.state.links
+        udp: list[linkdrv.Transport] = [t for name, t in self.transports.items()
+               if isinstance(t, linkdrv.UdpTransport) and name in links
+               and links[name].status.delivers]
+        for transport in udp[:1] or list(self.transports.values()):
+            transport.send(data)
 
     def _apply_config(self, new: Config, key: bytes) -> None:
         """A reloaded, validated configuration (from the reload source)."""
@@ -262,7 +363,20 @@ class Supervisor:
         else:
             self._watch_carriers()
         log.info("configuration %s reloaded", new.path)
+        if self.ops is not None:
+            self._spawn(self.ops.reconfigure(new))
         self.feed(ConfigChanged(new, key))
+
+    def _config_rejected(self, path: str, problems: list[str]) -> None:
+        self.feed(ConfigRejected(path, tuple(problems)))
+
+    async def _save_maintenance(self, flags: tuple[tuple[str, bool, int], ...]) -> None:
+        """Persist the maintenance flags (off the loop: the write fsyncs)."""
+        try:
+            await asyncio.to_thread(save_maintenance, self.state_dir, flags)
+        except OSError as exc:
+            log.error("cannot save the maintenance flags in %s: %s (they hold until the "
+                      "supervisor stops)", self.state_dir, exc)
 
     def reload(self) -> None:
         self.reloader.reload()
@@ -286,6 +400,8 @@ class Supervisor:
         await self.control.close()
         if self.drbd_monitor is not None:
             await self.drbd_monitor.stop()
+        if self.ops is not None:
+            await self.ops.stop()
         self.watchdog.disable()
         self.notifier.stopping()
         log.info("twinbeat stopped")
@@ -315,12 +431,18 @@ class Supervisor:
                 self._step(self._pending.pop(0), loop.time())
             self._feed_watchdog(now)
             self._reschedule(loop, now)
+            if self.drbd_monitor is not None:
+                liveness = self.peer_liveness()
+                if liveness != self._liveness:
+                    self._liveness = liveness
+                    self.drbd_changes.notify()
         finally:
             self._feeding = False
         return reasons
 
     def _step(self, event: Event, now: float) -> list[str]:
         assert self.state is not None
+        self._now = now
         t0 = time.perf_counter()
         try:
             result = step(self.state, event, now)
@@ -406,6 +528,11 @@ class Supervisor:
                 self._spawn(self._outdate(action))
             case RunDrbdadm():
                 self._spawn(self._drbdadm(action))
+            case Emit(notice=notice):
+                if self.ops is not None:
+                    self.ops.emit(notice, self._now)
+            case SaveMaintenance(flags=flags):
+                self._spawn(self._save_maintenance(flags))
             case FenceAnswer(request_id=request_id) | AdminAnswer(request_id=request_id):
                 waiter = self._waiters.pop(request_id, None)
                 if waiter is not None and not waiter.done():
@@ -482,6 +609,40 @@ class Supervisor:
     def _replica_changed(self, resource: str, _said: list[str]) -> None:
         if self.drbd_monitor is not None and self.state is not None:
             self.feed(ReplicaChanged(self.drbd_monitor.views[resource].snapshot()))
+        self.drbd_changes.notify()
+        self._remember_split_brains()
+
+    def _restore_split_brains(self) -> None:
+        """A split brain survives a restart: DRBD says nothing more about one it reported
+        before (the resource just stays StandAlone), so the last run's word is taken."""
+        if self.drbd_monitor is None:
+            return
+        self._split_brains = load_split_brains(self.state_dir)
+        now = time.monotonic()
+        for name, info in self._split_brains.items():
+            view = self.drbd_monitor.views.get(name)
+            if view is None:
+                continue
+            since = info.get("since")
+            when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+                    if isinstance(since, int | float) else "before")
+            for sentence in view.mark_split_brain(
+                    now, f"detected {when}, before twinbeat restarted: "
+                         f"{info.get('detail') or 'the replicas diverged'}"):
+                log.error("%s", sentence)
+
+    def _remember_split_brains(self) -> None:
+        """Persist the set of unresolved split brains when it changed (in a thread)."""
+        if self.drbd_monitor is None:
+            return
+        current = {name: self._split_brains.get(name) or {
+                       "detail": "DRBD found diverged data when the nodes reconnected",
+                       "since": time.time()}
+                   for name, view in self.drbd_monitor.views.items() if view.split_brain}
+        if current == self._split_brains:
+            return
+        self._split_brains = current
+        self._spawn(asyncio.to_thread(save_split_brains, self.state_dir, dict(current)))
 
     async def _drbdadm(self, action: RunDrbdadm) -> None:
         """The commands of a resolve-split-brain, in order; the outcome comes back as an
@@ -507,6 +668,10 @@ class Supervisor:
             transport = self.transports.get(link["name"])
             if transport is not None:
                 link["transport"] = transport.info()
+            gaps = self._frame_gaps.get(link["name"])
+            # the longest silence between two frames on this link since start (ms)
+            link["worst_gap_ms"] = None if gaps is None else round(gaps[1] * 1000, 1)
+        st["realtime"] = self.realtime
         st["watchdog"] = {**st["watchdog"], **self.watchdog.status(now)}
         if self.drbd_monitor is not None:
             st["replication"] = self.drbd_monitor.status()

@@ -16,6 +16,7 @@ of the same table by its key, of another section as ``section.key``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,17 +29,24 @@ from supervisor.values import (
     format_ip,
     format_ip_list,
     format_list,
+    format_listen,
     format_rate,
     int_range,
+    parse_abs_path,
     parse_baud,
     parse_bool,
     parse_dev_path,
+    parse_dir_or_none,
     parse_drbd_name,
     parse_duration,
     parse_fstype,
+    parse_host,
     parse_interface,
     parse_ip,
     parse_ip_list,
+    parse_listen,
+    parse_mail,
+    parse_mail_list,
     parse_mount_point,
     parse_name,
     parse_rate,
@@ -171,6 +179,20 @@ def _initdead(value: float, v: Values) -> str | None:
     return None if value >= dead else f"must be at least deadtime ({format_duration(dead)})"
 
 
+def _needs_password_file(value: str, v: Values) -> str | None:
+    return None if v.get("smtp_password_file") else (
+        "a login needs smtp_password_file (a file holding the password, mode 0600)")
+
+
+def _needs_user(value: str, v: Values) -> str | None:
+    return None if v.get("smtp_user") else "set smtp_user too (the login name)"
+
+
+def _not_metrics_listen(value: tuple[str, int], v: Values) -> str | None:
+    return ("the same address as [metrics] listen: pick another port"
+            if value == v["metrics.listen"] else None)
+
+
 def _watchdog_device(value: str, _: Values) -> str | None:
     if value == "auto" or value.startswith("/dev/") or value.startswith("fifo:/"):
         return None
@@ -194,7 +216,28 @@ DEFAULT_DRBD_PORT = 7788
 # 250K default (a 100 GiB disk would need ~5 days at 250K, ~17 minutes at 100M). The dynamic
 # controller still yields to application I/O (c-min-rate), so a high ceiling costs nothing.
 DEFAULT_RESYNC_RATE = 100 * 1024
-_WATCHDOG_TIMEOUT = 10.0  # or twice keepalive, when that is longer
+#: the watchdog timeout when the timing is unknown; derived from deadtime otherwise
+_WATCHDOG_TIMEOUT = 2.0
+_PING_TIMEOUT_MIN = 3.0
+#: the smarthost's port by [notify] smtp_security
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+DEFAULT_HOOKS_DIR = "/etc/twinbeat/notify.d"
+
+
+def _watchdog_default(v: Values) -> float:
+    """Well below deadtime, so that waiting for a hung owner's reset costs nothing
+    (supervisor.core.watchdog_window): half of deadtime in whole seconds (the device API
+    takes whole seconds), at least 1 s and twice keepalive."""
+    dead, ka = v["timing.deadtime"], v["timing.keepalive"]
+    return float(max(1, math.floor(dead / 2), math.ceil(2 * ka)))
+
+
+def _whole_seconds(value: float, _: Values) -> str | None:
+    if value >= 1 and value == int(value):
+        return None
+    options = sorted({max(1, math.floor(value)), max(1, math.ceil(value))})
+    return (f"{format_duration(value)} cannot be armed: a watchdog device takes a whole number "
+            f"of seconds, at least 1 s (use {' or '.join(f'{n} s' for n in options)})")
 
 SECTIONS = (
     Section("cluster", "cluster", help="The cluster: both nodes hold the same name and key."),
@@ -219,6 +262,14 @@ SECTIONS = (
         "/etc/drbd.d/NAME.res from this table: after a change, run `twinbeat drbd-config "
         "--write` on both nodes (twinbeat refuses to start while the two disagree). disk is "
         "this node's own; the peer's file names its own.")),
+    Section("notify", "notify", help=(
+        "Events (a failover, a dead peer, a link down, a failed group, ...): kept in the "
+        "history (`twinbeat history`), given to the hooks in hooks_dir and mailed to mail_to "
+        "through the smarthost from a durable queue.")),
+    Section("metrics", "metrics", help=(
+        "Prometheus metrics on http://LISTEN/metrics (absent: off).")),
+    Section("status_page", "status_page", help=(
+        "A read-only status page on http://LISTEN/ (absent: off; no secrets shown).")),
 )
 
 _S = Setting
@@ -236,9 +287,15 @@ SETTINGS: tuple[Setting, ...] = (
     _S("cluster", "public_interface", parse_interface, help="carrier lost here = cut off"),
     _S("cluster", "ping_interval", parse_duration, 1.0, format=duration_value,
        checks=(POSITIVE,), help="how often ping nodes are probed"),
-    _S("cluster", "ping_timeout", parse_duration, 3.0, format=duration_value,
+    _S("cluster", "ping_timeout", parse_duration, _PING_TIMEOUT_MIN, format=duration_value,
+       derive=lambda v: max(_PING_TIMEOUT_MIN, 2 * v["timing.deadtime"],
+                            2 * v["ping_interval"]),
+       derive_depends=("timing.deadtime", "ping_interval"),
+       derive_text=(f"2 x deadtime, at least {format_duration(_PING_TIMEOUT_MIN)} and "
+                    "2 x ping_interval"),
        checks=(POSITIVE, Check(_at_least_ping_interval, ("ping_interval",))),
-       help="no reply for this long = unreachable"),
+       help="no reply for this long = unreachable (a late answer on a busy node is not "
+            "lost: keep it well above deadtime)"),
     _S("cluster", "resource_dirs", parse_str_list, ("/etc/twinbeat/resource.d", "/etc/init.d"),
        format=format_list, checks=(Check(_absolute_dirs),),
        help="where resource scripts are looked up, in order (before/after systemd units)"),
@@ -263,11 +320,11 @@ SETTINGS: tuple[Setting, ...] = (
     _S("watchdog", "device", parse_str, "auto", checks=(Check(_watchdog_device),),
        help="auto (prefer hardware), a /dev/watchdogN path, or fifo:/PATH (tests)"),
     _S("watchdog", "timeout", parse_duration, _WATCHDOG_TIMEOUT, format=duration_value,
-       derive=lambda v: max(_WATCHDOG_TIMEOUT, 2 * v["timing.keepalive"]),
-       derive_depends=("timing.keepalive",),
-       derive_text=f"{format_duration(_WATCHDOG_TIMEOUT)}, or 2 x keepalive if longer",
-       checks=(Check(_watchdog_timeout, ("timing.keepalive",)),),
-       help="reset after this long without a feed"),
+       derive=_watchdog_default, derive_depends=("timing.deadtime", "timing.keepalive"),
+       derive_text="half of deadtime in whole seconds, at least 1 s and 2 x keepalive",
+       checks=(Check(_watchdog_timeout, ("timing.keepalive",)), Check(_whole_seconds)),
+       help="reset after this long without a feed (well below deadtime: a takeover waits "
+            "until a silent owner's watchdog must have reset it)"),
     # [takeover]
     _S("takeover", "garp_count", int_range(0, 100), 5, help="gratuitous ARPs per burst"),
     _S("takeover", "garp_interval", parse_duration, 0.2, format=duration_value,
@@ -340,6 +397,41 @@ SETTINGS: tuple[Setting, ...] = (
     _S("replicated", "split_brain", parse_split_brain, "disconnect",
        help="disconnect | discard-younger-primary | discard-least-changes | "
             "discard-node NAME"),
+    # [notify]
+    _S("notify", "hooks_dir", parse_dir_or_none, DEFAULT_HOOKS_DIR,
+       help="executables run for every event, in name order (\"\": none)"),
+    _S("notify", "hook_timeout", parse_duration, 30.0, format=duration_value,
+       checks=(POSITIVE,), help="a hook is killed after this long"),
+    _S("notify", "hook_retries", int_range(0, 10), 2, help="tries after a failed hook run"),
+    _S("notify", "history", int_range(10, 100000), 500,
+       help="events of each node kept in the state directory"),
+    _S("notify", "mail_to", parse_mail_list, (), format=format_list,
+       help="recipients of event mail; none: no mail"),
+    _S("notify", "mail_from", parse_mail, help="sender address (default twinbeat@NODE)"),
+    _S("notify", "min_severity", choice("info", "warning", "critical"), "warning",
+       help="mail this and worse: info | warning | critical"),
+    _S("notify", "smarthost", parse_host, help="mail relay (default localhost)"),
+    _S("notify", "smtp_security", choice("starttls", "tls", "none"), "starttls",
+       help="starttls | tls (implicit TLS) | none"),
+    _S("notify", "smtp_port", int_range(1, 65535),
+       derive=lambda v: SMTP_PORTS[v["smtp_security"]], derive_depends=("smtp_security",),
+       derive_text="587 (starttls), 465 (tls), 25 (none)", help="the smarthost's port"),
+    _S("notify", "smtp_user", parse_str, checks=(Check(_needs_password_file),),
+       help="log in as this user (not set: no login)"),
+    _S("notify", "smtp_password_file", parse_abs_path, checks=(Check(_needs_user),),
+       help="the file holding the password, mode 0600"),
+    _S("notify", "tls_verify", parse_bool, True, help="check the smarthost's certificate"),
+    _S("notify", "max_mails_per_hour", int_range(1, 3600), 20,
+       help="more events wait and go out together in a later mail"),
+    _S("notify", "mail_delay", parse_duration, 2.0, format=duration_value,
+       help="gather the events of this long into one mail"),
+    # [metrics]
+    _S("metrics", "listen", parse_listen, format=format_listen,
+       help="ADDRESS:PORT for Prometheus' /metrics (not set: off)"),
+    # [status_page]
+    _S("status_page", "listen", parse_listen, format=format_listen,
+       checks=(Check(_not_metrics_listen, ("metrics.listen",)),),
+       help="ADDRESS:PORT for the read-only status page (not set: off)"),
 )
 
 
@@ -401,6 +493,7 @@ SERIAL_SETTINGS = settings_of("link.serial")
 UDP_SETTINGS = settings_of("link.udp")
 GROUP_SETTINGS = settings_of("group")
 REPLICATED_SETTINGS = settings_of("replicated")
+NOTIFY_SETTINGS = settings_of("notify")
 
 #: A group's timeouts and restart window when its configuration is gone (the core keeps
 #: stopping a group that a reload removed): the table's defaults.

@@ -249,3 +249,71 @@ def parse_split_brain(value: object) -> str:
 
 def as_is(value: Any) -> Any:
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# [notify], [metrics], [status_page]
+
+_MAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def parse_mail(value: object) -> str:
+    text = parse_str(value).strip()
+    if not _MAIL_RE.match(text):
+        raise ValueError(f"{text!r} is not an e-mail address (name@domain)")
+    return text
+
+
+def parse_mail_list(value: object) -> tuple[str, ...]:
+    """One address or a list of them (``mail_to``)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError("expected a list of e-mail addresses")
+    return tuple(parse_mail(v) for v in value)
+
+
+def parse_host(value: object) -> str:
+    """A host name or an IP address (a mail relay)."""
+    text = parse_str(value).strip()
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if not _HOST_RE.match(text):
+            raise ValueError(f"{text!r} is not a host name or address") from None
+    return text
+
+
+def parse_abs_path(value: object) -> str:
+    text = parse_str(value)
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} is not an absolute path")
+    return text
+
+
+def parse_dir_or_none(value: object) -> str:
+    """An absolute path, or "" for none (``hooks_dir``)."""
+    if value == "":
+        return ""
+    return parse_abs_path(value)
+
+
+def parse_listen(value: object) -> tuple[str, int]:
+    """``"ADDRESS:PORT"`` (``"[v6]:PORT"`` for IPv6, ``":PORT"`` for every IPv4 address)."""
+    text = parse_str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: give ADDRESS:PORT, e.g. 0.0.0.0:9105 or [::]:9105")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    return host, int(port)
+
+
+def format_listen(value: tuple[str, int]) -> str:
+    host, port = value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

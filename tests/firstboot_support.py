@@ -215,6 +215,9 @@ NODE1: list[tuple[str, str]] = [
     ("Root password [none]: ", PASSWORD),
     ("Repeat the root password: ", PASSWORD),
     ("SSH public key for root ('none' for none) [none]: ", SSH_KEY),
+    ("NTP server ('none' for none) [192.168.85.254]: ", ""),
+    ("E-mail for alerts ('none' for none) [none]: ", "admin@example.com"),
+    ("Mail relay (smarthost): ", "mail.example.com"),
     ("Write this configuration? (yes/no) [yes]: ", ""),
 ]
 
@@ -243,6 +246,8 @@ def node2_steps(code: str) -> list[tuple[str, str]]:
         ("Root password [none]: ", PASSWORD),
         ("Repeat the root password: ", PASSWORD),
         ("SSH public key for root ('none' for none) [none]: ", ""),
+        ("NTP server ('none' for none) [192.168.85.254]: ", ""),
+        ("E-mail for alerts ('none' for none) [none]: ", ""),
         ("Write this configuration? (yes/no) [yes]: ", ""),
     ]
 

@@ -32,6 +32,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: run a supervisor the way twinbeat.service does: SCHED_RR 50, children reset on fork
+REALTIME = ("chrt", "--rr", "--reset-on-fork", "50")
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -121,6 +123,11 @@ class NullModem:
             self.recent[direction] = [*self.recent[direction][-199:], line.strip() + b"\n"]
 
     def _run(self) -> None:
+        # A cable does not wait for a busy CPU: the relay thread runs realtime when it can
+        # (root), so a loaded test machine does not delay the serial frames of a supervisor
+        # that itself runs realtime.
+        with suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(60))
         pairs = {self.m1: (self.m2, "1to2"), self.m2: (self.m1, "2to1")}
         while not self._stop:
             ready, _, _ = select.select(list(pairs), [], [], 0.1)
@@ -262,7 +269,9 @@ class Bed:
         cfg.write_text(text)
         return cfg
 
-    def start(self, node: str, config: Path, *extra: str) -> NodeProc:
+    def start(self, node: str, config: Path, *extra: str,
+              prefix: tuple[str, ...] = ()) -> NodeProc:
+        """Start ``twinbeat run`` for ``node``; ``prefix`` wraps it (e.g. REALTIME)."""
         key = "n1" if node == "node1" else "n2"
         state_dir = self.workdir / node / "state"
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +281,7 @@ class Bed:
         logf = open(log_path, "ab")  # noqa: SIM115 - closed when the process is reaped
         env = dict(os.environ, PYTHONPATH=str(self.repo), PYTHONUNBUFFERED="1")
         handle.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns[key], PYTHON, "-m", "supervisor", "run",
+            ["ip", "netns", "exec", self.ns[key], *prefix, PYTHON, "-m", "supervisor", "run",
              "--config", str(config), "--node", node, "--state-dir", str(state_dir), *extra],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.repo, env=env,
             start_new_session=True,
@@ -378,13 +387,14 @@ def bed(workdir: Path, repo: Path = REPO) -> Iterator[Bed]:
 
 def cluster_config(bed: Bed, node: str, *, resources: list[str], keepalive: str = "100ms",
                    deadtime: str = "500ms", failback: bool = True, extra_group: str = "",
-                   ping: bool = True, watchdog: str = "off") -> str:
+                   ping: bool = True, watchdog: str = "off", ping_timeout: str = "2s") -> str:
     """The configuration of ``node`` in the test bed (both nodes get the same except peers)."""
     assert bed.modem is not None
     peer = "2" if node == "node1" else "1"
     device = bed.modem.path1 if node == "node1" else bed.modem.path2
     res = ", ".join(json.dumps(r) for r in resources)
-    ping_line = 'ping_nodes = ["192.168.85.100"]\nping_timeout = "2s"\n' if ping else ""
+    ping_line = (f'ping_nodes = ["192.168.85.100"]\nping_timeout = "{ping_timeout}"\n'
+                 if ping else "")
     return f"""
 [cluster]
 name = "nstest"

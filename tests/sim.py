@@ -16,10 +16,12 @@ from typing import Any
 
 from supervisor.config import Config, load_config
 from supervisor.core.actions import (
+    AdminAnswer,
     CheckResource,
     FenceAnswer,
     OutdateReplica,
     Reboot,
+    RunDrbdadm,
     SendFrame,
     ShutdownComplete,
     StartResource,
@@ -27,6 +29,7 @@ from supervisor.core.actions import (
 )
 from supervisor.core.events import (
     AdminCommand,
+    DrbdadmDone,
     Event,
     FrameReceived,
     FramesReceived,
@@ -59,7 +62,7 @@ initdead = "{initdead}"
 
 [watchdog]
 mode = "{watchdog}"
-timeout = "10s"
+timeout = "{watchdog_timeout}"
 
 [[node]]
 name = "node1"
@@ -91,7 +94,7 @@ peer = "192.168.85.2"
 [[group]]
 name = "web"
 preferred = "node1"
-resources = ["IPaddr::192.168.85.3/24/eth0", "noop::db", "httpd"]
+resources = {resources}
 monitor_interval = "{monitor}"
 max_restarts = {max_restarts}
 restart_window = "60s"
@@ -112,8 +115,10 @@ def make_config(
     failure_timeout: str = "30s",
     on_stop_failure: str = "reboot",
     watchdog: str = "off",
+    watchdog_timeout: str = "10s",
     extra_groups: str = "",
     extra_cluster: str = "",
+    resources: str = '["IPaddr::192.168.85.3/24/eth0", "noop::db", "httpd"]',
 ) -> Config:
     text = CONFIG.format(
         failback=str(failback).lower(),
@@ -126,7 +131,9 @@ def make_config(
         failure_timeout=failure_timeout,
         on_stop_failure=on_stop_failure,
         watchdog=watchdog,
+        watchdog_timeout=watchdog_timeout,
         extra_cluster=extra_cluster,
+        resources=resources,
     )
     return load_config("sim.toml", text=text + extra_groups, check_devices=False,
                        check_authkeys=False)
@@ -153,6 +160,8 @@ class NodeSim:
     running: dict[tuple[str, int], bool] = field(default_factory=dict)
     alive: bool = True  # powered on
     frozen: bool = False
+    #: when an armed watchdog resets this frozen node (None: never)
+    reset_at: float | None = None
     fail_start: set[tuple[str, int]] = field(default_factory=set)
     fail_stop: set[tuple[str, int]] = field(default_factory=set)
     op_latency: float = 0.01
@@ -163,11 +172,18 @@ class NodeSim:
     exited: bool = False
     pending: list[tuple[float, Event]] = field(default_factory=list)
     world_ok: bool = True
+    #: seconds every ping answer is late (0: answered at once); world_ok False drops them
+    ping_delay: float = 0.0
+    last_ping_sent: float | None = None
     tick_token: int = 0
     tick_at: float | None = None
     # fencing: what the core asked for; ``outdate_result`` set = the fake driver answers
     outdates: list[tuple[float, OutdateReplica]] = field(default_factory=list)
     fence_answers: list[tuple[float, FenceAnswer]] = field(default_factory=list)
+    #: resolve-split-brain: the drbdadm commands asked for, and how they end (None: ok)
+    drbdadm_runs: list[tuple[float, RunDrbdadm]] = field(default_factory=list)
+    drbdadm_error: str | None = None
+    admin_answers: list[tuple[float, AdminAnswer]] = field(default_factory=list)
     outdate_result: str | None = None
     last_frame: bytes = b""
     actions: list[tuple[float, object]] = field(default_factory=list)
@@ -218,7 +234,8 @@ class Sim:
             node.tick_token = old.tick_token + 1
         self._push(at, name, Tick())
         if cfg.watchdog.mode != "off":
-            self._push(at, name, WatchdogState(True, "armed (simulated)"))
+            self._push(at, name, WatchdogState(True, "armed (simulated)",
+                                                     timeout=cfg.watchdog.timeout))
 
     def kill(self, name: str) -> None:
         """Power off: nothing more is sent or processed; resources vanish."""
@@ -227,11 +244,18 @@ class Sim:
         node.running.clear()
 
     def freeze(self, name: str) -> None:
-        self.nodes[name].frozen = True
+        """SIGSTOP: nothing is sent or processed, resources stay. A node with an armed
+        watchdog (mode not off) is reset (killed) when its timeout has run out: its loop fed
+        it for the last time at the freeze."""
+        node = self.nodes[name]
+        node.frozen = True
+        if node.config.watchdog.mode != "off":
+            node.reset_at = self.now + node.config.watchdog.timeout
 
     def thaw(self, name: str) -> None:
         node = self.nodes[name]
         node.frozen = False
+        node.reset_at = None
         for at, ev in node.pending:
             self._push(max(at, self.now), name, ev)
         node.pending.clear()
@@ -343,14 +367,32 @@ class Sim:
                                OutdateResult(resource, rid, node.outdate_result))
             case FenceAnswer():
                 node.fence_answers.append((self.now, action))
+            case RunDrbdadm(request_id=rid, resource=resource):
+                node.drbdadm_runs.append((self.now, action))
+                ok = node.drbdadm_error is None
+                self._push(self.now + node.op_latency, node.name,
+                           DrbdadmDone(rid, resource, ok, node.drbdadm_error or ""))
+            case AdminAnswer():
+                node.admin_answers.append((self.now, action))
             case _:
                 pass
 
     def run(self, duration: float) -> None:
         self.run_until(self.now + duration)
 
+    def _watchdog_resets(self, up_to: float) -> None:
+        for node in list(self.nodes.values()):
+            if node.frozen and node.alive and node.reset_at is not None \
+                    and node.reset_at <= up_to:
+                self.now = max(self.now, node.reset_at)
+                node.reboots.append("watchdog reset (simulated)")
+                node.frozen = False
+                node.reset_at = None
+                self.kill(node.name)
+
     def run_until(self, t: float) -> None:
         while self._heap and self._heap[0][0] <= t:
+            self._watchdog_resets(self._heap[0][0])
             at, _, name, event, token = heapq.heappop(self._heap)
             self.now = max(self.now, at)
             node = self.nodes[name]
@@ -371,14 +413,24 @@ class Sim:
                     self.batches += 1
                     event = FramesReceived(tuple(frames))
             self.deliver(name, event)
+        self._watchdog_resets(t)
         self.now = max(self.now, t)
 
     def _feed_pings(self, name: str) -> None:
         node = self.nodes[name]
-        if node.config.ping_nodes and node.world_ok and node.alive and not node.frozen:
-            last = node.state.world.last_ping
-            if last is None or self.now - last > 0.2:
-                self.deliver(name, PingReply(str(node.config.ping_nodes[0])))
+        if not (node.config.ping_nodes and node.world_ok and node.alive and not node.frozen):
+            return
+        address = str(node.config.ping_nodes[0])
+        if node.ping_delay:
+            # one ping per ping_interval, answered ping_delay later (a late answer)
+            if node.last_ping_sent is None or \
+                    self.now - node.last_ping_sent >= node.config.ping_interval:
+                node.last_ping_sent = self.now
+                self._push(self.now + node.ping_delay, name, PingReply(address))
+            return
+        last = node.state.world.last_ping
+        if last is None or self.now - last > 0.2:
+            self.deliver(name, PingReply(address))
 
     # -- observation -------------------------------------------------------------------------
 

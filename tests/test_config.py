@@ -170,7 +170,8 @@ def test_unknown_section_and_unknown_top_level_key(cwd):
     text = "zzz = 1\n" + BASE + "\n[timings]\nkeepalive = 1\n"
     errs = errors(text)
     assert errs[0] == "cluster.toml:1: zzz: unknown section " + (
-        "(known: cluster, group, link, node, replicated, takeover, timing, watchdog)"
+        "(known: cluster, group, link, metrics, node, notify, replicated, status_page, "
+        "takeover, timing, watchdog)"
     )
     assert errs[1] == (
         f"cluster.toml:{line_of(text, '[timings]')}: timings: unknown section "
@@ -383,16 +384,56 @@ def test_parse_duration_rejects_non_finite_numbers():
 
 def test_watchdog_timeout_below_twice_keepalive(cwd):
     text = BASE + '\n[watchdog]\nmode = "required"\ntimeout = "300ms"\n'
+    line = line_of(text, "timeout")
     assert errors(text) == [
-        f"cluster.toml:{line_of(text, 'timeout')}: watchdog.timeout: must be at least twice "
-        "keepalive (2 x 200ms)"
+        f"cluster.toml:{line}: watchdog.timeout: must be at least twice keepalive (2 x 200ms)",
+        f"cluster.toml:{line}: watchdog.timeout: 300ms cannot be armed: a watchdog device takes "
+        "a whole number of seconds, at least 1 s (use 1 s)",
     ]
+
+
+@pytest.mark.parametrize(("timeout", "fragment"), [
+    ("1.5s", "use 1 s or 2 s"),
+    ("2500ms", "use 2 s or 3 s"),
+])
+def test_watchdog_timeout_in_whole_seconds(cwd, timeout, fragment):
+    text = BASE + f'\n[watchdog]\ntimeout = "{timeout}"\n'
+    (problem,) = errors(text)
+    assert f"cluster.toml:{line_of(text, 'timeout')}: watchdog.timeout:" in problem
+    assert fragment in problem
+
+
+def test_a_watchdog_longer_than_deadtime_warns_with_the_numbers(cwd):
+    text = replace('deadtime = "1s"', 'deadtime = "2s"') + '\n[watchdog]\ntimeout = "10s"\n'
+    cfg = load(text)
+    (w,) = [w for w in cfg.warnings if w.key == "watchdog.timeout"]
+    assert w.line == line_of(text, "timeout")
+    assert ("watchdog timeout 10 s + margin 1.20 s exceeds deadtime 2 s: a takeover waits "
+            "11.20 s after the last beat instead of 2 s" in w.message)
+    assert "a timeout of 1 s or less costs nothing" in w.message
+    # the default (half of deadtime) costs nothing and says nothing
+    assert load(replace('deadtime = "1s"', 'deadtime = "2s"')).warnings == ()
+
+
+def test_no_watchdog_is_a_window_and_says_so(cwd):
+    text = BASE + '\n[watchdog]\nmode = "off"\n'
+    (w,) = load(text).warnings
+    assert (w.line, w.key) == (line_of(text, "mode"), "watchdog.mode")
+    assert "a hung node keeps its resources while its peer takes them over" in w.message
+
+
+def test_a_short_ping_timeout_warns(cwd):
+    text = replace("auto_failback = true", 'auto_failback = true\nping_timeout = "1500ms"')
+    (w,) = load(text).warnings
+    assert (w.line, w.key) == (5, "cluster.ping_timeout")
+    assert "1.5 s is below 2 x deadtime (2 s)" in w.message
+    assert load(BASE).ping_timeout == 3.0  # derived: at least 3 s and 2 x deadtime
 
 
 def test_watchdog_timeout_default_follows_a_long_keepalive(cwd):
     text = replace('keepalive = "200ms"\ndeadtime = "1s"', 'keepalive = "8s"\ndeadtime = "30s"')
-    assert load(text).watchdog.timeout == 16.0
-    assert load(BASE).watchdog.timeout == 10.0
+    assert load(text).watchdog.timeout == 16.0  # 2 x keepalive, above half of deadtime
+    assert load(BASE).watchdog.timeout == 1.0  # half of 1 s deadtime, at least 1 s
     text += '\n[watchdog]\ntimeout = "12s"\n'
     assert errors(text) == [
         f"cluster.toml:{line_of(text, 'timeout')}: watchdog.timeout: must be at least twice "
@@ -414,7 +455,10 @@ def test_ping_interval_zero_and_timeout_below_interval(cwd):
     text = replace("auto_failback = true", 'auto_failback = true\nping_interval = "0s"')
     assert errors(text) == ["cluster.toml:5: cluster.ping_interval: must be more than 0"]
     text = replace("auto_failback = true", 'auto_failback = true\nping_interval = "5s"')
-    assert errors(text) == ["cluster.toml:1: cluster.ping_timeout: must be at least ping_interval"]
+    assert load(text).ping_timeout == 10.0  # derived: 2 x ping_interval here
+    text = replace("auto_failback = true",
+                   'auto_failback = true\nping_interval = "5s"\nping_timeout = "3s"')
+    assert errors(text) == ["cluster.toml:6: cluster.ping_timeout: must be at least ping_interval"]
 
 
 # --------------------------------------------------------------------------------------------

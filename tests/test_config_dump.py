@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -50,7 +51,7 @@ def round_trip(config: Config) -> Config:
 # Fields that are not settings: the file's path, the sub-tables, what the loader derives.
 NOT_SETTINGS = {
     "Config": {"path", "timing", "watchdog", "takeover", "nodes", "links", "groups",
-               "replicated", "warnings"},
+               "replicated", "notify", "metrics", "status_page", "warnings"},
     "Group": {"resources"},
 }
 
@@ -222,7 +223,9 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "timing": timing,
         "watchdog": {"mode": draw(st.sampled_from(["required", "automatic", "off"])),
                      "device": draw(st.sampled_from(["auto", "/dev/watchdog1", "fifo:/run/w"])),
-                     "timeout": duration_value(max(2 * keepalive, draw(seconds)))},
+                     # whole seconds: a watchdog device takes nothing else
+                     "timeout": duration_value(float(math.ceil(max(1.0, 2 * keepalive,
+                                                                   draw(seconds)))))},
         "takeover": {"garp_count": draw(st.integers(0, 100)),
                      "garp_interval": duration_value(draw(seconds)),
                      "garp_repeat_delay": duration_value(draw(st.one_of(st.just(0.0), seconds))),

@@ -120,7 +120,11 @@ def split(role: str = "Secondary") -> Replica:
 
 
 def test_resolve_split_brain_runs_the_commands_then_answers():
+    """Alone (the peer is away): this node's half, then the answer, which says to run the
+    same command on the peer when it is back."""
     sim = Sim(make_config(extra_groups=DATA))
+    sim.run(3.0)
+    sim.kill("node2")
     sim.run(3.0)
     sim.deliver("node1", ReplicaChanged(split()))
     s = sim.nodes["node1"].state
@@ -131,15 +135,59 @@ def test_resolve_split_brain_runs_the_commands_then_answers():
     assert not [a for a in first.actions if isinstance(a, AdminAnswer)]  # not yet
     assert any("DISCARDING this node's (node1) changes" in r and "1024 KiB" in r
                for r in first.reasons)
+    assert any("node2 is not reachable: run the same command there when it is back" in r
+               for r in first.reasons)
     done = step(first.state, DrbdadmDone(9, "r0", True), sim.now)
     decision = answer_of(done).decision
     assert isinstance(decision, Accepted)
-    assert decision.reasons[-1].startswith("r0: done here; run the same command on node2")
+    assert decision.reasons[-1] == "r0: done here"
     assert done.state.resolving == {}
     failed = step(first.state, DrbdadmDone(9, "r0", False, "drbdadm connect failed: x"),
                   sim.now)
     refusal = answer_of(failed).decision
     assert isinstance(refusal, Refused) and "drbdadm connect failed" in refusal.reason
+
+
+def test_resolve_split_brain_on_one_node_drives_both():
+    """`twinbeat resolve-split-brain --discard node1` run on node2 only: node2 runs its
+    half (disconnect, connect) and carries the decision to node1 over the heartbeat links,
+    where node1 runs its own (disconnect, secondary, connect --discard-my-data); the answer
+    comes once both are done."""
+    sim = Sim(make_config(extra_groups=DATA))
+    sim.run(3.0)
+    sim.deliver("node1", ReplicaChanged(split()))
+    sim.deliver("node2", ReplicaChanged(split(role="Primary")))
+    t0 = sim.now
+    sim.deliver("node2", AdminCommand("resolve-split-brain", None, 7, discard="node1"))
+    sim.run(1.0)
+    n1 = [a.steps for _t, a in sim.nodes["node1"].drbdadm_runs]
+    n2 = [a.steps for _t, a in sim.nodes["node2"].drbdadm_runs]
+    assert n1 == [((("disconnect",), False), (("secondary",), True),
+                   (("connect", "--discard-my-data"), True))]
+    assert n2 == [((("disconnect",), False), (("connect",), True))]
+    (at, ans), = sim.nodes["node2"].admin_answers
+    assert isinstance(ans.decision, Accepted) and at - t0 < 0.5
+    assert "r0: done here" in ans.decision.reasons
+    assert "r0 on node1: done" in ans.decision.reasons
+    assert any("resolve-split-brain asked by node2: r0: DISCARDING this node's (node1)" in r
+               for r in sim.reasons("node1"))
+    # no second run on either side: one request id, run once
+    sim.run(2.0)
+    assert len(sim.nodes["node1"].drbdadm_runs) == len(sim.nodes["node2"].drbdadm_runs) == 1
+
+
+def test_resolve_split_brain_carried_to_a_primary_victim_is_refused_there():
+    sim = Sim(make_config(extra_groups=DATA))
+    sim.run(3.0)
+    sim.deliver("node1", ReplicaChanged(split(role="Primary")))
+    sim.deliver("node2", ReplicaChanged(split()))
+    sim.deliver("node2", AdminCommand("resolve-split-brain", None, 7, discard="node1"))
+    sim.run(1.0)
+    assert sim.nodes["node1"].drbdadm_runs == []
+    (_at, ans), = sim.nodes["node2"].admin_answers
+    assert isinstance(ans.decision, Refused)
+    assert "r0 on node1: refused" in ans.decision.reason
+    assert "this node (node1) is Primary" in ans.decision.reason
 
 
 def test_resolve_split_brain_refusals():

@@ -412,6 +412,80 @@ def test_configurations_that_disagree_are_reported():
     assert same.status("node1")["config_mismatch"] is False
 
 
+PINGS = 'ping_nodes = ["192.168.85.254"]\nping_timeout = "2s"'
+
+
+def test_late_ping_answers_on_a_loaded_node_move_nothing():
+    """node1's ping answers arrive 2 s late: for about a second after the delay starts no
+    answer has come for ping_timeout (2 s), so node1 counts as cut off; without the damping
+    that moved the group (a CI run saw it). The late answers then keep coming."""
+    sim = Sim(make_config(extra_cluster=PINGS))
+    sim.run(5.0)
+    assert sim.owner() == "node1"
+    t0 = sim.now
+    sim.nodes["node1"].ping_delay = 2.0
+    sim.run(30.0)
+    assert sim.owner() == "node1"
+    assert [t for n in sim.nodes.values() for t, _g, _i in n.stops if t >= t0] == []
+    said = reasons_after(sim, "node1", t0)
+    assert any("this node is cut off: no ping node answers" in r for r in said)
+    assert not any("handing its groups" in r for r in said)
+    assert sim.violations == []
+
+
+def test_lost_ping_answers_move_once_and_not_back_before_the_hold():
+    sim = Sim(make_config(extra_cluster=PINGS))  # auto_failback on: node1 is preferred
+    sim.run(5.0)
+    t0 = sim.now
+    sim.nodes["node1"].world_ok = False
+    sim.run(5.0)  # cut off at 2 s, groups handed over at 4 s
+    assert sim.owner() == "node2"
+    st = sim.status("node1")
+    assert "while node2 sees the outside world" in st["world"]["yields"]
+    assert any("node1 is cut off from the outside world (or just back) and yields its groups"
+               in r for r in reasons_after(sim, "node2", t0))
+    # node1's pings are answered again: it takes nothing back for 3 x ping_timeout (6 s)
+    sim.nodes["node1"].world_ok = True
+    t1 = sim.now
+    sim.run(5.0)
+    assert sim.owner() == "node2"
+    assert "takes no group back until" in sim.status("node1")["world"]["yields"]
+    sim.run(3.0)
+    assert sim.owner() == "node1"  # auto_failback once the hold is over
+    moves = [t for t, r in sim.nodes["node2"].reasons
+             if r.startswith("acquiring group web") and t >= t0]
+    assert len(moves) == 1
+    back = [t for t, r in sim.nodes["node1"].reasons
+            if r.startswith("acquiring group web") and t >= t1]
+    assert back and back[0] - t1 >= 6.0 - 1e-6
+    assert sim.violations == []
+
+
+def test_a_flapping_ping_node_moves_a_group_at_most_once():
+    sim = Sim(make_config(extra_cluster=PINGS))
+    sim.run(5.0)
+    t0 = sim.now
+    for _ in range(6):  # answers lost for 5 s, then answered for 1 s
+        sim.nodes["node1"].world_ok = False
+        sim.run(5.0)
+        sim.nodes["node1"].world_ok = True
+        sim.run(1.0)
+    moves = [t for n in sim.nodes.values() for t, r in n.reasons
+             if r.startswith("acquiring group web") and t >= t0]
+    assert len(moves) == 1
+    assert sim.owner() == "node2"
+
+
+def test_a_ping_node_that_fails_for_both_moves_nothing():
+    sim = Sim(make_config(extra_cluster=PINGS))
+    sim.run(5.0)
+    for node in sim.nodes.values():
+        node.world_ok = False
+    sim.run(20.0)
+    assert sim.owner() == "node1"
+    assert not any("handing its groups" in r for r in sim.reasons("node1"))
+
+
 def test_ping_node_that_never_answers_does_not_block_takeover():
     cfg = make_config(extra_cluster='ping_nodes = ["192.168.85.254"]')
     sim = Sim(cfg)
@@ -432,9 +506,15 @@ def test_ping_node_that_stops_answering_cuts_the_node_off():
     sim.run(5.0)
     assert sim.status("node1")["world"]["ping_answered"] is True
     sim.nodes["node1"].world_ok = False  # node1's pings stop being answered
-    sim.run(5.0)
+    t0 = sim.now
+    # cut off after ping_timeout (3 s) of silence, groups handed over after ping_timeout more
+    sim.run(5.5)
+    assert sim.owner() == "node1"
+    sim.run(1.5)
     assert sim.owner() == "node2"
     assert any("no ping node answers" in r for r in sim.reasons("node1"))
+    handed = [t for t, r in sim.nodes["node1"].reasons if "handing its groups to it" in r]
+    assert handed and 5.8 <= handed[0] - t0 <= 6.3
 
 
 def test_the_same_beat_on_another_link_is_not_decoded_again(monkeypatch: pytest.MonkeyPatch):

@@ -175,6 +175,15 @@ def test_frame_is_small():
         pins={"web": ("node1", 3)},
     )
     assert len(codec.encode(beat, KEY)) < 300
+    # the round-trip echo (one link per beat) keeps it well under the serial budget
+    echoed = codec.Beat(
+        "cluster", "node1", 12, 123456,
+        links={"serial": True, "crossover": True, "public": True},
+        groups={"web": codec.GroupView(Activity.RUNNING, Nego.NONE, 12 << 20 | 3)},
+        pins={"web": ("node1", 3)}, echo=("crossover", 12, 123455, 97),
+    )
+    assert len(codec.encode(echoed, KEY)) - len(codec.encode(beat, KEY)) <= 40
+    assert len(codec.encode(echoed, KEY)) < 330
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +198,9 @@ ALLOWED = {
     "supervisor.core.step", "supervisor.core.intake", "supervisor.core.liveness",
     "supervisor.core.ownership", "supervisor.core.plan", "supervisor.core.admin",
     "supervisor.core.fencing", "supervisor.core.publish", "supervisor.core.view",
-    "supervisor.core.replica", "supervisor.core.compat", "supervisor.resource_spec",
+    "supervisor.core.replica", "supervisor.core.notify", "supervisor.core.historywire",
+    "supervisor.core.promotion", "supervisor.core.watchdog_window", "supervisor.core.compat",
+    "supervisor.resource_spec",
     "supervisor.names", "supervisor.settings", "supervisor.values",
     "supervisor.core.freshness",
 }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 from collections.abc import Awaitable, Callable
@@ -193,24 +194,35 @@ monitor_interval = "200ms"
     return cfg, script
 
 
-def run_drbd_node(tmp: Path, scenario: Callable[[Supervisor], Awaitable[None]]) -> Supervisor:
+def run_drbd_node(tmp: Path, scenario: Callable[[Supervisor], Awaitable[None]], *,
+                  state: tuple[str, str, str] | None = None, exists: str | None = None,
+                  hooks: bool = False) -> Supervisor:
+    """One node whose group is drbddisk::r0; ``state`` (role, dstate, cstate) and ``exists``
+    (the monitor's first lines) replace the Outdated replica; ``hooks``: the agent gets the
+    loop's view of DRBD and of the peer, as in production."""
     cfg_path, drbdadm = drbd_node(tmp)
+    if state is not None:
+        for name, text in zip(("role", "dstate", "cstate"), state, strict=True):
+            (tmp / name).write_text(text + "\n")
     cfg = load_config(cfg_path)
     assert drbd_resources(cfg) == ["r0"]
 
     def factory(spec: ResourceSpec) -> Any:
+        extra = sup.drbd_hooks() if hooks else {
+            "drbd_split_brain": lambda r: sup.drbd_monitor is not None
+            and sup.drbd_monitor.views[r].split_brain}
         return make_agent(spec, AgentContext(
             takeover=cfg.takeover, drbdadm=str(drbdadm), modprobe="true", command_timeout=10,
             run_dir=tmp / "run", drbd_connect_wait=0.2, drbd_sync_wait=0.2,
-            drbd_split_brain=lambda r: sup.drbd_monitor is not None
-            and sup.drbd_monitor.views[r].split_brain))
+            drbd_peer_wait=0.5, **extra))
 
     # the monitor's child is a fake that prints the Outdated state and waits
-    exists = ("exists resource name:r0 role:Secondary\n"
-              "exists connection name:r0 connection:Connecting role:Unknown\n"
-              "exists device name:r0 volume:0 minor:0 disk:Outdated\n"
-              "exists peer-device name:r0 volume:0 replication:Off peer-disk:DUnknown\n"
-              "exists -\n")
+    exists = exists or ("exists resource name:r0 role:Secondary\n"
+                        "exists connection name:r0 connection:Connecting role:Unknown\n"
+                        "exists device name:r0 volume:0 minor:0 disk:Outdated\n"
+                        "exists peer-device name:r0 volume:0 replication:Off "
+                        "peer-disk:DUnknown\n"
+                        "exists -\n")
     mon = Events2Monitor(["r0"], drbdsetup=fake_drbdsetup(tmp, die=False, exists=exists),
                          poll_sync=60)
     sup = Supervisor(cfg, "node1", tmp / "state", agent_factory=factory, drbd_monitor=mon)
@@ -255,6 +267,53 @@ def test_outdated_replica_is_refused_then_force_data_takes_over(tmp_path: Path):
     calls = drbd_calls(tmp_path)
     assert "primary --force r0" in calls
     assert calls.count("primary --force r0") == 1 and "primary r0" not in calls
+
+
+@pytest.mark.slow  # a real supervisor loop
+def test_a_dead_peer_still_connected_in_drbd_is_dropped_through_the_loop(tmp_path: Path):
+    """The whole path: the core declares the peer dead (never heard within initdead), starts
+    the group; the promotion machine, fed by the loop's hooks, drops DRBD's connection to the
+    dead Primary peer at once, promotes and listens again."""
+    exists = ("exists resource name:r0 role:Secondary\n"
+              "exists connection name:r0 connection:Connected role:Primary\n"
+              "exists device name:r0 volume:0 minor:0 disk:UpToDate\n"
+              "exists peer-device name:r0 volume:0 replication:Established "
+              "peer-disk:UpToDate\n"
+              "exists -\n")
+    seen: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        seen["liveness"] = sup.peer_liveness()
+        seen["history"] = [r for _t, r in sup.history]
+
+    run_drbd_node(tmp_path, scenario, hooks=True, exists=exists,
+                  state=("Secondary/Primary", "UpToDate/UpToDate", "Connected"))
+    calls = drbd_calls(tmp_path)
+    assert [c for c in calls if c.split()[0] in ("disconnect", "primary", "connect")] == [
+        "disconnect --force r0", "primary r0", "connect r0"]
+    assert seen["liveness"].dead and seen["liveness"].hearing == ()
+    assert "not heard within initdead" in seen["liveness"].reason
+
+
+@pytest.mark.slow  # a real supervisor loop
+def test_without_the_core_saying_dead_the_loop_never_disconnects(tmp_path: Path):
+    """Same DRBD state, but the agent has no view of the peer (a live peer is never
+    dropped): it waits for DRBD to show the peer demoted, and refuses when it does not."""
+    exists = ("exists resource name:r0 role:Secondary\n"
+              "exists connection name:r0 connection:Connected role:Primary\n"
+              "exists device name:r0 volume:0 minor:0 disk:UpToDate\n"
+              "exists peer-device name:r0 volume:0 replication:Established "
+              "peer-disk:UpToDate\n"
+              "exists -\n")
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the refusal", lambda: any("the peer is Primary" in r
+                                               for _t, r in sup.history), timeout=40)
+
+    run_drbd_node(tmp_path, scenario, hooks=False, exists=exists,
+                  state=("Secondary/Primary", "UpToDate/UpToDate", "Connected"))
+    assert not any(c.startswith(("disconnect", "primary")) for c in drbd_calls(tmp_path))
 
 
 def test_force_data_needs_a_drbd_group(tmp_path: Path):
@@ -308,3 +367,35 @@ def test_resolve_split_brain_on_the_victim_and_on_the_survivor(tmp_path: Path):
     assert answers["survivor_calls"] == ["disconnect r0", "connect r0"]
     assert answers["primary"]["ok"] is False
     assert "this node (node1) is Primary" in answers["primary"]["error"]
+
+
+@pytest.mark.slow  # a real supervisor loop
+def test_a_split_brain_survives_a_restart_until_it_is_resolved(tmp_path: Path):
+    state = tmp_path / "state" / "split-brain.json"
+    seen: dict[str, Any] = {}
+
+    async def first(sup: Supervisor) -> None:
+        mon = sup.drbd_monitor
+        assert mon is not None
+        await until("the monitor", lambda: mon.running)
+        mon.feed_line("call helper name:r0 volume:0 minor:0 helper:split-brain")
+        await until("the split brain on disk", state.exists)
+
+    run_drbd_node(tmp_path, first)
+    assert "r0" in json.loads(state.read_text())
+
+    async def second(sup: Supervisor) -> None:
+        mon = sup.drbd_monitor
+        assert mon is not None
+        await until("the monitor", lambda: mon.running)
+        seen["status"] = sup.status()["replication"][0]
+        seen["core"] = sup.state.replicas["r0"].split_brain if sup.state else None
+        mon.feed_line("change connection name:r0 connection:Connected role:Primary")
+        mon.feed_line("change peer-device name:r0 volume:0 replication:Established "
+                      "peer-disk:UpToDate")
+        await until("the file to go", lambda: not state.exists())
+
+    run_drbd_node(tmp_path, second)
+    assert seen["status"]["split_brain"] is True  # restarted: DRBD says nothing more
+    assert seen["core"] is True
+    assert not state.exists()

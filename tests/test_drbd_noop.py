@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from supervisor.config import TakeoverConfig
+from supervisor.core.promotion import peer_liveness
+from supervisor.drivers.agent_base import ChangeSignal
 from supervisor.drivers.agents import (
     AgentContext,
     AgentError,
@@ -35,6 +38,11 @@ case "$1" in
   create-md) rm -f "$r/no-md" ;;
   primary) printf 'Primary/Secondary\\n' > "$r/role"
            if [ "$2" = --force ]; then sed -i 's|^Inconsistent/|UpToDate/|' "$r/dstate"; fi ;;
+  disconnect) [ -e "$r/no-disconnect" ] && {{ echo "r0: State change failed: (-2) boom" >&2
+                                               exit 11; }}
+              printf 'StandAlone\\n' > "$r/cstate"
+              sed -i 's|/.*|/Unknown|' "$r/role"; sed -i 's|/.*|/DUnknown|' "$r/dstate" ;;
+  connect) printf 'WFConnection\\n' > "$r/cstate" ;;
   secondary) [ -e "$r/busy" ] && {{ echo "State change failed: held open" >&2; exit 11; }}
              printf 'Secondary/Secondary\\n' > "$r/role" ;;
 esac
@@ -138,6 +146,60 @@ def test_waits_for_drbd_to_notice_a_dead_primary_peer(fake):
         await asyncio.wait_for(task, 10)
 
     asyncio.run(scenario())
+    assert "primary r0" in calls(root)
+
+
+DEAD = peer_liveness("node1", True, "peer node1 silent on all links for 2.0 s", ())
+
+
+def test_a_peer_dead_on_every_link_is_disconnected_at_once_then_promote_and_listen(fake):
+    # the QEMU case: the heartbeat declared the powered-off peer dead, DRBD still shows it
+    # Connected and Primary (its own ping would notice ~10 s later)
+    root, agent = fake
+    (root / "role").write_text("Secondary/Primary\n")
+    agent.ctx.peer_liveness = lambda: DEAD
+    t0 = time.monotonic()
+    asyncio.run(agent.start())
+    assert time.monotonic() - t0 < 5.0
+    assert [c for c in calls(root) if c.split()[0] in ("disconnect", "primary", "connect")] \
+        == ["disconnect --force r0", "primary r0", "connect r0"]
+    assert (root / "cstate").read_text() == "WFConnection\n"
+
+
+def test_a_failed_disconnect_fails_the_start_with_its_stderr(fake):
+    root, agent = fake
+    (root / "role").write_text("Secondary/Primary\n")
+    (root / "no-disconnect").touch()
+    agent.ctx.peer_liveness = lambda: DEAD
+    with pytest.raises(AgentError, match=r"cannot drop DRBD resource r0's connection to the "
+                                         r"dead peer: .*State change failed: \(-2\) boom"):
+        asyncio.run(agent.start())
+    assert not any(c.startswith("primary") for c in calls(root))
+
+
+@pytest.mark.slow  # real time: a wait of 0.5 s before the signal
+def test_a_live_peer_is_never_disconnected_and_the_signal_wakes_the_wait(fake):
+    root, agent = fake
+    (root / "role").write_text("Secondary/Primary\n")
+    agent.ctx.drbd_peer_wait = 30.0
+    agent.ctx.drbd_poll_monitored = 30.0  # only the signal can wake it in time
+    signal = ChangeSignal()
+    agent.ctx.drbd_changes = signal
+    alive = peer_liveness("node1", False, "", ("serial",))
+    agent.ctx.peer_liveness = lambda: alive
+
+    async def scenario() -> float:
+        task = asyncio.create_task(agent.start())
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        (root / "role").write_text("Secondary/Secondary\n")
+        t = time.monotonic()
+        signal.notify()
+        await asyncio.wait_for(task, 10)
+        return time.monotonic() - t
+
+    assert asyncio.run(scenario()) < 2.0
+    assert not any(c.startswith("disconnect") for c in calls(root))
     assert "primary r0" in calls(root)
 
 

@@ -117,12 +117,14 @@ def test_default_resource_has_every_section_in_its_place() -> None:
     assert set(res) == {"statements", "net", "disk", "handlers", "on node1", "on node2"}
     assert res["net"]["statements"] == [
         "protocol C",
+        "ping-int 1",
+        "ping-timeout 10",
         "after-sb-0pri disconnect",
         "after-sb-1pri disconnect",
         "after-sb-2pri disconnect",
     ]
     assert res["disk"]["statements"] == [
-        "fencing resource-only",
+        "fencing resource-and-stonith",
         "resync-rate 100M",
         "c-max-rate 100M",
     ]
@@ -153,7 +155,7 @@ def test_header_says_where_the_file_comes_from_and_how_to_regenerate_it() -> Non
 ])
 def test_split_brain_policies(policy: str, expected: tuple[str, str, str]) -> None:
     net = resource(sb_config(policy))["net"]["statements"]
-    assert net[1:] == [f"after-sb-{n}pri {v}" for n, v in zip("012", expected, strict=True)]
+    assert net[3:] == [f"after-sb-{n}pri {v}" for n, v in zip("012", expected, strict=True)]
     zero, one, two = expected
     assert zero in AFTER_SB_0PRI or zero in ("discard-node-node1", "discard-node-node2")
     assert one in AFTER_SB_1PRI and two in AFTER_SB_2PRI

@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from supervisor import cli
+from supervisor import cli, fencepeer
 from supervisor.config import load_config
 from supervisor.control import request
 from supervisor.core.events import ShutdownRequested
@@ -65,6 +67,9 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -169,18 +174,44 @@ def test_fence_peer_command_returns_the_peers_answer(tmp_path, null_modem, capsy
     assert "exit 5 (peer unreachable)" in err
 
 
-def test_fence_peer_without_a_daemon_exits_5(tmp_path, capsys):
-    assert cli.main(["fence-peer", "r0", "--state-dir", str(tmp_path)]) == 5
+# the two ways in: the full command line, and the launcher's light path
+ENTRIES = {
+    "cli": lambda argv: cli.main(["fence-peer", *argv]),
+    "light": fencepeer.main,
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_fence_peer_without_a_daemon_exits_5(tmp_path, capsys, entry):
+    assert ENTRIES[entry](["r0", "--state-dir", str(tmp_path)]) == 5
     assert "cannot ask the twinbeat daemon" in capsys.readouterr().err
 
 
-def test_fence_peer_takes_the_resource_from_drbd(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_fence_peer_takes_the_resource_from_drbd(tmp_path, capsys, monkeypatch, entry):
     monkeypatch.delenv("DRBD_RESOURCE", raising=False)
-    assert cli.main(["fence-peer", "--state-dir", str(tmp_path)]) == 2
+    assert ENTRIES[entry](["--state-dir", str(tmp_path)]) == 2
     assert "DRBD_RESOURCE is not set" in capsys.readouterr().err
     monkeypatch.setenv("DRBD_RESOURCE", "r7")
-    assert cli.main(["fence-peer", "--state-dir", str(tmp_path)]) == 5
+    assert ENTRIES[entry](["--state-dir", str(tmp_path)]) == 5
     assert "fence-peer r7: cannot ask" in capsys.readouterr().err
+
+
+def test_the_launcher_answers_fence_peer_without_the_full_command_line(tmp_path):
+    """/usr/bin/twinbeat fence-peer skips supervisor.cli (and the configuration code): its
+    start-up is part of DRBD's frozen-write window and of a replicated failover."""
+    launcher = REPO / "mkosi.extra" / "usr" / "bin" / "twinbeat"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+            f"sys.argv = ['twinbeat', 'fence-peer', 'r0', '--state-dir', {str(tmp_path)!r}]\n"
+            "import atexit\n"
+            "atexit.register(lambda: print('LOADED', 'supervisor.cli' in sys.modules, "
+            "'supervisor.config' in sys.modules, 'asyncio' in sys.modules))\n"
+            f"exec(compile(open({str(launcher)!r}).read(), 'twinbeat', 'exec'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=False, timeout=30)
+    assert r.returncode == 5, r.stderr
+    assert "cannot ask the twinbeat daemon" in r.stderr
+    assert "LOADED False False False" in r.stdout
 
 
 def test_fence_peer_help_says_it_is_drbds_handler(capsys):
@@ -189,3 +220,10 @@ def test_fence_peer_help_says_it_is_drbds_handler(capsys):
     out = capsys.readouterr().out
     assert "DRBD's fence-peer handler" in out
     assert "4 peer's disk now Outdated" in " ".join(out.split())
+
+
+def test_the_light_handler_finds_the_daemon_where_the_daemon_is():
+    from supervisor.statefiles import DEFAULT_STATE_DIR
+
+    assert str(DEFAULT_STATE_DIR) == fencepeer.DEFAULT_STATE_DIR
+    assert fencepeer.CONTROL_SOCKET == CONTROL_SOCKET

@@ -269,8 +269,11 @@ def test_example_seed_is_valid_for_the_machine_it_describes(root: Path) -> None:
     assert result.answers["disk"] == "vdb"
     assert result.answers["serial_port"] == "ttyS1"
     for q in QUESTIONS:
-        if q.interactive and q.key != "baud":
+        # smarthost is asked only with mail_to, which the example leaves at "none"
+        if q.interactive and q.key not in ("baud", "smarthost"):
             assert f"\n{q.key} = " in text, q.key
+    assert result.answers["mail_to"] is None and "smarthost" not in result.answers
+    assert result.answers["ntp_server"] == "192.168.85.254"
 
 
 def test_seed_problems_are_all_listed(root: Path) -> None:
@@ -614,6 +617,8 @@ def test_previous_answers_read_back_a_configuration(root: Path) -> None:
         "public_heartbeat": "yes", "serial_port": "ttyS1", "baud": "115200",
         "floating_addresses": "192.168.85.9", "services": "nginx.service", "disk": "vdb",
         "secret": answers["secret"],
+        # no [notify] table and no timesyncd drop-in: neither was set up
+        "mail_to": "none", "ntp_server": "none",
     }
     assert root_login_set(root)
 
@@ -664,3 +669,22 @@ def test_drbd_service_is_never_offered(root: Path) -> None:
     assert "drbd.service" not in hw.offered_services
     with pytest.raises(validate.Invalid, match="part of the base system"):
         validate.services("drbd", ctx_for(root))
+
+
+def test_alert_mail_and_ntp_answers(root: Path) -> None:
+    ctx = ctx_for(root)
+    assert validate.mail_to("none", ctx) is None
+    assert validate.mail_to(" admin@example.com ", ctx) == "admin@example.com"
+    assert validate.smarthost("mail.example.com", ctx) == "mail.example.com"
+    assert validate.smarthost("192.168.85.25", ctx) == "192.168.85.25"
+    assert validate.ntp_server("none", ctx) is None
+    assert validate.ntp_server("ntp.example.com", ctx) == "ntp.example.com"
+    for fn, text, message in (
+        (validate.mail_to, "admin", "not an e-mail address"),
+        (validate.mail_to, "a@b", "not an e-mail address"),
+        (validate.smarthost, "", "give the mail relay"),
+        (validate.smarthost, "mail_relay!", "not a host name"),
+        (validate.ntp_server, "300.1.1.1", "not an IPv4 address"),
+    ):
+        with pytest.raises(validate.Invalid, match=message):
+            fn(text, ctx)

@@ -149,6 +149,10 @@ def test_reconfigure_with_every_default_rewrites_the_same_files(root1: Path) -> 
             "Services to own ('none' for none) [none]: ":
                 "Services to own ('none' for none) [nginx.service]: ",
             "Root password [none]: ": "Root password [keep]: ",
+            # the alert answers are read back from [notify]
+            "E-mail for alerts ('none' for none) [none]: ":
+                "E-mail for alerts ('none' for none) [admin@example.com]: ",
+            "Mail relay (smarthost): ": "Mail relay (smarthost) [mail.example.com]: ",
         }.get(first_prompt, first_prompt)
         if prompt != "Repeat the root password: ":
             steps.append((prompt, ""))
@@ -348,6 +352,8 @@ disk = "vdb"
 services = ["nginx"]
 root_password = "{PASSWORD}"
 ssh_key = "{NODE1[21][1]}"
+mail_to = "admin@example.com"
+smarthost = "mail.example.com"
 """
 
 

@@ -213,8 +213,10 @@ def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -
     unit = (image.root / "usr/lib/systemd/system/twinbeat.service").read_text()
     for line in ("ConditionPathExists=/etc/twinbeat/cluster.toml", "Type=notify",
                  "ExecStart=/usr/bin/twinbeat run", "Restart=on-failure",
-                 "Wants=network-online.target"):
+                 "Wants=network-online.target", "CPUSchedulingPolicy=rr",
+                 "CPUSchedulingResetOnFork=yes", "LimitMEMLOCK=infinity"):
         assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    assert re.search(r"^CPUSchedulingPriority=[1-9]\d*$", unit, re.M)
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
     assert not (image.root / "etc/twinbeat/cluster.toml").exists()
 
@@ -222,6 +224,18 @@ def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -
 def test_python_libraries_import_in_the_image(image: Image) -> None:
     r = image.chroot("python3", "-B", "-c", "import pyroute2, serial, pyinotify, jinja2, pexpect")
     assert r.returncode == 0, r.stderr
+
+
+def test_operations_dependencies_are_in_the_image(image: Image) -> None:
+    """Debian's prometheus client serves the metrics (imported only where they are served);
+    systemd-timesyncd sets the clock from the wizard's NTP server."""
+    r = image.chroot("python3", "-I", "-B", "-c",
+                     "import sys; sys.path.insert(0, '/usr/lib/twinbeat'); "
+                     "from supervisor import metrics; print(metrics.CONTENT_TYPE)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("text/plain; version=0.0.4")
+    assert (image.root / "usr/lib/systemd/system/systemd-timesyncd.service").exists()
+    assert (image.root / "usr/lib/systemd/systemd-timesyncd").exists()
 
 
 def test_our_packages_are_private_and_import_in_the_image(image: Image) -> None:
@@ -359,9 +373,9 @@ def test_rendered_resource_file_parses_with_drbdadm_84(
     for wanted in ("on alpha { device /dev/drbd0 minor 0; disk /dev/vdb; meta-disk internal; "
                    "address ipv4 10.0.0.1:7788; }",
                    "address ipv4 10.0.0.2:7788;",
-                   "net { protocol C; after-sb-0pri discard-node-beta; after-sb-1pri consensus; "
-                   "after-sb-2pri disconnect; }",
-                   "disk { fencing resource-only; resync-rate 100M; c-max-rate 100M; }",
+                   "net { protocol C; ping-int 1; ping-timeout 10; after-sb-0pri "
+                   "discard-node-beta; after-sb-1pri consensus; after-sb-2pri disconnect; }",
+                   "disk { fencing resource-and-stonith; resync-rate 100M; c-max-rate 100M; }",
                    'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }'):
         assert wanted in dump, f"{wanted!r} not in drbdadm's dump:\n{r.stdout}"
     r = image.chroot("/usr/bin/twinbeat", "check-config", "--config", f"{inside}/cluster.toml",
@@ -384,16 +398,33 @@ def test_drbdadm_84_turns_the_rendered_file_into_the_intended_options(
     assert r.returncode == 0, r.stdout + r.stderr
     attach = next(line for line in r.stdout.splitlines() if " attach " in line)
     connect = next(line for line in r.stdout.splitlines() if " connect " in line)
-    for option in ("--fencing=resource-only", "--resync-rate=100M", "--c-max-rate=100M"):
+    for option in ("--fencing=resource-and-stonith", "--resync-rate=100M",
+                   "--c-max-rate=100M"):
         assert option in attach.split(), attach
     assert "/dev/vdb" in attach.split()
     # discard-node-peer on this host: the peer's changes are the ones discarded
     for option in ("ipv4:10.0.0.1:7788", "ipv4:10.0.0.2:7788", "--protocol=C",
                    "--after-sb-0pri=discard-remote", "--after-sb-1pri=consensus",
-                   "--after-sb-2pri=disconnect"):
+                   "--after-sb-2pri=disconnect", "--ping-int=1", "--ping-timeout=10"):
         assert option in connect.split(), connect
 
 
+def test_drbdadm_84_passes_a_forced_disconnect_to_drbdsetup(
+    image: Image, image_tmp: tuple[Path, str]
+) -> None:
+    """The promotion machine drops DRBD's connection to a dead peer with `drbdadm
+    disconnect --force` (a graceful disconnect waits for the dead peer's answer, i.e. for
+    DRBD's ping): the image's drbdadm-84 must hand --force to drbdsetup."""
+    host, inside = image_tmp
+    _drbd_site(host, os.uname().nodename, "peer")
+    r = image.chroot("/usr/bin/twinbeat", "drbd-config", "--write", "--config",
+                     f"{inside}/cluster.toml", "--drbd-dir", f"{inside}/drbd.d")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = image.chroot("/usr/lib/drbd/drbdadm-84", "-c", f"{inside}/drbd.d/r0.res", "-d",
+                     "disconnect", "--force", "r0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(x for x in r.stdout.splitlines() if " disconnect " in x)
+    assert "--force" in line.split(), line
 # --------------------------------------------------------------------------------------------
 # A/B updates: the layout the first boot makes, the identity on /persist, RAUC's slots and
 # the image's own RAUC against good and bad bundles.

@@ -863,3 +863,36 @@ def test_cli_reads_files_with_a_byte_order_mark(tmp_path, capsys):
     args[1] = str(ha_cf)
     assert main_import(args) == 0
     assert tomllib.loads(capsys.readouterr().out)["timing"]["keepalive"] == "2s"
+
+
+# --------------------------------------------------------------------------------------------
+# heartbeat's MailTo resource becomes [notify], never a resource
+
+
+def test_mailto_becomes_notify_configuration_with_a_note(tmp_path):
+    haresources = ("server1 drbddisk::r0 IPaddr::192.168.0.250 nfs "
+                   "MailTo::ops@example.com,oncall@example.com::NFS_failover\n"
+                   "server2 192.168.0.251 MailTo::ops@example.com httpd\n")
+    result = import_heartbeat(fixture(SEED1, "ha.cf"), haresources,
+                              fixture(SEED1, "authkeys"), secret_factory=fixed_secret)
+    cfg = load_result(result, tmp_path)
+    # no group holds a MailTo script that does not exist here
+    for group in cfg.groups:
+        assert not any("mailto" in spec.describe().lower() for spec in group.resources)
+    assert [len(g.resources) for g in cfg.groups] == [3, 2]
+    assert cfg.notify.mail_to == ("ops@example.com", "oncall@example.com")
+    notes = [n for n in result.notes if "MailTo" in n]
+    assert len(notes) == 2
+    assert notes[0].startswith("haresources:1: MailTo::ops@example.com,oncall@example.com::"
+                               "NFS_failover: not a resource in twinbeat")
+    assert "'NFS_failover' is not used" in notes[0] and "smarthost" in notes[0]
+    assert 'smarthost = "mail.example.com"' in result.config_text  # shown, commented out
+    assert toml(result)["notify"] == {"mail_to": ["ops@example.com", "oncall@example.com"]}
+
+
+def test_mailto_without_address_is_an_error():
+    with pytest.raises(HeartbeatImportError) as exc:
+        import_heartbeat(fixture(SEED1, "ha.cf"), "server1 nfs MailTo::\n",
+                         fixture(SEED1, "authkeys"), secret_factory=fixed_secret)
+    assert any("haresources:1: MailTo::: MailTo needs an address" in e
+               for e in exc.value.problems)

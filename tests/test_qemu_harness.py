@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "qemu-tests"))
 
 import harness
@@ -67,3 +69,29 @@ def test_scenario_timeout_is_not_an_exception():
     # so that no `except Exception` in a scenario or a retry loop can swallow it
     assert issubclass(harness.ScenarioTimeout, BaseException)
     assert not issubclass(harness.ScenarioTimeout, Exception)
+
+
+def test_the_two_link_scenario_removes_the_public_link_from_the_wizards_cluster_toml(
+        tmp_path: Path) -> None:
+    """The scenario edits the file the wizard writes (its values carry comments beside them)."""
+    import tomllib
+
+    import pair
+    import scenarios_pair
+
+    from firstboot import hardware, secret, seed
+    from firstboot.model import build_setup
+    from firstboot.render import cluster_toml
+    from tests.firstboot_support import make_root
+    from tests.test_firstboot_units import ctx_for
+
+    root = make_root(tmp_path / "root")
+    data, problems = seed.parse_seed_text(seed.example_seed(secret.SeededRng(7)))
+    assert problems == [] and data is not None
+    answers = seed.apply_seed(data, ctx_for(root)).answers
+    text = cluster_toml(build_setup(answers, hardware.discover(root)))
+    assert [lk["name"] for lk in tomllib.loads(text)["link"]] == ["serial", "crossover", "public"]
+    out = scenarios_pair._without_public_link(text)
+    assert [lk["name"] for lk in tomllib.loads(out)["link"]] == ["serial", "crossover"]
+    with pytest.raises(pair.PairError):
+        scenarios_pair._without_public_link(out)

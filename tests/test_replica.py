@@ -172,3 +172,39 @@ def test_resource_taken_down_keeps_a_split_brain_flag():
     view.mark_split_brain(1.0, "test")
     view.apply(rec("destroy resource name:r0"), 2.0)
     assert view.connection == "Unconfigured" and view.split_brain is True
+
+
+def test_resync_rate_is_measured_over_the_last_reports_not_since_the_start():
+    """The last QEMU run printed `rate None`: a 48 MiB resync that took 3 s gave the status
+    one out-of-sync figure. The monitor now asks every second; the rate is the fall of the
+    figure over the last RATE_WINDOW seconds of reports, so a resync that slows down shows
+    its rate now, not its average."""
+    v = ReplicaView("r0")
+    base = "name:r0 peer-node-id:0 conn-name:peer volume:0"
+    v.apply(rec(f"change peer-device {base} replication:SyncTarget peer-disk:UpToDate "
+                "received:0 sent:0 out-of-sync:10000"), 100.0)
+    assert v.rate_kib_s() is None and v.eta_s() is None  # one figure: nothing to measure
+    v.apply(rec("exists resource name:r0 role:Secondary"), 100.4)  # no figure: no sample
+    assert v.rate_kib_s() is None
+    for t, oos in ((101.0, 9000), (102.0, 8000)):
+        v.apply(rec(f"exists peer-device {base} replication:SyncTarget peer-disk:UpToDate "
+                    f"received:{10000 - oos} sent:0 out-of-sync:{oos}"), t)
+    assert v.rate_kib_s() == pytest.approx(1000.0)
+    assert v.eta_s() == pytest.approx(8.0)
+    v.apply(rec(f"exists peer-device {base} replication:SyncTarget peer-disk:UpToDate "
+                "received:2100 sent:0 out-of-sync:7900"), 112.0)
+    assert v.rate_kib_s() == pytest.approx(10.0)  # 8000 -> 7900 over the last 10 s
+    st = v.as_dict(112.0)
+    assert st["sync_rate_kib_s"] == 10.0 and st["sync_eta_s"] == 790.0
+    assert st["sync_done_percent"] == pytest.approx(21.0)
+
+
+def test_a_statistics_line_without_out_of_sync_means_none_left():
+    v = ReplicaView("r0")
+    base = "name:r0 peer-node-id:0 conn-name:peer volume:0"
+    v.apply(rec(f"change peer-device {base} replication:SyncSource peer-disk:Inconsistent "
+                "received:0 sent:0 out-of-sync:4000"), 10.0)
+    v.apply(rec(f"exists peer-device {base} replication:SyncSource peer-disk:Inconsistent "
+                "received:0 sent:4000"), 11.0)  # drbdsetup leaves out-of-sync:0 out
+    assert v.out_of_sync_kib == 0 and v.done == 100.0
+    assert v.rate_kib_s() == pytest.approx(4000.0)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from supervisor.config import load_config
+from supervisor.core.actions import Accepted, AdminAnswer
 from supervisor.core.events import (
     AdminCommand,
     FrameReceived,
@@ -266,6 +267,8 @@ def test_watchdog_is_not_fed_while_the_loop_is_blocked(tmp_path: Path):
         st = sup.status()["watchdog"]
         assert st["armed"] is True and st["timeout"] == 1
         assert st["last_feed_age"] < 1.0
+        # the armed timeout goes to the core, which publishes it to the peer (wt)
+        assert st["armed_timeout"] == 1.0
 
     run_node(tmp_path, cfg, scenario)
     # healthy: fed more often than the 1 s timeout (every third of it)
@@ -286,6 +289,7 @@ def test_required_watchdog_that_cannot_be_armed_refuses_ownership(tmp_path: Path
         assert "watchdog required but not armed" in st["watchdog"]["reason"]
         assert group(sup)["local"] == "idle"
         assert "watchdog required but not armed" in group(sup)["reason"]
+        assert st["watchdog"]["armed_timeout"] is None  # the peer learns: none armed
 
     run_node(tmp_path, cfg, scenario)
     assert "start a" not in calls(tmp_path)
@@ -299,6 +303,42 @@ def _close_ptys():
             os.close(_keep.pop())
         except OSError:
             pass
+
+
+def test_maintenance_is_kept_across_a_restart_and_leaves_the_resources_alone(tmp_path: Path):
+    """Maintenance on through the control path, the supervisor stops (the group keeps
+    running), starts again (still in maintenance: no start-up cleanup stop, no monitor) and
+    only `maintenance off` hands the group back (its start-up cleanup runs then)."""
+    cfg = write_config(tmp_path, ["rec::a", "rec::b"])
+
+    async def first(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        answer = await sup.ask(lambda rid: AdminCommand("maintenance", None, rid, on=True))
+        assert isinstance(answer, AdminAnswer) and isinstance(answer.decision, Accepted)
+        assert answer.decision.reasons[0].startswith("maintenance mode on for node1")
+        await until("the flag file", (tmp_path / "state" / "maintenance.json").exists)
+
+    run_node(tmp_path, cfg, first)
+    # stopping in maintenance left both resources running
+    assert [c for c in calls(tmp_path) if c.startswith(("start", "stop"))][-2:] == [
+        "start a", "start b"]
+    (tmp_path / "resource.d").rename(tmp_path / "resource.d.old")
+    (tmp_path / "calls").unlink()
+
+    async def second(sup: Supervisor) -> None:
+        assert sup.status()["maintenance"] == ["node1"]
+        await asyncio.sleep(1.0)  # five monitor intervals: no check, no stop
+        assert calls(tmp_path) == []
+        answer = await sup.ask(lambda rid: AdminCommand("maintenance", None, rid, on=False))
+        assert isinstance(answer, AdminAnswer) and isinstance(answer.decision, Accepted)
+        assert "maintenance mode off for node1" in answer.decision.reasons[0]
+        await until("the group to run again", lambda: group(sup)["local"] == "running")
+
+    sup = run_node(tmp_path, cfg, second)
+    log = [c for c in calls(tmp_path) if not c.startswith("status")]
+    assert log[:2] == ["stop b", "stop a"]  # the start-up cleanup, once maintenance ended
+    events = [e.kind.value for e in sup.ops.history.events] if sup.ops else []
+    assert "maintenance_on" in events and "maintenance_off" in events
 
 
 def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
     twinbeat run [--config FILE] [--node NAME] [--state-dir DIR] [--drbd-dir DIR]
     twinbeat status [--json] [--state-dir DIR]
+    twinbeat history [--json] [--since WHEN] [--state-dir DIR]
     twinbeat standby [GROUP] | takeover [GROUP] | cleanup [GROUP]   [--state-dir DIR]
+    twinbeat unpin GROUP
+    twinbeat maintenance on|off [--node NODE]
     twinbeat takeover --force-data GROUP [--yes]
     twinbeat resolve-split-brain --discard NODE [--resource RES] [--yes]
     twinbeat fence-peer [RESOURCE] [--state-dir DIR]     (DRBD's fence-peer handler)
@@ -15,8 +18,9 @@
     twinbeat boot-check [--bound SECONDS] | persist prepare|save|seed-slots | upgrade-agent
 
 One module per group of commands: ``parser`` (the options), ``daemon`` (run),
-``configuration`` (check-config, drbd-config), ``admin`` (standby, takeover, cleanup,
-resolve-split-brain, fence-peer), ``status``; ``common`` holds what they share.
+``configuration`` (check-config, drbd-config), ``admin`` (standby, takeover, cleanup, unpin,
+maintenance, resolve-split-brain, fence-peer), ``status`` (status, history); ``common`` holds
+what they share.
 import-heartbeat and export pacemaker own their options (supervisor.importer,
 supervisor.pacemaker). Updates (install, upgrade, boot-check, persist, upgrade-agent) are
 supervisor.lifecycle.cli's.
@@ -36,10 +40,16 @@ from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, printable
 from supervisor.cli.configuration import cmd_check_config, cmd_drbd_config
 from supervisor.cli.daemon import cmd_run
 from supervisor.cli.parser import build_parser
-from supervisor.cli.status import cmd_status, format_replica, format_status
+from supervisor.cli.status import (
+    cmd_history,
+    cmd_status,
+    format_replica,
+    format_side_by_side,
+    format_status,
+)
 
-__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "format_replica", "format_status", "main",
-           "printable"]
+__all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "format_replica", "format_side_by_side",
+           "format_status", "main", "printable"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "status":
         return cmd_status(args)
+    if args.command == "history":
+        return cmd_history(args)
     if args.command == "takeover" and args.force_data:
         return cmd_force_data(args)
-    if args.command in ("standby", "takeover", "cleanup"):
+    if args.command in ("standby", "takeover", "cleanup", "unpin", "maintenance"):
         return cmd_admin(args)
     if args.command == "resolve-split-brain":
         return cmd_resolve_split_brain(args)

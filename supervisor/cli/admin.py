@@ -1,26 +1,28 @@
 """The commands that ask the running daemon to act: standby, takeover [--force-data], cleanup,
-resolve-split-brain, and DRBD's fence-peer handler."""
+unpin, maintenance, resolve-split-brain, and DRBD's fence-peer handler."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from typing import Any
 
 from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ask, confirm, printable
+from supervisor.cli.status import format_replica
 from supervisor.control import ControlError, request
 from supervisor.statefiles import CONTROL_SOCKET
 
-#: fence-peer's exit code when the daemon cannot ask the peer: "peer could not be reached"
-FENCE_UNREACHABLE = 5
-#: how long fence-peer waits for the daemon's answer; the daemon answers within its own
-#: fence timeout (max(2 x deadtime, 10 s)) or as soon as the peer is declared dead
-FENCE_ANSWER_TIMEOUT = 120.0
+#: how long resolve-split-brain waits for both halves (the core gives the peer 120 s)
+RESOLVE_ANSWER_TIMEOUT = 150.0
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    answer = ask(args, {"command": args.command, "group": args.group})
+    request: dict[str, Any] = {"command": args.command, "group": getattr(args, "group", None)}
+    if args.command == "maintenance":
+        request = {"command": "maintenance", "on": args.mode == "on", "node": args.node}
+    answer = ask(args, request)
     if answer is None:
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
@@ -81,9 +83,13 @@ def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
                      else f", {r['out_of_sync_kib']} KiB changed here since they parted"))
     if not args.yes and not confirm(f"Throw away {args.discard}'s changes?"):
         return EXIT_FAIL
-    answer = ask(args, {"command": "resolve-split-brain", "discard": args.discard,
-                         "resource": args.resource})
-    if answer is None:
+    try:
+        # both halves: this node's drbdadm commands and the peer's, over the heartbeat links
+        answer = request(args.state_dir / CONTROL_SOCKET,
+                         {"command": "resolve-split-brain", "discard": args.discard,
+                          "resource": args.resource}, timeout=RESOLVE_ANSWER_TIMEOUT)
+    except ControlError as exc:
+        print(f"twinbeat: {exc}", file=sys.stderr)
         return EXIT_FAIL
     for reason in answer.get("reasons") or []:
         print(reason)
@@ -91,28 +97,55 @@ def cmd_resolve_split_brain(args: argparse.Namespace) -> int:
         if not answer.get("reasons"):
             print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
         return EXIT_FAIL
-    return EXIT_OK
+    if args.wait <= 0:
+        return EXIT_OK
+    return follow_resync(args, [r["name"] for r in replicas
+                                if args.resource in (None, r["name"])], args.wait)
+
+
+def replicas_in_sync(replication: list[dict[str, Any]], names: list[str]) -> bool:
+    """Every replica named is Connected, UpToDate on both sides, no resync, no split brain."""
+    wanted = [r for r in replication if r["name"] in names]
+    return bool(wanted) and all(
+        r["connection"] == "Connected" and r["disk"] == r["peer_disk"] == "UpToDate"
+        and not r.get("syncing") and not r.get("split_brain") for r in wanted)
+
+
+def follow_resync(args: argparse.Namespace, names: list[str], wait: float,
+                  clock: Any = time.monotonic, sleep: Any = time.sleep) -> int:
+    """Print each replica's line whenever it changes until all are Connected and
+    UpToDate/UpToDate (exit 0) or ``wait`` seconds pass (exit 1)."""
+    deadline = clock() + wait
+    last: dict[str, str] = {}
+    while True:
+        answer = ask(args, {"command": "status"})
+        if answer is None:
+            return EXIT_FAIL
+        replication = answer["status"].get("replication") or []
+        for r in replication:
+            if r["name"] in names:
+                line = printable(format_replica(r).splitlines()[0])
+                if last.get(r["name"]) != line:
+                    print(line, flush=True)
+                    last[r["name"]] = line
+        if replicas_in_sync(replication, names):
+            print("resolved: Connected, UpToDate/UpToDate on both nodes")
+            return EXIT_OK
+        if clock() >= deadline:
+            print(f"twinbeat: not in sync after {wait:g} s; `twinbeat status` shows where it "
+                  "stands", file=sys.stderr)
+            return EXIT_FAIL
+        sleep(1.0)
 
 
 def cmd_fence_peer(args: argparse.Namespace) -> int:
-    """DRBD's fence-peer handler; the exit code is DRBD's (see the subcommand's --help)."""
+    """DRBD's fence-peer handler; the exit code is DRBD's (see the subcommand's --help).
+    The launcher runs supervisor.fencepeer directly (it starts faster); this is the same."""
+    from supervisor import fencepeer
+
     resource = args.resource or os.environ.get("DRBD_RESOURCE", "")
     if not resource:
         print("twinbeat fence-peer: no resource given and DRBD_RESOURCE is not set",
               file=sys.stderr)
         return EXIT_USAGE
-    try:
-        answer = request(args.state_dir / CONTROL_SOCKET,
-                         {"command": "fence-peer", "resource": resource},
-                         timeout=FENCE_ANSWER_TIMEOUT)
-    except (ControlError, OSError, ValueError) as exc:
-        print(f"twinbeat fence-peer {resource}: cannot ask the twinbeat daemon ({exc}); "
-              f"exit {FENCE_UNREACHABLE}: peer unreachable", file=sys.stderr)
-        return FENCE_UNREACHABLE
-    code = answer.get("code")
-    if not answer.get("ok") or not isinstance(code, int) or isinstance(code, bool):
-        print(f"twinbeat fence-peer {resource}: {answer.get('error') or 'no exit code'}; "
-              f"exit {FENCE_UNREACHABLE}", file=sys.stderr)
-        return FENCE_UNREACHABLE
-    print(f"twinbeat: {answer.get('message') or ''}", file=sys.stderr)
-    return code
+    return fencepeer.fence_peer(resource, str(args.state_dir))

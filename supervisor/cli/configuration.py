@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from supervisor.cli.common import EXIT_FAIL, EXIT_OK, load_or_report
 from supervisor.config import describe_settings
@@ -46,11 +47,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK (cluster {cfg.cluster_name}, nodes "
         f"{' and '.join(n.name for n in cfg.nodes)}, {len(cfg.links)} links, groups: {groups})"
     )
-    if not cfg.replicated:
-        return EXIT_OK
-    from supervisor import drbdconf
+    from supervisor.resourcecheck import check_resources
 
     status = EXIT_OK
+    for missing in check_resources(cfg, Path(args.config).read_text(encoding="utf-8"),
+                                   drbd_dir=args.drbd_dir):
+        print(missing, file=sys.stderr)
+        if missing.severity == "error":
+            status = EXIT_FAIL
+    if not cfg.replicated:
+        return status
+    from supervisor import drbdconf
+
     for r in cfg.replicated:
         problem = drbdconf.check_file(cfg, r, args.drbd_dir)
         if problem is None:

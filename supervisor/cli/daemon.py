@@ -49,13 +49,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             for message in problems:
                 log.error("  %s", message)
             return EXIT_FAIL
+    from supervisor.drivers import realtime
     from supervisor.loop import Supervisor
 
+    # Keep the beat under load: logs written by a thread of their own, memory locked, and
+    # the scheduling systemd gave us reported (supervisor.drivers.realtime).
+    listener = realtime.log_in_background()
+    locked, why = realtime.lock_memory()
+    (log.info if locked else log.warning)("%s", why)
+    sched = realtime.scheduling()
+    (log.info if sched["realtime"] else log.warning)("%s", realtime.describe_scheduling(sched))
     supervisor = Supervisor(cfg, me, args.state_dir)
+    supervisor.realtime = {"memory_locked": locked, "memory": why, **sched}
     try:
         return asyncio.run(supervisor.run())
     except KeyboardInterrupt:
         return EXIT_FAIL
+    finally:
+        listener.stop()
 
 
 def _journal() -> bool:

@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     state_dir(s)
 
+    hi = sub.add_parser(
+        "history", help="the pair's event timeline (failovers, links, replicas, ...)",
+        description="Show the events this node recorded and those it received from its "
+        "peer, oldest first, from the state directory (also while the daemon is stopped). "
+        "Times are UTC.",
+    )
+    hi.add_argument("--json", action="store_true", help="machine-readable output")
+    hi.add_argument("--since", metavar="WHEN",
+                    help="only events since WHEN: a duration back from now (10m, 2h, 1d) or "
+                    "a date and time (2026-12-01T10:30, UTC)")
+    state_dir(hi)
+
     for name, text in (
         ("standby", "give the group(s) to the peer and keep them there"),
         ("takeover", "take the group(s) here and keep them here"),
@@ -68,21 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with --force-data: do not ask for confirmation")
         state_dir(c)
 
+    up = sub.add_parser(
+        "unpin", help="clear a standby/takeover pin: the group follows its preferred node again",
+        description="Clear the pin that `twinbeat standby` or `twinbeat takeover` put on GROUP "
+        "(on both nodes): the group goes back to following its preferred node and "
+        "auto_failback.")
+    up.add_argument("group", help="the pinned group")
+    state_dir(up)
+
+    mt = sub.add_parser(
+        "maintenance", help="maintenance mode: leave a node's resources as they are",
+        description="Maintenance mode for this node (or --node NODE): twinbeat leaves its "
+        "resources as they are - it does not monitor them, move them, or stop them when "
+        "twinbeat stops - until `twinbeat maintenance off`. The mode is kept across "
+        "restarts and reboots, shown in `twinbeat status` on both nodes, on the status "
+        "page and in the metrics. The peer does not take over the groups of a node in "
+        "maintenance, even when it stops answering.")
+    mt.add_argument("mode", choices=("on", "off"))
+    mt.add_argument("--node", metavar="NODE", help="the node (default: this one)")
+    state_dir(mt)
+
     sb = sub.add_parser(
         "resolve-split-brain",
         help="recover DRBD from a split brain by discarding one node's changes",
         description="Recover a DRBD resource from a split brain (both nodes wrote while apart; "
         "`twinbeat status` shows SPLIT BRAIN). NODE's changes since the nodes parted are "
-        "thrown away and NODE resyncs from the other node. Run the same command on BOTH "
-        "nodes (order does not matter): on NODE it runs `drbdadm secondary` and `drbdadm "
-        "connect --discard-my-data`, on the other node `drbdadm connect` (DRBD user's guide, "
-        "manual split brain recovery). NODE must not be serving the group: move it first "
-        "with `twinbeat standby` on NODE.",
+        "thrown away and NODE resyncs from the other node. Run it on EITHER node: it does "
+        "this node's half and carries the decision to the peer over the heartbeat links, "
+        "which does its own (DRBD user's guide, manual split brain recovery: on NODE "
+        "`drbdadm secondary` and `drbdadm connect --discard-my-data`, on the other node "
+        "`drbdadm connect`), then follows the resync until both replicas are Connected and "
+        "UpToDate. NODE must not be serving the group: move it first with `twinbeat "
+        "standby` on NODE. If the peer is down, run the same command there when it is back.",
     )
     sb.add_argument("--discard", required=True, metavar="NODE",
                     help="the node whose changes since the split are thrown away")
     sb.add_argument("--resource", metavar="RES", help="one DRBD resource (default: all)")
     sb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sb.add_argument("--wait", type=float, default=3600.0, metavar="SECONDS",
+                    help="follow the resync for at most this long (default 3600; 0: do not "
+                    "follow)")
     state_dir(sb)
 
     cc = sub.add_parser(
@@ -111,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fence-peer",
         help="DRBD's fence-peer handler: ask the peer over the heartbeat links to outdate "
         "its replica",
-        description="DRBD's fence-peer handler (drbd.conf: disk { fencing resource-only; } "
+        description="DRBD's fence-peer handler (drbd.conf: disk { fencing "
+        "resource-and-stonith; } "
         'handlers { fence-peer "/usr/bin/twinbeat fence-peer"; }). When a DRBD Primary loses '
         "its replication link, DRBD runs it; twinbeat asks the peer over the heartbeat links "
         "(serial, UDP) to mark its replica Outdated, so that it is not promoted with stale "

@@ -1,4 +1,5 @@
-"""``twinbeat status``: the daemon's status as text (or JSON)."""
+"""``twinbeat status``: the daemon's status as text (or JSON), this node's view beside the
+peer's; ``twinbeat history``: the pair's event timeline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from supervisor.cli.common import EXIT_FAIL, EXIT_OK, ask, printable
+from supervisor.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, ask, printable
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -26,6 +27,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(format_status(st))
         print("\n".join(status_lines()))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import time
+
+    from supervisor.history import history_report, parse_since
+
+    since = None
+    if args.since:
+        try:
+            since = parse_since(args.since, time.time())
+        except ValueError as exc:
+            print(f"twinbeat: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    text, problem = history_report(args.state_dir, since=since, as_json=args.json)
+    if problem:
+        print(f"twinbeat: {problem}", file=sys.stderr)
+        return EXIT_FAIL
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -61,6 +82,7 @@ def format_status(st: dict[str, Any]) -> str:
     world = st["world"]
     lines.append(
         "outside world: " + ("reachable" if world["ok"] else f"CUT OFF ({world['reason']})")
+        + (f"; {world['yields']}" if world.get("yields") else "")
     )
     if st.get("config_mismatch"):
         lines.append(
@@ -85,9 +107,13 @@ def format_status(st: dict[str, Any]) -> str:
         transport = link.get("transport") or {}
         err = f", {transport['error']}" if transport.get("error") else ""
         carrier = ", no carrier" if link.get("carrier") is False else ""
+        rtt = "-" if link.get("rtt") is None else f"{link['rtt'] * 1000:.1f} ms"
+        gap = link.get("worst_gap_ms")
+        gap_text = "" if gap is None else f"worst gap {gap:.0f} ms "
         lines.append(
             f"  {link['name']:<10} {link['type']:<6} {link['state']:<7} "
-            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} {hears}{carrier}{err}"
+            f"last {_age(link['last_heard_age']):<12} loss {loss:<6} rtt {rtt:<9} {gap_text}"
+            f"{hears}{carrier}{err}"
         )
     wd = st["watchdog"]
     if wd.get("device"):
@@ -99,8 +125,23 @@ def format_status(st: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"watchdog: {wd.get('reason') or 'none'} (mode {wd.get('mode', '?')})")
+    rt = st.get("realtime") or {}
+    if rt:
+        sched = (f"realtime {str(rt.get('policy')).upper()} {rt.get('priority')}"
+                 if rt.get("realtime") else f"NOT realtime ({rt.get('policy')})")
+        memory = "memory locked" if rt.get("memory_locked") else str(rt.get("memory"))
+        lines.append(f"scheduling: {sched}; {memory}")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
+    for node in st.get("maintenance") or ():
+        lines.append(f"MAINTENANCE: {node} is in maintenance mode - its resources are left as "
+                     "they are (not monitored, not moved)")
+    if peer.get("status") is not None:
+        pwt = peer.get("watchdog_timeout")
+        pwd = (f"armed for {pwt:g} s" if pwt else "NOT armed")
+        if peer.get("can_own") is False:
+            pwd += ", may NOT own groups"
+        lines.append(f"peer watchdog: {pwd}; {peer.get('takeover_wait') or ''}".rstrip("; "))
     lines.append("groups:")
     for g in st["groups"]:
         owner = g["owner"] or "nobody"
@@ -125,6 +166,7 @@ def format_status(st: dict[str, Any]) -> str:
     last = fencing.get("last")
     if last:
         lines.append(f"last fence-peer ({last['age']:.0f} s ago): {last['message']}")
+    lines += format_side_by_side(st)
     dropped = st.get("dropped") or {}
     if dropped:
         lines.append(
@@ -132,6 +174,43 @@ def format_status(st: dict[str, Any]) -> str:
         )
     # Names and reasons may carry what the peer sent: a newline in them is escaped too.
     return "\n".join(printable(line) for line in lines)
+
+
+def format_side_by_side(st: dict[str, Any]) -> list[str]:
+    """This node's view next to the peer's own (what its latest beat said)."""
+    said = st.get("peer_said")
+    me, peer = st["node"], st["peer"]["name"]
+    maint = set(st.get("maintenance") or ())
+    yes = {True: "yes", False: "no", None: "-"}
+    here_col, peer_col = f"{me} (here)", f"{peer} (its own view)"
+    rows = [("", here_col, peer_col)]
+    if said is None:
+        rows.append(("status", st["status"], "never heard"))
+    else:
+        rows.append(("status", st["status"],
+                     said["status"] + ("" if st["peer"]["state"] == "alive" else
+                                       f" (last heard {_age(st['peer']['last_heard_age'])})")))
+        rows.append(("outside world", yes[st["world"]["ok"]], yes[said["world_ok"]]))
+        rows.append(("may own groups", yes[st.get("can_own")], yes[said["can_own"]]))
+    rows.append(("maintenance", "YES" if me in maint else "no",
+                 "YES" if peer in maint else "no"))
+    hears = (said or {}).get("hears_us") or {}
+    for link in st["links"]:
+        theirs = hears.get(link["name"])
+        rows.append((f"link {link['name']}", f"hears {peer}: {link['state']}",
+                     "-" if theirs is None else f"hears {me}: {'yes' if theirs else 'NO'}"))
+    peer_groups = {g["name"]: g for g in (said or {}).get("groups") or []}
+    for g in st["groups"]:
+        theirs = peer_groups.get(g["name"])
+        other = "-" if theirs is None else theirs["activity"] + (
+            " FAILED" if theirs["failed"] else "")
+        rows.append((f"group {g['name']}", g["local"] + (" FAILED" if g["failed"] else ""),
+                     other))
+    width = max(len(r[0]) for r in rows) + 2
+    middle = max(len(r[1]) for r in rows) + 2
+    out = ["side by side:"]
+    out += [f"  {a:<{width}}{b:<{middle}}{c}".rstrip() for a, b, c in rows]
+    return out
 
 
 def format_replica(r: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from supervisor.config.model import (
     UdpLink,
     build,
 )
+from supervisor.core.watchdog_window import acquire_delay, margin, window_text
 from supervisor.resource_spec import (
     DrbdSpec,
     FilesystemSpec,
@@ -31,7 +32,33 @@ from supervisor.settings import settings_of
 from supervisor.values import IPAddress
 
 if TYPE_CHECKING:
-    from supervisor.config.load import Builder
+    from supervisor.config.load import Builder, Table
+
+
+def failover_windows(b: Builder, cluster: Table, timing: Table, watchdog: Table) -> None:
+    """Settings that let a hung owner and its peer hold a group at the same time, or that
+    make a takeover slower than deadtime, or a late ping answer look like a lost one. The
+    derived defaults never do (a timeout written in the file may)."""
+    dead, ka = timing.get("deadtime"), timing.get("keepalive")
+    if not isinstance(dead, float | int) or not isinstance(ka, float | int):
+        return
+    mode, timeout = watchdog.get("mode"), watchdog.get("timeout")
+    if mode == "off":
+        b.warn(("watchdog", "mode"), "off: " + window_text(None, dead, ka))
+    elif ("timeout" in watchdog.given and isinstance(timeout, float | int)
+          and acquire_delay(dead, ka, timeout) > dead):
+        fits = [t for t in range(1, int(dead) + 1) if acquire_delay(dead, ka, t) <= dead]
+        advice = (f"a timeout of {fits[-1]} s or less costs nothing" if fits else
+                  f"with deadtime {dead:g} s even a 1 s watchdog (the shortest) costs "
+                  f"{acquire_delay(dead, ka, 1) - dead:.2f} s; a deadtime of "
+                  f"{1 + margin(1.0, ka):.2f} s or more costs nothing")
+        b.warn(("watchdog", "timeout"), f"{window_text(timeout, dead, ka)}; {advice}")
+    ping = cluster.get("ping_timeout")
+    if (cluster.get("ping_nodes") and "ping_timeout" in cluster.given
+            and isinstance(ping, float | int) and ping < 2 * dead):
+        b.warn(("cluster", "ping_timeout"),
+               f"{ping:g} s is below 2 x deadtime ({2 * dead:g} s): on a busy node a ping answer "
+               "that is only late can make the node look cut off and hand its groups away")
 
 
 def _entries(b: Builder, raw: object, table: str, missing: str | None, what: str) -> list[object]:

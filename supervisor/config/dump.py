@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config.locator import KeyPath, keyname
-from supervisor.config.model import Config
+from supervisor.config.model import Config, MetricsConfig, NotifyConfig, StatusPageConfig
 from supervisor.settings import SECTIONS, Section, Setting, render_value, sections_of, settings_of
 
 COMMENT_COLUMN = 34
@@ -45,6 +45,13 @@ def as_mapping(config: Config) -> dict[str, Any]:
     data["group"] = [_row_values("group", g) for g in config.groups]
     if config.replicated:
         data["replicated"] = [_row_values("replicated", r) for r in config.replicated]
+    # the optional tables only when they say something (a configuration without them
+    # reads back the same)
+    for table, value, default in (("notify", config.notify, NotifyConfig()),
+                                  ("metrics", config.metrics, MetricsConfig()),
+                                  ("status_page", config.status_page, StatusPageConfig())):
+        if value != default:
+            data[table] = _row_values(table, value)
     return data
 
 

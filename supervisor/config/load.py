@@ -20,7 +20,10 @@ from supervisor.config.locator import KeyPath, Locator, keyname
 from supervisor.config.model import (
     Config,
     ConfigError,
+    MetricsConfig,
+    NotifyConfig,
     Problem,
+    StatusPageConfig,
     TakeoverConfig,
     Timing,
     WatchdogConfig,
@@ -37,6 +40,8 @@ class Table(dict[str, Any]):
     def __init__(self) -> None:
         super().__init__()
         self.bad: set[str] = set()
+        #: the keys written in the file (the others are defaults or derived)
+        self.given: set[str] = set()
 
 
 class Builder:
@@ -67,6 +72,7 @@ class Builder:
         for key in data:
             if key not in known:
                 self.error((*prefix, key), f"unknown key{suggest(key, known)}")
+        out.given = {s.key for s in rows if s.key in data}
         for s in rows:
             if s.key in data:
                 try:
@@ -150,15 +156,22 @@ def load_config(
         if key not in TABLES:
             b.error((key,), f"unknown section{suggest(key, TABLES)}")
 
+    # timing first: ping_timeout and the watchdog timeout are derived from deadtime
+    timing = b.single(data, "timing")
     if "cluster" in data:
         cluster = b.single(data, "cluster")
     else:
         b.error(("cluster",), 'missing the [cluster] section (it needs at least name = "...")')
         cluster = Table()
         cluster.update({s.key: s.default for s in settings_of("cluster")})
-    timing = b.single(data, "timing")
     watchdog = b.single(data, "watchdog")
     takeover = b.single(data, "takeover")
+    notify = b.single(data, "notify")
+    metrics = b.single(data, "metrics")
+    status_page = b.single(data, "status_page")
+    if (notify.get("smarthost") or notify.get("smtp_user")) and not notify.get("mail_to"):
+        b.warn(("notify", "mail_to"), "no recipients: the smarthost settings send nothing")
+    checks.failover_windows(b, cluster, timing, watchdog)
 
     nodes = checks.nodes(b, data.get("node"))
     indexed_links = checks.links(b, data.get("link"), root if check_devices else None,
@@ -183,6 +196,9 @@ def load_config(
         links=tuple(link for _, link in indexed_links),
         groups=tuple(groups),
         replicated=tuple(replicated),
+        notify=build(NotifyConfig, settings_of("notify"), notify),
+        metrics=build(MetricsConfig, settings_of("metrics"), metrics),
+        status_page=build(StatusPageConfig, settings_of("status_page"), status_page),
         warnings=tuple(p for p in b.problems if p.severity == "warning"),
     )
     return config

@@ -155,6 +155,45 @@ class Replicated:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """``[notify]``: hooks, history and e-mail of the events."""
+
+    hooks_dir: str = _d("notify", "hooks_dir")  # "" = no hooks
+    hook_timeout: float = _d("notify", "hook_timeout")
+    hook_retries: int = _d("notify", "hook_retries")
+    history: int = _d("notify", "history")
+    mail_to: tuple[str, ...] = _d("notify", "mail_to")
+    mail_from: str | None = None
+    min_severity: str = _d("notify", "min_severity")
+    smarthost: str | None = None
+    smtp_security: str = _d("notify", "smtp_security")
+    smtp_port: int = derived_default("notify", "smtp_port")
+    smtp_user: str | None = None
+    smtp_password_file: str | None = None
+    tls_verify: bool = _d("notify", "tls_verify")
+    max_mails_per_hour: int = _d("notify", "max_mails_per_hour")
+    mail_delay: float = _d("notify", "mail_delay")
+
+    @property
+    def host(self) -> str:
+        return self.smarthost or "localhost"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: the Prometheus endpoint (None: off)."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class StatusPageConfig:
+    """``[status_page]``: the read-only web page (None: off)."""
+
+    listen: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     cluster_name: str
@@ -172,6 +211,9 @@ class Config:
     groups: tuple[Group, ...]
     resource_dirs: tuple[str, ...] = _d("cluster", "resource_dirs")
     replicated: tuple[Replicated, ...] = ()
+    notify: NotifyConfig = NotifyConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    status_page: StatusPageConfig = StatusPageConfig()
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
     def node(self, name: str) -> Node:
@@ -197,7 +239,8 @@ class Config:
 SECTION_CLASSES: dict[str, type[Any]] = {
     "cluster": Config, "timing": Timing, "watchdog": WatchdogConfig, "takeover": TakeoverConfig,
     "node": Node, "link.serial": SerialLink, "link.udp": UdpLink, "group": Group,
-    "replicated": Replicated,
+    "replicated": Replicated, "notify": NotifyConfig, "metrics": MetricsConfig,
+    "status_page": StatusPageConfig,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervisor.core.notify import Notice
 from supervisor.resource_spec import ResourceSpec
 
 
@@ -114,6 +115,21 @@ Decision = Accepted | Refused
 
 
 @dataclass(frozen=True)
+class Emit:
+    """A cluster event the core decided (history, hooks, mail): stamped by the loop."""
+
+    notice: Notice
+
+
+@dataclass(frozen=True)
+class SaveMaintenance:
+    """Persist the maintenance flags (node -> (on, stamp)) in the state directory, so that
+    a restart or a reboot keeps them."""
+
+    flags: tuple[tuple[str, bool, int], ...]
+
+
+@dataclass(frozen=True)
 class AdminAnswer:
     """The core's decision on the AdminCommand with ``request_id``."""
 
@@ -134,4 +150,6 @@ Action = (
     | FenceAnswer
     | AdminAnswer
     | RunDrbdadm
+    | Emit
+    | SaveMaintenance
 )

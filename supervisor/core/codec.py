@@ -27,14 +27,32 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
         replica of this resource" (DRBD's outdate-peer, carried by our own links)
     oa  {drbd resource: [request id, result]}  the sender's answers to our requests; result
         is one of OUTDATE_RESULTS
-
+    u   {group: stamp}  cleared pins (``twinbeat unpin``): a pin whose stamp is older is gone
+    e   [link, generation, seq, hold ms]  an echo for the round-trip time: the sender heard
+        our beat (generation, seq) on link, hold ms before it sent this one (one link per
+        beat, in turn: ~25 bytes)
+    m   {node: [on, stamp]}  maintenance mode (``twinbeat maintenance on|off``) by node,
+        merged by highest stamp like the pins
+    wt  the timeout (ms) the sender's watchdog is armed with; left out when none is armed:
+        a survivor waits until a silent sender's watchdog must have reset it
+        (supervisor.core.watchdog_window)
+    wy  1 while the sender yields its groups for being cut off from the outside world (or
+        just back): the world check's damping (supervisor.core.liveness)
+    rb  [drbd resource]  the sender's replicas that are not in sync with ours (a resync to it
+        runs, or it is not connected): we keep a group we run instead of handing it over
+    sb  {drbd resource: [node, request id]}  resolve-split-brain asked on the sender: discard
+        NODE's changes; the receiver runs its own half of DRBD's manual recovery
+    sba {drbd resource: [request id, result, detail]}  the receiver's half: done, failed or
+        refused (with the reason, at most MAX_DETAIL characters)
     pm  protocol minor version (PROTOCOL_MINOR): what the sender's beats may carry beyond
         version ``v``; absent in the beats of nodes older than the field (minor 0)
     sw  the sender's twinbeat release (its /usr/lib/twinbeat/VERSION), e.g. "0.1.1"
 
-``o`` and ``oa`` are state, not messages: they are repeated in every beat until the request
-is answered (or given up), so a lost frame costs nothing. Both are left out when empty, and a
-frame without them (an older peer) decodes to empty dicts.
+``o``, ``oa``, ``sb`` and ``sba`` are state, not messages: they are repeated in every beat
+until the request is answered (or given up), so a lost frame costs nothing. All of these
+(``u``, ``m``, ``pm`` and ``sw`` too) are left out when empty, and a frame without them (an
+older peer) decodes to the old behaviour (no pins cleared, no maintenance, no watchdog to wait
+for, not yielding, replicas in sync, no requests, protocol minor 0, release not said).
 
 The schema (checked after the MAC, before anything reaches the core)
 --------------------------------------------------------------------
@@ -51,7 +69,8 @@ body that fails it is a ``DecodeError("malformed")``, counted and dropped like a
 - names (sender, links, groups, pinned node) match NAME_RE, the configuration's own rule for
   names (ASCII letters, digits, ``-_.``; never a control character or a lone surrogate);
   DRBD resources in ``o``/``oa`` match RESOURCE_RE;
-- a pin names a member of this cluster (``Domain.nodes``); groups must be configured ones
+- a pin and a maintenance flag (``m``, at most two) name a member of this cluster
+  (``Domain.nodes``); a cleared pin (``u``) and a pin name groups that must be configured ones
   (``Domain.groups``) when the sender's digest ``cd`` equals ours. While the two
   configurations differ (a group added on one node before the other) an entry for a group we
   do not know is ignored instead: dropping every frame of that peer would make a live peer
@@ -115,6 +134,8 @@ MAX_GENERATION = 2**32 - 1
 #: largest sequence number, epoch, pin stamp or fence request id (a signed 64-bit integer)
 MAX_COUNTER = 2**63 - 1
 MAX_ENTRIES = 128
+#: the longest an echo may have been held (a beat is due every keepalive; 60 s covers all)
+MAX_HOLD_MS = 60_000
 MAX_LINKS = 16
 #: node, link and group names: the configuration's own rule (supervisor.names)
 NAME_RE = NAME
@@ -123,6 +144,12 @@ RESOURCE_RE = DRBD_RESOURCE
 _DIGEST_RE = re.compile(r"^[0-9a-f]{0,64}\Z")
 #: what ``drbdadm outdate`` on the peer came to (see supervisor.drivers.drbd.outdate_replica)
 OUTDATE_RESULTS = frozenset({"outdated", "inconsistent", "primary", "failed"})
+#: what the peer's half of a resolve-split-brain came to
+RESOLVE_RESULTS = frozenset({"done", "failed", "refused"})
+#: characters of a resolve answer's detail carried in a beat
+MAX_DETAIL = 300
+#: the longest watchdog timeout a beat may announce (ms): the Linux API's limit is far below
+MAX_WATCHDOG_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -178,6 +205,21 @@ class Beat:
     config_digest: str = ""
     outdate: dict[str, int] = field(default_factory=dict)
     outdate_answers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: node -> (maintenance on, stamp)
+    maintenance: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    #: (link, generation, seq, hold ms): our beat the sender heard on link, and how long
+    #: before it sent this one (the round-trip time of that link)
+    echo: tuple[str, int, int, int] | None = None
+    #: seconds; None when the sender has no armed watchdog
+    watchdog_timeout: float | None = None
+    #: the sender yields its groups for being cut off (damped; supervisor.core.liveness)
+    yields_world: bool = False
+    #: the sender's DRBD resources that are not in sync (supervisor.core.ownership)
+    replicas_behind: tuple[str, ...] = ()
+    #: resolve-split-brain carried to the peer: {resource: (discard node, request id)}
+    resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: the answers: {resource: (request id, result, detail)}
+    resolve_answers: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     minor: int = 0  # the sender's protocol minor version (0: it did not say)
     release: str = ""  # the sender's twinbeat release ("": it did not say)
 
@@ -206,13 +248,31 @@ def encode(beat: Beat, key: bytes) -> bytes:
             k: [v.activity.value, v.nego.value, v.epoch, int(v.failed)]
             for k, v in sorted(beat.groups.items())
         },
-        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items())},
+        "p": {k: [v[0], v[1]] for k, v in sorted(beat.pins.items()) if v[0]},
         "cd": beat.config_digest,
     }
+    cleared = {k: v[1] for k, v in sorted(beat.pins.items()) if not v[0]}
+    if cleared:
+        body["u"] = cleared
+    if beat.echo is not None:
+        body["e"] = list(beat.echo)
+    if beat.maintenance:
+        body["m"] = {k: [int(v[0]), v[1]] for k, v in sorted(beat.maintenance.items())}
     if beat.outdate:
         body["o"] = dict(sorted(beat.outdate.items()))
     if beat.outdate_answers:
         body["oa"] = {k: [v[0], v[1]] for k, v in sorted(beat.outdate_answers.items())}
+    if beat.watchdog_timeout:
+        body["wt"] = round(beat.watchdog_timeout * 1000)
+    if beat.yields_world:
+        body["wy"] = 1
+    if beat.replicas_behind:
+        body["rb"] = sorted(beat.replicas_behind)
+    if beat.resolve:
+        body["sb"] = {k: [v[0], v[1]] for k, v in sorted(beat.resolve.items())}
+    if beat.resolve_answers:
+        body["sba"] = {k: [v[0], v[1], v[2][:MAX_DETAIL]]
+                       for k, v in sorted(beat.resolve_answers.items())}
     if beat.minor:
         body["pm"] = beat.minor
     if beat.release:
@@ -385,6 +445,23 @@ def _beat_from(body: object, domain: Domain) -> Beat:
             pins[name] = pin
         elif strict:
             raise _malformed(f"pin for group {name!r}, which is not configured")
+    for name, raw_stamp in _table(body, "u").items():  # cleared pins (unpin)
+        _name(name, "unpinned group")
+        stamp = _count(raw_stamp, f"cleared pin of {name}: stamp")
+        if (known is None or name in known) and (name not in pins or pins[name][1] < stamp):
+            pins[name] = ("", stamp)
+        elif known is not None and name not in known and strict:
+            raise _malformed(f"cleared pin for group {name!r}, which is not configured")
+    maintenance: dict[str, tuple[bool, int]] = {}
+    for name, item in _table(body, "m", 2).items():
+        flag, stamp = _pair(item, 2, f"maintenance of {name}")
+        maintenance[_member(name, "maintenance node", domain.nodes)] = (
+            _flag(flag, f"maintenance of {name}"), _count(stamp, f"maintenance of {name}: stamp"))
+    echo = None
+    if "e" in body:
+        link, gen, eseq, hold = _pair(body["e"], 4, "echo")
+        echo = (_name(link, "echo link"), _count(gen, "echo generation", MAX_GENERATION),
+                _count(eseq, "echo sequence number"), _count(hold, "echo hold", MAX_HOLD_MS))
     outdate = {
         _name(k, "fence request resource", RESOURCE_RE): _count(v, f"fence request {k}")
         for k, v in _table(body, "o").items()
@@ -395,6 +472,26 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         rid, result = _pair(item, 2, f"fence answer {name}")
         answers[name] = (_count(rid, f"fence answer {name}: request"),
                          _choice(result, OUTDATE_RESULTS, f"fence answer {name}: result"))
+    wt = _count(body.get("wt", 0), "watchdog timeout (ms)", MAX_WATCHDOG_MS)
+    raw_rb = body.get("rb", [])
+    if not isinstance(raw_rb, list) or len(raw_rb) > MAX_ENTRIES:
+        raise _malformed(f"'rb' must be a list of at most {MAX_ENTRIES}, not {_show(raw_rb)}")
+    behind = tuple(_name(x, "replica behind", RESOURCE_RE) for x in raw_rb)
+    resolve: dict[str, tuple[str, int]] = {}
+    for name, item in _table(body, "sb").items():
+        _name(name, "resolve request resource", RESOURCE_RE)
+        node, rid = _pair(item, 2, f"resolve request {name}")
+        resolve[name] = (_member(node, f"resolve request {name}: node", domain.nodes),
+                         _count(rid, f"resolve request {name}: request"))
+    resolved: dict[str, tuple[int, str, str]] = {}
+    for name, item in _table(body, "sba").items():
+        _name(name, "resolve answer resource", RESOURCE_RE)
+        rid, result, detail = _pair(item, 3, f"resolve answer {name}")
+        if not isinstance(detail, str) or len(detail) > MAX_DETAIL:
+            raise _malformed(f"resolve answer {name}: detail {_show(detail)}")
+        resolved[name] = (_count(rid, f"resolve answer {name}: request"),
+                          _choice(result, RESOLVE_RESULTS, f"resolve answer {name}: result"),
+                          detail)
     minor = _count(body.get("pm", 0), "protocol minor version", MAX_MINOR)
     release = body.get("sw", "")
     if not isinstance(release, str) or (release and not RELEASE_RE.match(release)):
@@ -413,6 +510,13 @@ def _beat_from(body: object, domain: Domain) -> Beat:
         config_digest=digest,
         outdate=outdate,
         outdate_answers=answers,
+        maintenance=maintenance,
+        echo=echo,
+        watchdog_timeout=wt / 1000 if wt else None,
+        yields_world=_flag(body.get("wy", 0), "wy"),
+        replicas_behind=behind,
+        resolve=resolve,
+        resolve_answers=resolved,
         minor=minor,
         release=release,
     )

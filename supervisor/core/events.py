@@ -56,10 +56,14 @@ class PingReply:
 
 @dataclass(frozen=True)
 class WatchdogState:
-    """Whether this node may own groups as far as the watchdog is concerned."""
+    """Whether this node may own groups as far as the watchdog is concerned, whether a
+    watchdog is armed at all (``automatic`` mode without a device: ok, but not armed) and
+    ``timeout``: the timeout the device is armed with (None: no watchdog armed)."""
 
     ok: bool
     reason: str
+    armed: bool = True
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class AdminCommand:
     """``twinbeat standby|takeover|cleanup [GROUP]``: the core answers with an AdminAnswer
     action carrying ``request_id`` and its typed decision (Accepted or Refused)."""
 
-    command: str  # standby | takeover | cleanup | resolve-split-brain
+    command: str  # standby | takeover | cleanup | unpin | maintenance | resolve-split-brain
     group: str | None = None
     request_id: int = 0
     #: takeover --force-data: promote the group's DRBD replicas whatever their data
@@ -86,6 +90,9 @@ class AdminCommand:
     #: resolve-split-brain: the node whose changes are discarded, and one resource or all
     discard: str | None = None
     resource: str | None = None
+    #: maintenance: on or off, for ``node`` (None: this node)
+    on: bool | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,26 @@ class ConfigChanged:
 
     config: Config
     key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ConfigRejected:
+    """A changed configuration did not load; the running one stays. ``problems``: why."""
+
+    path: str
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    """How the previous run of the supervisor ended, as found at start (the edge reads its
+    marker file and the watchdog's boot status): ``clean`` | ``crashed`` (the supervisor died,
+    the machine did not) | ``reset`` (the machine restarted without a clean stop) |
+    ``watchdog`` (the watchdog's boot status says it reset the machine); ``detail`` names
+    the watchdog."""
+
+    previous: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,4 +184,6 @@ Event = (
     | OutdateResult
     | ReplicaChanged
     | DrbdadmDone
+    | ConfigRejected
+    | NodeStarted
 )

@@ -10,7 +10,11 @@ pins merged by stamp, the peer's view of our links, the configuration digest com
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from supervisor.core import codec, freshness
+from supervisor.core.actions import SaveMaintenance
+from supervisor.core.notify import Kind, Severity
 from supervisor.core.state import LOSS_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus, PeerStatus
 
@@ -44,7 +48,8 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
     ls = evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
-                window_gen=beat.generation, window=window)
+                window_gen=beat.generation, window=window, rtt=round_trip(s, link, beat, now,
+                                                                          ls.rtt))
     links = {**s.links, link: ls}
     p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
     pins, lamport = s.pins, s.lamport
@@ -75,13 +80,74 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
                 lamport = max(lamport, stamp)
             if merged != pins:
                 pins = merged
+        maintenance = _merge_maintenance(s, beat, out)
+        if maintenance is not s.maintenance:
+            s = evolve(s, maintenance=maintenance)
+            lamport = max(lamport, *(stamp for _, stamp in maintenance.values()))
     if beat.status is NodeStatus.LEAVING:
         p = evolve(p, left_gen=beat.generation)
         if p.status is not PeerStatus.DEAD:
             why = f"peer {s.peer} left the cluster (clean shutdown)"
             p = p.to(PeerStatus.DEAD, dead_reason=why)
             out.reason(why)
+            out.event(Kind.PEER_DEAD, why, subject=s.peer, severity=Severity.WARNING)
     elif p.status is not PeerStatus.ALIVE:
+        was = p.status
         p = p.to(PeerStatus.ALIVE)
-        out.reason(f"peer {s.peer} is alive (heard on {link})")
+        said = f"peer {s.peer} is alive (heard on {link})"
+        out.reason(said)
+        if was is PeerStatus.DEAD:
+            out.event(Kind.PEER_BACK, said, subject=s.peer)
     return evolve(s, links=links, peer_state=p, pins=pins, lamport=lamport)
+
+
+def round_trip(s: CoreState, link: str, beat: codec.Beat, now: float,
+               old: float | None) -> float | None:
+    """The round-trip time of ``link`` when this beat echoes one of ours heard on that same
+    link: now - when we sent it - how long the peer held it; else the last one measured."""
+    if beat.echo is None:
+        return old
+    name, generation, seq, hold_ms = beat.echo
+    if name != link or generation != s.generation:
+        return old
+    for sent_seq, sent_at in s.sent:
+        if sent_seq == seq:
+            rtt = now - sent_at - hold_ms / 1000
+            return round(max(0.0, rtt), 6) if rtt < s.config.timing.deadtime else old
+    return old
+
+
+def _merge_maintenance(s: CoreState, beat: codec.Beat,
+                       out: Out) -> Mapping[str, tuple[bool, int]]:
+    """The maintenance flags merged with the peer's (highest stamp wins). A flag of this
+    node changed by the peer (``twinbeat maintenance on --node ME`` run there) is this
+    node's event too, and is persisted (SaveMaintenance)."""
+    if not beat.maintenance:
+        return s.maintenance
+    merged = dict(s.maintenance)
+    for node, (on, stamp) in beat.maintenance.items():
+        if node not in (s.me, s.peer) or stamp > s.lamport + freshness.PIN_LEAD:
+            continue  # (a stamp that far ahead would drag the Lamport clock along)
+        old = merged.get(node)
+        if old is None or (stamp, on) > (old[1], old[0]):
+            merged[node] = (on, stamp)
+    if merged == s.maintenance:
+        return s.maintenance
+    mine, was = merged.get(s.me, (False, 0))[0], s.in_maintenance(s.me)
+    if mine != was:
+        said = maintenance_sentence(s.me, mine, f"asked on {s.peer}")
+        out.reason(said)
+        out.event(Kind.MAINTENANCE_ON if mine else Kind.MAINTENANCE_OFF, said, subject=s.me)
+    out.actions.append(SaveMaintenance(flags_of(merged)))
+    return merged
+
+
+def maintenance_sentence(node: str, on: bool, how: str) -> str:
+    if on:
+        return (f"maintenance mode on for {node} ({how}): its resources are left as they are, "
+                "not monitored, not moved")
+    return f"maintenance mode off for {node} ({how}): its groups are managed again"
+
+
+def flags_of(flags: Mapping[str, tuple[bool, int]]) -> tuple[tuple[str, bool, int], ...]:
+    return tuple((node, on, stamp) for node, (on, stamp) in sorted(flags.items()))

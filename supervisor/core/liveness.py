@@ -9,7 +9,8 @@ node is cut off when its public interface has no carrier or its ping nodes stopp
 
 from __future__ import annotations
 
-from supervisor.core.state import EPS, CoreState, Out, evolve, fmt
+from supervisor.core.notify import Kind, Severity
+from supervisor.core.state import EPS, CoreState, Out, WorldState, evolve, fmt
 from supervisor.core.states import LinkStatus, NodeStatus, PeerStatus
 
 
@@ -32,11 +33,22 @@ def on_ping_reply(s: CoreState, now: float) -> CoreState:
     return evolve(s, world=evolve(s.world, last_ping=now))
 
 
-def on_watchdog(s: CoreState, ok: bool, reason: str, out: Out) -> CoreState:
-    if (ok, reason) == (s.watchdog_ok, s.watchdog_reason):
+def on_watchdog(s: CoreState, ok: bool, reason: str, out: Out, *, armed: bool = True,
+                timeout: float | None = None) -> CoreState:
+    if (ok, reason, timeout) == (s.watchdog_ok, s.watchdog_reason, s.watchdog_timeout):
         return s
-    out.reason(f"watchdog: {reason}")
-    return evolve(s, watchdog_ok=ok, watchdog_reason=reason)
+    sentence = f"watchdog: {reason}"
+    out.reason(sentence)
+    if (ok, reason) != (s.watchdog_ok, s.watchdog_reason):
+        if not armed:
+            # required mode: this node may not own groups (critical); automatic mode without
+            # a device: it may, but a hang would not reset it (a warning)
+            out.event(Kind.WATCHDOG_NOT_ARMED,
+                      sentence + ("" if ok else "; this node may not own groups"),
+                      severity=None if not ok else Severity.WARNING)
+        elif not s.watchdog_ok and ok:
+            out.event(Kind.WATCHDOG_ARMED, sentence)
+    return evolve(s, watchdog_ok=ok, watchdog_reason=reason, watchdog_timeout=timeout)
 
 
 def update_links(s: CoreState, now: float, out: Out) -> CoreState:
@@ -69,7 +81,13 @@ def update_links(s: CoreState, now: float, out: Out) -> CoreState:
                 why = f"nothing heard since start ({fmt(now - s.started_at)})"
             else:
                 why = f"no heartbeat for {fmt(now - ls.last_heard)}"
-            out.warn(f"link {ls.name} down: {why}")
+            sentence = f"link {ls.name} down: {why}"
+            out.warn(sentence)
+            # a link that never came up is news only while the peer is heard elsewhere (a
+            # dead peer is its own event)
+            if old is not LinkStatus.UNKNOWN or s.peer_status is PeerStatus.ALIVE:
+                out.event(Kind.LINK_DOWN, sentence + " (the other links decide whether the "
+                          "peer is alive)", link=ls.name)
         elif new is LinkStatus.LATE and ls.last_heard is not None:
             out.warn(
                 f"late heartbeat on link {ls.name}: {fmt(now - ls.last_heard)} since the last"
@@ -77,6 +95,8 @@ def update_links(s: CoreState, now: float, out: Out) -> CoreState:
             )
         elif new is LinkStatus.UP and old in (LinkStatus.DOWN, LinkStatus.UNKNOWN):
             out.reason(f"link {ls.name} up")
+            if old is LinkStatus.DOWN:
+                out.event(Kind.LINK_UP, f"link {ls.name} up again", link=ls.name)
     return s
 
 
@@ -90,10 +110,12 @@ def update_peer(s: CoreState, now: float, out: Out) -> CoreState:
                    f"(deadtime {fmt(t.deadtime)})")
             s = evolve(s, peer_state=p.to(PeerStatus.DEAD, dead_reason=why))
             out.warn(why)
+            out.event(Kind.PEER_DEAD, why, subject=s.peer)
     elif p.status is PeerStatus.UNKNOWN and now - s.started_at >= t.initdead - EPS:
         why = f"peer {s.peer} not heard within initdead ({fmt(t.initdead)})"
         s = evolve(s, peer_state=p.to(PeerStatus.DEAD, dead_reason=why))
         out.warn(why)
+        out.event(Kind.PEER_DEAD, why, subject=s.peer)
     if s.status is NodeStatus.INIT and s.peer_status is not PeerStatus.UNKNOWN:
         s = s.to(NodeStatus.ACTIVE)
     return s
@@ -132,10 +154,92 @@ def update_world(s: CoreState, now: float, out: Out) -> CoreState:
     if why != w.reason:
         if ok:
             out.reason("this node sees the outside world again")
+            out.event(Kind.WORLD_REGAINED, "this node sees the outside world again")
         else:
             out.warn(f"this node is cut off: {why}")
+            if not w.reason:
+                out.event(Kind.WORLD_LOST, f"this node is cut off: {why}")
         w = evolve(w, reason=why)
+    w = _damp(s, w, ok, now, out)
     return s if w is s.world else evolve(s, world=w)
+
+
+def recovery_hold(s: CoreState) -> float:
+    """How long a node that lost its groups for being cut off from its ping nodes waits, once
+    it sees the world again, before it takes any back (a ping node that flaps must not
+    bounce a group)."""
+    return HOLD_FACTOR * s.config.ping_timeout
+
+
+HOLD_FACTOR = 3.0
+
+
+def _damp(s: CoreState, w: WorldState, ok: bool, now: float, out: Out) -> WorldState:
+    """The world check's damping, judged by this node alone and published (``wy``) so that
+    both nodes agree. A lost carrier is a fact: the node yields its groups at once while the
+    live peer sees the world. Unanswered pings are not: the node yields only once the live
+    peer has seen the world while this node did not for ping_timeout, on top of the
+    ping_timeout that made it cut off (a late answer on a loaded node is not a lost one, and
+    a ping node that fails for both nodes moves nothing); once its pings are answered again
+    it takes no group back for recovery_hold()."""
+    beat = s.peer_state.beat
+    peer_sees = (s.peer_status is PeerStatus.ALIVE and beat is not None and beat.world_ok)
+    carrier_cut = bool(s.config.public_interface) and w.carrier is False
+    outranked = not ok and peer_sees and not carrier_cut
+    if outranked and w.outranked_since is None:
+        w = evolve(w, outranked_since=now)
+    elif not outranked and w.outranked_since is not None:
+        w = evolve(w, outranked_since=None)
+    timeout = s.config.ping_timeout
+    if not w.lost and not ok and peer_sees and carrier_cut:
+        out.warn(f"this node is cut off ({w.reason}) while {s.peer} sees the outside world: "
+                 "handing its groups to it")
+        w = evolve(w, lost="carrier", recover_until=None)
+    elif (not w.lost and w.outranked_since is not None
+          and now - w.outranked_since >= timeout - EPS):
+        out.warn(f"this node has been cut off ({w.reason}) for {fmt(timeout)} while {s.peer} "
+                 "sees the outside world: handing its groups to it")
+        w = evolve(w, lost="ping", recover_until=None)
+    if w.lost and ok:
+        if w.lost == "carrier":
+            w = evolve(w, lost="")
+        else:
+            hold = recovery_hold(s)
+            out.reason(f"this node sees the outside world again; it takes no group back for "
+                       f"{fmt(hold)} (its ping nodes did not answer)")
+            w = evolve(w, lost="", recover_until=now + hold)
+    if w.recover_until is not None and now >= w.recover_until - EPS:
+        out.reason("this node has seen the outside world long enough to own groups again")
+        w = evolve(w, recover_until=None)
+    return w
+
+
+def yields_groups(s: CoreState) -> bool:
+    """Published as ``wy``: this node gives its groups to a peer that sees the world."""
+    return bool(s.world.lost) or s.world.recover_until is not None
+
+
+def cut_off_for_groups(s: CoreState, now: float) -> str:
+    """Why being cut off costs this node its groups now ("" when it does not)."""
+    w = s.world
+    ok, why = world_ok(s, now)
+    if s.peer_status is not PeerStatus.ALIVE or s.peer_state.beat is None:
+        return "" if ok else f"this node is cut off ({why})"
+    if w.lost:
+        return f"this node is cut off ({why or w.reason}) while {s.peer} sees the outside world"
+    if w.recover_until is not None:
+        return (f"this node was cut off and takes no group back until it has seen the "
+                f"outside world for {fmt(recovery_hold(s))} "
+                f"({fmt(max(0.0, w.recover_until - now))} to go)")
+    return ""
+
+
+def peer_cut_off(s: CoreState) -> str:
+    """Why the live peer yields its groups for being cut off ("" when it does not)."""
+    beat = s.peer_state.beat
+    if beat is None or not beat.yields_world:
+        return ""
+    return f"peer {s.peer} is cut off from the outside world (or just back) and yields its groups"
 
 
 def deadlines(s: CoreState) -> list[float]:
@@ -155,4 +259,9 @@ def deadlines(s: CoreState) -> list[float]:
     if s.config.ping_nodes:
         last = s.world.last_ping
         times.append((last if last is not None else s.started_at) + s.config.ping_timeout)
+    w = s.world
+    if w.outranked_since is not None:
+        times.append(w.outranked_since + s.config.ping_timeout)
+    if w.recover_until is not None:
+        times.append(w.recover_until)
     return times

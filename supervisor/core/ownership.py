@@ -12,10 +12,12 @@ protocol is described in ``supervisor.core.states``.
 from __future__ import annotations
 
 from supervisor.core import codec
-from supervisor.core.liveness import world_ok
+from supervisor.core.liveness import cut_off_for_groups, peer_cut_off
 from supervisor.core.plan import ensure_stopped, start
-from supervisor.core.state import CoreState, GroupState, Out, evolve
-from supervisor.core.states import Activity, Nego, PeerStatus
+from supervisor.core.state import EPS, CoreState, GroupState, Out, evolve
+from supervisor.core.states import Activity, Nego, NodeStatus, PeerStatus
+from supervisor.core.watchdog_window import hung_peer_reset_by
+from supervisor.resource_spec import DrbdSpec
 
 _NO_VIEW = codec.GroupView()
 
@@ -39,12 +41,10 @@ def not_entitled_self(s: CoreState, now: float, g: GroupState | None) -> str:
             return f"group {g.name} failed here ({g.failed_reason})"
         if g.activity is Activity.STOP_FAILED:
             return f"group {g.name} is blocked here ({g.blocked_reason})"
-    ok, why = world_ok(s, now)
-    beat = s.peer_state.beat
-    peer_world = beat.world_ok if beat is not None else False
-    if not ok and (s.peer_status is not PeerStatus.ALIVE or peer_world):
-        return f"this node is cut off ({why})"
-    return ""
+    why = cut_off_for_groups(s, now)
+    if why or g is None:
+        return why
+    return _replica_behind_self(s, g)
 
 
 def not_entitled_peer(s: CoreState, name: str, now: float) -> str:
@@ -58,15 +58,48 @@ def not_entitled_peer(s: CoreState, name: str, now: float) -> str:
         return f"group {name} failed on {s.peer}"
     if view.activity is Activity.STOP_FAILED:
         return f"group {name} is blocked on {s.peer}"
-    if not beat.world_ok and world_ok(s, now)[0]:
-        return f"peer {s.peer} is cut off from the outside world"
+    why = peer_cut_off(s)
+    if why:
+        return why
+    g = s.groups.get(name)
+    if g is not None and g.activity in (Activity.STARTING, Activity.RUNNING):
+        behind = [r for r in _drbd_of(g) if r in beat.replicas_behind]
+        if behind:
+            return (f"{s.peer}'s replica {', '.join(behind)} is not in sync yet (the group "
+                    f"stays on {s.me} until it is UpToDate on both sides)")
     return ""
+
+
+def _drbd_of(g: GroupState) -> list[str]:
+    return [spec.resource for spec in g.specs if isinstance(spec, DrbdSpec)]
+
+
+def replicas_behind(s: CoreState) -> list[str]:
+    """The DRBD resources whose local replica is not in sync with the peer's (published as
+    ``rb``: the peer does not hand a group over to this node meanwhile)."""
+    return sorted(name for name, r in s.replicas.items() if not r.in_sync)
+
+
+def _replica_behind_self(s: CoreState, g: GroupState) -> str:
+    """Failback waits for the data: while the live peer runs the group, this node may not
+    take it back (auto failback, or an admin's takeover) until its replicas are in sync."""
+    view = peer_view(s, g.name)
+    if view is None or view.activity not in (Activity.STARTING, Activity.RUNNING):
+        return ""
+    if g.activity is not Activity.IDLE:
+        return ""
+    behind = [s.replicas[r].not_in_sync() for r in _drbd_of(g)
+              if r in s.replicas and not s.replicas[r].in_sync]
+    if not behind:
+        return ""
+    return (f"{'; '.join(behind)}: group {g.name} stays on {s.peer} until it is UpToDate on "
+            "both sides")
 
 
 def preferred(s: CoreState, name: str) -> tuple[str, bool]:
     """The node the group should run on when both can, and whether an admin pinned it."""
     pin = s.pins.get(name)
-    if pin is not None:
+    if pin is not None and pin[0]:  # ("", stamp): cleared by `twinbeat unpin`
         return pin[0], True
     cfg = s.group_cfg(name)
     return (cfg.preferred if cfg else s.me), False
@@ -137,6 +170,14 @@ def decide_group(s: CoreState, g: GroupState, now: float, out: Out) -> GroupStat
         if g.activity is not Activity.IDLE:
             return g
         return g.said(f"waiting up to initdead for peer {s.peer} before taking group {g.name}")
+    if s.in_maintenance(s.peer):
+        # the peer's resources are left as they are: nothing moves to or from it
+        if g.nego is not Nego.NONE:
+            g = evolve(g, nego=Nego.NONE)
+        if g.activity is not Activity.IDLE:
+            return g
+        return g.said(f"group {g.name} is left where it is: {s.peer} is in maintenance "
+                      "(nothing is moved to or from it)")
     if s.peer_status is PeerStatus.DEAD:
         if g.nego is not Nego.NONE:
             g = evolve(g, nego=Nego.NONE)
@@ -146,9 +187,29 @@ def decide_group(s: CoreState, g: GroupState, now: float, out: Out) -> GroupStat
                 g = g.said(f"not taking over group {g.name}: {why}")
             return ensure_stopped(g, out, f"{why}, and {s.peer} is not reachable")
         if g.activity is Activity.IDLE:
-            return start(s, g, out,
-                         f"taking over group {g.name}: {s.peer_state.dead_reason}",
-                         check_duplicates=s.peer_state.beat is None)
+            beat = s.peer_state.beat
+            reset_by = hung_peer_reset_by(s)
+            if reset_by is not None and now < reset_by - EPS:
+                assert beat is not None and beat.watchdog_timeout is not None
+                assert s.peer_state.last_heard is not None
+                waiting = (
+                    f"not taking over group {g.name} yet: {s.peer} may be hung rather than "
+                    f"dead; waiting until its watchdog (armed for {beat.watchdog_timeout:g} s) "
+                    f"must have reset it, {reset_by - s.peer_state.last_heard:.2f} s after its "
+                    "last beat")
+                if waiting != g.reason:
+                    out.reason(waiting)
+                return g.said(waiting)
+            why = s.peer_state.dead_reason
+            if (beat is not None and beat.status is not NodeStatus.LEAVING
+                    and not beat.watchdog_timeout):
+                why += (f"; {s.peer} had no armed watchdog: if it is hung rather than dead it "
+                        "still holds what it ran")
+            elif reset_by is not None:
+                why += (f"; its watchdog (armed for {beat.watchdog_timeout:g} s) must have "
+                        "reset it by now" if beat is not None else "")
+            return start(s, g, out, f"taking over group {g.name}: {why}",
+                         check_duplicates=beat is None)
         return g
     # Peer alive: negotiate.
     owner, why = desired_owner(s, g, now)

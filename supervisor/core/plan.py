@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from supervisor.core.actions import CheckResource, Log, Reboot, StartResource, StopResource
 from supervisor.core.events import ResourceResult
+from supervisor.core.notify import Kind
 from supervisor.core.state import EPS, CoreState, GroupState, Op, Out, evolve, fmt, stops
-from supervisor.core.states import Activity, Nego
+from supervisor.core.states import Activity, Nego, PeerStatus
 from supervisor.resource_spec import DrbdSpec
 from supervisor.settings import (
     GROUP_RESTART_WINDOW,
@@ -56,12 +57,14 @@ def _result(s: CoreState, g: GroupState, r: ResourceResult, now: float,
                 if g.activity is Activity.STARTING:
                     g = g.to(Activity.RUNNING, reason=f"group {g.name} is running on {s.me}")
                     out.reason(g.reason)
+                    out.event(Kind.GROUP_STARTED, g.reason, group=g.name)
                 else:
                     out.reason(f"group {g.name}: {what} restarted")
                 g = evolve(g, next_monitor=next_monitor(cfg, now))
             return g
         reason = f"starting {what} in group {g.name} failed: {r.detail or 'error'}"
         out.warn(reason + "; stopping what was started")
+        out.event(Kind.RELEASE, reason + "; stopping what was started", group=g.name)
         return g.to(Activity.STOPPING, reason=reason,
                     plan=tuple(Op("stop", i) for i in range(op.index, -1, -1)),
                     purpose="failover", fail_after_stop=f"{what} failed to start")
@@ -80,15 +83,19 @@ def _result(s: CoreState, g: GroupState, r: ResourceResult, now: float,
                 f"fix it, then run `twinbeat cleanup {g.name}`"
             )
             out.error(blocked)
+            out.event(Kind.GROUP_FAILED, blocked, group=g.name)
             return g.to(Activity.STOP_FAILED, plan=(), blocked_reason=blocked, reason=blocked)
         reason = (
             f"stopping {what} failed ({detail}): rebooting {s.me} so that "
             f"{s.peer} can take group {g.name} over"
         )
         out.error(reason)
+        out.event(Kind.GROUP_FAILED, reason, group=g.name)
         out.actions.append(Reboot(reason))
         return g.to(Activity.STOP_FAILED, plan=(), reason=reason)
     # check
+    if s.in_maintenance(s.me):  # not monitored: a check that was running when it began
+        return evolve(g, plan=())
     if r.ok and r.running:
         if not g.plan:
             g = evolve(g, next_monitor=next_monitor(cfg, now))
@@ -107,6 +114,7 @@ def _result(s: CoreState, g: GroupState, r: ResourceResult, now: float,
             f"{fmt(window)}: giving the group up"
         )
         out.warn(reason)
+        out.event(Kind.RELEASE, reason, group=g.name)
         g = g.to(Activity.STOPPING, failures=failures, reason=reason, plan=stops(g.up),
                  purpose="failover", fail_after_stop=f"{what} kept failing")
         if not g.plan:
@@ -133,10 +141,12 @@ def stopped(s: CoreState, g: GroupState, now: float, out: Out) -> GroupState:
         g = evolve(g, failed_until=now + timeout if timeout > 0 else math.inf,
                    failed_reason=failed, fail_after_stop="",
                    reason=f"group {g.name} failed on {s.me} ({failed}); not eligible {until}")
+        out.event(Kind.GROUP_FAILED, g.reason, group=g.name)
     elif g.purpose == "cleanup":
         g = evolve(g, reason=f"group {g.name}: nothing left running from before")
     else:
         g = evolve(g, reason=f"group {g.name} stopped on {s.me}")
+        out.event(Kind.GROUP_STOPPED, g.reason, group=g.name)
     out.reason(g.reason)
     if cfg is not None and cfg.resources != g.specs:
         g = evolve(g, specs=cfg.resources)
@@ -145,7 +155,11 @@ def stopped(s: CoreState, g: GroupState, now: float, out: Out) -> GroupState:
 
 def start(s: CoreState, g: GroupState, out: Out, reason: str, *,
           check_duplicates: bool) -> GroupState:
+    """Start the group here. With the peer dead after it was heard, that is a failover;
+    otherwise a takeover (a handover agreed with the peer, or a start alone at boot)."""
     out.reason(reason)
+    failover = s.peer_status is PeerStatus.DEAD and s.peer_state.beat is not None
+    out.event(Kind.FAILOVER if failover else Kind.TAKEOVER, reason, group=g.name)
     g = g.to(Activity.STARTING, purpose="start", up=0, reason=reason,
              check_duplicates=check_duplicates and s.config.takeover.dad,
              plan=tuple(Op("start", i) for i in range(len(g.specs))))
@@ -160,6 +174,7 @@ def ensure_stopped(g: GroupState, out: Out, why: str) -> GroupState:
         return g
     reason = f"group {g.name}: {why}"
     out.reason(reason)
+    out.event(Kind.RELEASE, reason, group=g.name)
     g = g.to(Activity.STOPPING, nego=Nego.NONE, purpose="release", plan=stops(g.up),
              reason=reason)
     if not g.plan:
@@ -172,6 +187,7 @@ def expire_failures(s: CoreState, g: GroupState, now: float, out: Out) -> GroupS
         return g
     reason = f"failure of group {g.name} on {s.me} expired; eligible again"
     out.reason(reason)
+    out.event(Kind.GROUP_RECOVERED, reason, group=g.name)
     return evolve(g, failed_until=None, failed_reason="", failures=(), reason=reason)
 
 
@@ -242,10 +258,13 @@ def use_force(s: CoreState, group: str, resource: str, now: float) -> tuple[Core
 
 def cleanup(g: GroupState, out: Out) -> GroupState:
     """``twinbeat cleanup``: forget the failures; a blocked group tries its stop again."""
+    failed = g.failed_until is not None or g.activity is Activity.STOP_FAILED
     g = evolve(g, failures=(), failed_until=None, failed_reason="")
     if g.activity is Activity.STOP_FAILED:
         g = g.to(Activity.STOPPING, purpose="cleanup", blocked_reason="",
                  plan=stops(len(g.specs)), up=len(g.specs))
     reason = f"cleanup of group {g.name}: failures forgotten"
     out.reason(reason)
+    if failed:
+        out.event(Kind.GROUP_RECOVERED, reason, group=g.name)
     return evolve(g, reason=reason)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.core import codec, fencing
+from supervisor.core import admin, codec, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
-from supervisor.core.liveness import world_ok
-from supervisor.core.state import EPS, CoreState, Out, evolve
+from supervisor.core.liveness import world_ok, yields_groups
+from supervisor.core.ownership import replicas_behind
+from supervisor.core.state import EPS, SENT_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus
 
 LEAVING_FRAMES = 3
@@ -34,6 +35,12 @@ def published(s: CoreState, now: float) -> tuple[Any, ...]:
         tuple(sorted(s.pins.items())),
         tuple(sorted(fencing.requests(s).items())),
         tuple(sorted(fencing.answers(s).items())),
+        tuple(sorted(s.maintenance.items())),
+        s.watchdog_timeout,
+        yields_groups(s),
+        tuple(replicas_behind(s)),
+        tuple(sorted(admin.requests(s).items())),
+        tuple(sorted(admin.answers(s).items())),
     )
 
 
@@ -71,6 +78,27 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         outdate_answers=fencing.answers(s),
         minor=codec.PROTOCOL_MINOR,
         release=s.settings.release,
+        maintenance=dict(s.maintenance),
+        echo=echo(s, seq, now),
+        watchdog_timeout=s.watchdog_timeout,
+        yields_world=yields_groups(s),
+        replicas_behind=tuple(replicas_behind(s)),
+        resolve=admin.requests(s),
+        resolve_answers=admin.answers(s),
     )
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
-    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive)
+    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
+                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:
+    """The echo this beat carries: the peer's latest beat heard on one link (each link in
+    turn), and how long ago it arrived; the peer measures that link's round-trip time."""
+    heard = [ls for _, ls in sorted(s.links.items())
+             if ls.status.delivers and ls.last_order is not None and ls.last_heard is not None]
+    if not heard:
+        return None
+    ls = heard[seq % len(heard)]
+    assert ls.last_order is not None and ls.last_heard is not None
+    hold = min(codec.MAX_HOLD_MS, max(0, round((now - ls.last_heard) * 1000)))
+    return (ls.name, ls.last_order[0], ls.last_order[1], hold)

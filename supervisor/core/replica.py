@@ -42,6 +42,10 @@ NO_DATA = frozenset({"Diskless", "Attaching", "Detaching", "Failed", "Negotiatin
 #: Replication (8.4: connection) states of a running resync, with the local side's role.
 SYNC_TARGET = frozenset({"SyncTarget", "PausedSyncT", "StartingSyncT", "WFBitMapT",
                          "WFSyncUUID", "VerifyT"})
+#: the resync rate is measured over this many seconds of out-of-sync reports
+RATE_WINDOW = 10.0
+MAX_SAMPLES = 64
+
 SYNC_SOURCE = frozenset({"SyncSource", "PausedSyncS", "StartingSyncS", "WFBitMapS",
                          "VerifyS"})
 
@@ -149,6 +153,36 @@ class Replica:
     peer_disk: str = "DUnknown"
     split_brain: bool = False
     out_of_sync_kib: int | None = None
+    replication: str = "Off"
+    done: float | None = None  # resync progress in percent, while one runs
+
+    @property
+    def syncing(self) -> bool:
+        """A resync is running (either way)."""
+        return self.replication in SYNC_TARGET or self.replication in SYNC_SOURCE
+
+    @property
+    def in_sync(self) -> bool:
+        """Both replicas hold the same data and this side knows it: Connected, UpToDate on
+        both sides, no resync running, no split brain. Only such a replica is given a group
+        back from a peer that runs it (the returning node's data is otherwise older)."""
+        return (self.disk == "UpToDate" and self.peer_disk == "UpToDate"
+                and self.connection == "Connected" and not self.split_brain
+                and self.replication in ("Established", "Off"))
+
+    def not_in_sync(self) -> str:
+        """Why not in sync, as a phrase ("" when it is)."""
+        if self.in_sync:
+            return ""
+        if self.split_brain:
+            return f"replica {self.name} is in SPLIT BRAIN"
+        if self.replication in SYNC_TARGET:
+            done = "" if self.done is None else f", {self.done:.0f} % done"
+            return f"replica {self.name} is {self.disk}, resynchronising ({self.replication}{done})"
+        if self.connection != "Connected":
+            return (f"replica {self.name} is {self.disk} and not connected to the peer's "
+                    f"({self.connection})")
+        return f"replica {self.name} is {self.disk}, the peer's {self.peer_disk}"
 
 
 @dataclass
@@ -171,21 +205,30 @@ class ReplicaView:
     split_brain: bool = False
     split_brain_since: float | None = None
     changed_at: float = 0.0
-    # (monotonic time, out-of-sync KiB) at the start of the running sync, for rate and ETA
+    # (monotonic time, out-of-sync KiB) at the start of the running sync, for the progress
     _sync_start: tuple[float, int] | None = field(default=None, repr=False)
     _sync_last: tuple[float, int] | None = field(default=None, repr=False)
+    # (monotonic time, out-of-sync KiB) each time DRBD reported the figure during the sync:
+    # the rate is measured over the last RATE_WINDOW seconds of them
+    _samples: list[tuple[float, int]] = field(default_factory=list, repr=False)
 
     @property
     def syncing(self) -> bool:
         return self.replication in SYNC_TARGET or self.replication in SYNC_SOURCE
 
     def rate_kib_s(self) -> float | None:
-        """Mean resync rate since the sync started, from the out-of-sync figures."""
-        if self._sync_start is None or self._sync_last is None:
+        """The resync rate now: how fast DRBD's out-of-sync figure fell over the last
+        RATE_WINDOW seconds of its reports (the monitor asks for one every poll_sync seconds
+        while a resync runs); None until two reports half a second apart show progress."""
+        if not self._samples:
             return None
-        (t0, k0), (t1, k1) = self._sync_start, self._sync_last
+        t1, k1 = self._samples[-1]
+        window = [x for x in self._samples if t1 - x[0] <= RATE_WINDOW] or self._samples
+        t0, k0 = window[0]
         if t1 - t0 < 0.5 or k0 <= k1:
-            return None
+            t0, k0 = self._samples[0]
+            if t1 - t0 < 0.5 or k0 <= k1:
+                return None
         return (k0 - k1) / (t1 - t0)
 
     def eta_s(self) -> float | None:
@@ -198,6 +241,7 @@ class ReplicaView:
         """Take one record for this resource; return sentences worth a log line."""
         f = rec.fields
         said: list[str] = []
+        reported = False
         before = (self.role, self.peer_role, self.connection, self.disk, self.peer_disk,
                   self.replication)
         if rec.obj == "resource":
@@ -224,6 +268,11 @@ class ReplicaView:
                 self.replication = f.get("replication", self.replication)
             if f.get("out-of-sync", "").isdigit():
                 self.out_of_sync_kib = int(f["out-of-sync"])
+                reported = True
+            elif "sent" in f or "received" in f:
+                # statistics without out-of-sync: DRBD leaves the figure out when it is 0
+                self.out_of_sync_kib = 0
+                reported = True
         elif rec.obj == "helper" and rec.what == "call":
             helper = f.get("helper", "")
             if helper == "split-brain":
@@ -232,7 +281,7 @@ class ReplicaView:
             elif helper == "initial-split-brain":
                 said.append(f"DRBD {self.name}: split brain found on reconnection; the "
                             "configured after-split-brain policy decides")
-        self._track_sync(now)
+        self._track_sync(now, reported)
         if self.split_brain and self.connection == "Connected" and self.replication != "Off":
             self.split_brain = False
             self.split_brain_since = None
@@ -258,22 +307,28 @@ class ReplicaView:
                         "diverged and will not reconnect on their own: see "
                         "`twinbeat resolve-split-brain --help`")
 
-    def _track_sync(self, now: float) -> None:
+    def _track_sync(self, now: float, reported: bool = False) -> None:
         if not self.syncing:
             self._sync_start = self._sync_last = None
+            self._samples = []
             self.done = None
             return
         if self.out_of_sync_kib is None:
             return
         if self._sync_start is None or self.out_of_sync_kib > self._sync_start[1]:
             self._sync_start = (now, self.out_of_sync_kib)
+            self._samples = []
+        if reported or not self._samples:
+            self._samples.append((now, self.out_of_sync_kib))
+            del self._samples[:-MAX_SAMPLES]
         self._sync_last = (now, self.out_of_sync_kib)
         total = self._sync_start[1]
         self.done = 100.0 if total == 0 else 100.0 * (total - self.out_of_sync_kib) / total
 
     def snapshot(self) -> Replica:
         return Replica(self.name, self.role, self.peer_role, self.connection, self.disk,
-                       self.peer_disk, self.split_brain, self.out_of_sync_kib)
+                       self.peer_disk, self.split_brain, self.out_of_sync_kib,
+                       self.replication, self.done if self.syncing else None)
 
     def describe(self) -> str:
         text = (f"{self.role}/{self.peer_role}, {self.connection}, disks "

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.core import codec, freshness
-from supervisor.core.actions import Action, Log
+from supervisor.core.actions import Action, Emit, Log
+from supervisor.core.notify import Kind, Notice, Severity
 from supervisor.core.replica import Replica
 from supervisor.core.states import (
     ACTIVITY_TRANSITIONS,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 # exactly `last_heard + deadtime` sees the deadline as reached.
 EPS = 1e-6
 LOSS_WINDOW = 100
+SENT_WINDOW = 16
 
 _T = TypeVar("_T")
 _FIELDS: dict[type, frozenset[str]] = {}
@@ -95,6 +97,14 @@ class Out:
     def error(self, text: str) -> None:
         self.actions.append(Log("error", text))
         self.reasons.append(text)
+
+    def event(self, kind: Kind, reason: str, *, group: str = "", link: str = "",
+              resource: str = "", subject: str = "", severity: Severity | None = None) -> None:
+        """A cluster event (history, hooks, mail) for a decision whose sentence is
+        ``reason``."""
+        self.actions.append(Emit(Notice(kind, reason, group=group, link=link,
+                                        resource=resource, subject=subject,
+                                        severity=severity)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,6 +162,8 @@ class LinkState:
     carrier: bool | None = None
     received: int = 0
     peer_hears_us: bool | None = None
+    #: the latest round-trip time measured on this link (an echo of one of our beats)
+    rtt: float | None = None
 
     def to(self, status: LinkStatus) -> LinkState:
         checked(LINK_TRANSITIONS, self.status, status, f"link {self.name}")
@@ -233,6 +245,12 @@ class WorldState:
     last_ping: float | None = None
     reason: str = ""  # why it is cut off ("" = it is not)
     ping_silence_warned: bool = False
+    #: since when this node cannot see the world while the live peer can (damping)
+    outranked_since: float | None = None
+    #: it yields its groups for being cut off ("" = it does not): ping or carrier
+    lost: str = ""
+    #: after a loss by ping, it takes no group back before this time (hysteresis)
+    recover_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -286,11 +304,28 @@ class ForceData:
 @dataclass(frozen=True)
 class Resolving:
     """A ``resolve-split-brain`` whose drbdadm commands are running: what it said so far,
-    whether everything went well, the resources still running their commands."""
+    whether everything went well, the resources still running their commands here, and
+    those whose half the peer still has to run (asked over the heartbeat links as ``sb``
+    with ``wire``; given up at ``deadline``)."""
 
     said: tuple[str, ...]
     ok: bool
     pending: frozenset[str]
+    peer: frozenset[str] = frozenset()
+    discard: str = ""
+    wire: int = 0
+    deadline: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResolveIn:
+    """The peer asked this node to run its half of a resolve-split-brain (``sb``): the
+    request id, and what it came to (None while the commands run; then done, failed or
+    refused), published as ``sba`` while the peer still asks."""
+
+    wire: int
+    result: str | None = None
+    detail: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +339,8 @@ class CoreState:
     started_at: float
     links: Mapping[str, LinkState]
     groups: Mapping[str, GroupState]
-    #: admin pins (standby/takeover): group -> (node, Lamport stamp)
+    #: admin pins (standby/takeover): group -> (node, Lamport stamp); node "" is a pin
+    #: cleared by `twinbeat unpin` (kept with its stamp so that an older pin does not return)
     pins: Mapping[str, tuple[str, int]]
     #: frames dropped, by cause
     dropped: Mapping[str, int]
@@ -313,6 +349,8 @@ class CoreState:
     world: WorldState = WorldState()
     watchdog_ok: bool = True
     watchdog_reason: str = "no watchdog state reported yet"
+    #: the timeout this node's watchdog is armed with (None: none armed); published as ``wt``
+    watchdog_timeout: float | None = None
     lamport: int = 0
     seq: int = 0
     next_beat: float = 0.0
@@ -327,6 +365,13 @@ class CoreState:
     force_data: Mapping[str, ForceData] = field(default_factory=dict)
     #: resolve-split-brain requests waiting for their drbdadm commands, by request id
     resolving: Mapping[int, Resolving] = field(default_factory=dict)
+    #: maintenance mode by node: (on, Lamport stamp), merged with the peer's by stamp
+    maintenance: Mapping[str, tuple[bool, int]] = field(default_factory=dict)
+    #: our last SENT_WINDOW beats: (seq, when sent), for the round-trip times
+    sent: tuple[tuple[int, float], ...] = ()
+    #: the peer's resolve-split-brain requests, by DRBD resource
+    resolve_in: Mapping[str, ResolveIn] = field(default_factory=dict)
+    resolve_counter: int = 0
 
     @property
     def config(self) -> Config:
@@ -358,6 +403,10 @@ class CoreState:
             return self
         return evolve(self, links={**self.links, ls.name: ls})
 
+    def in_maintenance(self, node: str) -> bool:
+        flag = self.maintenance.get(node)
+        return flag is not None and flag[0]
+
     def count_drop(self, cause: str) -> CoreState:
         return evolve(self, dropped={**self.dropped, cause: self.dropped.get(cause, 0) + 1})
 
@@ -369,10 +418,14 @@ class CoreState:
 
 
 def initial_state(config: Config, me: str, key: bytes, generation: int, now: float, *,
+                  maintenance: Mapping[str, tuple[bool, int]] | None = None,
                   release: str = "") -> CoreState:
-    """The state of a node that has just started: every group is first stopped (cleanup).
-    ``release`` is this node's twinbeat version (said in every beat)."""
+    """The state of a node that has just started: every group is first stopped (cleanup),
+    unless this node is in maintenance (``maintenance``: the flags persisted by the last
+    run; then nothing is touched until maintenance ends). ``release`` is this node's
+    twinbeat version (said in every beat)."""
     required = config.watchdog.mode == "required"
+    flags = dict(maintenance or {})
     return CoreState(
         Settings.make(config, me, key, release),
         generation=generation,
@@ -384,6 +437,8 @@ def initial_state(config: Config, me: str, key: bytes, generation: int, now: flo
         pins={},
         dropped={},
         replicas={name: Replica(name) for name in drbd_resources(config)},
+        maintenance=flags,
+        lamport=max((stamp for _, stamp in flags.values()), default=0),
     )
 
 

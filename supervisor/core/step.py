@@ -30,12 +30,14 @@ from supervisor.core.actions import Action
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
+    ConfigRejected,
     DrbdadmDone,
     Event,
     FenceRequested,
     FrameReceived,
     FramesReceived,
     LinkCarrier,
+    NodeStarted,
     OutdateResult,
     PingReply,
     PublicCarrier,
@@ -46,6 +48,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.intake import on_frame
+from supervisor.core.notify import Kind, Severity, replica_changes
 from supervisor.core.ownership import decide_group
 from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
 from supervisor.core.publish import publish
@@ -62,6 +65,7 @@ from supervisor.core.state import (
     initial_state,
 )
 from supervisor.core.states import Activity, NodeStatus
+from supervisor.core.watchdog_window import hung_peer_reset_by
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -107,22 +111,42 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
             return liveness.on_public_carrier(s, up, out)
         case PingReply():
             return liveness.on_ping_reply(s, now)
-        case WatchdogState(ok=ok, reason=reason):
-            return liveness.on_watchdog(s, ok, reason, out)
+        case WatchdogState(ok=ok, reason=reason, armed=armed, timeout=timeout):
+            return liveness.on_watchdog(s, ok, reason, out, armed=armed, timeout=timeout)
         case ShutdownRequested():
             if s.shutting_down:
                 return s
-            out.reason("shutting down: stopping every group and handing it to the peer")
+            if s.in_maintenance(s.me):
+                said = ("shutting down in maintenance mode: the groups are left as they are "
+                        "(not stopped, not handed over)")
+            else:
+                said = "shutting down: stopping every group and handing it to the peer"
+            out.reason(said)
+            out.event(Kind.NODE_STOPPING, f"twinbeat is stopping on {s.me}: {said}")
             return evolve(s, shutting_down=True)
         case ConfigChanged(config=config, key=key):
             return _on_config(s, config, key, out)
+        case ConfigRejected(path=path, problems=problems):
+            shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
+            said = (f"configuration change in {path} rejected, the running configuration "
+                    f"stays: {shown}")
+            out.warn(said)
+            out.event(Kind.CONFIG_REJECTED, said)
+            return s
+        case NodeStarted(previous=previous, detail=detail):
+            return _on_started(s, previous, detail, out)
         case FenceRequested(resource=resource, request_id=request_id):
             return fencing.on_request(s, resource, request_id, now, out)
         case OutdateResult():
             return fencing.on_outdate_result(s, event, out)
         case ReplicaChanged(replica=replica):
-            if s.replicas.get(replica.name) == replica:
+            old = s.replicas.get(replica.name)
+            if old == replica:
                 return s
+            if old is not None:
+                for notice in replica_changes(old, replica):
+                    out.reason(notice.reason)
+                    out.event(notice.kind, notice.reason, resource=notice.resource)
             return evolve(s, replicas={**s.replicas, replica.name: replica})
         case DrbdadmDone():
             return admin.on_drbdadm_done(s, event, out)
@@ -131,7 +155,9 @@ def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
 
 def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> CoreState:
     if s.me not in [n.name for n in config.nodes]:
-        out.warn(f"new configuration ignored: it does not list this node ({s.me})")
+        said = f"new configuration ignored: it does not list this node ({s.me})"
+        out.warn(said)
+        out.event(Kind.CONFIG_REJECTED, said)
         return s
     settings = Settings.make(config, s.me, s.settings.key if key is None else key,
                              s.settings.release)
@@ -154,6 +180,7 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
             groups[name] = gs.said(f"configuration: group {name} removed; stopping it")
             out.reason(groups[name].reason)
     out.reason("configuration reloaded")
+    out.event(Kind.CONFIG_RELOADED, f"configuration {config.path} reloaded")
     replicas = {name: s.replicas.get(name) or Replica(name) for name in drbd_resources(config)}
     # a new key or cluster name: the next frame is authenticated again, whatever its bytes
     peer_state = evolve(s.peer_state, frame=b"")
@@ -161,16 +188,48 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
                   peer_state=peer_state)
 
 
+def _on_started(s: CoreState, previous: str, detail: str, out: Out) -> CoreState:
+    """How the last run ended, as the edge found it at start."""
+    if previous == "watchdog":
+        said = (f"{s.me} was reset by its watchdog ({detail}) while twinbeat ran: the "
+                "supervisor or the kernel hung")
+        out.warn(said)
+        out.event(Kind.BOOTED_AFTER_RESET, said)
+    elif previous == "reset":
+        said = (f"{s.me} restarted while twinbeat ran, without a clean shutdown (power loss, "
+                "a kernel panic, or a reset)")
+        out.warn(said)
+        out.event(Kind.BOOTED_AFTER_RESET, said)
+    elif previous == "crashed":
+        said = "twinbeat started again after it stopped without a clean shutdown (crash or kill)"
+        out.warn(said)
+        out.event(Kind.NODE_STARTED, said, severity=Severity.WARNING)
+    else:
+        said = f"twinbeat started on {s.me} (generation {s.generation})"
+        out.reason(said)
+        out.event(Kind.NODE_STARTED, said)
+    if s.in_maintenance(s.me):
+        said = (f"{s.me} is in maintenance mode (kept across the restart): its groups are left "
+                "as they are until `twinbeat maintenance off`")
+        out.warn(said)
+    return s
+
+
 def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
     s = liveness.update_links(s, now, out)
     s = liveness.update_peer(s, now, out)
     s = liveness.update_world(s, now, out)
     s = fencing.update(s, now, out)
+    s = admin.update(s, now, out)
     if s.force_data:
         s = admin.expire_force(s, now, out)
+    frozen = s.in_maintenance(s.me)  # resources left as they are: no decision, no monitor
     for name in list(s.groups):
         g = s.groups[name]
         g = expire_failures(s, g, now, out)
+        if frozen:
+            s = s.with_group(g)
+            continue
         g = decide_group(s, g, now, out)
         g = schedule_monitor(g, now)
         s = advance(s, g, now, out)
@@ -184,6 +243,10 @@ def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
 def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
     if not s.shutting_down or s.shutdown_done or s.status is NodeStatus.LEAVING:
         return s
+    if s.in_maintenance(s.me):
+        out.reason(f"telling {s.peer} that {s.me} is leaving (in maintenance: its groups are "
+                   "left as they are)")
+        return s.to(NodeStatus.LEAVING)
     for g in s.groups.values():
         if g.activity not in (Activity.IDLE, Activity.STOP_FAILED) or g.inflight is not None:
             return s
@@ -193,7 +256,10 @@ def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
 
 def next_deadline(s: CoreState, now: float) -> float:
     """The next time the core must be called (with a Tick) if no event arrives first."""
-    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s)]
+    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    reset_by = hung_peer_reset_by(s)
+    if reset_by is not None:
+        times.append(reset_by)
     for g in s.groups.values():
         if g.next_monitor is not None:
             times.append(g.next_monitor)

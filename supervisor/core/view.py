@@ -13,9 +13,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from supervisor.core.compat import local
-from supervisor.core.liveness import world_ok
+from supervisor.core.liveness import cut_off_for_groups, world_ok
 from supervisor.core.ownership import owner_of, peer_view, preferred
 from supervisor.core.state import CoreState
+from supervisor.core.watchdog_window import window_text
 
 
 def jsonable(value: Any) -> Any:
@@ -39,6 +40,7 @@ class LinkView:
     received: int
     peer_hears_us: bool | None
     carrier: bool | None
+    rtt: float | None  # seconds, the latest round trip measured on the link
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,16 @@ class WorldView:
     reason: str | None
     carrier: bool | None
     ping_answered: bool | None
+    #: why being cut off costs this node its groups now (the damped judgment), if it does
+    yields: str | None
 
 
 @dataclass(frozen=True)
 class WatchdogView:
     ok: bool
     reason: str
+    #: the timeout this node's watchdog is armed with, as published to the peer (wt)
+    armed_timeout: float | None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,11 @@ class PeerView:
     world_ok: bool | None
     release: str | None  # the peer's twinbeat release (None: not said, or not heard)
     protocol: int | None  # the peer's protocol minor version (0: older than the field)
+    #: the peer's published watchdog: may it own groups (wd), armed timeout (wt)
+    can_own: bool | None
+    watchdog_timeout: float | None
+    #: what a takeover from it waits for (the watchdog window)
+    takeover_wait: str | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,26 @@ class VersionsView:
     mixed: bool
     features: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class PeerGroupSaid:
+    name: str
+    activity: str
+    negotiation: str
+    failed: bool
+
+
+@dataclass(frozen=True)
+class PeerSaid:
+    """What the peer's latest beat says about itself: its own view, shown beside ours."""
+
+    status: str
+    world_ok: bool
+    can_own: bool
+    maintenance: bool
+    hears_us: Mapping[str, bool]  # link -> the peer hears us on it
+    groups: tuple[PeerGroupSaid, ...]
 
 
 @dataclass(frozen=True)
@@ -160,6 +191,10 @@ class CoreView:
     config_mismatch: bool
     fencing: FencingView
     versions: VersionsView
+    #: nodes in maintenance mode (their resources are left as they are)
+    maintenance: tuple[str, ...]
+    #: the peer's own view, from its latest beat (None: never heard)
+    peer_said: PeerSaid | None
 
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = jsonable(self)
@@ -185,6 +220,7 @@ def view(s: CoreState, now: float) -> CoreView:
             received=ls.received,
             peer_hears_us=ls.peer_hears_us,
             carrier=ls.carrier,
+            rtt=ls.rtt,
         ))
     groups = []
     for g in s.groups.values():
@@ -196,7 +232,7 @@ def view(s: CoreState, now: float) -> CoreView:
             negotiation=g.nego.value,
             peer=pv.activity.value if pv else None,
             preferred=preferred(s, g.name)[0],
-            pinned=g.name in s.pins,
+            pinned=bool(s.pins.get(g.name, ("", 0))[0]),
             failed=g.failed_until is not None,
             failed_reason=g.failed_reason or None,
             failures=len(g.failures),
@@ -222,9 +258,10 @@ def view(s: CoreState, now: float) -> CoreView:
             reason=why or None,
             carrier=s.world.carrier,
             ping_answered=None if not s.config.ping_nodes else s.world.last_ping is not None,
+            yields=cut_off_for_groups(s, now) or None,
         ),
         can_own=s.watchdog_ok and not s.shutting_down,
-        watchdog=WatchdogView(s.watchdog_ok, s.watchdog_reason),
+        watchdog=WatchdogView(s.watchdog_ok, s.watchdog_reason, s.watchdog_timeout),
         peer=PeerView(
             name=s.peer,
             state=p.status.value,
@@ -235,6 +272,10 @@ def view(s: CoreState, now: float) -> CoreView:
             world_ok=beat.world_ok if beat else None,
             release=(beat.release or None) if beat else None,
             protocol=beat.minor if beat else None,
+            can_own=beat.can_own if beat else None,
+            watchdog_timeout=beat.watchdog_timeout if beat else None,
+            takeover_wait=window_text(beat.watchdog_timeout, t.deadtime, t.keepalive)
+            if beat else None,
         ),
         links=tuple(links),
         groups=tuple(groups),
@@ -242,6 +283,16 @@ def view(s: CoreState, now: float) -> CoreView:
         shutting_down=s.shutting_down,
         config_digest=s.settings.digest,
         config_mismatch=p.config_mismatch,
+        maintenance=tuple(n for n in (s.me, s.peer) if s.in_maintenance(n)),
+        peer_said=None if beat is None else PeerSaid(
+            status=beat.status.value,
+            world_ok=beat.world_ok,
+            can_own=beat.can_own,
+            maintenance=s.in_maintenance(s.peer),
+            hears_us=dict(sorted(beat.links.items())),
+            groups=tuple(PeerGroupSaid(n, v.activity.value, v.nego.value, v.failed)
+                         for n, v in sorted(beat.groups.items())),
+        ),
         fencing=FencingView(
             pending=tuple(
                 FencePending(o.resource, o.wire_id, len(o.waiters), round(now - o.since, 3),

@@ -6,12 +6,15 @@ modules can import it without a cycle.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from supervisor.config import TakeoverConfig
+from supervisor.core.promotion import UNKNOWN_PEER, PeerLiveness, ReplicaSnapshot
 from supervisor.resource_spec import ResourceSpec
 
 
@@ -39,6 +42,27 @@ class ResourceAgent(Protocol):
     async def status(self) -> bool:
         """True = running; raise AgentError when it cannot tell."""
         ...
+
+
+class ChangeSignal:
+    """Wakes every waiter when something changed (the DRBD monitor saw a change, the core's
+    view of the peer changed). Waiters look at the state themselves: no payload, no queue."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+
+    def notify(self) -> None:
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next notify() or ``timeout`` seconds, whichever comes first."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
 
 def _default_resource_dirs() -> tuple[Path, ...]:
@@ -75,6 +99,16 @@ class AgentContext:
     #: DRBD: whether the monitor (drbdsetup events2) saw an unresolved split brain of a
     #: resource; drbddisk refuses to promote such a replica unless forced
     drbd_split_brain: Callable[[str], bool] = lambda _resource: False
+    #: DRBD: the events2 monitor's view of a resource (None: no monitor, or not running)
+    drbd_replica: Callable[[str], ReplicaSnapshot | None] = lambda _resource: None
+    #: DRBD: what the heartbeat core knows of the peer (dead on every link, or heard)
+    peer_liveness: Callable[[], PeerLiveness] = lambda: UNKNOWN_PEER
+    #: DRBD: notified when the monitor's view or the peer's liveness changed
+    drbd_changes: ChangeSignal | None = None
+    #: DRBD: how often a waiting promotion looks again without a change signal, and with
+    #: one (a safety net: the signal is what normally wakes it)
+    drbd_poll: float = 0.5
+    drbd_poll_monitored: float = 2.0
     #: a safety limit on every command an agent runs (the caller's own timeout is shorter)
     command_timeout: float = 300.0
     #: Filesystem stop: seconds between SIGTERM and SIGKILL to processes holding the mount

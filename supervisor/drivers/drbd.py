@@ -1,26 +1,28 @@
 """The drbddisk agent: ``drbddisk::RES`` promotes and demotes a DRBD resource.
 
 Safety rule: never promote a replica whose local data is not ``UpToDate`` (Outdated,
-Inconsistent, Diskless, ...) unless an administrator says so. ``start()`` checks
-``drbdadm dstate RES`` first and refuses with a clear reason. The override is
-``promote(force=True)`` (or setting ``force_next`` before ``start()``), which runs
-``drbdadm primary --force RES``; it is meant for the CLI, never for automatic decisions.
+Inconsistent, Diskless, ...) unless an administrator says so. The override is setting
+``force_next`` before ``start()`` (``twinbeat takeover --force-data``: the core arms it and
+the loop sets it for the next start), which runs ``drbdadm primary --force RES``; it is
+never used by automatic decisions.
+
+When to promote is not decided here: ``start()`` runs the pure state machine of
+``supervisor.core.promotion`` and only carries out what it says (drop the connection to a
+dead peer, promote, start a new pair's initial sync, listen again, wait, refuse). It feeds
+the machine what DRBD shows (the events2 monitor's view through ``ctx.drbd_replica``, or
+``drbdadm role/dstate/cstate`` when the monitor is not running) and what the heartbeat
+core knows of the peer (``ctx.peer_liveness``), and it wakes up when either changes
+(``ctx.drbd_changes``) or when a wait ends; without a change signal it looks again every
+``ctx.drbd_poll`` seconds.
 
 The resource itself is kept up (attached and connected, Secondary) on both nodes by every
 operation, so that replication runs whoever owns the group: ``stop()`` (which the supervisor
 also runs at start-up) brings it up with ``drbdadm up`` and, on a disk that has no DRBD
-metadata yet, creates it first (``create-md``). A brand-new pair is bootstrapped once: when
-both replicas are new (Inconsistent on both sides of a connected resource), the node that
-acquires the group (node1, the preferred node, on a new cluster) starts the initial full
-sync as its source with ``drbdadm primary --force`` (DRBD 8.4 user's guide, "The initial
-device synchronization"); the other node waits as the sync target. It happens once: after
-it one replica is UpToDate, so the condition never holds again. The source leaves a note in
-``run_dir`` so that the Filesystem agent may put a file system on the new device (DRBD lets
-the source be used while the sync runs). A replica that is being resynchronised (or is reconnecting
-to its peer) is given ``ctx.drbd_sync_wait`` seconds to become UpToDate before promotion is
-refused: a node that comes back after a failover and gets its group back at once (auto
-failback) waits for the changed blocks instead of failing the group. Any other Inconsistent
-or Outdated state is refused.
+metadata yet, creates it first (``create-md``). A brand-new pair is bootstrapped once: the
+node that acquires the group starts the initial full sync as its source with ``drbdadm
+primary --force`` (DRBD 8.4 user's guide, "The initial device synchronization") and leaves
+a note in ``run_dir`` so that the Filesystem agent may put a file system on the new device
+(DRBD lets the source be used while the sync runs).
 """
 
 from __future__ import annotations
@@ -30,19 +32,24 @@ import logging
 import time
 from pathlib import Path
 
-from supervisor.core.replica import promotion_verdict
+from supervisor.core import promotion
+from supervisor.core.promotion import (
+    CommandDone,
+    Connect,
+    Disconnect,
+    Limits,
+    Observed,
+    Promote,
+    Promoted,
+    Refuse,
+    ReplicaSnapshot,
+    Wait,
+)
 from supervisor.drivers import runner
 from supervisor.drivers.agent_base import AgentContext, AgentError
 from supervisor.resource_spec import DrbdSpec
 
 log = logging.getLogger("twinbeat.drbd")
-
-#: Connection states in which a local disk that is not UpToDate yet may still become so:
-#: a resync is running or about to, or the connection to the peer is being made.
-CATCHING_UP = frozenset({
-    "Connected", "StartingSyncT", "WFBitMapT", "WFSyncUUID", "SyncTarget", "PausedSyncT",
-    "WFConnection", "WFReportParams",
-})
 
 
 def fresh_marker(run_dir: Path, device: str) -> Path:
@@ -81,17 +88,18 @@ class DrbdAgent:
             log_failure=not quiet, input=input,
         )
 
-    async def ensure_up(self) -> None:
-        """Attach and connect the resource if it is not configured in the kernel yet."""
+    async def ensure_up(self) -> bool:
+        """Attach and connect the resource if it is not configured in the kernel yet; True
+        when it had to (the monitor's view may then lag behind)."""
         r = await self._drbdadm("role", quiet=True)
         if r.ok and local_states(r.stdout):
-            return
+            return False
         # drbd-utils picks its 8.4 or 9 tools by the loaded module: load it first.
         await runner.run([self.ctx.modprobe, "drbd"], timeout=self.ctx.command_timeout)
         up = await self._drbdadm("up", quiet=True)
         if up.ok:
             log.info("DRBD resource %s is up", self.spec.resource)
-            return
+            return True
         text = (up.stderr + up.stdout).lower()
         if "meta data" not in text and "metadata" not in text:
             raise AgentError(f"cannot bring DRBD resource {self.spec.resource} up: "
@@ -107,6 +115,7 @@ class DrbdAgent:
         if not up.ok:
             raise AgentError(f"cannot bring DRBD resource {self.spec.resource} up: "
                              f"{up.describe()}")
+        return True
 
     async def connection(self) -> str:
         r = await self._drbdadm("cstate", quiet=True)
@@ -115,39 +124,6 @@ class DrbdAgent:
     async def device(self) -> str:
         r = await self._drbdadm("sh-dev", quiet=True)
         return r.stdout.strip() or f"/dev/drbd-{self.spec.resource}"
-
-    async def _bootstrap_if_new(self) -> bool:
-        """Start the initial full sync of a brand-new pair from here (see the docstring);
-        True when it did (this node is then Primary)."""
-        deadline = time.monotonic() + self.ctx.drbd_connect_wait
-        while True:
-            r = await self._drbdadm("dstate", quiet=True)
-            local, peer = local_states(r.stdout), peer_states(r.stdout)
-            if not local or any(s != "Inconsistent" for s in local):
-                return False  # not a new pair: the normal UpToDate rule applies
-            if any(s not in ("Inconsistent", "DUnknown") for s in peer):
-                return False  # the peer has data (UpToDate: a resync to here is due)
-            if peer and all(s == "Inconsistent" for s in peer) and (
-                await self.connection() == "Connected"
-            ):
-                break
-            if time.monotonic() > deadline:
-                return False  # the peer is not here to confirm: refuse below, clearly
-            await asyncio.sleep(0.5)
-        r = await self._drbdadm("primary", "--force")
-        if not r.ok:
-            raise AgentError(f"cannot start the initial sync of the new DRBD pair "
-                             f"{self.spec.resource}: {r.describe()}")
-        device = await self.device()
-        marker = fresh_marker(self.ctx.run_dir, device)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{self.spec.resource}\n")
-        log.warning(
-            "DRBD resource %s: both replicas were new; this node is the source of the initial "
-            "full sync (the peer waits as its target) and %s may now be formatted",
-            self.spec.resource, device,
-        )
-        return True
 
     async def role(self) -> str:
         r = await self._drbdadm("role")
@@ -168,88 +144,88 @@ class DrbdAgent:
     async def status(self) -> bool:
         return await self.role() == "Primary"
 
+    async def snapshot(self, *, prefer_monitor: bool = True) -> ReplicaSnapshot:
+        """The resource now: the events2 monitor's view, or drbdadm's when it has none."""
+        if prefer_monitor:
+            view = self.ctx.drbd_replica(self.spec.resource)
+            if view is not None:
+                return view
+        role = await self._drbdadm("role", quiet=True)
+        dstate = await self._drbdadm("dstate", quiet=True)
+        if not role.ok or not dstate.ok or not local_states(dstate.stdout):
+            failed = role if not role.ok else dstate
+            raise AgentError(f"cannot read the state of DRBD resource {self.spec.resource}: "
+                             f"{failed.describe()}")
+        return ReplicaSnapshot.from_drbdadm(
+            role.stdout, dstate.stdout, await self.connection(),
+            split_brain=self.ctx.drbd_split_brain(self.spec.resource))
+
+    async def _wake(self, until: float) -> None:
+        """Until ``until`` (monotonic), or earlier when DRBD or the peer changed."""
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        if self.ctx.drbd_changes is None:
+            await asyncio.sleep(min(left, self.ctx.drbd_poll))
+            return
+        await self.ctx.drbd_changes.wait(min(left, self.ctx.drbd_poll_monitored))
+
     async def start(self, *, check_duplicates: bool = False) -> None:
         force, self.force_next = self.force_next, False
-        await self.ensure_up()
-        await self._await_peer_not_primary()
-        if not force:
-            if await self._bootstrap_if_new():
-                return
-            await self._await_up_to_date()
-        await self.promote(force=force)
-
-    async def _await_peer_not_primary(self) -> None:
-        """The supervisor starts a group only once the peer has released it or is dead; but
-        after a peer's power loss DRBD still shows it Connected and Primary until its own
-        ping notices (ping-int, 10 s by default), far later than the heartbeat deadtime.
-        Give DRBD ``ctx.drbd_peer_wait`` seconds to see that; promote() refuses after that."""
-        deadline = time.monotonic() + self.ctx.drbd_peer_wait
-        told = False
+        res = self.spec.resource
+        came_up = await self.ensure_up()
+        limits = Limits(connect_wait=self.ctx.drbd_connect_wait,
+                        sync_wait=self.ctx.drbd_sync_wait, peer_wait=self.ctx.drbd_peer_wait)
+        replica = await self.snapshot(prefer_monitor=not came_up)
+        m, action = promotion.begin(res, time.monotonic(), replica=replica,
+                                    peer=self.ctx.peer_liveness(), limits=limits, force=force)
+        told = ""
         while True:
-            r = await self._drbdadm("role", quiet=True)
-            if "Primary" not in peer_states(r.stdout) or time.monotonic() > deadline:
-                return
-            if not told:
-                log.info("DRBD resource %s: DRBD still sees the peer as Primary (it notices a "
-                         "dead peer by its own ping); waiting up to %g s", self.spec.resource,
-                         self.ctx.drbd_peer_wait)
-                told = True
-            await asyncio.sleep(0.5)
+            match action:
+                case Promoted(reason=reason):
+                    log.info("%s", reason)
+                    return
+                case Refuse(reason=reason):
+                    raise AgentError(reason)
+                case Wait(until=until, kind=kind, reason=reason):
+                    if kind != told:
+                        log.info("%s", reason)
+                        told = kind
+                    await self._wake(until)
+                    replica = await self.snapshot()
+                    # read together, right before the machine decides: a Disconnect it
+                    # returns is carried out at once, with no await in between
+                    m, action = promotion.feed(
+                        m, Observed(replica, self.ctx.peer_liveness()), time.monotonic())
+                case Disconnect(reason=reason):
+                    log.warning("%s", reason)
+                    r = await self._drbdadm("disconnect", "--force")
+                    m, action = promotion.feed(
+                        m, CommandDone("disconnect", r.ok, r.describe()), time.monotonic())
+                case Promote(reason=reason, force=forced, bootstrap=bootstrap, risk=risk):
+                    if risk:
+                        log.warning("%s; %s", reason, risk)
+                    else:
+                        log.info("%s", reason)
+                    r = await self._drbdadm(*(("primary", "--force") if forced
+                                              else ("primary",)))
+                    if r.ok and bootstrap:
+                        await self._mark_fresh()
+                    m, action = promotion.feed(
+                        m, CommandDone("promote", r.ok, r.describe()), time.monotonic())
+                case Connect(reason=reason):
+                    log.info("%s", reason)
+                    r = await self._drbdadm("connect")
+                    m, action = promotion.feed(
+                        m, CommandDone("connect", r.ok, r.describe()), time.monotonic())
 
-    async def _await_up_to_date(self) -> None:
-        """Give a replica that is catching up ``ctx.drbd_sync_wait`` s to become UpToDate."""
-        deadline = time.monotonic() + self.ctx.drbd_sync_wait
-        told = False
-        while True:
-            states = await self.disk_states()
-            if all(s == "UpToDate" for s in states):
-                return
-            cstate = await self.connection()
-            if cstate not in CATCHING_UP or time.monotonic() > deadline:
-                return  # promote() refuses, and says why
-            if not told:
-                log.info("DRBD resource %s: local disk %s (%s); waiting up to %g s for it to "
-                         "become UpToDate before promoting", self.spec.resource,
-                         "/".join(states), cstate, self.ctx.drbd_sync_wait)
-                told = True
-            await asyncio.sleep(0.5)
-
-    async def promote(self, *, force: bool = False) -> None:
-        """Promote by the rules of ``supervisor.core.replica.promotion_verdict``."""
-        r = await self._drbdadm("role")
-        roles = local_states(r.stdout)
-        if not r.ok or not roles:
-            raise AgentError(f"cannot read the role of DRBD resource {self.spec.resource}: "
-                             f"{r.describe()}")
-        peers = peer_states(r.stdout)
-        role = "Primary" if all(x == "Primary" for x in roles) else roles[0]
-        d = await self._drbdadm("dstate")
-        disks, peer_disks = local_states(d.stdout), peer_states(d.stdout)
-        if not d.ok or not disks:
-            raise AgentError(f"cannot read the disk state of DRBD resource "
-                             f"{self.spec.resource}: {d.describe()}")
-        verdict = promotion_verdict(
-            resource=self.spec.resource,
-            role=role,
-            # the worst volume decides
-            disk=next((x for x in disks if x != "UpToDate"), "UpToDate"),
-            peer_role="Primary" if "Primary" in peers else (peers[0] if peers else "Unknown"),
-            peer_disk=peer_disks[0] if peer_disks else "DUnknown",
-            connection=await self.connection(),
-            split_brain=self.ctx.drbd_split_brain(self.spec.resource),
-            force=force,
-        )
-        if not verdict.allowed:
-            raise AgentError(verdict.reason)
-        if verdict.risk:
-            log.warning("%s; %s", verdict.reason, verdict.risk)
-        if role == "Primary":
-            return
-        args = ("primary", "--force") if force else ("primary",)
-        r = await self._drbdadm(*args)
-        if not r.ok:
-            raise AgentError(f"cannot promote DRBD resource {self.spec.resource}: "
-                             f"{r.describe()}")
+    async def _mark_fresh(self) -> None:
+        device = await self.device()
+        marker = fresh_marker(self.ctx.run_dir, device)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{self.spec.resource}\n")
+        log.warning("DRBD resource %s: this node is the source of the initial full sync and "
+                    "%s may now be formatted", self.spec.resource, device)
 
     async def stop(self) -> None:
         await self.ensure_up()  # also how a node joins replication at start-up

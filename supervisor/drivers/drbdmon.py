@@ -47,7 +47,7 @@ class Events2Monitor:
         *,
         drbdsetup: str = "drbdsetup",
         restart_delay: float = 2.0,
-        poll_sync: float = 2.0,
+        poll_sync: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, list[str]], None] | None = None,
         kill_grace: float = runner.KILL_GRACE,
@@ -64,6 +64,9 @@ class Events2Monitor:
         self.last_error = ""
         self._child: runner.Spawned | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: per resource: DRBD's own identifiers (conn-name, peer-node-id, volume, minor), as
+        #: events2 names them, for the metrics' labels
+        self.ids: dict[str, dict[str, str]] = {name: {} for name in self.views}
 
     # -- lines ---------------------------------------------------------------------------------
 
@@ -75,6 +78,10 @@ class Events2Monitor:
         view = self.views.get(name or "")
         if view is None:
             return []
+        ids = self.ids.setdefault(view.name, {})
+        for key in ("conn-name", "peer-node-id", "volume", "minor"):
+            if key in rec.fields:
+                ids[key] = rec.fields[key]
         said = view.apply(rec, self.clock())
         for sentence in said:
             if "SPLIT BRAIN" in sentence:

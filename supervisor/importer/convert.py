@@ -172,7 +172,8 @@ def import_heartbeat(
     if p.errors:  # a flattened ha.cf: what follows from it would only be noise
         raise HeartbeatImportError(p.errors)
     cf = parse_ha_cf(directives, p)
-    groups = read_haresources(haresources, haresources_name, p)
+    mails: list[tuple[str, str]] = []
+    groups = read_haresources(haresources, haresources_name, p, mails)
     key = read_authkeys(authkeys, authkeys_name, p)
     nodes = _choose_nodes(cf, node, peer, ha_cf_name, p)
     if not cf.links and not any(e.startswith(f"{ha_cf_name}:") for e in p.errors):
@@ -196,7 +197,7 @@ def import_heartbeat(
     files = (ha_cf_name, haresources_name, authkeys_name)
     out = _render(
         cf=cf, nodes=nodes, groups=groups, failback=failback, key_path=key_path,
-        cluster_name=cluster_name, key=key, fresh=fresh, p=p, files=files,
+        cluster_name=cluster_name, key=key, fresh=fresh, p=p, files=files, mails=mails,
     )
     body = dump(out.data, notes=out.notes, key_help=False, strict=False)
     if not groups:
@@ -347,6 +348,7 @@ def _render(
     fresh: bool,
     p: Problems,
     files: tuple[str, str, str],
+    mails: list[tuple[str, str]] | None = None,
 ) -> _Out:
     t = _Out({"cluster": {}, "timing": {}, "watchdog": {}})
     t.set(("cluster", "name"), cluster_name, None, "both nodes use the same name and key")
@@ -417,6 +419,15 @@ def _render(
         t.set(("group", i, "name"), g.name, g.ref, g.ref)
         t.set(("group", i, "preferred"), g.node, g.ref)
         t.set(("group", i, "resources"), list(g.resources), g.ref)
+    if mails:
+        refs = sorted({ref for _, ref in mails})
+        t.data["notify"] = {}
+        t.refs[("notify",)] = refs[0]
+        t.notes[("notify",)] = (
+            f"heartbeat's MailTo resources ({', '.join(refs)}): a mail on every event of at "
+            'least min_severity. Your mail relay: smarthost = "mail.example.com" (default: '
+            "localhost)")
+        t.set(("notify", "mail_to"), [a for a, _ in mails], refs[0], ", ".join(refs))
     return t
 
 

@@ -23,8 +23,35 @@ class HaGroup:
     name: str = ""
 
 
-def read_haresources(text: str, name: str, p: Problems) -> list[HaGroup]:
+MAILTO_PREFIX = "mailto::"
+
+
+def _mailto(word: str, ref: str, mails: list[tuple[str, str]], p: Problems) -> None:
+    """heartbeat's ``MailTo::addr[,addr]::subject`` resource: a mail on every takeover and
+    release. twinbeat mails events itself, so it becomes ``[notify] mail_to``, never a
+    resource (a script named MailTo does not exist here and would fail the group)."""
+    parts = word.split("::")
+    addrs = [a.strip() for a in parts[1].split(",") if a.strip()] if len(parts) > 1 else []
+    subject = parts[2] if len(parts) > 2 else ""
+    if not addrs:
+        p.error(ref, f"{word}: MailTo needs an address (MailTo::addr::subject)")
+        return
+    for addr in addrs:
+        if addr not in [a for a, _ in mails]:
+            mails.append((addr, ref))
+    said = (f" (its subject {subject!r} is not used: twinbeat's subjects name the event)"
+            if subject else "")
+    p.note(ref, f"{word}: not a resource in twinbeat: {', '.join(addrs)} joins [notify] "
+           f"mail_to, which mails every failover, takeover and release from a durable queue"
+           f"{said}; set [notify] smarthost to your mail relay")
+
+
+def read_haresources(text: str, name: str, p: Problems,
+                     mails: list[tuple[str, str]] | None = None) -> list[HaGroup]:
+    """The groups of haresources; heartbeat's MailTo resources are taken out of them and
+    their addresses added to ``mails`` (address, line)."""
     groups: list[HaGroup] = []
+    mails = [] if mails is None else mails
     pending = ""
     start = 0
     lines = text.splitlines()
@@ -50,6 +77,15 @@ def read_haresources(text: str, name: str, p: Problems) -> list[HaGroup]:
         if not words:
             continue
         ref = refname(name, start)
+        if len(words) > 1 and any(w.lower().startswith(MAILTO_PREFIX) for w in words[1:]):
+            for w in words[1:]:
+                if w.lower().startswith(MAILTO_PREFIX):
+                    _mailto(w, ref, mails, p)
+            words = [words[0]] + [w for w in words[1:]
+                                  if not w.lower().startswith(MAILTO_PREFIX)]
+            if len(words) == 1:
+                p.note(ref, "this line held only MailTo: no group is made of it")
+                continue
         if len(words) == 1:
             p.error(ref, f"{words[0]!r} has no resources: a line is 'NODE RESOURCE...'")
             continue

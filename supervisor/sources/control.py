@@ -5,6 +5,8 @@ Requests (one JSON line; see ``supervisor.control`` for the socket itself)::
 
     {"command": "status"}
     {"command": "standby"|"takeover"|"cleanup", "group": null|NAME}
+    {"command": "unpin", "group": NAME}
+    {"command": "maintenance", "on": true|false, "node": null|NODE}
     {"command": "takeover", "group": NAME, "force_data": true}
     {"command": "resolve-split-brain", "discard": NODE, "resource": null|RES}
     {"command": "fence-peer", "resource": RES}      (answered once the peer has answered)
@@ -77,6 +79,18 @@ class ControlSource:
             answer = await self.target.ask(lambda rid: AdminCommand(name, group, rid,
                                                                     force_data=force))
             return admin_reply(answer)
+        if command == "unpin":
+            if not isinstance(group, str):
+                return {"ok": False, "error": "unpin needs a group name"}
+            return admin_reply(await self.target.ask(lambda rid: AdminCommand("unpin", group,
+                                                                              rid)))
+        if command == "maintenance":
+            on, node = request.get("on"), request.get("node")
+            if not isinstance(on, bool) or not isinstance(node, str | None):
+                return {"ok": False, "error": "maintenance needs on (true|false) and a node "
+                                              "name or null"}
+            return admin_reply(await self.target.ask(lambda rid: AdminCommand(
+                "maintenance", None, rid, on=on, node=node)))
         if command == "fence-peer":
             resource = request.get("resource")
             if not isinstance(resource, str) or not resource:

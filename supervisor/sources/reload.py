@@ -25,13 +25,17 @@ RELOAD_DEBOUNCE = 0.3
 class ReloadSource:
     def __init__(self, config: Callable[[], Config], me: str,
                  apply: Callable[[Config, bytes], None],
-                 debounce: float = RELOAD_DEBOUNCE) -> None:
+                 debounce: float = RELOAD_DEBOUNCE,
+                 rejected: Callable[[str, list[str]], None] | None = None) -> None:
         self.config = config
+        #: told (path, problems) when a change is rejected (the loop posts ConfigRejected)
+        self.rejected = rejected
         self.me = me
         self.apply = apply
         self.debounce = debounce
         self._timer: asyncio.TimerHandle | None = None
         self._inotify: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Watch both files' directories (an editor replaces the file: watch the name)."""
@@ -68,29 +72,45 @@ class ReloadSource:
         self._timer = asyncio.get_running_loop().call_later(self.debounce, self.reload)
 
     def reload(self) -> None:
-        """Load, validate and hand over the configuration now (``twinbeat reload``)."""
+        """Load, validate and hand over the configuration now (``twinbeat reload``): the
+        files are read in a thread (a disk that is slow under I/O load must not stall the
+        loop that beats); the new configuration is applied in the loop."""
         self._timer = None
+        task = asyncio.get_running_loop().create_task(self._reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self) -> None:
         path = self.config().path
         try:
-            new = load_config(path)
+            new = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             log.error("configuration change rejected; the running configuration stays:")
             for problem in exc.problems:
                 log.error("  %s", problem)
+            self._rejected(path, [str(p) for p in exc.problems if p.severity == "error"])
             return
         if self.me not in [n.name for n in new.nodes]:
             log.error("configuration change rejected: it does not list this node (%s)", self.me)
+            self._rejected(path, [f"it does not list this node ({self.me})"])
             return
         try:
-            key = load_authkeys(new.authkeys_path).secret
+            key = (await asyncio.to_thread(load_authkeys, new.authkeys_path)).secret
         except ValueError as exc:
             log.error("configuration change rejected: %s", exc)
+            self._rejected(path, [str(exc)])
             return
         for warning in new.warnings:
             log.warning("%s", warning)
         self.apply(new, key)
 
+    def _rejected(self, path: str, problems: list[str]) -> None:
+        if self.rejected is not None:
+            self.rejected(path, problems)
+
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

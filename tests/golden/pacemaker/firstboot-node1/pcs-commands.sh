@@ -17,7 +17,7 @@ fi
 pcs -f "$CIB" property set stonith-enabled=false
 pcs -f "$CIB" resource defaults update resource-stickiness=0
 pcs -f "$CIB" resource create --no-default-ops drbd-r0 ocf:linbit:drbd drbd_resource=r0 op monitor interval=10s timeout=20s role=Promoted monitor interval=11s timeout=20s role=Unpromoted start interval=0s timeout=60s stop interval=0s timeout=60s promotable drbd-r0-clone promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true
-pcs -f "$CIB" resource create --no-default-ops ping ocf:pacemaker:ping host_list=192.168.85.254 multiplier=1 attempts=3 timeout=1 dampen=1s op monitor interval=1s timeout=60s clone ping-clone
+pcs -f "$CIB" resource create --no-default-ops ping ocf:pacemaker:ping host_list=192.168.85.254 multiplier=1 attempts=4 timeout=1 dampen=1s op monitor interval=1s timeout=60s clone ping-clone
 pcs -f "$CIB" resource create --no-default-ops service-ip ocf:heartbeat:IPaddr2 ip=192.168.85.3 cidr_netmask=24 nic=eth0 arp_count=5 arp_interval=200 op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group service
 pcs -f "$CIB" resource create --no-default-ops service-fs ocf:heartbeat:Filesystem device=/dev/drbd0 directory=/srv fstype=ext4 op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group service
 pcs -f "$CIB" resource create --no-default-ops service-nginx.service systemd:nginx.service op monitor interval=10s timeout=20s start interval=0s timeout=60s stop interval=0s timeout=60s --group service
