@@ -237,6 +237,8 @@ class SimPair:
     resync: float = 20.0
     synced_at: float = 0.0
     rebooted_me: bool = False
+    deaf: frozenset[str] = frozenset()  # links on which the peer does not hear this node
+    group_fails_on: frozenset[str] = frozenset()  # releases that cannot run the group
 
     def __post_init__(self) -> None:
         for n in ("node1", "node2"):
@@ -282,13 +284,17 @@ class SimPair:
         synced = alive and self.now >= self.synced_at
         return {
             "peer": {"name": peer.name, "state": "alive" if alive else "dead"},
-            "links": [{"name": x, "state": "up" if alive else "down"}
+            "links": [{"name": x, "state": "up" if alive else "down",
+                       "peer_hears_us": alive and x not in self.deaf}
                       for x in ("serial", "crossover", "public")],
             "replication": [{"name": "r0", "disk": "UpToDate",
                              "peer_disk": "UpToDate" if synced else
                              ("Inconsistent" if alive else "DUnknown")}],
-            "groups": [{"name": "service", "owner": self.owner, "failed": False}],
-            "versions": {"features": ["versions"], "supported": True},
+            "groups": [{"name": "service", "owner": self.owner,
+                        "failed": self.owner is not None
+                        and self.nodes[self.owner].release in self.group_fails_on}],
+            "versions": {"features": ["versions"], "supported": True, "protocol": 1,
+                         "peer_protocol": 1 if alive else None},
         }
 
     def facts(self, name: str) -> dict[str, Any] | None:
@@ -418,10 +424,30 @@ def test_a_broken_version_rolls_back_and_the_upgrade_stops_with_the_old_node_ser
     assert saved.plan.step is Step.STOPPED
     assert saved.plan.reason.startswith(
         "stopped at wait-first: node2 rolled back to 0.1.0: update to 0.1.1 FAILED on slot B")
-    assert saved.plan.reason.endswith("; node1 keeps serving")
+    assert saved.plan.reason.endswith("; node1 serves service on 0.1.0")
     assert "install node1" not in sim.log and "standby on node1" not in sim.log
     assert gaps(sim.served) == ["node1"]  # node1 served throughout
     assert sim.nodes["node1"].release == "0.1.0"
+
+
+def test_a_new_version_that_cannot_run_the_group_gives_it_back_to_the_old_one(
+        tmp_path: Path) -> None:
+    """node2 boots 0.1.1 healthily, but the group fails there after the handover: the
+    upgrade stops and node1, still on 0.1.0, takes the group back; nothing is installed
+    on node1."""
+    sim = SimPair(me="node1", owner="node1", group_fails_on=frozenset({"0.1.1"}))
+    said: list[str] = []
+    driver, saved = start(sim, tmp_path, said)
+    saved = driver.run(saved)
+    assert saved.plan.step is Step.STOPPED
+    assert saved.plan.reason == (
+        "stopped at handover: group(s) failed during the upgrade: service; node1 takes "
+        "service back on 0.1.0 (until then: node2 serves service on 0.1.1)")
+    assert sim.log[-2:] == ["standby on node1", "takeover on node1"]
+    assert "install node1" not in sim.log
+    assert sim.owner == "node1" and sim.nodes["node1"].release == "0.1.0"
+    sim.tick()
+    assert gaps(sim.served) == ["node1", "node2", "node1"]
 
 
 @pytest.mark.parametrize(("kind", "step"), [("copy", "copy"), ("install", "install-first"),
@@ -434,7 +460,7 @@ def test_a_failing_step_stops_with_the_pair_serving(tmp_path: Path, kind: str,
     saved = driver.run(saved)
     assert saved.plan.step is Step.STOPPED, saved.plan
     assert saved.plan.reason.startswith(f"stopped at {step}: ")
-    assert saved.plan.reason.endswith("node1 keeps serving")
+    assert saved.plan.reason.endswith("; node1 serves service on 0.1.0")
     assert sim.owner == "node1" and sim.nodes["node1"].release == "0.1.0"
     assert any(f"{kind} on " in line and f"failed: {kind} broke" in line for line in said)
 
@@ -446,8 +472,9 @@ def test_the_peer_vanishing_mid_upgrade_stops_it(tmp_path: Path) -> None:
     sim.nodes["node1"].up = False  # the serving node dies before anything was installed
     saved = driver.run(saved)
     assert saved.plan.step is Step.STOPPED
-    assert saved.plan.reason == ("stopped at copy: node1, which serves, does not answer; "
-                                 "node1 keeps serving")
+    assert saved.plan.reason == ("stopped at copy: node1, which was to serve, does not "
+                                 "answer; no node that answers serves the groups now: the "
+                                 "supervisors decide who takes them over")
     assert not any(x.startswith(("install", "reboot")) for x in sim.log)
 
 
@@ -456,6 +483,8 @@ def test_the_peer_vanishing_mid_upgrade_stops_it(tmp_path: Path) -> None:
      "must be up"),
     (lambda s: setattr(s, "synced_at", s.now + 999), "replica r0 is UpToDate/Inconsistent, "
      "not UpToDate/UpToDate"),
+    (lambda s: setattr(s, "deaf", frozenset({"serial"})), "the peer does not hear this node "
+     "on every link: serial"),
     (lambda s: setattr(s.nodes["node2"], "pending", {"slot": "B", "version": "0.0.9",
                                                      "from_slot": "A", "from_version": "0.1.0",
                                                      "baseline": {}, "installed_at": 0}),
@@ -479,7 +508,8 @@ def test_a_peer_that_does_not_say_its_version_is_refused(tmp_path: Path) -> None
     def old_peer() -> dict[str, Any] | None:
         st = plain()
         assert st is not None
-        return {**st, "versions": {"features": [], "peer_protocol": 0, "supported": True}}
+        return {**st, "versions": {"features": [], "protocol": 1, "peer_protocol": 0,
+                                   "supported": True}}
 
     said: list[str] = []
     driver = Driver(World(me="node1", peer="node2", auto_failback=True, status=old_peer,

@@ -122,6 +122,16 @@ def test_without_auto_failback_the_groups_stay() -> None:
     (replace(SERVING, replicas=(("r0", "UpToDate", "Outdated"),)),
      "replica r0 is UpToDate/Outdated, not UpToDate/UpToDate"),
     (replace(SERVING, failed_groups=("service",)), "failed group(s): service"),
+    (replace(SERVING, peer_hears={"serial": True, "crossover": False, "public": True}),
+     "the peer does not hear this node on every link: crossover"),
+    (replace(SERVING, peer_protocol=0),
+     "the peer does not say its version in its beats (protocol 0): it runs a twinbeat older "
+     "than rolling upgrades; update it alone with `twinbeat install` first"),
+    (replace(SERVING, protocol=3, peer_protocol=1),
+     "protocol versions: the peer is 2 protocol versions behind (1 with 3); more than one "
+     "version apart: upgrade the older node first"),
+    (pair(node("node1", owns=("service",)), node("node2", reachable=False)),
+     "node2 does not answer"),
     (pair(node("node1", owns=("service",)), node("node2", healthy=False)),
      "node2 has a slot on trial (an update not yet judged)"),
     (pair(node("node1", owns=("service",)), node("node2", can_install=False)),
@@ -143,42 +153,119 @@ def at(step: Step, **kw: object) -> Plan:
     return replace(Plan(N1, N, "node2", "node1", step, 0.0, home=("service",)), **kw)  # type: ignore[arg-type]
 
 
+OLD_SERVES = "node1 serves service on 0.1.0"
+
+
 @pytest.mark.parametrize(("plan", "view", "now", "why"), [
     (at(Step.COPY), pair(node("node1", owns=("service",)), node("node2", has_bundle=False)),
-     4000, "stopped at copy: the bundle did not reach node2; node1 keeps serving"),
+     4000, "stopped at copy: the bundle did not reach node2; " + OLD_SERVES),
     (at(Step.COPY, asked=True, asked_for="node2"),
      pair(node("node1", owns=("service",)),
           node("node2", has_bundle=False, failure="no room for the bundle")), 5,
-     "stopped at copy: copying the bundle to node2 failed: no room for the bundle; node1 "
-     "keeps serving"),
+     "stopped at copy: copying the bundle to node2 failed: no room for the bundle; "
+     + OLD_SERVES),
     (at(Step.INSTALL_FIRST, asked=True),
      pair(node("node1", owns=("service",)), node("node2", failure="no space left")), 5,
-     "stopped at install-first: installing on node2 failed: no space left; node1 keeps "
-     "serving"),
+     "stopped at install-first: installing on node2 failed: no space left; " + OLD_SERVES),
+    (at(Step.INSTALL_FIRST, asked=True),
+     pair(node("node1", owns=("service",)), node("node2")), 3601,
+     "stopped at install-first: installing on node2 took over 3600 s; " + OLD_SERVES),
+    (at(Step.REBOOT_FIRST), pair(node("node1", owns=("service",)),
+                                 node("node2", installed=N1, owns=("other",))), 5,
+     "stopped at reboot-first: node2 owns other: not rebooting it; node1 serves service "
+     "on 0.1.0; node2 serves other on 0.1.0"),
     (at(Step.WAIT_FIRST), pair(node("node1", owns=("service",)),
                                node("node2", failure="twinbeat.service failed")), 5,
-     "stopped at wait-first: node2 rolled back to 0.1.0: twinbeat.service failed; node1 "
-     "keeps serving"),
+     "stopped at wait-first: node2 rolled back to 0.1.0: twinbeat.service failed; "
+     + OLD_SERVES),
     (at(Step.WAIT_FIRST), pair(node("node1", owns=("service",)), node("node2",
                                                                       reachable=False)),
      2000, "stopped at wait-first: not whole within 1200 s: node2 is not back healthy on "
-     "0.1.1 yet; node1 keeps serving"),
-    (at(Step.HANDOVER), pair(node("node1", owns=("service",)), node("node2", version=N1)),
-     400, "stopped at handover: the handover to node2 did not finish within 300 s; node1 "
-     "keeps serving"),
+     "0.1.1 yet; " + OLD_SERVES),
+    (at(Step.WAIT_FIRST), pair(node("node1", owns=("service",)), node("node2", version=N1),
+                               replicas=(("r0", "UpToDate", "Inconsistent"),)),
+     2000, "stopped at wait-first: not whole within 1200 s: replica r0 is "
+     "UpToDate/Inconsistent, not UpToDate/UpToDate; " + OLD_SERVES),
+    (at(Step.WAIT_FIRST, asked=True, asked_for="node2 again"),
+     pair(node("node1", owns=("service",)), node("node2", installed=N1)), 1300,
+     "stopped at wait-first: node2 did not reboot into 0.1.1 within 1200 s; " + OLD_SERVES),
+    (at(Step.WAIT_FIRST), pair(node("node1", owns=("service",)), node("node2", version=N1),
+                               failed_groups=("service",)), 5,
+     "stopped at wait-first: group(s) failed during the upgrade: service; " + OLD_SERVES),
+    (at(Step.WAIT_FIRST), pair(node("node1", reachable=False, owns=("service",)),
+                               node("node2", version=N1)), 5,
+     "stopped at wait-first: node1, which was to serve, does not answer; no node that "
+     "answers serves the groups now: the supervisors decide who takes them over"),
+    # after the handover node2 serves on the new version; node1 on the old one stays so
+    (at(Step.INSTALL_SECOND, asked=True),
+     pair(node("node1", failure="no space left"),
+          node("node2", version=N1, owns=("service",))), 5,
+     "stopped at install-second: installing on node1 failed: no space left; node2 serves "
+     "service on 0.1.1"),
     (at(Step.INSTALL_SECOND), pair(node("node1"), node("node2", reachable=False)), 5,
-     "stopped at install-second: node2, which serves, does not answer; node2 keeps serving"),
-    (at(Step.WAIT_FIRST), pair(node("node1", reachable=False), node("node2")), 5,
-     "stopped at wait-first: node1, which serves, does not answer; node1 keeps serving"),
+     "stopped at install-second: node2, which was to serve, does not answer; no node that "
+     "answers serves the groups now: the supervisors decide who takes them over"),
+    (at(Step.WAIT_SECOND), pair(node("node1", failure="twinbeat.service failed"),
+                                node("node2", version=N1, owns=("service",))), 5,
+     "stopped at wait-second: node1 rolled back to 0.1.0: twinbeat.service failed; node2 "
+     "serves service on 0.1.1"),
+    (at(Step.FAILBACK), pair(node("node1", version=N1),
+                             node("node2", version=N1, owns=("service",))), 400,
+     "stopped at failback: giving the groups back to node1 did not finish; node2 serves "
+     "service on 0.1.1"),
 ])
-def test_every_failure_stops_and_keeps_serving(plan: Plan, view: PairView, now: float,
-                                               why: str) -> None:
+def test_every_failure_stops_and_says_who_serves(plan: Plan, view: PairView, now: float,
+                                                why: str) -> None:
     out = advance(plan, view, now, Timeouts())
     assert out.plan.step is Step.STOPPED
     assert out.reasons == (why,)
+    assert out.plan.reason == why
     assert out.actions == ()
     # and it stays stopped: nothing more is done
     assert advance(out.plan, view, now + 1).actions == ()
+
+
+@pytest.mark.parametrize(("view", "now", "why"), [
+    # the new version cannot run the group: it fails on node2 during the handover
+    (pair(node("node1"), node("node2", version=N1, owns=("service",)),
+          failed_groups=("service",)), 5,
+     "stopped at handover: group(s) failed during the upgrade: service; node1 takes service "
+     "back on 0.1.0 (until then: node2 serves service on 0.1.1)"),
+    # node2, on the new version, stops answering while it takes the groups
+    (pair(node("node1"), node("node2", reachable=False)), 5,
+     "stopped at handover: node2, on 0.1.1, stopped answering during the handover; node1 "
+     "takes service back on 0.1.0 (until then: no node that answers serves the groups now: "
+     "the supervisors decide who takes them over)"),
+    # the handover does not finish in time (the group stopped on node1, not started on node2)
+    (pair(node("node1"), node("node2", version=N1)), 400,
+     "stopped at handover: the handover to node2 did not finish within 300 s; node1 takes "
+     "service back on 0.1.0 (until then: no node that answers serves the groups now: the "
+     "supervisors decide who takes them over)"),
+])
+def test_a_failed_handover_gives_the_groups_back_to_the_old_version(
+        view: PairView, now: float, why: str) -> None:
+    out = advance(at(Step.HANDOVER, asked=True, asked_for="node1"), view, now)
+    assert out.plan.step is Step.STOPPED
+    assert out.reasons == (why,)
+    assert [(a.kind, a.node) for a in out.actions] == [("takeover", "node1")]
+    assert advance(out.plan, view, now + 1).actions == ()
+
+
+def test_a_failed_handover_with_the_groups_still_home_only_stops() -> None:
+    view = pair(node("node1", owns=("service",)), node("node2", version=N1),
+                failed_groups=("service",))
+    out = advance(at(Step.HANDOVER, asked=True, asked_for="node1"), view, 5)
+    assert out.plan.step is Step.STOPPED and out.actions == ()
+    assert out.reasons == ("stopped at handover: group(s) failed during the upgrade: "
+                           "service; " + OLD_SERVES,)
+
+
+def test_the_serving_node_gone_during_the_handover_stops_without_asking_it() -> None:
+    view = pair(node("node1", reachable=False, owns=("service",)), node("node2", version=N1))
+    out = advance(at(Step.HANDOVER, asked=True, asked_for="node1"), view, 5)
+    assert out.plan.step is Step.STOPPED and out.actions == ()
+    assert out.reasons[0].startswith("stopped at handover: node1, which serves on 0.1.0, "
+                                     "does not answer; no node that answers")
 
 
 def test_a_node_that_still_owns_a_group_is_not_rebooted() -> None:
@@ -191,3 +278,81 @@ def test_mixed_versions_are_named() -> None:
     assert mixed({"node1": "0.1.0", "node2": "0.1.1"}) == \
         "mixed versions: node1 0.1.0, node2 0.1.1"
     assert mixed({"node1": "0.1.1", "node2": "0.1.1"}) == ""
+
+
+def test_a_peer_one_protocol_version_behind_may_be_upgraded() -> None:
+    out = begin(replace(SERVING, protocol=2, peer_protocol=1), N1, 0.0)
+    assert out.plan.step is Step.COPY
+
+
+def test_a_pair_that_hears_itself_everywhere_is_not_refused() -> None:
+    view = replace(SERVING, peer_hears={"serial": True, "crossover": True, "public": True})
+    assert begin(view, N1, 0.0).plan.step is Step.COPY
+
+
+def test_a_reboot_not_done_is_asked_again_once_then_stops() -> None:
+    """The driver persists the plan before it acts: stopped between the two, the reboot
+    was never asked. The node still on its old slot with the new one waiting is not a
+    rollback; after Timeouts.reboot the reboot is asked once more."""
+    waiting = pair(node("node1", owns=("service",)), node("node2", installed=N1))
+    plan = at(Step.REBOOT_FIRST)
+    out = advance(plan, waiting, 10)
+    assert [(a.kind, a.node) for a in out.actions] == [("reboot", "node2")]
+    plan = out.plan
+    assert (plan.step, plan.asked_for) == (Step.WAIT_FIRST, "node2")
+    out = advance(plan, waiting, 100)
+    assert out.plan == plan and out.actions == ()
+    assert out.reasons == ("waiting: node2 to reboot into 0.1.1",)
+    out = advance(plan, waiting, 311)
+    assert [(a.kind, a.node) for a in out.actions] == [("reboot", "node2")]
+    assert out.reasons == ("node2 has not rebooted yet: asking again",)
+    plan = out.plan
+    assert advance(plan, waiting, 320).actions == ()
+    assert advance(plan, waiting, 1211).plan.step is Step.STOPPED
+
+
+def test_a_clock_set_back_counts_as_no_time() -> None:
+    plan = at(Step.WAIT_FIRST, since=10_000.0)
+    view = pair(node("node1", owns=("service",)), node("node2", reachable=False))
+    out = advance(plan, view, 5.0)
+    assert out.plan.step is Step.WAIT_FIRST
+    assert out.reasons == ("waiting: node2 is not back healthy on 0.1.1 yet",)
+
+
+def _walk() -> list[tuple[Plan, PairView, float]]:
+    """(plan, view, now) at every step of a healthy upgrade, before the step's action."""
+    v0 = SERVING
+    inst = pair(node("node1", owns=("service",)), node("node2", installed=N1))
+    back = pair(node("node1", owns=("service",)), node("node2", version=N1))
+    moved = pair(node("node1"), node("node2", version=N1, owns=("service",)))
+    inst2 = pair(node("node1", installed=N1), node("node2", version=N1, owns=("service",)))
+    both = pair(node("node1", version=N1), node("node2", version=N1, owns=("service",)))
+    return [(at(Step.COPY), replace(v0, nodes={"node1": node("node1", owns=("service",)),
+                                                "node2": node("node2", has_bundle=False)}), 1),
+            (at(Step.INSTALL_FIRST), v0, 2), (at(Step.REBOOT_FIRST), inst, 3),
+            (at(Step.WAIT_FIRST), back, 4), (at(Step.HANDOVER), back, 5),
+            (at(Step.INSTALL_SECOND), moved, 6), (at(Step.REBOOT_SECOND), inst2, 7),
+            (at(Step.WAIT_SECOND), both, 8), (at(Step.FAILBACK), both, 9)]
+
+
+@pytest.mark.parametrize(("plan", "view", "now"), _walk(),
+                         ids=[p.step.value for p, _, _ in _walk()])
+def test_interrupted_at_any_step_the_saved_plan_resumes_without_repeating(
+        plan: Plan, view: PairView, now: float) -> None:
+    """The edge saves the plan (JSON) after every call; a resumed run reads it back. Read
+    back, it decides exactly as before, and an action already asked is not asked again."""
+    import json
+
+    asked: list[tuple[str, str, Step]] = []
+    for i in range(3):  # each round: decide, save, stop, read back
+        out = advance(plan, view, now + i)
+        assert out.plan.step is not Step.STOPPED, out.reasons
+        asked += [(a.kind, a.node, out.plan.step) for a in out.actions]
+        saved = Plan.from_json(json.loads(json.dumps(out.plan.to_json())))
+        assert saved == out.plan
+        plan = saved
+    # the view does not change, so at most one step is taken and its action asked once
+    assert len(asked) == len(set(asked)) <= 1, asked
+    again = advance(plan, view, now + 3)
+    assert again.plan == plan and again.actions == ()
+    assert all(r.startswith("waiting:") for r in again.reasons), again.reasons

@@ -98,22 +98,22 @@ def pair_view(status: Mapping[str, Any] | None, nodes: Mapping[str, NodeView],
                      for r in st.get("replication") or [])
     groups = tuple(str(g.get("name")) for g in st.get("groups") or [])
     failed = tuple(str(g.get("name")) for g in st.get("groups") or [] if g.get("failed"))
+    hears = {str(link.get("name")): link.get("peer_hears_us") for link in st.get("links") or []}
+    v = st.get("versions") or {}
+    mine, theirs = v.get("protocol"), v.get("peer_protocol")
     return PairView(nodes=dict(nodes), links=links, peer_alive=peer.get("state") == "alive",
                     replicas=replicas, groups=groups, failed_groups=failed,
-                    auto_failback=auto_failback)
+                    auto_failback=auto_failback,
+                    peer_hears={k: h if isinstance(h, bool) else None for k, h in hears.items()},
+                    protocol=mine if isinstance(mine, int) else 0,
+                    peer_protocol=theirs if isinstance(theirs, int) or theirs is None else 0)
 
 
-def protocol_refusals(status: Mapping[str, Any] | None) -> list[str]:
-    """A rolling upgrade needs both nodes to say their versions in their beats."""
+def status_refusals(status: Mapping[str, Any] | None) -> list[str]:
+    """Without this node's supervisor there is nothing to look at (the other checks,
+    versions included, are upgrade.begin's)."""
     if not status:
         return ["this node's supervisor does not answer (is twinbeat.service running?)"]
-    v = status.get("versions") or {}
-    if "versions" not in (v.get("features") or []):
-        return [f"the peer does not say its version in its beats (protocol "
-                f"{v.get('peer_protocol')}): it runs a twinbeat older than rolling upgrades; "
-                "update it alone with `twinbeat install` first"]
-    if not v.get("supported", True):
-        return [str(v.get("reason"))]
     return []
 
 
@@ -219,9 +219,9 @@ class Driver:
         out = upgrade.begin(view, target, w.clock(), allow_downgrade)
         plan = out.plan
         refused = list(out.reasons) if plan.step is Step.STOPPED else []
-        protocol = protocol_refusals(w.status())
-        if protocol:
-            refused += protocol
+        down = status_refusals(w.status())
+        if down:
+            refused += down
             plan = replace(plan, step=Step.STOPPED, reason="refused: " + "; ".join(refused))
         saved = Saved(plan, {"bundle": str(bundle), "sha256": digest,
                              "allow_downgrade": allow_downgrade, "started_wall": w.clock(),

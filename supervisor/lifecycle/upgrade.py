@@ -9,6 +9,14 @@ time; a step whose result is already visible is not repeated.
 
 Any failure stops the upgrade with the pair serving: nothing is installed on the node
 that serves until the other runs the new version healthily and has taken the groups over.
+A handover that fails (the new version cannot run a group, or stops answering) gives the
+groups back to the node on the old version. Every stop says who serves, from what the pair
+shows, not from what was planned.
+
+Preconditions (each refusal names the check): both nodes alive and each heard by the other
+on every link, both saying their protocol version in their beats and at most one minor
+apart (supervisor.core.compat), replicas UpToDate/UpToDate, no failed group, no slot on
+trial, a slot B on both, a node that owns nothing.
 
     precheck -> copy -> install-first -> reboot-first -> wait-first -> handover
              -> install-second -> reboot-second -> wait-second -> failback -> done
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from supervisor.core.compat import negotiate
 from supervisor.lifecycle.bundlecheck import version_key
 
 
@@ -61,6 +70,12 @@ class PairView:
     groups: tuple[str, ...] = ()
     failed_groups: tuple[str, ...] = ()
     auto_failback: bool = False
+    #: link -> the peer hears this node on it (its own view, from its beats)
+    peer_hears: Mapping[str, bool | None] = field(default_factory=dict)
+    #: both nodes' protocol minors as the beats say them (peer None: not heard; 0: a peer
+    #: older than the field, which cannot take part in a rolling upgrade)
+    protocol: int = 1
+    peer_protocol: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,9 @@ class Timeouts:
     install: float = 3600.0
     rejoin: float = 1200.0  # reboot, boot check and resync of a node
     handover: float = 300.0
+    #: a node still on its old slot this long after its reboot was asked: asked again once
+    #: (the request was lost, or the driver stopped between saving the plan and asking)
+    reboot: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -113,13 +131,17 @@ class Outcome:
 
 
 def preconditions(view: PairView) -> list[str]:
-    """Every reason the pair cannot be upgraded now (empty: it can)."""
+    """Every reason the pair is not whole now (empty: it is)."""
     out: list[str] = []
     if not view.peer_alive:
         out.append("the peer is not alive: both nodes must be up")
     down = [f"{name} ({state})" for name, state in view.links.items() if state != "up"]
     if down:
         out.append("not every link is up: " + ", ".join(down))
+    elif view.peer_alive:
+        deaf = [name for name in view.links if view.peer_hears.get(name) is False]
+        if deaf:
+            out.append("the peer does not hear this node on every link: " + ", ".join(deaf))
     for res, disk, peer in view.replicas:
         if (disk, peer) != ("UpToDate", "UpToDate"):
             out.append(f"replica {res} is {disk}/{peer}, not UpToDate/UpToDate")
@@ -135,6 +157,19 @@ def preconditions(view: PairView) -> list[str]:
     return out
 
 
+def protocol_refusals(view: PairView) -> list[str]:
+    """Both nodes must say their versions in their beats (minor 1 on) and be at most one
+    protocol minor apart: the pair runs N with N-1 in the middle of the upgrade."""
+    if view.peer_protocol is None:
+        return []  # not heard: preconditions() already says the peer is not alive
+    if view.peer_protocol == 0:
+        return ["the peer does not say its version in its beats (protocol 0): it runs a "
+                "twinbeat older than rolling upgrades; update it alone with "
+                "`twinbeat install` first"]
+    c = negotiate(view.protocol, "", view.peer_protocol, "")
+    return [] if c.supported else [f"protocol versions: {c.reason}"]
+
+
 def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False) -> Outcome:
     """Check and plan; the plan is STOPPED (with the reasons) if the pair is not ready."""
     names = sorted(view.nodes)
@@ -145,7 +180,7 @@ def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False
     second = next(n for n in names if n != first)
     plan = Plan(target=target, old=old, first=first, second=second, step=Step.COPY,
                 since=now, home=view.nodes[second].owns)
-    refused = preconditions(view)
+    refused = preconditions(view) + protocol_refusals(view)
     if not allow_downgrade:
         for n in names:
             v = view.nodes[n].version
@@ -162,11 +197,36 @@ def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False
     return Outcome(plan, (), (why,))
 
 
-def _stop(plan: Plan, why: str) -> Outcome:
-    serving = plan.second if plan.step.value in (
-        "copy", "install-first", "reboot-first", "wait-first", "handover") else plan.first
-    text = f"stopped at {plan.step.value}: {why}; {serving} keeps serving"
-    return Outcome(replace(plan, step=Step.STOPPED, reason=text), (), (text,))
+def serving(view: PairView) -> str:
+    """Who serves, as the pair shows it now (not as planned)."""
+    parts = []
+    for name in sorted(view.nodes):
+        n = view.nodes[name]
+        if n.owns and n.reachable:
+            parts.append(f"{name} serves {', '.join(n.owns)} on {n.version or '?'}")
+    if not parts:
+        return "no node that answers serves the groups now: the supervisors decide who " \
+               "takes them over"
+    return "; ".join(parts)
+
+
+def _stop(plan: Plan, view: PairView, why: str, *actions: Action) -> Outcome:
+    if actions:
+        then = "; ".join(a.reason for a in actions)
+        text = f"stopped at {plan.step.value}: {why}; {then} (until then: {serving(view)})"
+    else:
+        text = f"stopped at {plan.step.value}: {why}; {serving(view)}"
+    return Outcome(replace(plan, step=Step.STOPPED, reason=text), actions, (text,))
+
+
+def _give_back(plan: Plan, view: PairView, why: str) -> Outcome:
+    """A failed handover: the node on the old version takes its groups back."""
+    old = view.nodes[plan.second]
+    if old.reachable and not all(g in old.owns for g in plan.home):
+        back = Action("takeover", plan.second,
+                      f"{plan.second} takes {', '.join(plan.home)} back on {old.version}")
+        return _stop(plan, view, why, back)
+    return _stop(plan, view, why)
 
 
 def _go(plan: Plan, step: Step, now: float, why: str) -> Outcome:
@@ -187,27 +247,38 @@ def _settled(view: PairView) -> str:
 
 def advance(plan: Plan, view: PairView, now: float,
             timeouts: Timeouts = Timeouts()) -> Outcome:
+    """The next plan and actions. ``now`` is the wall clock (the plan outlives a reboot of
+    the node that runs it); a clock set back before the step began counts as no time."""
     if plan.step in (Step.DONE, Step.STOPPED):
         return Outcome(plan, (), (plan.reason,))
     first, second = view.nodes[plan.first], view.nodes[plan.second]
-    waited = now - plan.since
+    waited = max(0.0, now - plan.since)
     step = plan.step
 
     # the node that serves must stay reachable while the other is being upgraded
-    serving = second if step.value in ("copy", "install-first", "reboot-first",
-                                       "wait-first", "handover") else first
-    if not serving.reachable:
-        return _stop(plan, f"{serving.name}, which serves, does not answer")
+    keeper = second if step.value in ("copy", "install-first", "reboot-first",
+                                      "wait-first", "handover") else first
+    if not keeper.reachable:
+        if step is Step.HANDOVER:
+            return _give_back(plan, view, f"{keeper.name}, which serves on {plan.old}, does "
+                                          "not answer")
+        return _stop(plan, view, f"{keeper.name}, which was to serve, does not answer")
+    # a group that fails while the pair is being upgraded stops it (no step waits it out)
+    if view.failed_groups:
+        why = f"group(s) failed during the upgrade: {', '.join(view.failed_groups)}"
+        if step is Step.HANDOVER:
+            return _give_back(plan, view, why)
+        return _stop(plan, view, why)
 
     if step is Step.COPY:
         missing = [n for n in (first, second) if not n.has_bundle]
         if not missing:
             return _go(plan, Step.INSTALL_FIRST, now, "the bundle is on both nodes")
         if plan.asked and plan.asked_for == missing[0].name and missing[0].failure:
-            return _stop(plan, f"copying the bundle to {missing[0].name} failed: "
+            return _stop(plan, view, f"copying the bundle to {missing[0].name} failed: "
                                f"{missing[0].failure}")
         if waited > timeouts.install:
-            return _stop(plan, f"the bundle did not reach {missing[0].name}")
+            return _stop(plan, view, f"the bundle did not reach {missing[0].name}")
         return _ask(plan, "copy", missing[0].name,
                     f"copying the bundle to {missing[0].name} over the crossover link")
 
@@ -217,9 +288,9 @@ def advance(plan: Plan, view: PairView, now: float,
         if node.installed == plan.target:
             return _go(plan, nxt, now, f"{plan.target} is installed on {node.name}")
         if plan.asked and node.failure:
-            return _stop(plan, f"installing on {node.name} failed: {node.failure}")
+            return _stop(plan, view, f"installing on {node.name} failed: {node.failure}")
         if waited > timeouts.install:
-            return _stop(plan, f"installing on {node.name} took over "
+            return _stop(plan, view, f"installing on {node.name} took over "
                                f"{timeouts.install:.0f} s")
         return _ask(plan, "install", node.name,
                     f"installing {plan.target} into {node.name}'s other slot")
@@ -228,16 +299,31 @@ def advance(plan: Plan, view: PairView, now: float,
         node = first if step is Step.REBOOT_FIRST else second
         nxt = Step.WAIT_FIRST if step is Step.REBOOT_FIRST else Step.WAIT_SECOND
         if node.owns:
-            return _stop(plan, f"{node.name} owns {', '.join(node.owns)}: not rebooting it")
-        return Outcome(replace(plan, step=nxt, since=now, asked=False, asked_for=""),
+            return _stop(plan, view, f"{node.name} owns {', '.join(node.owns)}: not rebooting it")
+        return Outcome(replace(plan, step=nxt, since=now, asked=True, asked_for=node.name),
                        (Action("reboot", node.name, f"rebooting {node.name} into "
                                f"{plan.target}"),), (f"rebooting {node.name} into {plan.target}",))
 
     if step in (Step.WAIT_FIRST, Step.WAIT_SECOND):
         node = first if step is Step.WAIT_FIRST else second
         nxt = Step.HANDOVER if step is Step.WAIT_FIRST else Step.FAILBACK
+        if node.reachable and node.installed == plan.target:
+            # still on its old slot, the new one waiting: the reboot has not happened yet
+            if node.owns:
+                return _stop(plan, view, f"{node.name} owns {', '.join(node.owns)}: not "
+                                         "rebooting it")
+            if waited > timeouts.reboot and plan.asked_for != f"{node.name} again":
+                return Outcome(replace(plan, asked=True, asked_for=f"{node.name} again"),
+                               (Action("reboot", node.name, f"rebooting {node.name} into "
+                                       f"{plan.target} (still on {node.version} after "
+                                       f"{waited:.0f} s)"),),
+                               (f"{node.name} has not rebooted yet: asking again",))
+            if waited > timeouts.rejoin:
+                return _stop(plan, view, f"{node.name} did not reboot into {plan.target} "
+                                         f"within {timeouts.rejoin:.0f} s")
+            return Outcome(plan, (), (f"waiting: {node.name} to reboot into {plan.target}",))
         if node.reachable and node.healthy and node.version not in ("", plan.target):
-            return _stop(plan, f"{node.name} rolled back to {node.version}: "
+            return _stop(plan, view, f"{node.name} rolled back to {node.version}: "
                                f"{node.failure or 'its new slot failed'}")
         trouble = ""
         if not (node.reachable and node.version == plan.target and node.healthy):
@@ -248,16 +334,19 @@ def advance(plan: Plan, view: PairView, now: float,
             return _go(plan, nxt, now, f"{node.name} runs {plan.target}, healthy, and the "
                        "pair is whole again (every link up, replicas UpToDate)")
         if waited > timeouts.rejoin:
-            return _stop(plan, f"not whole within {timeouts.rejoin:.0f} s: {trouble}")
+            return _stop(plan, view, f"not whole within {timeouts.rejoin:.0f} s: {trouble}")
         return Outcome(plan, (), (f"waiting: {trouble}",))
 
     if step is Step.HANDOVER:
         if not second.owns and all(g in first.owns for g in plan.home):
             return _go(plan, Step.INSTALL_SECOND, now,
                        f"{plan.first} serves {', '.join(plan.home) or 'nothing'}")
+        if not first.reachable:
+            return _give_back(plan, view, f"{plan.first}, on {plan.target}, stopped "
+                                          "answering during the handover")
         if waited > timeouts.handover:
-            return _stop(plan, f"the handover to {plan.first} did not finish within "
-                               f"{timeouts.handover:.0f} s")
+            return _give_back(plan, view, f"the handover to {plan.first} did not finish "
+                                          f"within {timeouts.handover:.0f} s")
         return _ask(plan, "standby", second.name,
                     f"planned handover: {plan.second} hands "
                     f"{', '.join(plan.home) or 'its groups'} to {plan.first}")
@@ -272,7 +361,7 @@ def advance(plan: Plan, view: PairView, now: float,
         text = f"done: both nodes run {plan.target}; {plan.second} serves its groups again"
         return Outcome(replace(plan, step=Step.DONE, reason=text), (), (text,))
     if waited > timeouts.handover:
-        return _stop(plan, f"giving the groups back to {plan.second} did not finish")
+        return _stop(plan, view, f"giving the groups back to {plan.second} did not finish")
     return _ask(plan, "takeover", second.name,
                 f"auto_failback: {plan.second} takes {', '.join(plan.home)} back")
 
