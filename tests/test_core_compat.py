@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,89 @@ def test_the_release_is_read_from_the_images_version_file(tmp_path: Path) -> Non
     assert read_release(path) == "0.1.1"
     path.write_text("not a version at all\n")
     assert read_release(path) == ""
+
+
+# -- what N adds stays off until both run N ---------------------------------------------------
+
+
+def test_every_feature_names_its_beat_fields_and_each_has_an_absent_value() -> None:
+    from dataclasses import fields
+
+    assert set(compat.FEATURES) == set(compat.FEATURE_FIELDS)
+    names = {f.name for f in fields(codec.Beat)}
+    for feature, held in compat.FEATURE_FIELDS.items():
+        assert set(held) <= names, feature
+        assert compat.FEATURES[feature] <= codec.PROTOCOL_MINOR, feature
+        compat.gate(codec.Beat("c1", "node1", 1, 1), (), {feature: held})  # no ValueError
+
+
+def test_gate_holds_back_the_fields_of_a_feature_not_in_use_and_nothing_else() -> None:
+    beat = codec.Beat("c1", "node1", 1, 7, echo=("serial", 1, 6, 3), config_digest="abc",
+                      maintenance={"node1": (True, 9)}, minor=2, release="0.2.0")
+    table = {"rtt echo": ("echo",), "maintenance": ("maintenance",)}
+    held = compat.gate(beat, ("maintenance",), table)
+    assert held.echo is None
+    assert (held.maintenance, held.config_digest, held.minor, held.release) == (
+        {"node1": (True, 9)}, "abc", 2, "0.2.0")
+    assert compat.gate(beat, ("rtt echo", "maintenance"), table) == beat
+    none = compat.gate(beat, (), table)
+    assert (none.echo, none.maintenance) == (None, {})
+    assert "e" not in body_of(codec.encode(none, KEY)) and "m" not in body_of(
+        codec.encode(none, KEY))
+    with pytest.raises(ValueError, match=r"Beat\.sender has no absent value"):
+        compat.gate(beat, (), {"nonsense": ("sender",)})
+
+
+def _rtts(sim: Sim, node: str) -> dict[str, float | None]:
+    return {link["name"]: link["rtt"] for link in sim.status(node)["links"]}
+
+
+def test_a_feature_of_minor_n_stays_off_with_an_n_minus_1_peer_and_comes_on_after_its_upgrade(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Played with a minor 2 that adds the round-trip echo (``e``): node1 runs 2, node2
+    runs 1. Neither sends the echo (node2 does not know the feature, node1 holds it back),
+    so no link has a round-trip time; the pair works and says why. node2 restarted on 2:
+    both send it, and every link is measured."""
+    monkeypatch.setattr(compat, "FEATURES", {"versions": 1, "rtt echo": 2})
+    monkeypatch.setattr(compat, "FEATURE_FIELDS", {"versions": (), "rtt echo": ("echo",)})
+    sim = Sim(make_config(), releases={"node1": "0.2.0", "node2": "0.1.1"},
+              minors={"node1": 2, "node2": 1})
+    sent: list[tuple[str, dict[str, object]]] = []
+    plain = sim._act
+
+    def spy(node: Any, action: object) -> None:
+        from supervisor.core.actions import SendFrame
+
+        if isinstance(action, SendFrame):
+            sent.append((node.name, body_of(action.data)))
+        plain(node, action)
+
+    monkeypatch.setattr(sim, "_act", spy)
+    sim.run(5.0)
+    assert sim.owner() == "node1" and sim.violations == []
+    assert {n for n, _ in sent} == {"node1", "node2"}
+    assert all("e" not in body for _, body in sent)
+    assert [b["pm"] for n, b in sent if n == "node1"][-1] == 2
+    for node in ("node1", "node2"):
+        assert set(_rtts(sim, node).values()) == {None}, node
+        v = sim.status(node)["versions"]
+        assert (v["used"], v["supported"], v["mixed"], v["features"]) == (
+            1, True, True, ["versions"])
+    assert not compat.enabled(sim.nodes["node1"].state, "rtt echo")
+    assert compat.enabled(sim.nodes["node1"].state, "versions")
+    assert sim.status("node1")["versions"]["reason"].endswith(
+        "node2 is 1 protocol version behind (1 with 2): rtt echo off until both run 2")
+    # node2 upgraded: restarted on minor 2
+    sim.minors["node2"], sim.releases["node2"] = 2, "0.2.0"
+    sim.kill("node2")
+    sim.restart("node2")
+    sent.clear()
+    sim.run(5.0)
+    assert any("e" in body for n, body in sent if n == "node1")
+    assert any("e" in body for n, body in sent if n == "node2")
+    for node in ("node1", "node2"):
+        assert None not in _rtts(sim, node).values(), node
+        v = sim.status(node)["versions"]
+        assert (v["used"], v["mixed"], v["features"]) == (2, False, ["rtt echo", "versions"])
+        assert compat.enabled(sim.nodes[node].state, "rtt echo")
+    assert sim.owner() == "node1" and sim.violations == []

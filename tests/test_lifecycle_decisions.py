@@ -21,8 +21,11 @@ from supervisor.lifecycle.health import (
 )
 
 PURE = ("health.py", "bootdecide.py", "bundlecheck.py", "upgrade.py")
+#: supervisor.core.compat is the core's (its own purity test, in test_core_unit, covers what
+#: it imports in turn)
 ALLOWED = {"__future__", "collections.abc", "dataclasses", "enum", "typing", "re",
-           "supervisor.lifecycle.health", "supervisor.lifecycle.bundlecheck"}
+           "supervisor.lifecycle.health", "supervisor.lifecycle.bundlecheck",
+           "supervisor.core.compat"}
 
 
 def test_the_decision_modules_import_nothing_with_side_effects() -> None:

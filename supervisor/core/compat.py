@@ -11,20 +11,35 @@ Each beat says the sender's protocol minor version (``pm``) and its twinbeat rel
   says to upgrade the older node first;
 * the releases differ: "mixed versions" (``twinbeat status``), which is expected only while
   a rolling upgrade runs.
+
+"Off" is enforced where a feature shows: ``gate`` leaves the beat fields of a feature the
+pair does not use at their absent value (the older behaviour), so a node on N talks to an
+N-1 peer as N-1 did; the core asks ``enabled`` before behaviour that needs the peer to have
+a feature. A new minor adds its row to FEATURES and its fields to FEATURE_FIELDS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import TYPE_CHECKING
 
-from supervisor.core.codec import PROTOCOL_MINOR
+from supervisor.core.codec import Beat
+
+if TYPE_CHECKING:
+    from supervisor.core.state import CoreState
 
 #: what each protocol minor version added, and so is on only when both nodes have it
 FEATURES: Mapping[str, int] = {
     # the beat says the sender's release and minor: `twinbeat status` shows both versions
     # and `twinbeat upgrade` can tell where the pair stands (it refuses a peer without them)
     "versions": 1,
+}
+
+#: the Beat fields each feature adds, left at their absent value until the pair uses the
+#: feature ("versions" has none to hold back: ``pm`` is how a peer learns the minor)
+FEATURE_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "versions": (),
 }
 
 
@@ -70,7 +85,39 @@ def negotiate(mine: int, my_release: str, peer: int | None, peer_release: str | 
     return Compat(mine, peer, used, supported, mixed, on, why)
 
 
-def local(release: str, peer: int | None, peer_release: str | None,
-          peer_name: str = "the peer") -> Compat:
-    """``negotiate`` for this build's own minor (PROTOCOL_MINOR)."""
-    return negotiate(PROTOCOL_MINOR, release, peer, peer_release, peer_name)
+def of_state(s: CoreState) -> Compat:
+    """What the pair uses, from this node's settings and the peer's latest beat."""
+    beat = s.peer_state.beat
+    return negotiate(s.settings.minor, s.settings.release, beat.minor if beat else None,
+                     beat.release if beat else None, s.peer)
+
+
+def features_in_use(s: CoreState) -> tuple[str, ...]:
+    """``of_state(s).features`` without the sentence (every beat asks)."""
+    beat = s.peer_state.beat
+    used = s.settings.minor if beat is None else min(s.settings.minor, beat.minor)
+    return tuple(sorted(f for f, m in FEATURES.items() if m <= used))
+
+
+def enabled(s: CoreState, feature: str) -> bool:
+    """Whether the pair uses ``feature`` now (both nodes have it, or the peer is not heard
+    yet and this node has it)."""
+    return feature in features_in_use(s)
+
+
+def _absent(name: str) -> object:
+    f = next(f for f in fields(Beat) if f.name == name)
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise ValueError(f"Beat.{name} has no absent value: it cannot belong to a feature")
+
+
+def gate(beat: Beat, on: tuple[str, ...],
+         table: Mapping[str, tuple[str, ...]] | None = None) -> Beat:
+    """``beat`` with the fields of every feature not in ``on`` at their absent value."""
+    held = {name: _absent(name)
+            for feature, names in (FEATURE_FIELDS if table is None else table).items()
+            if feature not in on for name in names}
+    return replace(beat, **held) if held else beat  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from supervisor.core.compat import local
+from supervisor.core.compat import of_state
 from supervisor.core.liveness import cut_off_for_groups, world_ok
 from supervisor.core.ownership import owner_of, peer_view, preferred
 from supervisor.core.state import CoreState
@@ -244,8 +244,7 @@ def view(s: CoreState, now: float) -> CoreView:
     beat = p.beat
     f = s.fence
     last = f.last
-    compat = local(s.settings.release, beat.minor if beat else None,
-                   beat.release if beat else None, s.peer)
+    compat = of_state(s)
     return CoreView(
         node=s.me,
         cluster=s.config.cluster_name,
