@@ -599,3 +599,165 @@ def test_the_agents_accept_loop_answers_and_survives_a_client_that_goes_away(
     # the client that left: a warning (broken pipe or closed connection), not the end
     assert messages[0][0] == "WARNING" and messages[0][1].startswith("a local client: ")
     listener.close()
+
+
+# -- `twinbeat upgrade` itself (the command line), against the simulated pair ---------------
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "firstboot" / "node1" / "etc" / "twinbeat"
+
+
+@dataclass
+class Cli:
+    """`twinbeat upgrade` run through the real command line, on node1 of a simulated pair:
+    its config (the wizard's, renamed), RAUC's answers and the lifecycle directory faked."""
+
+    sim: SimPair
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    info: dict[str, Any] = field(default_factory=lambda: {
+        "compatible": "twinbeat-x86-64", "version": "0.1.1", "images": []})
+
+    def __post_init__(self) -> None:
+        from supervisor.lifecycle import rolling, system
+
+        conf = GOLDEN.joinpath("cluster.toml").read_text()
+        conf = conf.replace("linuxha1", "node1").replace("linuxha2", "node2")
+        conf = conf.replace('"/etc/twinbeat/authkeys"', f'"{self.tmp}/authkeys"')
+        (self.tmp / "cluster.toml").write_text(conf)
+        (self.tmp / "authkeys").write_bytes(GOLDEN.joinpath("authkeys").read_bytes())
+        (self.tmp / "authkeys").chmod(0o600)
+        self.monkeypatch.setattr(system, "LIFECYCLE_DIR", self.tmp / "lifecycle")
+        self.monkeypatch.setattr(system, "rauc_info", self._rauc_info)
+        self.monkeypatch.setattr(system, "node_compatible", lambda: "twinbeat-x86-64")
+        self.monkeypatch.setattr(rolling, "real_world", self._world)
+        self.worlds: list[tuple[str, str, str, bool]] = []
+
+    def _rauc_info(self, bundle: Path) -> dict[str, Any]:
+        if bundle.read_bytes() == b"tampered":
+            from supervisor.lifecycle.system import LifecycleError
+
+            raise LifecycleError("rauc-Message: signature verification failed: CMS error")
+        return self.info
+
+    def _world(self, me: str, peer: str, peer_host: str, secret: bytes, *,
+               auto_failback: bool, bundles: Path, say: Callable[[str], None]) -> World:
+        from dataclasses import replace
+
+        self.worlds.append((me, peer, peer_host, auto_failback))
+        return replace(self.sim.world([], auto_failback=auto_failback), say=say)
+
+    def run(self, *args: str) -> int:
+        from supervisor.cli import main
+
+        return main(["upgrade", *args, "--config", str(self.tmp / "cluster.toml"),
+                     "--node", "node1"])
+
+    def bundle(self, content: bytes = b"bundle") -> str:
+        path = self.tmp / "twinbeat-0.1.1.raucb"
+        path.write_bytes(content)
+        return str(path)
+
+
+def _lines(text: str) -> list[str]:
+    """Printed lines without their time stamps (HH:MM:SS)."""
+    return [line[9:] if line[:2].isdigit() and line[8:9] == " " else line
+            for line in text.splitlines()]
+
+
+def test_twinbeat_upgrade_runs_the_pair_to_the_new_version_across_its_own_reboot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    sim = SimPair(me="node1", owner="node1")
+    cli = Cli(sim, tmp_path, monkeypatch)
+    assert cli.run("--status") == 0
+    assert capsys.readouterr().out == "no upgrade has been started on this node\n"
+    assert cli.run(cli.bundle()) == 0  # returns when node1 reboots itself
+    out = _lines(capsys.readouterr().out)
+    assert cli.worlds == [("node1", "node2", "10.0.0.2", True)]
+    assert out[0] == f"checking the pair for an upgrade to 0.1.1 ({tmp_path}/twinbeat-0.1.1.raucb)"
+    assert out[1] == ("[copy] upgrading to 0.1.1: node2 first (it owns nothing), then node1 "
+                      "after a planned handover of service")
+    for expected in ("[copy] copying the bundle to node2 over the crossover link",
+                     "[install-first] installing 0.1.1 into node2's other slot",
+                     "[wait-first] rebooting node2 into 0.1.1",
+                     "[handover] planned handover: node1 hands service to node2",
+                     "[install-second] installing 0.1.1 into node1's other slot"):
+        assert expected in out, out
+    assert out[-1].startswith("[wait-second] this node reboots now")
+    assert sim.rebooted_me and sim.owner == "node2"
+    assert cli.run("--status") == 0
+    assert capsys.readouterr().out == (
+        "upgrade to 0.1.1 (from 0.1.0): node2 first, then node1; step wait-second\n")
+    # a second `twinbeat upgrade` while one is under way is refused
+    assert cli.run(cli.bundle()) == 1
+    assert "an upgrade to 0.1.1 is under way (step wait-second)" in capsys.readouterr().err
+    # the boot: twinbeat-upgrade.service resumes it
+    sim.sleep(sim.boot)
+    assert cli.run("--resume", "--if-pending") == 0
+    out = _lines(capsys.readouterr().out)
+    assert out[0] == "resuming the upgrade to 0.1.1 at wait-second"
+    assert out[-1] == "done: both nodes run 0.1.1; node1 serves its groups again"
+    assert {n.release for n in sim.nodes.values()} == {"0.1.1"}
+    assert gaps(sim.served) == ["node1", "node2", "node1"]
+    # nothing left to resume: the boot unit says nothing
+    assert cli.run("--resume", "--if-pending") == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_twinbeat_upgrade_refuses_with_the_reasons_and_saves_no_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    sim = SimPair(me="node1", owner="node1")
+    sim.synced_at = sim.now + 999
+    cli = Cli(sim, tmp_path, monkeypatch)
+    cli.info = {"compatible": "twinbeat-arm64", "version": "0.1.1", "images": []}
+    assert cli.run(cli.bundle()) == 1
+    out = _lines(capsys.readouterr().out)
+    assert "refused: replica r0 is UpToDate/Inconsistent, not UpToDate/UpToDate" in out
+    assert ("refused: the bundle is for twinbeat-arm64, this pair takes twinbeat-x86-64 "
+            "bundles (another architecture or product)") in out
+    assert sim.log == [] and not (tmp_path / "lifecycle" / "upgrade.json").exists()
+
+
+def test_twinbeat_upgrade_refuses_a_bundle_rauc_rejects_or_that_is_not_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    sim = SimPair(me="node1", owner="node1")
+    cli = Cli(sim, tmp_path, monkeypatch)
+    assert cli.run(cli.bundle(b"tampered")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("twinbeat: the bundle's signature does not check out against this "
+                          "node's key"), err
+    assert cli.run(str(tmp_path / "nothing.raucb")) == 1
+    assert capsys.readouterr().err == f"twinbeat: {tmp_path}/nothing.raucb: no such file\n"
+    assert sim.log == []
+
+
+def test_twinbeat_upgrade_interrupted_keeps_the_plan_and_abandon_forgets_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    sim = SimPair(me="node1", owner="node1")
+    cli = Cli(sim, tmp_path, monkeypatch)
+    plain = sim.install
+
+    def interrupted(node: str, name: str, downgrade: bool) -> str:
+        plain(node, name, downgrade)
+        raise KeyboardInterrupt  # Ctrl-C while node2 installs
+
+    sim.install = interrupted  # type: ignore[method-assign]
+    assert cli.run(cli.bundle()) == 130
+    out = _lines(capsys.readouterr().out)
+    assert out[-1] == ("interrupted: the plan is kept; `twinbeat upgrade --resume` goes on "
+                       "from here, `twinbeat upgrade --abandon` forgets it")
+    saved = load_plan(tmp_path / "lifecycle" / "upgrade.json")
+    assert saved is not None and saved.plan.step is Step.INSTALL_FIRST and saved.plan.asked
+    assert cli.run("--abandon") == 0
+    assert capsys.readouterr().out == ("upgrade abandoned at install-first; nothing is "
+                                       "undone: `twinbeat status` on both nodes shows where "
+                                       "they are\n")
+    assert cli.run("--resume") == 0
+    assert capsys.readouterr().out == "no unfinished upgrade to resume\n"
+    assert cli.run("--status") == 0
+    assert capsys.readouterr().out == (
+        "upgrade to 0.1.1 (from 0.1.0): node2 first, then node1; step stopped: abandoned at "
+        "install-first by the administrator\n")

@@ -138,6 +138,8 @@ def test_without_auto_failback_the_groups_stay() -> None:
      "node2 has no slot B to install to"),
     (pair(node("node1", owns=("service",)), node("node2", version="0.2.0")),
      "node2 runs 0.2.0, newer than 0.1.1 (--allow-downgrade)"),
+    (pair(node("node1", owns=("service",), version=N1), node("node2", version=N1)),
+     "both nodes already run 0.1.1 (--allow-downgrade reinstalls it)"),
     (pair(node("node1", owns=("a",)), node("node2", owns=("b",))),
      "both nodes own groups: no node can be upgraded without an outage; move every group "
      "to one node first (twinbeat standby)"),
@@ -356,3 +358,29 @@ def test_interrupted_at_any_step_the_saved_plan_resumes_without_repeating(
     again = advance(plan, view, now + 3)
     assert again.plan == plan and again.actions == ()
     assert all(r.startswith("waiting:") for r in again.reasons), again.reasons
+
+
+def test_a_bundle_for_another_system_is_refused_before_anything_is_copied() -> None:
+    out = begin(SERVING, N1, 0.0, bundle_compatible="twinbeat-arm64",
+                node_compatible="twinbeat-x86-64")
+    assert out.plan.step is Step.STOPPED and out.actions == ()
+    assert out.reasons == ("the bundle is for twinbeat-arm64, this pair takes twinbeat-x86-64 "
+                           "bundles (another architecture or product)",)
+    same = begin(SERVING, N1, 0.0, bundle_compatible="twinbeat-x86-64",
+                 node_compatible="twinbeat-x86-64")
+    assert same.plan.step is Step.COPY
+
+
+def test_allow_downgrade_reinstalls_the_running_version() -> None:
+    view = pair(node("node1", owns=("service",), version=N1), node("node2", version=N1))
+    assert begin(view, N1, 0.0, allow_downgrade=True).plan.step is Step.COPY
+
+
+def test_a_node_on_trial_in_its_new_slot_is_waited_for_not_rebooted_again() -> None:
+    """During the boot check the record of the install is still there (installed == the
+    target) but the node runs the target: it has rebooted."""
+    trial = pair(node("node1", owns=("service",)),
+                 node("node2", version=N1, installed=N1, healthy=False))
+    out = advance(at(Step.WAIT_FIRST, asked=True, asked_for="node2"), trial, 600)
+    assert out.actions == () and out.plan.step is Step.WAIT_FIRST
+    assert out.reasons == ("waiting: node2 is not back healthy on 0.1.1 yet",)

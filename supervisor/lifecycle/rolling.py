@@ -213,10 +213,14 @@ class Driver:
                 self.w.say(line)
             self._last = lines
 
-    def start(self, bundle: Path, target: str, digest: str, allow_downgrade: bool) -> Saved:
+    def start(self, bundle: Path, target: str, digest: str, allow_downgrade: bool, *,
+              bundle_compatible: str | None = None,
+              node_compatible: str | None = None) -> Saved:
         w = self.w
         view = self.observe(None)
-        out = upgrade.begin(view, target, w.clock(), allow_downgrade)
+        out = upgrade.begin(view, target, w.clock(), allow_downgrade,
+                            bundle_compatible=bundle_compatible,
+                            node_compatible=node_compatible)
         plan = out.plan
         refused = list(out.reasons) if plan.step is Step.STOPPED else []
         down = status_refusals(w.status())
@@ -411,7 +415,12 @@ def _print(text: str) -> None:
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from supervisor.config import ConfigError, load_authkeys, load_config
     from supervisor.lifecycle.bundlecheck import parse_info
-    from supervisor.lifecycle.system import LIFECYCLE_DIR, LifecycleError, rauc_info
+    from supervisor.lifecycle.system import (
+        LIFECYCLE_DIR,
+        LifecycleError,
+        node_compatible,
+        rauc_info,
+    )
 
     path = LIFECYCLE_DIR / "upgrade.json"
     bundles = LIFECYCLE_DIR / "bundles"
@@ -439,7 +448,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
               "`twinbeat status` on both nodes shows where they are")
         return 0
     try:
-        cfg = load_config(Path(args.config))
+        # the links' devices are the supervisor's business (its status says whether they
+        # are up); the upgrade needs the nodes, their crossover addresses and the key
+        cfg = load_config(Path(args.config), check_devices=False)
         key = load_authkeys(cfg.authkeys_path).secret
     except (ConfigError, OSError, ValueError) as exc:
         print(f"twinbeat: {exc}", file=sys.stderr)
@@ -483,7 +494,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
             return 1
         _print(f"checking the pair for an upgrade to {info.version} ({bundle})")
         digest = agentlib.file_sha256(bundle)
-        saved = driver.start(bundle, info.version, digest, args.allow_downgrade)
+        saved = driver.start(bundle, info.version, digest, args.allow_downgrade,
+                             bundle_compatible=info.compatible,
+                             node_compatible=node_compatible())
         if saved.plan.step is Step.STOPPED:
             return 1
     try:

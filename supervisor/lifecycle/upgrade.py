@@ -54,7 +54,7 @@ class NodeView:
     reachable: bool  # answers (its status, over the crossover link)
     version: str = ""  # running version
     healthy: bool = False  # its boot check is done (no slot on trial)
-    installed: str = ""  # version waiting in its other slot for the next boot
+    installed: str = ""  # version waiting in its other slot for the next boot (or on trial)
     has_bundle: bool = False  # the bundle is on its disk
     owns: tuple[str, ...] = ()  # groups running here
     failure: str = ""  # its last update failure (twinbeat status), "" if none
@@ -170,8 +170,11 @@ def protocol_refusals(view: PairView) -> list[str]:
     return [] if c.supported else [f"protocol versions: {c.reason}"]
 
 
-def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False) -> Outcome:
-    """Check and plan; the plan is STOPPED (with the reasons) if the pair is not ready."""
+def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False, *,
+          bundle_compatible: str | None = None, node_compatible: str | None = None) -> Outcome:
+    """Check and plan; the plan is STOPPED (with the reasons) if the pair is not ready.
+    ``bundle_compatible``/``node_compatible``: RAUC's compatible strings of the bundle and
+    of this node (a bundle for another system is refused before it is copied anywhere)."""
     names = sorted(view.nodes)
     versions = {view.nodes[n].version for n in names}
     old = min(versions, key=version_key) if versions else ""
@@ -181,11 +184,18 @@ def begin(view: PairView, target: str, now: float, allow_downgrade: bool = False
     plan = Plan(target=target, old=old, first=first, second=second, step=Step.COPY,
                 since=now, home=view.nodes[second].owns)
     refused = preconditions(view) + protocol_refusals(view)
+    if bundle_compatible is not None and node_compatible is not None \
+            and bundle_compatible != node_compatible:
+        refused.append(f"the bundle is for {bundle_compatible or 'an unnamed system'}, this "
+                       f"pair takes {node_compatible} bundles (another architecture or product)")
     if not allow_downgrade:
         for n in names:
             v = view.nodes[n].version
             if v and version_key(target) < version_key(v):
                 refused.append(f"{n} runs {v}, newer than {target} (--allow-downgrade)")
+        if all(view.nodes[n].version == target for n in names):
+            refused.append(f"both nodes already run {target} (--allow-downgrade reinstalls "
+                           "it)")
     if len(idle) == 0:
         refused.append("both nodes own groups: no node can be upgraded without an outage; "
                        "move every group to one node first (twinbeat standby)")
@@ -307,7 +317,7 @@ def advance(plan: Plan, view: PairView, now: float,
     if step in (Step.WAIT_FIRST, Step.WAIT_SECOND):
         node = first if step is Step.WAIT_FIRST else second
         nxt = Step.HANDOVER if step is Step.WAIT_FIRST else Step.FAILBACK
-        if node.reachable and node.installed == plan.target:
+        if node.reachable and node.installed == plan.target and node.version != plan.target:
             # still on its old slot, the new one waiting: the reboot has not happened yet
             if node.owns:
                 return _stop(plan, view, f"{node.name} owns {', '.join(node.owns)}: not "
