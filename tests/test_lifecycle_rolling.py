@@ -574,8 +574,9 @@ def test_the_agents_accept_loop_answers_and_survives_a_client_that_goes_away(
     listener.bind(path)
     listener.listen(2)
     caplog.set_level("INFO", logger="twinbeat.upgrade-agent")
+    stop = threading.Event()
     t = threading.Thread(target=nodelib.serve, args=(listener, KEY, echo_table()),
-                         daemon=True)
+                         kwargs={"stop": stop}, daemon=True)
     t.start()
 
     def connect(host: str, port: int, timeout: float) -> socket.socket:
@@ -598,6 +599,11 @@ def test_the_agents_accept_loop_answers_and_survives_a_client_that_goes_away(
     assert messages.count(("INFO", "a local client: facts: ok")) == 2, messages
     # the client that left: a warning (broken pipe or closed connection), not the end
     assert messages[0][0] == "WARNING" and messages[0][1].startswith("a local client: ")
+    # stopping it ends the loop, without an exception in the thread
+    stop.set()
+    listener.shutdown(socket.SHUT_RDWR)
+    t.join(timeout=10)
+    assert not t.is_alive()
     listener.close()
 
 

@@ -20,6 +20,7 @@ import argparse
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,16 @@ def run_command(argv: list[str], timeout: float) -> tuple[bool, str]:
 
 
 def serve(listener: socket.socket, key: bytes, table: Mapping[str, agentlib.Handler],
-          once: bool = False) -> None:
+          once: bool = False, stop: threading.Event | None = None) -> None:
+    """Answer one connection after the other (one only with ``once``). To end it from
+    another thread: set ``stop``, then shut the listener down (that wakes accept)."""
     while True:
-        conn, addr = listener.accept()
+        try:
+            conn, addr = listener.accept()
+        except OSError:
+            if stop is not None and stop.is_set():
+                return
+            raise
         who = addr[0] if isinstance(addr, tuple) else "a local client"
         with conn:
             conn.settimeout(READ_TIMEOUT)
