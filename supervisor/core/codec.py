@@ -89,13 +89,10 @@ peer reads it. Keys this version knows are held to the schema above: an out-of-d
 of a known key drops the frame, whatever the version. Unknown keys still count towards the
 size and nesting limits.
 
-Versions: ``v`` is the major version, changed only when an older node could no longer read a
-newer node's beats. Compatible additions raise the minor ``pm`` and add optional keys, which
-an older receiver ignores (unknown keys are never an error); an absent key means the older
-behaviour. ``supervisor.core.compat`` decides from both minors what is used (an N-1 peer is
-accepted; what N adds stays off until both run N) and from both releases whether the pair
-runs mixed versions (during a rolling upgrade). A known key with a value out of its domain
-drops the frame, like any malformed body.
+Each beat says its minor (``pm``) and release (``sw``): ``supervisor.core.compat`` decides
+from both minors what the pair uses (an N-1 peer is accepted; the keys of what N adds are
+left out of N's beats until both run N, compat.gate) and from both releases whether the
+pair runs mixed versions (a rolling upgrade).
 
 Freshness (replays, sequence jumps) is not decided here but in ``supervisor.core.freshness``.
 """
