@@ -239,6 +239,7 @@ class SimPair:
     rebooted_me: bool = False
     deaf: frozenset[str] = frozenset()  # links on which the peer does not hear this node
     group_fails_on: frozenset[str] = frozenset()  # releases that cannot run the group
+    maintenance: frozenset[str] = frozenset()  # nodes in maintenance mode
 
     def __post_init__(self) -> None:
         for n in ("node1", "node2"):
@@ -293,6 +294,7 @@ class SimPair:
             "groups": [{"name": "service", "owner": self.owner,
                         "failed": self.owner is not None
                         and self.nodes[self.owner].release in self.group_fails_on}],
+            "maintenance": sorted(self.maintenance),
             "versions": {"features": ["versions"], "supported": True, "protocol": 1,
                          "peer_protocol": 1 if alive else None},
         }
@@ -485,6 +487,8 @@ def test_the_peer_vanishing_mid_upgrade_stops_it(tmp_path: Path) -> None:
      "not UpToDate/UpToDate"),
     (lambda s: setattr(s, "deaf", frozenset({"serial"})), "the peer does not hear this node "
      "on every link: serial"),
+    (lambda s: setattr(s, "maintenance", frozenset({"node1"})), "in maintenance mode: node1 "
+     "(twinbeat moves nothing there; `twinbeat maintenance off` first)"),
     (lambda s: setattr(s.nodes["node2"], "pending", {"slot": "B", "version": "0.0.9",
                                                      "from_slot": "A", "from_version": "0.1.0",
                                                      "baseline": {}, "installed_at": 0}),

@@ -132,6 +132,9 @@ def test_without_auto_failback_the_groups_stay() -> None:
      "version apart: upgrade the older node first"),
     (pair(node("node1", owns=("service",)), node("node2", reachable=False)),
      "node2 does not answer"),
+    (replace(SERVING, maintenance=("node2",)),
+     "in maintenance mode: node2 (twinbeat moves nothing there; `twinbeat maintenance off` "
+     "first)"),
     (pair(node("node1", owns=("service",)), node("node2", healthy=False)),
      "node2 has a slot on trial (an update not yet judged)"),
     (pair(node("node1", owns=("service",)), node("node2", can_install=False)),
@@ -211,6 +214,9 @@ OLD_SERVES = "node1 serves service on 0.1.0"
                                 node("node2", version=N1, owns=("service",))), 5,
      "stopped at wait-second: node1 rolled back to 0.1.0: twinbeat.service failed; node2 "
      "serves service on 0.1.1"),
+    (at(Step.INSTALL_FIRST, asked=True), replace(SERVING, maintenance=("node1",)), 5,
+     "stopped at install-first: maintenance mode switched on for node1: the upgrade leaves "
+     "the pair alone; " + OLD_SERVES),
     (at(Step.FAILBACK), pair(node("node1", version=N1),
                              node("node2", version=N1, owns=("service",))), 400,
      "stopped at failback: giving the groups back to node1 did not finish; node2 serves "

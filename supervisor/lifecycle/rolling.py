@@ -101,12 +101,14 @@ def pair_view(status: Mapping[str, Any] | None, nodes: Mapping[str, NodeView],
     hears = {str(link.get("name")): link.get("peer_hears_us") for link in st.get("links") or []}
     v = st.get("versions") or {}
     mine, theirs = v.get("protocol"), v.get("peer_protocol")
+    maintenance = tuple(str(n) for n in st.get("maintenance") or ())
     return PairView(nodes=dict(nodes), links=links, peer_alive=peer.get("state") == "alive",
                     replicas=replicas, groups=groups, failed_groups=failed,
                     auto_failback=auto_failback,
                     peer_hears={k: h if isinstance(h, bool) else None for k, h in hears.items()},
                     protocol=mine if isinstance(mine, int) else 0,
-                    peer_protocol=theirs if isinstance(theirs, int) or theirs is None else 0)
+                    peer_protocol=theirs if isinstance(theirs, int) or theirs is None else 0,
+                    maintenance=maintenance)
 
 
 def status_refusals(status: Mapping[str, Any] | None) -> list[str]:

@@ -16,7 +16,7 @@ shows, not from what was planned.
 Preconditions (each refusal names the check): both nodes alive and each heard by the other
 on every link, both saying their protocol version in their beats and at most one minor
 apart (supervisor.core.compat), replicas UpToDate/UpToDate, no failed group, no slot on
-trial, a slot B on both, a node that owns nothing.
+trial, a slot B on both, neither node in maintenance mode, a node that owns nothing.
 
     precheck -> copy -> install-first -> reboot-first -> wait-first -> handover
              -> install-second -> reboot-second -> wait-second -> failback -> done
@@ -76,6 +76,8 @@ class PairView:
     #: older than the field, which cannot take part in a rolling upgrade)
     protocol: int = 1
     peer_protocol: int | None = 1
+    #: nodes in maintenance mode: twinbeat moves nothing there, so no planned handover
+    maintenance: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ def preconditions(view: PairView) -> list[str]:
             out.append(f"replica {res} is {disk}/{peer}, not UpToDate/UpToDate")
     if view.failed_groups:
         out.append("failed group(s): " + ", ".join(view.failed_groups))
+    if view.maintenance:
+        out.append("in maintenance mode: " + ", ".join(view.maintenance)
+                   + " (twinbeat moves nothing there; `twinbeat maintenance off` first)")
     for node in view.nodes.values():
         if not node.reachable:
             out.append(f"{node.name} does not answer")
@@ -273,6 +278,10 @@ def advance(plan: Plan, view: PairView, now: float,
             return _give_back(plan, view, f"{keeper.name}, which serves on {plan.old}, does "
                                           "not answer")
         return _stop(plan, view, f"{keeper.name}, which was to serve, does not answer")
+    # maintenance switched on mid-way: no handover would happen; stop rather than wait
+    if view.maintenance:
+        return _stop(plan, view, "maintenance mode switched on for "
+                     f"{', '.join(view.maintenance)}: the upgrade leaves the pair alone")
     # a group that fails while the pair is being upgraded stops it (no step waits it out)
     if view.failed_groups:
         why = f"group(s) failed during the upgrade: {', '.join(view.failed_groups)}"
