@@ -107,3 +107,58 @@ def test_a_new_slot_gets_this_nodes_identity_and_its_own_users(tmp_path: Path) -
 def test_seed_slots_ignores_other_slot_classes(tmp_path: Path) -> None:
     assert persist.seed_slots({"RAUC_TARGET_SLOTS": "1", "RAUC_SLOT_CLASS_1": "efi"},
                               tmp_path) == []
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_bound_directory_has_its_fstab_bind_and_a_mount_point_in_the_image() -> None:
+    """The image's /etc/fstab binds exactly persist.BOUND from /persist, and mkosi.finalize
+    makes each mount point (the image test checks the built image; this one the sources)."""
+    binds = {}
+    for line in (ROOT / "mkosi.extra/etc/fstab").read_text().splitlines():
+        fields = line.split()
+        if fields and not line.startswith("#") and fields[2] == "none":
+            binds[fields[1]] = fields
+    assert sorted(binds) == sorted("/" + rel for rel, _ in persist.BOUND)
+    for target, row in binds.items():
+        assert row[0] == "/persist" + target
+        assert "x-systemd.requires=twinbeat-persist.service" in row[3].split(",")
+    finalize = (ROOT / "mkosi.finalize").read_text()
+    for rel, _ in persist.BOUND:
+        if rel != "root":  # /root is in every Debian image
+            assert f'"$BUILDROOT/{rel}"' in finalize, rel
+
+
+def test_the_supervisors_state_and_its_generation_are_on_the_state_partition() -> None:
+    from supervisor.statefiles import DEFAULT_STATE_DIR
+
+    assert str(DEFAULT_STATE_DIR).lstrip("/") in {rel for rel, _ in persist.BOUND}
+
+
+def test_a_node_back_with_a_lower_generation_is_not_heard_by_its_peer() -> None:
+    """Why: the peer drops every beat of an older generation as a replay. A node that booted
+    a freshly written slot with its own state directory would start again at generation 1
+    and stay dead for its peer; with the counter on /persist it goes on growing."""
+    from tests.sim import Sim, make_config
+
+    sim = Sim(make_config())
+    sim.run(3.0)
+    for _ in range(2):  # node2 has started a few times on this slot
+        sim.kill("node2")
+        sim.run(10.0)
+        sim.restart("node2")
+        sim.run(5.0)
+    gen = sim.nodes["node2"].generation
+    assert gen == 3 and sim.status("node1")["peer"]["state"] == "alive"
+    sim.kill("node2")
+    sim.run(10.0)
+    sim._boot("node2", 1, sim.now)  # a fresh slot: /var/lib/twinbeat/generation reset
+    sim.run(10.0)
+    st = sim.status("node1")
+    assert st["peer"]["state"] == "dead" and st["dropped"]["replay"] > 0
+    sim.kill("node2")
+    sim.run(10.0)
+    sim._boot("node2", gen + 2, sim.now)  # the counter carried on /persist
+    sim.run(10.0)
+    assert sim.status("node1")["peer"]["state"] == "alive"

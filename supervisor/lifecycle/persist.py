@@ -32,6 +32,11 @@ BOUND = (
     ("etc/ssh/host-keys", 0o755),
     ("root", 0o700),
     ("var/log/journal", 0o2755),
+    # the supervisor's state: above all the boot generation, which must only grow (the
+    # peer drops a beat of an older generation as a replay: a node back in a fresh slot
+    # with its counter reset would never be heard again); also the history, the mail
+    # queue, maintenance flags and split brains
+    ("var/lib/twinbeat", 0o700),
 )
 #: files copied into a new slot (and saved to /persist/identity)
 COPIED = ("etc/machine-id", "etc/hostname", "etc/hosts")
