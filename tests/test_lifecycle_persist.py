@@ -162,3 +162,18 @@ def test_a_node_back_with_a_lower_generation_is_not_heard_by_its_peer() -> None:
     sim._boot("node2", gen + 2, sim.now)  # the counter carried on /persist
     sim.run(10.0)
     assert sim.status("node1")["peer"]["state"] == "alive"
+
+
+def test_everything_the_wizard_writes_is_carried_into_a_new_slot() -> None:
+    """Each file of the wizard's golden output is on /persist (under a bound directory), one
+    of the files copied into a new slot, or root's password (carried from /etc/shadow): an
+    update keeps the node itself. A new answer of the wizard written elsewhere fails here."""
+    golden = ROOT / "tests/golden/firstboot/node1"
+    bound = [rel for rel, _ in persist.BOUND]
+    for path in sorted(golden.rglob("*")):
+        if path.is_dir() or path.name == "MANIFEST":
+            continue
+        rel = path.relative_to(golden).as_posix()
+        carried = (rel in persist.COPIED or rel == persist.SHADOW
+                   or any(rel.startswith(b + "/") for b in bound))
+        assert carried, f"/{rel} is written by the wizard but lost by an update"

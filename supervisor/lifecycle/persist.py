@@ -31,6 +31,7 @@ BOUND = (
     ("etc/drbd.d", 0o755),
     ("etc/ssh/host-keys", 0o755),
     ("root", 0o700),
+    ("etc/systemd/timesyncd.conf.d", 0o755),  # the wizard's NTP server
     ("var/log/journal", 0o2755),
     # the supervisor's state: above all the boot generation, which must only grow (the
     # peer drops a beat of an older generation as a replay: a node back in a fresh slot
