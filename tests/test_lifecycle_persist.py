@@ -177,3 +177,15 @@ def test_everything_the_wizard_writes_is_carried_into_a_new_slot() -> None:
         carried = (rel in persist.COPIED or rel == persist.SHADOW
                    or any(rel.startswith(b + "/") for b in bound))
         assert carried, f"/{rel} is written by the wizard but lost by an update"
+
+
+def test_the_early_services_reading_a_bound_directory_wait_for_the_bind() -> None:
+    """systemd-networkd and systemd-timesyncd start before local-fs.target is reached
+    (DefaultDependencies=no): each gets RequiresMountsFor= its bound directory, or it would
+    read the slot's empty folder on every boot after the first."""
+    units = ROOT / "mkosi.extra/usr/lib/systemd/system"
+    for service, folder in (("systemd-networkd", "/etc/systemd/network"),
+                            ("systemd-timesyncd", "/etc/systemd/timesyncd.conf.d")):
+        assert folder.lstrip("/") in {rel for rel, _ in persist.BOUND}
+        dropin = (units / f"{service}.service.d/twinbeat-persist.conf").read_text()
+        assert f"RequiresMountsFor={folder}" in dropin.splitlines(), service
