@@ -28,10 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+from firstboot.accounts import AccountError, check_share_user
 from firstboot.console import Console, ConsoleClaim, OtherConsole
 from firstboot.existing import previous_answers, root_login_set
 from firstboot.hardware import Hardware, discover
-from firstboot.model import Setup, build_setup
+from firstboot.model import Setup, build_setup, share_account
 from firstboot.render import CLUSTER_TOML, RenderError, check, render
 from firstboot.secret import Rng, SeededRng, SystemRng, generate_code
 from firstboot.seed import (
@@ -169,12 +170,17 @@ class _Run:
     def write(self, setup: Setup, ctx: Context, seed: SeedSource | None = None) -> int:
         con = self.con
         try:
-            files = render(setup)
-            check(files)
             password_hash = setup.root_password_hash
             if setup.root_password:
                 password_hash = hash_password(setup.root_password, self.rng)
-        except (RenderError, WriteError) as exc:
+            # the database password's SCRAM salt (drawn after the root hash's salt)
+            salt = bytes(self.rng.randbelow(256) for _ in range(16))
+            files = render(setup, salt=salt)
+            check(files)
+            account = share_account(setup)
+            if account is not None:
+                check_share_user(self.root, account)
+        except (RenderError, WriteError, AccountError) as exc:
             con.say(f"error: {exc}")
             con.say("Nothing was written.")
             return EXIT_NOT_CONFIGURED
@@ -182,9 +188,10 @@ class _Run:
             files,
             password_hash=password_hash,
             ssh_key=setup.ssh_key,
-            services=setup.services,
+            services=setup.data_units + setup.services,
             hostname=setup.me.name,
             replicated=setup.disk is not None,
+            share_account=account,
         )
         try:
             done = apply(plan, self.root, today=int(time.time() // 86400))

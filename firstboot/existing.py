@@ -19,6 +19,7 @@ from firstboot.render import (
     TIMESYNCD_CONF,
 )
 from firstboot.secret import parse_code
+from supervisor import dataservices as dsm
 from supervisor.authkeys import parse_authkeys_text
 from supervisor.resource_spec import IPaddrSpec, ResourceSpecError, ServiceSpec, parse_resource
 
@@ -81,6 +82,25 @@ def previous_answers(root: Path) -> dict[str, str]:
     values = _network_values(crossover, "Address")
     if values:
         out["crossover_address"] = values[0]
+    data_units: tuple[str, ...] = ()
+    services_text = _read(root, dsm.SERVICES_FILE)
+    try:
+        ds = dsm.load_text(services_text) if services_text else None
+    except dsm.ServicesError:
+        ds = None
+    if ds is not None:  # the passwords are not kept: --reconfigure asks for them again
+        data_units = ds.units()
+        share = ds.share
+        out["file_share"] = " ".join(p for p, on in (("smb", ds.smb), ("nfs", ds.nfs))
+                                     if on) or "none"
+        if share is not None:
+            out["share_name"] = share.name
+            out["share_user"] = share.user.name
+            if share.nfs:
+                out["nfs_clients"] = share.nfs_clients
+        out["database"] = ds.database.name if ds.database else "none"
+        if ds.database is not None:
+            out["database_owner"] = ds.database.owner
     if groups:
         floating, services = [], []
         for text in groups[0].get("resources", []):
@@ -90,7 +110,8 @@ def previous_answers(root: Path) -> dict[str, str]:
                 continue
             if isinstance(spec, IPaddrSpec):
                 floating.append(str(spec.address))
-            elif isinstance(spec, ServiceSpec) and spec.name.endswith(".service"):
+            elif (isinstance(spec, ServiceSpec) and spec.name.endswith(".service")
+                  and spec.name not in data_units):
                 services.append(spec.name)
         if floating:
             out["floating_addresses"] = " ".join(floating)

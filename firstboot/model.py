@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from firstboot.accounts import Account
 from firstboot.hardware import Disk, Hardware, Nic, format_size
+from firstboot.passwords import nt_hash, scram_sha256
 from firstboot.secret import ALPHABET
+from supervisor import dataservices as dsm
 
 GROUP_NAME = "service"
 # The replicated disk's [[replicated]] table; the rest of it takes the supervisor's defaults,
@@ -64,6 +67,17 @@ class Setup:
     ntp_server: str | None = None
     mail_to: str | None = None
     smarthost: str | None = None
+    # The data services on the replicated disk (supervisor.dataservices): a file share over
+    # SMB and/or NFS, a PostgreSQL database. Passwords in clear until the files are rendered
+    # (only their hashes are written).
+    file_share: tuple[str, ...] = ()
+    share_name: str | None = None
+    share_user: str | None = None
+    share_password: str | None = None
+    nfs_clients: str | None = None
+    database: str | None = None
+    database_owner: str | None = None
+    database_password: str | None = None
 
     @property
     def node1(self) -> NodeInfo:
@@ -78,14 +92,28 @@ class Setup:
         return (self.node1, self.node2)
 
     @property
+    def data_units(self) -> tuple[str, ...]:
+        """The data services' units, in the order the group starts them."""
+        return data_services(self, b"").units() if self.disk is not None else ()
+
+    @property
     def resources(self) -> tuple[str, ...]:
         prefix = self.public.network.prefixlen
         out = [f"IPaddr::{a}/{prefix}/{self.public_nic.name}" for a in self.floating]
         if self.disk is not None:
             out.append(f"drbddisk::{DRBD_RESOURCE}")
             out.append(f"Filesystem::{DRBD_DEVICE}::{MOUNT_POINT}::{FILESYSTEM}")
-        out.extend(self.services)
+        out.extend(self.data_units)
+        out.extend(s for s in self.services if s not in self.data_units)
         return tuple(out)
+
+    def shared_data(self) -> dict[str, object]:
+        """What both nodes must agree on about the data services (no passwords)."""
+        return {
+            "share": [self.share_name, list(self.file_share), self.share_user,
+                      self.nfs_clients] if self.file_share else None,
+            "database": [self.database, self.database_owner] if self.database else None,
+        }
 
     def fingerprint(self) -> str:
         """A short digest of what both nodes must agree on, shown in both summaries."""
@@ -101,10 +129,38 @@ class Setup:
             "baud": self.baud if self.serial_port is not None else None,
             "secret": self.secret,
         }
+        if self.file_share or self.database:  # (a pair without them keeps its fingerprint)
+            shared["data"] = self.shared_data()
         digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).digest()
         bits = int.from_bytes(digest[:5], "big")
         chars = "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(8))
         return f"{chars[:4]}-{chars[4:]}"
+
+
+def data_services(s: Setup, salt: bytes) -> dsm.DataServices:
+    """The data services of this setup (supervisor.dataservices); ``salt`` salts the
+    database password's SCRAM verifier."""
+    share = None
+    if s.file_share and s.share_name and s.share_user:
+        smb = "smb" in s.file_share
+        share = dsm.FileShare(
+            name=s.share_name,
+            user=dsm.ShareUser(s.share_user, dsm.SHARE_UID,
+                               nt_hash(s.share_password or "") if smb else ""),
+            smb=smb, nfs="nfs" in s.file_share, nfs_clients=s.nfs_clients or "")
+    database = None
+    if s.database and s.database_owner:
+        database = dsm.Database(s.database, s.database_owner,
+                                scram_sha256(s.database_password or "", salt),
+                                str(s.public.network))
+    return dsm.DataServices(MOUNT_POINT, dsm.netbios_name(s.cluster_name), share, database)
+
+
+def share_account(s: Setup) -> Account | None:
+    """The file share's Unix account, when the setup has a file share."""
+    if s.disk is None or not s.file_share or not s.share_user:
+        return None
+    return Account(s.share_user, dsm.SHARE_UID, dsm.SHARE_UID)
 
 
 def build_setup(answers: Mapping[str, Any], hw: Hardware) -> Setup:
@@ -144,6 +200,14 @@ def build_setup(answers: Mapping[str, Any], hw: Hardware) -> Setup:
         ntp_server=answers.get("ntp_server"),
         mail_to=answers.get("mail_to"),
         smarthost=answers.get("smarthost"),
+        file_share=answers.get("file_share") or (),
+        share_name=answers.get("share_name"),
+        share_user=answers.get("share_user"),
+        share_password=answers.get("share_password"),
+        nfs_clients=answers.get("nfs_clients"),
+        database=answers.get("database"),
+        database_owner=answers.get("database_owner"),
+        database_password=answers.get("database_password"),
     )
 
 
@@ -183,7 +247,18 @@ def summary_lines(s: Setup, *, root_login_set: bool = False) -> list[str]:
                           f"on {MOUNT_POINT}")
     else:
         row("replicated", "none")
-    row("services", " ".join(s.services) or "none")
+    if s.file_share:
+        row("file share", f"{s.share_name} over {' and '.join(p.upper() for p in s.file_share)}"
+                          f" in {MOUNT_POINT}/shares, owned by {s.share_user}",
+            *([f"NFS clients {s.nfs_clients}"] if "nfs" in s.file_share else []))
+    else:
+        row("file share", "none")
+    if s.database:
+        row("database", f"PostgreSQL {dsm.PG_VERSION}: {s.database} owned by {s.database_owner}"
+                        f", data in {MOUNT_POINT}/postgresql")
+    else:
+        row("database", "none")
+    row("services", " ".join(s.resources[len(s.floating) + (2 if s.disk else 0):]) or "none")
     row("secret code", s.secret)
     access = []
     if s.root_password or s.root_password_hash:

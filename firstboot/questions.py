@@ -2,6 +2,10 @@
 
 The same table drives the console (wizard.py) and the seed (seed.py): a seed key is the
 question's ``key``, and a missing key takes the default exactly as pressing Enter would.
+
+One module on purpose (over 500 lines; the QUESTIONS table is ~270 of them): the table is read
+top to bottom in the order the wizard asks, and each row's default and condition are the small
+functions above it; split, a question and the rule that fills its default would live apart.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from firstboot import validate as v
+from firstboot import validate_services as vs
 from firstboot.validate import Context, NeedsEarlier
 
 DEFAULT_CLUSTER = "twinbeat"
@@ -48,6 +53,10 @@ class Question:
     ask_if: Callable[[Context], bool] = _always
     hidden: bool = False
     interactive: bool = True  # False: a seed-only key
+    #: hidden answers: what the wizard asks to type again, and whether the bracket shows
+    #: what Enter means (keep / none); the services' passwords have no default
+    repeat_label: str = "Repeat the root password"
+    show_hidden_default: bool = True
 
 
 def default_for(q: Question, ctx: Context) -> str | None:
@@ -217,6 +226,22 @@ def _list_services(ctx: Context) -> list[str]:
     return lines
 
 
+def _data_explain(what: str, choice: str) -> Callable[[Context], str]:
+    def explain(ctx: Context) -> str:
+        if ctx.answers.get("disk") is None:
+            return f"{what} needs the replicated disk, and no disk was chosen: answer none."
+        return f"{what} on the replicated disk ({choice}; 'none' for none)."
+    return explain
+
+
+def _asked_share(ctx: Context) -> bool:
+    return bool(ctx.need("file_share"))
+
+
+def _d_nfs_clients(ctx: Context) -> str:
+    return str(ctx.need("public_address").network)
+
+
 def _secret_label(ctx: Context) -> str:
     if ctx.answers.get("role") == "node2":
         return "Shared secret code from node1"
@@ -372,6 +397,74 @@ QUESTIONS: tuple[Question, ...] = (
         _d_secret,
     ),
     Question(
+        "file_share",
+        _const("File share (smb, nfs, both or none)"),
+        _data_explain("A file share", "smb for Windows and macOS, nfs for Linux, or both"),
+        vs.file_share,
+        _const("none"),
+    ),
+    Question(
+        "share_name",
+        _const("Share name"),
+        _const("The share's name as clients see it: \\\\ADDRESS\\NAME, ADDRESS:/srv/shares/NAME."),
+        vs.share_name,
+        _const("data"),
+        ask_if=_asked_share,
+    ),
+    Question(
+        "share_user",
+        _const("Share user"),
+        _const("The user who owns the share's files; SMB clients log in as this user."),
+        vs.share_user,
+        _const("share"),
+        ask_if=_asked_share,
+    ),
+    Question(
+        "share_password",
+        _const("Share user's SMB password"),
+        _const("The password SMB clients log in with (hidden; 8 characters or more)."),
+        vs.share_password,
+        _const(""),
+        ask_if=lambda ctx: "smb" in ctx.need("file_share"),
+        hidden=True,
+        repeat_label="Repeat the share password",
+        show_hidden_default=False,
+    ),
+    Question(
+        "nfs_clients",
+        _const("NFS clients (a network)"),
+        _const("The network whose machines may mount the share over NFS."),
+        vs.nfs_clients,
+        _d_nfs_clients,
+        ask_if=lambda ctx: "nfs" in ctx.need("file_share"),
+    ),
+    Question(
+        "database",
+        _const("PostgreSQL database ('none' for none)"),
+        _data_explain("A PostgreSQL database", "its name"),
+        vs.database,
+        _const("none"),
+    ),
+    Question(
+        "database_owner",
+        _const("Database owner"),
+        _const("The role that owns the database; clients log in as it with a password."),
+        vs.database_owner,
+        lambda ctx: str(ctx.need("database")),
+        ask_if=lambda ctx: ctx.need("database") is not None,
+    ),
+    Question(
+        "database_password",
+        _const("Database owner's password"),
+        _const("The password the owner logs in with (hidden; 8 characters or more)."),
+        vs.database_password,
+        _const(""),
+        ask_if=lambda ctx: ctx.need("database") is not None,
+        hidden=True,
+        repeat_label="Repeat the database password",
+        show_hidden_default=False,
+    ),
+    Question(
         "services",
         _const("Services to own ('none' for none)"),
         _const("Services the cluster starts, in this order, on the node that owns it."),
@@ -437,6 +530,8 @@ CONFIRM_LABEL = "Write this configuration? (yes/no)"
 def display_default(q: Question, default: str | None, ctx: Context) -> str | None:
     if not q.hidden:
         return default
+    if not q.show_hidden_default:
+        return None
     return "keep" if default or ctx.root_login_set else "none"
 
 

@@ -15,6 +15,7 @@ import jinja2
 
 from firstboot import model
 from firstboot.model import Setup
+from supervisor import dataservices as dsm
 from supervisor import drbdconf
 from supervisor.authkeys import parse_authkeys_text
 from supervisor.config import ConfigError, dump, load_config
@@ -83,6 +84,9 @@ def cluster_toml(setup: Setup) -> str:
         "group": [{"name": model.GROUP_NAME, "preferred": setup.node1.name,
                    "resources": list(setup.resources)}],
     }
+    if setup.disk is not None and setup.database:
+        group = data["group"][0]  # type: ignore[index]
+        group["start_timeout"] = "300s"
     notes: dict[KeyPath, str] = {
         ("timing",): (
             f"The wizard's timing: a beat every {model.KEEPALIVE} on each link; the peer is dead "
@@ -90,6 +94,12 @@ def cluster_toml(setup: Setup) -> str:
             f"busy node's scheduling hiccups), late after {model.WARNTIME}. Right after start, "
             f"{model.INITDEAD}: time for the other node to finish booting."),
     }
+    if setup.disk is not None and setup.database:
+        notes[("group", 0)] = (
+            "The database's first start initialises its cluster on the new replicated disk "
+            "(initdb), slow on a slow machine (measured under QEMU without KVM on a busy "
+            "2-core host: 41 to 122 s, then the server's own start): each resource of the "
+            "group may take 5 minutes to start.")
     if setup.disk is not None:
         data["replicated"] = [{
             "name": model.DRBD_RESOURCE,
@@ -124,18 +134,22 @@ def cluster_toml(setup: Setup) -> str:
     return dump(data, header=header, notes=notes)
 
 
-def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
+def render(setup: Setup, templates: Path = TEMPLATES, *, salt: bytes = b"") -> list[FileOut]:
     """The node's files. With a disk, /etc/drbd.d/r0.res is rendered by the supervisor's own
     renderer (supervisor.drbdconf) from the rendered cluster.toml, so the two agree the way
     twinbeat checks at start. No global DRBD file: drbd-utils' own global_common.conf already
     says ``usage-count no`` on Debian, and its drbdadm-84 (which drives the kernel's 8.4
-    module) parses it."""
+    module) parses it. With a disk, the data services' files (services.toml, smb.conf,
+    exports, nfs.conf.d, PostgreSQL's conf.d and pg_hba.conf: supervisor.dataservices) come
+    first; ``salt`` salts the database password's SCRAM verifier."""
     env = environment(templates)
 
     def one(template: str, **extra: object) -> str:
         return env.get_template(template).render(setup=setup, **extra)
 
     files = [
+        FileOut(f.path, f.content, f.mode) for f in data_files(setup, salt)
+    ] + [
         FileOut("/etc/hostname", one("hostname.j2")),
         FileOut("/etc/hosts", one("hosts.j2")),
         FileOut(
@@ -157,6 +171,13 @@ def render(setup: Setup, templates: Path = TEMPLATES) -> list[FileOut]:
     files.append(FileOut(AUTHKEYS, one("authkeys.j2"), 0o600))
     files.append(FileOut(CLUSTER_TOML, text))
     return files
+
+
+def data_files(setup: Setup, salt: bytes) -> list[dsm.Rendered]:
+    """The data services' files; none without a replicated disk or without a data service."""
+    if setup.disk is None or not (setup.file_share or setup.database):
+        return []
+    return dsm.render_all(model.data_services(setup, salt))
 
 
 def drbd_resource_file(cluster_toml: str) -> str:

@@ -332,6 +332,14 @@ SEED_DOC = {
     "baud": "the serial speed; the same on both nodes",
     "disk": 'a disk not holding the system, mirrored with DRBD onto /srv; or "none"',
     "secret": "the shared code; node1 makes one when it is missing, node2 must have it",
+    "file_share": 'a share on the replicated disk: ["smb"], ["nfs"], ["smb", "nfs"] or "none"',
+    "share_name": "the share's name (letters, digits, '-', '_', '.')",
+    "share_user": "the user owning the files; SMB clients log in as it (same uid on both)",
+    "share_password": "the share user's SMB password (hashed at setup; 8+ characters)",
+    "nfs_clients": "the network whose machines may mount the share over NFS",
+    "database": 'a PostgreSQL database on the replicated disk, or "none"',
+    "database_owner": "the role owning it; clients log in as it",
+    "database_password": "the owner's password (hashed at setup; 8+ characters)",
     "services": "installed .service units the cluster starts, in order ([] for none)",
     "root_password": "root's console password, hashed at setup (or root_password_hash)",
     "ssh_key": 'one line of an id_*.pub file for root\'s SSH logins, or "none"',
@@ -369,6 +377,8 @@ def example_seed(rng: Rng) -> str:
         "baud": str(qs.DEFAULT_BAUD),
         "disk": _toml("vdb"),
         "secret": _toml(code),
+        "file_share": _toml("none"),
+        "database": _toml("none"),
         "services": "[]",
         "root_password": _toml(password),
         "ssh_key": _toml("none"),
@@ -393,10 +403,34 @@ def example_seed(rng: Rng) -> str:
         "# and the SAME secret.",
         "",
     ]
+    share_password = random_text(rng, 16, "abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479")
+    db_password = random_text(rng, 16, "abcdefghijkmnpqrstuvwxyzACDEFGHJKLMNPQRTUVWXY3479")
+    data_example = {
+        "file_share": '["smb", "nfs"]',
+        "share_name": _toml("data"),
+        "share_user": _toml("share"),
+        "share_password": _toml(share_password),
+        "nfs_clients": _toml("192.168.85.0/24"),
+        "database": _toml("app"),
+        "database_owner": _toml("app"),
+        "database_password": _toml(db_password),
+    }
     for q in QUESTIONS:
         if q.key in values:
             lines.append(f"# {SEED_DOC[q.key]}")
             lines.append(f"{q.key} = {values[q.key]}")
+        if q.key == "database":
+            lines += [
+                "# The data services need the replicated disk (disk above). To serve a file",
+                "# share over SMB and NFS and a PostgreSQL database, put these instead of the",
+                '# two "none" lines (the same on both nodes, passwords included):',
+            ]
+            lines += [f"#   {key} = {value}" for key, value in data_example.items()]
+            lines += [
+                "# share_user owns the share's files (the same uid on both nodes) and SMB",
+                "# clients log in as it; nfs_clients may mount it over NFS; database_owner",
+                "# owns the database. Passwords: 8 characters or more, hashed at setup.",
+            ]
     lines += [
         "",
         "# Instead of root_password, a crypt(3) hash (openssl passwd -6):",

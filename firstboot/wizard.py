@@ -18,7 +18,6 @@ from firstboot.model import Setup, build_setup, summary_lines
 from firstboot.questions import (
     CONFIRM_LABEL,
     QUESTIONS,
-    REPEAT_PASSWORD_LABEL,
     Question,
     default_for,
     prompt_text,
@@ -44,7 +43,7 @@ def ask_question(con: Console, q: Question, ctx: Context) -> tuple[Any, str]:
             con.say(f"  error: {exc}")
             continue
         if q.hidden and raw != "" and value is not None:
-            again = con.ask(f"{REPEAT_PASSWORD_LABEL}: ", hidden=True)
+            again = con.ask(f"{q.repeat_label}: ", hidden=True)
             if again != raw:
                 con.say("  error: the two passwords differ; type it again")
                 continue

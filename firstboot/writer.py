@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firstboot.accounts import Account, add_share_user
 from firstboot.hardware import UNIT_DIRS
 from firstboot.render import CLUSTER_TOML, DRBD_RES, MARKER, FileOut
 from firstboot.secret import Rng, random_text
@@ -74,6 +75,8 @@ class Plan:
     remove_if_ours: tuple[str, ...] = ()
     hostname: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the file share's Unix account (firstboot.accounts), created before cluster.toml
+    share_account: Account | None = None
 
 
 def _under(root: Path, path: str) -> Path:
@@ -203,6 +206,8 @@ def apply(plan: Plan, root: Path, today: int) -> list[str]:
         if plan.ssh_key:
             _write_ssh_key(root, plan.ssh_key)
             done.append("added the SSH key to /root/.ssh/authorized_keys")
+        if plan.share_account is not None:
+            done.extend(add_share_user(root, plan.share_account, today))
         for link in _disable_units(root, plan.disable_units):
             done.append(f"removed {link} (twinbeat starts it)")
         done.append(_enable_unit(root, SUPERVISOR_UNIT))
@@ -226,8 +231,10 @@ def make_plan(
     services: tuple[str, ...],
     hostname: str,
     replicated: bool,
+    share_account: Account | None = None,
 ) -> Plan:
     return Plan(
+        share_account=share_account,
         files=files,
         password_hash=password_hash,
         ssh_key=ssh_key,

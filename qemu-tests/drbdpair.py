@@ -85,7 +85,8 @@ def settle(pair: Pair, owner: str = "node1", timeout: float = 300) -> float:
 def sha256s(node: Node, names: list[str]) -> dict[str, str]:
     """sha256 of the files in `names` that exist on `node`'s /srv (missing ones are left
     out of the answer)."""
-    out = node.sh(f"cd {MOUNT_POINT} && sha256sum {' '.join(names)} 2>/dev/null", timeout=60,
+    # in a subshell: a console shell left in the mount point is killed when it is unmounted
+    out = node.sh(f"(cd {MOUNT_POINT} && sha256sum {' '.join(names)}) 2>/dev/null", timeout=60,
                   check=False)[1]
     sums = {}
     for line in out.splitlines():

@@ -78,6 +78,16 @@ DATA_DISK = "vdb"  # the second disk, replicated when Pair(replicate=True)
 DRBD_RES = "r0"  # the wizard's DRBD resource (firstboot.model.DRBD_RESOURCE)
 MOUNT_POINT = "/srv"  # where the group mounts /dev/drbd0 (firstboot.model.MOUNT_POINT)
 PAGE_RE = re.compile(r"twinbeat demo page served by (\S+)")
+# The data services of Pair(services=True): a share over SMB and NFS and a database, on the
+# replicated disk (the wizard's answers on node1, the same keys in node2's seed).
+SHARE = "data"
+SHARE_USER = "alice"
+SHARE_PASSWORD = "Share-pass-2468"
+NFS_EXPORT = f"{MOUNT_POINT}/shares/{SHARE}"
+DATABASE = "app"
+DB_OWNER = "appowner"
+DB_PASSWORD = "Db-pass-13579"
+SERVICE_UNITS = ("smbd.service", "nfs-server.service", "postgresql@17-main.service")
 
 T = TypeVar("T")
 
@@ -156,8 +166,9 @@ PUBLIC_IFACE = "enp0s5"
 CROSSOVER_IFACE = "enp0s6"
 
 
-def seed_text(layout: Layout, secret: str, disk: str = "none") -> str:
-    """A complete first-boot seed for this node (TOML); `disk` is the disk to replicate."""
+def seed_text(layout: Layout, secret: str, disk: str = "none", services: bool = False) -> str:
+    """A complete first-boot seed for this node (TOML); `disk` is the disk to replicate;
+    `services`: serve the data services (file share, database) from it."""
     peer = Layout("node1" if layout.index == 2 else "node2", layout.other, "")
     lines = {
         "role": layout.name,
@@ -182,6 +193,13 @@ def seed_text(layout: Layout, secret: str, disk: str = "none") -> str:
         "root_password": PASSWORD,
         "ssh_key": "none",
     }
+    if services:
+        lines.update({
+            "file_share": ["smb", "nfs"], "share_name": SHARE, "share_user": SHARE_USER,
+            "share_password": SHARE_PASSWORD, "nfs_clients": str(OBSERVER.network),
+            "database": DATABASE, "database_owner": DB_OWNER,
+            "database_password": DB_PASSWORD,
+        })
     return "".join(f"{k} = {json.dumps(v)}\n" for k, v in lines.items())
 
 
@@ -329,7 +347,8 @@ class Pair:
     """The two nodes, the namespace with the observer, and the faults."""
 
     def __init__(self, image: Path, workdir: Path, *, seed_both: bool = False,
-                 replicate: bool = False, say: Callable[[str], None] | None = None,
+                 replicate: bool = False, services: bool = False,
+                 say: Callable[[str], None] | None = None,
                  firmware: Firmware = "kernel", extra_args: tuple[str, ...] = ()) -> None:
         self.image = image.resolve()
         # "kernel": direct boot of the image's kernel (fast); "uefi": through OVMF and GRUB,
@@ -344,6 +363,8 @@ class Pair:
         # on /dev/drbd0 mounted on /srv); else the wizard and the seeds answer "none"
         self.replicate = replicate
         self.disk = DATA_DISK if replicate else "none"
+        # the data services on the replicated disk (needs replicate)
+        self.services = services and replicate
         self.say = say
         self.log_path = workdir / "pair.log"
         self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -380,9 +401,10 @@ class Pair:
     def boot(self) -> None:
         """Start both nodes, provision them (node1 by the wizard unless seed_both), log in."""
         start = time.monotonic()
-        self.node2.seed = seed_text(self.node2.layout, self.secret, self.disk)
+        self.node2.seed = seed_text(self.node2.layout, self.secret, self.disk, self.services)
         if self.seed_both:
-            self.node1.seed = seed_text(self.node1.layout, self.secret, self.disk)
+            self.node1.seed = seed_text(self.node1.layout, self.secret, self.disk,
+                                        self.services)
         self.node1.power_on()
         if self.firmware != "kernel":
             # OVMF takes both serial ports as consoles: node2's firmware screen (escape
@@ -412,6 +434,24 @@ class Pair:
             raise PairError(f"the nodes' setup fingerprints differ: {self.fingerprints}")
         self.timings["logged_in"] = time.monotonic() - start
         self.booted = True
+
+    def _data_answers(self) -> list[tuple[str, str]]:
+        """node1's answers to the data-service questions (what node2's seed says)."""
+        if not self.services:
+            return [(r"File share \(smb, nfs, both or none\) \[none\]: ", ""),
+                    (r"PostgreSQL database \('none' for none\) \[none\]: ", "")]
+        return [
+            (r"File share \(smb, nfs, both or none\) \[none\]: ", "both"),
+            (r"Share name \[data\]: ", SHARE),
+            (r"Share user \[share\]: ", SHARE_USER),
+            (r"Share user's SMB password: ", SHARE_PASSWORD),
+            (r"Repeat the share password: ", SHARE_PASSWORD),
+            (r"NFS clients \(a network\) \[192\.168\.85\.0/24\]: ", ""),
+            (r"PostgreSQL database \('none' for none\) \[none\]: ", DATABASE),
+            (r"Database owner \[app\]: ", DB_OWNER),
+            (r"Database owner's password: ", DB_PASSWORD),
+            (r"Repeat the database password: ", DB_PASSWORD),
+        ]
 
     def _fingerprint(self, node: Node, text: str) -> None:
         m = re.search(r"fingerprint\s+(\S+) \(node1 and node2 must show the same\)", text)
@@ -504,10 +544,13 @@ class Pair:
             (r"Serial baud rate \[115200\]: ", ""),
             (r"Disk to replicate \('none' for none\) \[vdb\]: ", self.disk),
             (r"Shared secret code \[([0-9A-Z-]+)\]: ", secret_answer),
+            *self._data_answers(),
             (r"Services to own \('none' for none\) \[none\]: ", "twinbeat-demo-web"),
             (r"Root password \[none\]: ", PASSWORD),
             (r"Repeat the root password: ", PASSWORD),
             (r"SSH public key for root \('none' for none\) \[none\]: ", ""),
+            (r"NTP server \('none' for none\) \[192\.168\.85\.254\]: ", ""),
+            (r"E-mail for alerts \('none' for none\) \[none\]: ", ""),
             (r"Write this configuration\? \(yes/no\) \[yes\]: ", ""),
         ]
         for prompt, answer in steps:
@@ -686,10 +729,11 @@ class SharedPair:
     (the next scenario boots a new one) unless the scenario's `repair(pair)` brings it back
     and says so."""
 
-    def __init__(self, prefix: str, *, replicate: bool = False,
+    def __init__(self, prefix: str, *, replicate: bool = False, services: bool = False,
                  save_extra: Callable[[Pair, Path], None] | None = None) -> None:
         self.prefix = prefix
         self.replicate = replicate
+        self.services = services
         # called before the pair boots (e.g. to forget what a former pair held)
         self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
@@ -709,7 +753,7 @@ class SharedPair:
         for hook in self.on_boot:
             hook()
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
-        self.pair = Pair(image, self.workdir, replicate=self.replicate)
+        self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services)
         self.pair.boot()
         return self.pair
 

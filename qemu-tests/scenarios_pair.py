@@ -584,8 +584,8 @@ def hung_supervisor(pair: Pair) -> str:
 @pair_scenario("killed-supervisor-restarted-by-systemd-or-reset-by-watchdog")
 def killed_supervisor(pair: Pair) -> str:
     """SIGKILL of the owner's supervisor. systemd restarts it after RestartSec (2 s); the
-    device watchdog (armed for its timeout, half of deadtime: 1 s with the wizard's 2 s,
-    fed last just before the kill) resets the node unless the new process arms it again in
+    device watchdog (armed for its timeout, 1.5 x deadtime: 3 s with the wizard's 2 s, fed
+    at most 0.5 s before the kill) resets the node unless the new process arms it again in
     time. node2 acquires only once node1's watchdog must have fired (the wt field), so no
     ARP probe is answered by both: node1's kernel holds the address until its reset."""
     n1, n2 = pair.node1, pair.node2
@@ -622,7 +622,7 @@ def killed_supervisor(pair: Pair) -> str:
             if n1.boot_id() == boot_before:
                 raise PairError("a watchdog reset event, but node1's boot id did not change")
             how = (f"the i6300ESB reset node1 (QMP WATCHDOG reset seen {t_outcome - t0:.1f} s "
-                   "after the kill, new boot): its timeout (half of deadtime) ran out before "
+                   "after the kill, new boot): its timeout (1.5 x deadtime) ran out before "
                    "systemd's restart (RestartSec 2 s) could arm it again")
         else:
             new_pid2, new_restarts = n1.sh(show)[1].split()

@@ -176,6 +176,27 @@ class ConsolePump:
             os.close(self.read_fd)
 
 
+PANIC_RE = re.compile(r"Kernel panic - not syncing: [^\r\n]*")
+OOPS_RE = re.compile(r"(?:Oops|BUG|general protection fault)[: ][^\r\n]*")
+COMM_RE = re.compile(r"CPU: \d+ UID: \d+ PID: \d+ Comm: (\S+)")
+
+
+def kernel_panic(console: str) -> str:
+    """What a guest kernel panic printed on this console output, in one line, or "" when it
+    did not panic (a scenario that waits on a dead console then says why it is dead)."""
+    panic = PANIC_RE.search(console)
+    if panic is None:
+        return ""
+    before = console[:panic.start()]
+    oops = OOPS_RE.search(before)
+    comm = COMM_RE.search(before)
+    parts = [oops.group(0).strip()] if oops else []
+    if comm:
+        parts.append(f"in {comm.group(1)}")
+    parts.append(panic.group(0).strip())
+    return "guest kernel panic: " + ", ".join(parts)
+
+
 @dataclass
 class VMConfig:
     """What to start. `extra_args` are appended verbatim (devices, netdevs, chardevs...)."""
@@ -226,6 +247,7 @@ class VM:
         self._pump: ConsolePump | None = None
         self._qemu_log: TextIO | None = None
         self.started_at = 0.0
+        self._log_offset = 0
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -296,6 +318,9 @@ class VM:
         self._qemu_log.write(" ".join(cmd) + "\n")
         self._qemu_log.flush()
         self.started_at = time.monotonic()
+        #: where this start's console output begins in the (appended) console log
+        self._log_offset = self.console_log_path.stat().st_size \
+            if c.append_logs and self.console_log_path.exists() else 0
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._qemu_log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         _running[self.proc.pid] = self.proc
@@ -413,13 +438,24 @@ class VM:
         try:
             self.console.expect(list(patterns), timeout=timeout)
         except pexpect.TIMEOUT:
+            panic = self.kernel_panic()
             raise VMError(f"{self.config.name}: no {pattern!r} on the console within "
-                          f"{timeout:.0f} s (log: {self.console_log_path})") from None
+                          f"{timeout:.0f} s{f' ({panic})' if panic else ''} (log: "
+                          f"{self.console_log_path})") from None
         except pexpect.EOF:
             raise VMError(f"{self.config.name}: console closed while waiting for "
                           f"{pattern!r} (QEMU exit: {self.proc and self.proc.poll()})") from None
         match = self.console.match
         return match.group(0) if isinstance(match, re.Match) else ""
+
+    def kernel_panic(self) -> str:
+        """A kernel panic on this start's console (see kernel_panic()), or ""."""
+        try:
+            with open(self.console_log_path, "rb") as f:
+                f.seek(self._log_offset)
+                return kernel_panic(f.read().decode(errors="replace"))
+        except OSError:
+            return ""
 
     def send(self, text: str) -> None:
         """Type on the serial console."""

@@ -42,6 +42,11 @@ PKGS=(
     # pacemaker-resource-agents: ping, Dummy; drbd-utils: linbit/drbd) and pcs, which runs the
     # exported pcs script
     pacemaker-cli-utils corosync resource-agents drbd-utils pcs
+    # the QEMU pair's data services are proven with their own clients from the observer on
+    # the public LAN: smbclient, psql, and NFS through libnfs (libnfs-utils brings the
+    # library; qemu-tests/nfsclient.py drives it: this host's kernel may have no NFS client)
+    # with nfs-common's tools (showmount, rpcinfo comes with rpcbind)
+    smbclient postgresql-client libnfs-utils nfs-common
 )
 # Packages taken from bookworm-backports on a bookworm host (mkosi 24.3 needs systemd >= 254,
 # systemd-boot's EFI binaries must match the systemd that mkosi runs, and udev brings
@@ -105,6 +110,8 @@ install_packages() {
     [ -n "$(installed_version drbd-utils)" ] || fresh_units+=(drbd.service)
     [ -n "$(installed_version cluster-glue)" ] || fresh_units+=(logd.service)
     [ -n "$(installed_version pcs)" ] || fresh_units+=(pcsd.service pcsd-ruby.service)
+    # nfs-common's and rpcbind's daemons: the host mounts NFS only inside a test namespace
+    [ -n "$(installed_version rpcbind)" ] || fresh_units+=(rpcbind.service rpcbind.socket)
     local bpo=()
     if [ "$CODENAME" = bookworm ]; then
         if [ ! -x /usr/bin/python3 ]; then

@@ -411,7 +411,8 @@ def test_a_watchdog_longer_than_deadtime_warns_with_the_numbers(cwd):
     assert ("watchdog timeout 10 s + margin 1.20 s exceeds deadtime 2 s: a takeover waits "
             "11.20 s after the last beat instead of 2 s" in w.message)
     assert "a timeout of 1 s or less costs nothing" in w.message
-    # the default (half of deadtime) costs nothing and says nothing
+    # the derived default (1.5 x deadtime) costs a little and says nothing: only a timeout
+    # written in the file is warned about
     assert load(replace('deadtime = "1s"', 'deadtime = "2s"')).warnings == ()
 
 
@@ -432,8 +433,10 @@ def test_a_short_ping_timeout_warns(cwd):
 
 def test_watchdog_timeout_default_follows_a_long_keepalive(cwd):
     text = replace('keepalive = "200ms"\ndeadtime = "1s"', 'keepalive = "8s"\ndeadtime = "30s"')
-    assert load(text).watchdog.timeout == 16.0  # 2 x keepalive, above half of deadtime
-    assert load(BASE).watchdog.timeout == 1.0  # half of 1 s deadtime, at least 1 s
+    assert load(text).watchdog.timeout == 45.0  # 1.5 x deadtime, above 2 x keepalive
+    assert load(BASE).watchdog.timeout == 2.0  # 1.5 x 1 s deadtime, at least 2 s
+    longer = replace('deadtime = "1s"', 'deadtime = "2s"')
+    assert load(longer).watchdog.timeout == 3.0  # the wizard's deadtime: 1.5 x 2 s
     text += '\n[watchdog]\ntimeout = "12s"\n'
     assert errors(text) == [
         f"cluster.toml:{line_of(text, 'timeout')}: watchdog.timeout: must be at least twice "

@@ -399,3 +399,61 @@ def test_a_split_brain_survives_a_restart_until_it_is_resolved(tmp_path: Path):
     assert seen["status"]["split_brain"] is True  # restarted: DRBD says nothing more
     assert seen["core"] is True
     assert not state.exists()
+
+
+def test_a_snapshot_is_due_while_resyncing_or_while_a_primary_writes_alone():
+    """8.4's events2 reports no event while a Primary writes without its peer: without a
+    snapshot the status kept the out-of-sync figure of the last event (0) while 48 MiB
+    waited for the peer (a QEMU scenario saw it)."""
+    mon = Events2Monitor(["r0"], drbdsetup="/nonexistent", poll_sync=1.0, poll_diverging=5.0)
+    view = mon.views["r0"]
+    view.role, view.connection = "Primary", "Connected"
+    assert mon.snapshot_due(100.0) == ""  # in sync, connected: events say it all
+    view.connection = "Connecting"
+    why = mon.snapshot_due(100.0)
+    assert "Primary without its peer (Connecting)" in why
+    mon._last_snapshot = 100.0
+    assert mon.snapshot_due(103.0) == ""  # within poll_diverging
+    assert mon.snapshot_due(105.0) != ""
+    view.role = "Secondary"
+    assert mon.snapshot_due(200.0) == ""  # a Secondary alone writes nothing
+    view.connection, view.replication = "Connected", "SyncTarget"
+    assert mon.snapshot_due(101.0) == "r0 is resynchronising (SyncTarget)"
+    assert mon.snapshot_due(100.5) == ""  # within poll_sync
+
+
+@pytest.mark.slow  # a real monitor polling a fake drbdsetup
+def test_monitor_counts_what_a_lone_primary_writes(tmp_path: Path):
+    exists = ("exists resource name:r0 role:Primary suspended:no\n"
+              "exists connection name:r0 peer-node-id:0 conn-name:peer connection:Connecting "
+              "role:Unknown\n"
+              "exists device name:r0 volume:0 minor:0 disk:UpToDate\n"
+              "exists peer-device name:r0 peer-node-id:0 conn-name:peer volume:0 "
+              "replication:Off peer-disk:Outdated received:0 sent:0\n"
+              "exists -\n")
+    (tmp_path / "exists").write_text(exists)
+    script = tmp_path / "drbdsetup"
+    script.write_text(f"""#!/bin/sh
+if [ "$2" = "--now" ]; then
+  echo "exists peer-device name:r0 peer-node-id:0 conn-name:peer volume:0 \\
+replication:Off peer-disk:Outdated received:0 sent:0 out-of-sync:49232"
+  echo "exists -"
+  exit 0
+fi
+cat {tmp_path}/exists
+exec sleep 30
+""")
+    script.chmod(0o755)
+    mon = Events2Monitor(["r0"], drbdsetup=str(script), poll_sync=0.1, poll_diverging=0.2)
+
+    async def main() -> None:
+        mon.start()
+        try:
+            await until("the snapshot's figure", lambda: mon.views["r0"].out_of_sync_kib
+                        == 49232, timeout=10)
+        finally:
+            await mon.stop()
+
+    asyncio.run(main())
+    (st,) = mon.status()
+    assert st["out_of_sync_kib"] == 49232 and st["syncing"] is False

@@ -269,11 +269,22 @@ def test_example_seed_is_valid_for_the_machine_it_describes(root: Path) -> None:
     assert result.answers["disk"] == "vdb"
     assert result.answers["serial_port"] == "ttyS1"
     for q in QUESTIONS:
-        # smarthost is asked only with mail_to, which the example leaves at "none"
+        # smarthost is asked only with mail_to, which the example leaves at "none"; the
+        # data services' details are shown commented out (they need choosing)
         if q.interactive and q.key not in ("baud", "smarthost"):
-            assert f"\n{q.key} = " in text, q.key
+            assert f"\n{q.key} = " in text or f"\n#   {q.key} = " in text, q.key
     assert result.answers["mail_to"] is None and "smarthost" not in result.answers
     assert result.answers["ntp_server"] == "192.168.85.254"
+    # ... and the commented example is valid as it stands
+    lines = [line for line in text.splitlines()
+             if not line.startswith(("file_share = ", "database = "))]
+    uncommented = "\n".join(line.removeprefix("#   ") for line in lines) + "\n"
+    data, problems = seed.parse_seed_text(uncommented)
+    assert problems == [] and data is not None
+    result = seed.apply_seed(data, ctx_for(root))
+    assert result.problems == []
+    assert result.answers["file_share"] == ("smb", "nfs")
+    assert result.answers["database"] == "app"
 
 
 def test_seed_problems_are_all_listed(root: Path) -> None:

@@ -18,6 +18,7 @@ from tests.firstboot_support import (
     NODE1,
     PASSWORD,
     REPO,
+    SSH_KEY,
     before,
     changes,
     compare_golden,
@@ -218,11 +219,14 @@ BAD = [
     (16, "vda", "vda holds / (the running system)"),
     (16, "sdz", "there is no disk named 'sdz'"),
     (17, "T81R-RMHB-Z1YA-9Y71-89BN-1H9R", "the check group does not match"),
-    (18, "ssh", "part of the base system"),
-    (18, "apache2", "apache2.service is not installed"),
-    (19, "abc", "the password is too short"),
-    (21, "ssh-ed25519 AAAA", "the key's"),
-    (21, "hello", "is not an SSH key type"),
+    (18, "ftp", "'ftp': answer smb, nfs, both or none"),
+    (19, "postgres", "postgres is PostgreSQL's own"),
+    (19, "my-db", "'my-db' is not a database name"),
+    (20, "ssh", "part of the base system"),
+    (20, "apache2", "apache2.service is not installed"),
+    (21, "abc", "the password is too short"),
+    (23, "ssh-ed25519 AAAA", "the key's"),
+    (23, "hello", "is not an SSH key type"),
 ]
 
 
@@ -272,7 +276,7 @@ def test_mistyped_secret_on_node2_is_caught(root2: Path) -> None:
 
 def test_repeated_password_must_match(root1: Path) -> None:
     child = spawn(root1)
-    drive(child, NODE1, stop_before=20)
+    drive(child, NODE1, stop_before=22)
     child.sendline("something-else")
     child.expect_exact("  error: the two passwords differ; type it again")
     child.expect_exact("Root password [none]: ")
@@ -282,7 +286,7 @@ def test_repeated_password_must_match(root1: Path) -> None:
 
 def test_no_password_and_no_key_is_refused(root1: Path) -> None:
     child = spawn(root1)
-    drive(child, NODE1, stop_before=19)
+    drive(child, NODE1, stop_before=21)
     child.sendline("")
     child.expect_exact("SSH public key for root ('none' for none) [none]: ")
     child.sendline("")
@@ -351,7 +355,7 @@ baud = 115200
 disk = "vdb"
 services = ["nginx"]
 root_password = "{PASSWORD}"
-ssh_key = "{NODE1[21][1]}"
+ssh_key = "{SSH_KEY}"
 mail_to = "admin@example.com"
 smarthost = "mail.example.com"
 """

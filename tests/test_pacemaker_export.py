@@ -455,8 +455,8 @@ def test_ping_nodes_item_names_the_rule():
 
 def test_watchdog_points_at_sbd_unless_off():
     (item,) = [i for i in case_export("heartbeat-004").left if i.what.startswith("the watchdog")]
-    # the derived timeout: half of the imported deadtime (30 s)
-    assert item.what == "the watchdog (mode required, device /dev/watchdog, timeout 15s)"
+    # the derived timeout: 1.5 x the imported deadtime (30 s)
+    assert item.what == "the watchdog (mode required, device /dev/watchdog, timeout 45s)"
     assert "sbd" in item.reason and "sbd" in item.instead
     text = with_text(custom(g='preferred = "a"\nresources = ["noop::x"]'), "[[node]]",
                      '[watchdog]\nmode = "off"\n[[node]]')

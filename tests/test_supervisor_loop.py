@@ -369,3 +369,56 @@ def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:
         sup.feed = real_feed  # type: ignore[method-assign]
 
     run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
+
+
+def _watchdog_and_calls(tmp: Path) -> list[str]:
+    """The recording agent's calls and the test watchdog's lines, in the order they happened
+    (both append to one file), status checks left out."""
+    return [c for c in calls(tmp) if not c.startswith(("status", "feed"))]
+
+
+def test_fresh_start_arms_the_startup_timeout_and_shortens_it_before_the_first_start(
+        tmp_path: Path):
+    cfg = write_config(tmp_path, ["rec::a", "rec::b"], watchdog=(
+        f'[watchdog]\nmode = "required"\ndevice = "fifo:{tmp_path}/calls"\ntimeout = "1s"'))
+    (tmp_path / "calls").touch()
+    seen: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        seen["first"] = sup.status()["watchdog"]["armed_timeout"]
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        seen["running"] = sup.status()["watchdog"]
+
+    run_node(tmp_path, cfg, scenario)
+    # nothing held after a clean start: the long timeout, published to the peer as such
+    assert seen["first"] == 30.0
+    lines = _watchdog_and_calls(tmp_path)
+    # the clean-up of what a previous run may have left (stop b, stop a) runs under the long
+    # timeout; the short one is set before the first start
+    assert lines[:4] == ["open", "timeout 30", "stop b", "stop a"], lines
+    assert lines[4:7] == ["timeout 1", "start a", "start b"], lines
+    assert seen["running"]["armed_timeout"] == 1.0 and seen["running"]["timeout"] == 1
+    assert "before this node starts its first resource" in seen["running"]["reason"]
+
+
+def test_start_after_a_crash_on_this_boot_arms_the_configured_timeout_at_once(tmp_path: Path):
+    from supervisor.operations import RUNNING_MARKER, read_boot_id
+
+    cfg = write_config(tmp_path, ["rec::a"], watchdog=(
+        f'[watchdog]\nmode = "required"\ndevice = "fifo:{tmp_path}/calls"\ntimeout = "1s"'))
+    (tmp_path / "calls").touch()
+    state = tmp_path / "state"
+    state.mkdir()
+    # the previous supervisor died on this very boot: what it held may still be held
+    (state / RUNNING_MARKER).write_text(f"{read_boot_id()}\n")
+    seen: dict[str, Any] = {}
+
+    async def scenario(sup: Supervisor) -> None:
+        seen["first"] = sup.status()["watchdog"]
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+
+    run_node(tmp_path, cfg, scenario)
+    assert seen["first"]["armed_timeout"] == 1.0
+    assert "died on this boot" in seen["first"]["reason"]
+    timeouts = [c for c in _watchdog_and_calls(tmp_path) if c.startswith("timeout")]
+    assert timeouts == ["timeout 1"]

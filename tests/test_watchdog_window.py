@@ -145,3 +145,16 @@ def test_status_shows_the_peer_watchdog_and_the_wait():
     sim.freeze("node1")
     sim.run(0.8)
     assert "may be hung rather than dead" in sim.status("node2")["groups"][0]["reason"]
+
+
+def test_startup_timeout_is_long_only_when_nothing_can_be_held():
+    from supervisor.core.watchdog_window import STARTUP_TIMEOUT, startup_timeout
+
+    for previous in ("clean", "reset", "watchdog"):
+        timeout, why = startup_timeout(3.0, previous)
+        assert timeout == STARTUP_TIMEOUT == 30.0
+        assert "then the configured 3 s" in why and previous in why
+    timeout, why = startup_timeout(3.0, "crashed")
+    assert timeout == 3.0 and "may have left resources running" in why
+    # a configured timeout at least as long as the startup one is used as it is
+    assert startup_timeout(45.0, "clean") == (45.0, "armed with the configured 45 s")

@@ -8,11 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from supervisor.config import Config, ConfigError, load_config
+from supervisor.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from supervisor.control import ControlError, request
 from supervisor.statefiles import CONTROL_SOCKET
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def config_option(p: argparse.ArgumentParser) -> None:
+    """The --config FILE option every command that reads cluster.toml takes."""
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+                   help=f"cluster configuration (default {DEFAULT_CONFIG})")
 
 
 def load_or_report(path: Path) -> Config | None:

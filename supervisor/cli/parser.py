@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from supervisor.config import DEFAULT_CONFIG, DEFAULT_DRBD_DIR
+from supervisor.cli.common import config_option
+from supervisor.config import DEFAULT_DRBD_DIR
 from supervisor.statefiles import DEFAULT_STATE_DIR
 
 
@@ -38,8 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "DRBD resource file and refuses to start when an existing one does not match "
         "cluster.toml.",
     )
-    r.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-                   help=f"cluster configuration (default {DEFAULT_CONFIG})")
+    config_option(r)
     r.add_argument("--node", metavar="NAME",
                    help="this node's name in the configuration (default: the hostname)")
     state_dir(r)
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate cluster.toml; with [[replicated]] disks also check that each "
         "DRBD resource file exists and matches it.",
     )
-    cc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
+    config_option(cc)
     cc.add_argument("--settings", action="store_true", help="list every setting and its default")
     drbd_dir(cc)
 
@@ -138,8 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render one DRBD 8.4 resource file per [[replicated]] table of "
         "cluster.toml: print them, or write them to DIR/NAME.res with --write.",
     )
-    dc.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-                    help=f"cluster configuration (default {DEFAULT_CONFIG})")
+    config_option(dc)
     dc.add_argument("--write", action="store_true",
                     help="write the files instead of printing them")
     drbd_dir(dc)

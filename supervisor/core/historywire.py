@@ -28,21 +28,17 @@ answers go out.
 from __future__ import annotations
 
 import base64
-import binascii
-import hmac
 import json
 import math
 import re
 from dataclasses import dataclass
 
 from supervisor.core.codec import (
-    MAC_LEN,
-    MAX_DEPTH,
     DecodeError,
     _count,
     _mac,
     _name,
-    nesting,
+    open_envelope,
 )
 from supervisor.core.notify import ClusterEvent, Kind, Severity
 from supervisor.names import DRBD_RESOURCE, NAME
@@ -118,26 +114,7 @@ def encode_answer(cluster: str, sender: str, events: list[ClusterEvent], last: i
 
 def decode(line: bytes, key: bytes, cluster: str, peer: str) -> Frame:
     """Authenticate and check one history frame from ``peer``; raise DecodeError."""
-    line = line.strip()
-    if not line.startswith(MAGIC):
-        raise DecodeError("garbage", "no history frame marker")
-    if len(line) > MAX_FRAME:
-        raise DecodeError("garbage", "history frame too long")
-    try:
-        blob = base64.b64decode(line[len(MAGIC):], validate=True)
-    except (binascii.Error, ValueError):
-        raise DecodeError("garbage", "not base64") from None
-    if len(blob) <= MAC_LEN:
-        raise DecodeError("garbage", "frame too short")
-    raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
-    if not hmac.compare_digest(mac, _mac(key, raw)):
-        raise DecodeError("bad_mac", "authentication failed")
-    if nesting(raw) > MAX_DEPTH:
-        raise DecodeError("malformed", f"nested more than {MAX_DEPTH} deep")
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except ValueError as exc:
-        raise DecodeError("malformed", f"not JSON: {exc}") from None
+    body = open_envelope(line, key, MAGIC, MAX_FRAME, "history frame")
     if not isinstance(body, dict) or body.get("v") != VERSION or type(body.get("v")) is not int:
         raise DecodeError("malformed", "not a history frame of version 1")
     if body.get("c") != cluster:

@@ -1,5 +1,10 @@
 """DRBD promotion readiness: a pure state machine (no I/O, no clock).
 
+One module on purpose (about 500 lines; the rules written out below are ~25 of them): one
+machine, read in one place. Its inputs (the replica snapshot, the peer's liveness, the
+events), its actions and its transitions refer to each other's fields; split, the rules and
+the code that applies them would sit in different files.
+
 When the core starts a group that holds ``drbddisk::RES``, the drbddisk agent does not
 decide on its own when the local replica may become Primary: it builds a ``Promotion``
 with :func:`begin`, carries out the one action the machine returns, and feeds back what

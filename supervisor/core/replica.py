@@ -216,6 +216,12 @@ class ReplicaView:
     def syncing(self) -> bool:
         return self.replication in SYNC_TARGET or self.replication in SYNC_SOURCE
 
+    @property
+    def diverging(self) -> bool:
+        """This node writes as Primary with no peer connected: every write adds to the
+        out-of-sync figure, which DRBD reports in no event (only a snapshot shows it)."""
+        return self.role == "Primary" and self.connection != "Connected"
+
     def rate_kib_s(self) -> float | None:
         """The resync rate now: how fast DRBD's out-of-sync figure fell over the last
         RATE_WINDOW seconds of its reports (the monitor asks for one every poll_sync seconds

@@ -12,11 +12,23 @@ clock granularity. The survivor therefore waits::
 
     max(deadtime, timeout + keepalive + max(0.25 s, timeout / 10))
 
-after the last beat it heard. With a watchdog timeout well below deadtime (the defaults:
-half of deadtime, in whole seconds, at least 1 s) this costs no time at all. A peer that
+after the last beat it heard. A watchdog timeout well below deadtime would cost no time at
+all, but a loop that stalls past it (a slow or loaded machine) resets a healthy node; the
+default (1.5 x deadtime, at least 2 s: supervisor.settings) costs a little time instead. A peer that
 left cleanly (it stopped its groups first) or was never heard is not waited for; a peer that
 published no armed watchdog cannot be waited for (it may hang for ever): the survivor takes
 over after deadtime and says so.
+
+**At start** a node whose supervisor did not die on this boot holds nothing: no address, no
+mount, no replica role survive a reboot, and a clean stop released them. A reset then would
+fence nothing, while a slow boot (a 1-vCPU guest loading its last modules, a login, the
+supervisor's own clean-up of what a previous run left) can stall the loop past a timeout of a
+few seconds: a healthy node reset for nothing, again and again. So such a start arms the
+device with :data:`STARTUP_TIMEOUT` and the supervisor shortens it to the configured timeout
+before the node starts its first resource (:func:`startup_timeout`). That is safe because the
+peer waits for the timeout a node *publishes*: the long one while it is published, the short
+one once a beat carries it. A supervisor that died on this boot (``crashed``) may have left
+what it held running: its successor arms the configured timeout at once.
 """
 
 from __future__ import annotations
@@ -30,6 +42,22 @@ if TYPE_CHECKING:
 
 MARGIN_MIN = 0.25
 MARGIN_FRACTION = 0.1
+#: seconds the watchdog is armed with from a start that holds nothing until the first resource
+STARTUP_TIMEOUT = 30.0
+
+
+def startup_timeout(configured: float, previous: str) -> tuple[float, str]:
+    """The timeout to arm at start, and why; ``previous`` is how the last run ended
+    (NodeStarted.previous: clean, crashed, reset, watchdog)."""
+    if previous == "crashed":
+        return configured, (f"the previous supervisor died on this boot and may have left "
+                            f"resources running: armed with the configured {configured:g} s "
+                            "at once")
+    if configured >= STARTUP_TIMEOUT:
+        return configured, f"armed with the configured {configured:g} s"
+    return STARTUP_TIMEOUT, (f"nothing is held after a {previous} start: {STARTUP_TIMEOUT:g} s "
+                             f"until this node starts its first resource, then the configured "
+                             f"{configured:g} s")
 
 
 def margin(timeout: float, keepalive: float) -> float:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from supervisor.config import TakeoverConfig
 from supervisor.core.promotion import UNKNOWN_PEER, PeerLiveness, ReplicaSnapshot
+from supervisor.drivers.probes import Probe, probe_for
 from supervisor.resource_spec import ResourceSpec
 
 
@@ -120,3 +121,11 @@ class AgentContext:
     dad_wait: float = 0.6
     #: IPv6 duplicate address detection is the kernel's; how long to wait for it
     dad6_timeout: float = 5.0
+    #: services: the health probe of a resource name (None: the unit's state only)
+    probes: Callable[[str], Probe | None] = probe_for
+    #: services: the time limit of one probe command
+    probe_timeout: float = 20.0
+    #: services: how long start() waits for a started service's first probe answer, and
+    #: how often it asks meanwhile
+    probe_ready_wait: float = 60.0
+    probe_interval: float = 0.5

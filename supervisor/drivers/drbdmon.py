@@ -13,6 +13,9 @@ and ``running`` is False, which ``twinbeat status`` shows.
 ``--statistics`` output only changes when DRBD reports an event; during a resync the monitor
 therefore also asks for a snapshot (``drbdsetup events2 --now --statistics``) every
 ``poll_sync`` seconds, which is what gives ``twinbeat status`` its progress, rate and ETA.
+A Primary whose peer is away writes with no event at all, so while one is, a snapshot is
+taken every ``poll_diverging`` seconds: the status then shows how much the returning peer
+will have to receive.
 
 Both children go through ``supervisor.drivers.runner`` (``spawn`` for the monitor, ``run``
 with a timeout for the snapshot): a clean environment, their own process group, killed and
@@ -48,6 +51,7 @@ class Events2Monitor:
         drbdsetup: str = "drbdsetup",
         restart_delay: float = 2.0,
         poll_sync: float = 1.0,
+        poll_diverging: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, list[str]], None] | None = None,
         kill_grace: float = runner.KILL_GRACE,
@@ -56,6 +60,8 @@ class Events2Monitor:
         self.drbdsetup = drbdsetup
         self.restart_delay = restart_delay
         self.poll_sync = poll_sync
+        self.poll_diverging = poll_diverging
+        self._last_snapshot: float | None = None
         self.clock = clock
         self.on_change = on_change
         self.kill_grace = kill_grace
@@ -153,12 +159,27 @@ class Events2Monitor:
         self.last_error = f"exit status {result.returncode}" + (
             f": {err.splitlines()[-1]}" if err else "")
 
+    def snapshot_due(self, now: float) -> str:
+        """Why a statistics snapshot is due now ("" when none is): every poll_sync seconds
+        while a resync runs, every poll_diverging seconds while a Primary writes alone."""
+        since = None if self._last_snapshot is None else now - self._last_snapshot
+        for view in self.views.values():
+            if view.syncing and (since is None or since >= self.poll_sync - 1e-6):
+                return f"{view.name} is resynchronising ({view.replication})"
+        for view in self.views.values():
+            if view.diverging and (since is None or since >= self.poll_diverging - 1e-6):
+                return (f"{view.name} is Primary without its peer ({view.connection}): "
+                        "its out-of-sync figure grows with every write")
+        return ""
+
     async def _poll(self) -> None:
-        """A statistics snapshot every poll_sync seconds while a resync runs."""
+        """A statistics snapshot when snapshot_due says so (checked every poll_sync s)."""
         while True:
             await asyncio.sleep(self.poll_sync)
-            if not any(v.syncing for v in self.views.values()):
+            now = self.clock()
+            if not self.snapshot_due(now):
                 continue
+            self._last_snapshot = now
             r = await runner.run([self.drbdsetup, "events2", "--now", "--statistics", "all"],
                                  timeout=SNAPSHOT_TIMEOUT, grace=self.kill_grace,
                                  log_failure=False)

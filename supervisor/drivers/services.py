@@ -20,16 +20,26 @@ idempotent themselves; ``systemctl is-active`` gives the status.
 
 A script that starts a daemon must redirect the daemon's output (``>/dev/null 2>&1 &``): see
 ``runner``.
+
+Health probes (``probes``): a resource whose name has a probe (the data services: smbd,
+nfs-server, postgresql) is running only when the probe answers too. ``status`` runs it once
+the unit or script says running, and raises AgentError with the probe's reason when it fails
+(the monitor then counts a failure, as for a stopped service); ``start`` waits up to
+``ctx.probe_ready_wait`` for a first answer and fails the start when none comes, so a
+started service is one that clients can use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.drivers import runner
 from supervisor.drivers.agent_base import AgentContext, AgentError
+from supervisor.drivers.probes import run_probe
 from supervisor.resource_spec import ServiceSpec
 
 _UNIT_SUFFIXES = (".service", ".target", ".mount", ".socket", ".timer", ".path", ".scope")
@@ -116,7 +126,39 @@ class ServiceAgent:
         return await runner.run([self.ctx.systemctl, *args], timeout=self.ctx.command_timeout,
                                 log_failure=args[0] != "is-active")
 
+    async def _probe(self) -> str | None:
+        """None when the service answers its probe (or has none); else the reason."""
+        probe = self.ctx.probes(self.spec.name)
+        if probe is None:
+            return None
+        return await run_probe(probe, self.ctx.probe_timeout)
+
+    async def _await_ready(self) -> None:
+        probe = self.ctx.probes(self.spec.name)
+        if probe is None:
+            return
+        deadline = time.monotonic() + self.ctx.probe_ready_wait
+        while True:
+            reason = await run_probe(probe, self.ctx.probe_timeout)
+            if reason is None:
+                return
+            if not await self._running():
+                raise AgentError(f"{self.spec.name} stopped right after its start: {reason}")
+            if time.monotonic() >= deadline:
+                raise AgentError(f"{self.spec.name} started but does not answer "
+                                 f"{probe.describe()} within {self.ctx.probe_ready_wait:g} s: "
+                                 f"{reason}")
+            await asyncio.sleep(self.ctx.probe_interval)
+
     async def status(self) -> bool:
+        if not await self._running():
+            return False
+        reason = await self._probe()
+        if reason is not None:
+            raise AgentError(f"{self.spec.name} is running but unhealthy: {reason}")
+        return True
+
+    async def _running(self) -> bool:
         backend = await self.resolve()
         if isinstance(backend, UnitBackend):
             r = await self._systemctl("is-active", backend.unit)
@@ -141,12 +183,11 @@ class ServiceAgent:
             r = await self._systemctl("start", backend.unit)
             if not r.ok:
                 raise AgentError(f"cannot start {backend.unit}: {r.describe()}")
-            return
-        if await self.status():
-            return
-        r = await self._script(backend.path, "start")
-        if not r.ok:
-            raise AgentError(f"cannot start {self.spec.describe()}: {r.describe()}")
+        elif not await self._running():
+            r = await self._script(backend.path, "start")
+            if not r.ok:
+                raise AgentError(f"cannot start {self.spec.describe()}: {r.describe()}")
+        await self._await_ready()
 
     async def stop(self) -> None:
         backend = await self.resolve()
@@ -159,7 +200,7 @@ class ServiceAgent:
         if r.ok:
             return
         try:
-            running = await self.status()
+            running = await self._running()
         except AgentError:
             running = True
         if running:

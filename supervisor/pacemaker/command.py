@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor.atomicfile import atomic_write
+from supervisor.cli.common import config_option
 from supervisor.config import (
-    DEFAULT_CONFIG,
     Config,
     ConfigError,
     load_config,
@@ -74,8 +74,7 @@ def parser(prog: str = "twinbeat export pacemaker") -> argparse.ArgumentParser:
         "(the export may run on another machine); bare resource names are looked up as "
         "scripts in the configuration's first resource directory on this machine.",
     )
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
-                   help=f"cluster configuration (default {DEFAULT_CONFIG})")
+    config_option(p)
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
                    help=f"folder to write into, created if missing (default ./{DEFAULT_OUTPUT}); "
                    "files of an earlier export there are not replaced unless --force is given")

@@ -56,8 +56,9 @@ class Watchdog:
             log.warning("%s", self.reason)
         return False, self.reason
 
-    def activate(self, timeout: float) -> tuple[bool, str]:
-        """Open and arm the device with ``timeout`` seconds; return (armed?, reason)."""
+    def activate(self, timeout: float, why: str = "") -> tuple[bool, str]:
+        """Open and arm the device with ``timeout`` seconds; return (armed?, reason). ``why``
+        (the choice of this timeout) is added to the reason when it is armed."""
         if self.mode == "off":
             self.reason = "watchdog is off by configuration"
             return False, self.reason
@@ -88,6 +89,8 @@ class Watchdog:
         self.reason = f"armed {self.device.describe()} with a {actual} s timeout"
         if not self.device.can_be_disabled():
             self.reason += " (cannot be stopped: nowayout)"
+        if why:
+            self.reason += f": {why}"
         log.info("%s", self.reason)
         return True, self.reason
 
