@@ -1,12 +1,16 @@
 """The node's identity on the state partition, against scratch directories: the bound
 directories created on the first boot, the copied files saved, and a freshly written slot
-seeded from the running one (identity files, root's password, enabled units)."""
+seeded from the running one (identity files, root's password, the data services' files and
+the share's account, enabled units)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from firstboot.passwords import scram_sha256
+from supervisor import dataservices as dsm
+from supervisor.dataservices import Database, DataServices, FileShare, ShareUser
 from supervisor.lifecycle import persist
 
 SHADOW_IMAGE = "root:*:20000:0:99999:7:::\ndaemon:*:20000:0:99999:7:::\n"
@@ -189,3 +193,94 @@ def test_the_early_services_reading_a_bound_directory_wait_for_the_bind() -> Non
         assert folder.lstrip("/") in {rel for rel, _ in persist.BOUND}
         dropin = (units / f"{service}.service.d/twinbeat-persist.conf").read_text()
         assert f"RequiresMountsFor={folder}" in dropin.splitlines(), service
+
+
+SCRAM = scram_sha256("s3cret-pass", b"0123456789abcdef")
+# the wizard's data services with every choice (a share over SMB and NFS, a database)
+ALL_SERVICES = DataServices("/srv", "TWINBEAT", FileShare(
+    "data", ShareUser("alice", 2000, "0" * 32), smb=True, nfs=True,
+    nfs_clients="192.168.85.0/24"), Database("app", "appowner", SCRAM,
+                                             "192.168.85.0/24"))
+
+
+def test_every_data_service_file_the_wizard_writes_is_carried_into_a_new_slot() -> None:
+    """The wizard's data-service files (supervisor.dataservices.render_all, what it writes
+    with a replicated disk) are on /persist or copied into a new slot: a new service file
+    written elsewhere fails here."""
+    bound = [rel for rel, _ in persist.BOUND]
+    rendered = dsm.render_all(ALL_SERVICES)
+    assert len(rendered) == 6
+    for f in rendered:
+        rel = f.path.lstrip("/")
+        assert rel in persist.SERVICE_FILES or any(rel.startswith(b + "/") for b in bound), \
+            f"{f.path} is written by the wizard but lost by an update"
+
+
+def test_a_new_slot_gets_the_data_services_files_and_the_share_users_account(
+        tmp_path: Path) -> None:
+    """The running slot's smb.conf, exports, nfs.conf.d and PostgreSQL files and the share
+    user's lines in passwd/group/shadow/gshadow reach the new slot; a file keeps the new
+    slot's owner (postgres's ids there) and the running file's mode; the new slot's other
+    accounts stay."""
+    running = slot(tmp_path / "running", ROOT_LINE + "\nalice:!:20060:0:99999:7:::\n", {}, {})
+    new = slot(tmp_path / "new", SHADOW_NEW, {}, {})
+    (running / "etc/twinbeat").mkdir(parents=True)
+    (running / "etc/twinbeat/services.toml").write_text(dsm.dump(ALL_SERVICES))
+    files = {f.path.lstrip("/"): f for f in dsm.render_all(ALL_SERVICES)}
+    for rel in persist.SERVICE_FILES:
+        (running / rel).parent.mkdir(parents=True, exist_ok=True)
+        (running / rel).write_text(files[rel].content)
+    os.chmod(running / dsm.PG_HBA.lstrip("/"), 0o640)
+    (running / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\npostgres:x:105:109::/var/lib/postgresql:/bin/bash\n"
+        "alice:x:2000:2000:twinbeat file share:/nonexistent:/usr/sbin/nologin\n")
+    (running / "etc/group").write_text("root:x:0:\npostgres:x:109:\nalice:x:2000:\n")
+    # the new image: postgres has other ids, its cluster's folder and pg_hba.conf are its own,
+    # the share's folders for NFS do not exist yet
+    (new / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\npostgres:x:106:110::/var/lib/postgresql:/bin/bash\n")
+    (new / "etc/group").write_text("root:x:0:\npostgres:x:110:\n")
+    (new / "etc/gshadow").write_text("root:*::\n")
+    os.chmod(new / "etc/gshadow", 0o640)
+    pg = new / "etc/postgresql/17/main"
+    (pg / "conf.d").mkdir(parents=True)
+    (pg / "pg_hba.conf").write_text("local all all peer\n")
+    for path in (pg / "conf.d", pg / "pg_hba.conf"):
+        os.chown(path, 106, 110)
+    (new / "etc/samba").mkdir(parents=True)
+    (new / "etc/samba/smb.conf").write_text("[global]\n")
+    done = persist.seed_slot(running, new)
+    for rel in persist.SERVICE_FILES:
+        assert (new / rel).read_text() == files[rel].content, rel
+        assert f"/{rel}" in done
+    hba, conf = (new / dsm.PG_HBA.lstrip("/")).stat(), (new / dsm.PG_CONF.lstrip("/")).stat()
+    assert (hba.st_uid, hba.st_gid, hba.st_mode & 0o777) == (106, 110, 0o640)
+    assert (conf.st_uid, conf.st_gid) == (106, 110)  # its folder's owner
+    assert (new / "etc/passwd").read_text().splitlines() == [
+        "root:x:0:0:root:/root:/bin/bash", "postgres:x:106:110::/var/lib/postgresql:/bin/bash",
+        "alice:x:2000:2000:twinbeat file share:/nonexistent:/usr/sbin/nologin"]
+    assert (new / "etc/group").read_text().splitlines() == [
+        "root:x:0:", "postgres:x:110:", "alice:x:2000:"]
+    assert (new / "etc/shadow").read_text().splitlines() == [
+        ROOT_LINE, "daemon:*:20100:0:99999:7:::", "newsvc:!:20100::::::",
+        "alice:!:20060:0:99999:7:::"]
+    assert (new / "etc/shadow").stat().st_mode & 0o777 == 0o640
+    assert (new / "etc/gshadow").read_text() == "root:*::\n"  # alice has no line here
+    assert "alice in /etc/passwd" in done and "alice in /etc/shadow" in done
+
+
+def test_without_a_share_no_account_is_carried(tmp_path: Path) -> None:
+    running = slot(tmp_path / "running", ROOT_LINE + "\nalice:!:1::::::\n", {}, {})
+    new = slot(tmp_path / "new", SHADOW_NEW, {}, {})
+    (running / "etc/twinbeat").mkdir(parents=True)
+    (running / "etc/twinbeat/services.toml").write_text(
+        dsm.dump(DataServices("/srv", "TWINBEAT", None, ALL_SERVICES.database)))
+    persist.seed_slot(running, new)
+    assert "alice" not in (new / "etc/shadow").read_text()
+
+
+def test_account_lines_replace_the_entry_of_the_same_name_or_are_appended() -> None:
+    text = "root:x:0:\nalice:x:1999:\nbob:x:3000:\n"
+    assert persist.account_lines_with(text, ["alice:x:2000:", "carol:x:2001:"]) == (
+        "root:x:0:\nalice:x:2000:\nbob:x:3000:\ncarol:x:2001:\n")
+    assert persist.account_lines_with("", ["alice:x:2000:"]) == "alice:x:2000:\n"

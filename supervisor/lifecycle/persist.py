@@ -12,6 +12,11 @@ Two kinds of files make a node itself:
   which units are enabled or disabled. They stay in each slot; ``seed_slot`` copies them
   from the running slot into a slot RAUC has just written (its post-install handler), and
   ``save`` keeps a copy on /persist/identity (at shutdown and before every install).
+  The data services' files the wizard writes into package folders (smb.conf, the NFS
+  exports and settings, PostgreSQL's conf.d file and pg_hba.conf: ``SERVICE_FILES``) and
+  the file share's Unix account (its lines in passwd, group, shadow and gshadow, named by
+  /etc/twinbeat/services.toml) are carried the same way, each file keeping the new slot's
+  owner (postgres's ids are the new image's).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from supervisor import dataservices as dsm
 from supervisor.atomicfile import atomic_copytree, atomic_write
 from supervisor.drivers.runner import run_sync
 
@@ -42,6 +48,12 @@ BOUND = (
 #: files copied into a new slot (and saved to /persist/identity)
 COPIED = ("etc/machine-id", "etc/hostname", "etc/hosts")
 SHADOW = "etc/shadow"
+#: the data services' files the wizard writes outside the bound directories (when it has a
+#: replicated disk and a data service); services.toml itself is in /etc/twinbeat (bound)
+SERVICE_FILES = tuple(p.lstrip("/") for p in (dsm.SMB_CONF, dsm.EXPORTS, dsm.NFS_CONF,
+                                                dsm.PG_CONF, dsm.PG_HBA))
+#: the account files that hold the file share's user (gshadow may be missing)
+ACCOUNT_FILES = ("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
 UNIT_DIR = "etc/systemd/system"
 UNIT_PATHS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
 
@@ -133,6 +145,69 @@ def carry_units(running: Path, slot: Path) -> list[str]:
     return done
 
 
+def _share_user(running: Path) -> str | None:
+    """The file share's account name from services.toml (None: no share configured)."""
+    try:
+        text = (running / dsm.SERVICES_FILE.lstrip("/")).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    share = dsm.load_text(text).share
+    return share.user.name if share is not None else None
+
+
+def account_lines_with(text: str, lines: list[str]) -> str:
+    """text (a passwd-like file) with each of lines in place of the entry of the same name,
+    or appended when it has none."""
+    names = {line.split(":", 1)[0]: line for line in lines}
+    out: list[str] = []
+    for line in text.splitlines():
+        name = line.split(":", 1)[0]
+        out.append(names.pop(name, line))
+    out.extend(line for line in lines if line.split(":", 1)[0] in names)
+    return "\n".join(out) + "\n"
+
+
+def _carry_account(running: Path, slot: Path, name: str) -> list[str]:
+    done: list[str] = []
+    for rel in ACCOUNT_FILES:
+        try:
+            have = (running / rel).read_text(encoding="utf-8")
+            st = (slot / rel).stat()
+            new = (slot / rel).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        lines = [x for x in have.splitlines() if x.split(":", 1)[0] == name]
+        if not lines:
+            continue
+        updated = account_lines_with(new, lines)
+        if updated != new:
+            atomic_write(slot / rel, updated.encode(), mode=st.st_mode & 0o7777,
+                         uid=st.st_uid, gid=st.st_gid)
+        done.append(f"{name} in /{rel}")
+    return done
+
+
+def _carry_service_files(running: Path, slot: Path) -> list[str]:
+    """The wizard's data-service files: the source's mode, the new slot's owner (of the file
+    the package made, else of its folder: postgres's ids are the new image's)."""
+    done: list[str] = []
+    for rel in SERVICE_FILES:
+        src, dest = running / rel, slot / rel
+        try:
+            data = src.read_bytes()
+            mode = src.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            continue
+        owner = dest if dest.exists() else dest.parent
+        if not owner.exists():
+            dest.parent.mkdir(parents=True)
+            owner = dest.parent
+        st = owner.stat()
+        atomic_write(dest, data, mode=mode, uid=st.st_uid, gid=st.st_gid)
+        done.append(f"/{rel}")
+    return done
+
+
 def seed_slot(running: Path, slot: Path) -> list[str]:
     """Copy this node's identity from the running slot into a freshly written one."""
     done: list[str] = []
@@ -159,6 +234,10 @@ def seed_slot(running: Path, slot: Path) -> list[str]:
         atomic_write(slot / SHADOW, ("\n".join(lines) + "\n").encode(),
                      mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
         done.append("root's password")
+    done += _carry_service_files(running, slot)
+    share_user = _share_user(running)
+    if share_user is not None:
+        done += _carry_account(running, slot, share_user)
     done += carry_units(running, slot)
     return done
 
