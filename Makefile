@@ -12,7 +12,7 @@ PYTEST  := $(PYTHON) -m pytest
 MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps image bundle test test-fast test-unit test-slow test-netns test-image qemu-test \
+.PHONY: help deps image bundle update-bundles test test-fast test-unit test-slow test-netns test-image qemu-test \
         check bench soak fuzz \
         clean distclean flash flash-usage demo
 
@@ -36,6 +36,16 @@ image: deps ## build images/twinbeat-<version>.raw and the signed update .raucb 
 	    scripts/build-image.sh $(VERSION) $(if $(FORCE),force)
 
 bundle: image ## the update bundle images/twinbeat-<version>.raucb (made with the image)
+
+# The QEMU update scenarios (qemu-tests/scenarios_update.py) install N+1 and a broken N+2 of
+# this tree (its supervisor never starts: TEST_BREAK=supervisor): bundles built like the
+# image under the version with its last number bumped by 1 and 2.
+NEXT1 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 1 }')
+NEXT2 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 2 }')
+
+update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and N+2 broken)
+	@$(MAKE) --no-print-directory image VERSION=$(NEXT1)
+	@$(MAKE) --no-print-directory image VERSION=$(NEXT2) TEST_BREAK=supervisor
 
 test: deps ## everything: check, unit, slow, namespace and image tests, then the QEMU tests
 	@$(MAKE) --no-print-directory check
@@ -68,7 +78,7 @@ test-image: image
 	@echo "==> image tests (root)"
 	$(PYTEST) tests -m image
 
-qemu-test: image ## boot the image under QEMU (TCG): boot smoke tests and the pair scenarios
+qemu-test: image update-bundles ## boot the image under QEMU (TCG): smoke, pair and update scenarios
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
 
 check: deps ## ruff + mypy
