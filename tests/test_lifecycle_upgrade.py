@@ -17,6 +17,7 @@ from supervisor.lifecycle.upgrade import (
     advance,
     begin,
     mixed,
+    timeouts_for,
 )
 
 LINKS = {"serial": "up", "crossover": "up", "public": "up"}
@@ -257,6 +258,25 @@ def test_a_failed_handover_gives_the_groups_back_to_the_old_version(
     assert out.reasons == (why,)
     assert [(a.kind, a.node) for a in out.actions] == [("takeover", "node1")]
     assert advance(out.plan, view, now + 1).actions == ()
+
+
+def test_the_handover_bound_covers_the_groups_own_start_and_stop_timeouts() -> None:
+    """A handover stops each resource on one node and starts it on the other: with the
+    wizard's database group (seven resources that may each take 300 s to start, 60 s to
+    stop) it is not given back after 300 s, only once their sum has passed; small groups
+    keep the default."""
+    assert timeouts_for([]).handover == Timeouts().handover == 300.0
+    assert timeouts_for([(3, 20.0, 20.0)]).handover == 300.0
+    slow = timeouts_for([(7, 300.0, 60.0)])
+    assert slow.handover == 7 * 360.0
+    assert (slow.install, slow.rejoin, slow.reboot) == (
+        Timeouts().install, Timeouts().rejoin, Timeouts().reboot)
+    view = pair(node("node1"), node("node2", version=N1))
+    plan = at(Step.HANDOVER, asked=True, asked_for="node1")
+    assert advance(plan, view, 400, slow).plan.step is Step.HANDOVER  # still waiting
+    out = advance(plan, view, 7 * 360.0 + 1, slow)
+    assert out.plan.step is Step.STOPPED
+    assert "did not finish within 2520 s" in out.reasons[0]
 
 
 def test_a_failed_handover_with_the_groups_still_home_only_stops() -> None:

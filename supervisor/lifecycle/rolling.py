@@ -187,9 +187,12 @@ def admin_here(action: Action, me: str) -> str:
 
 
 class Driver:
-    def __init__(self, world: World, path: Path) -> None:
+    def __init__(self, world: World, path: Path,
+                 timeouts: upgrade.Timeouts | None = None) -> None:
         self.w = world
         self.path = path
+        # (upgrade.timeouts_for: the handover's bound from the groups' own timeouts)
+        self.timeouts = timeouts if timeouts is not None else upgrade.Timeouts()
         self.errors: dict[str, str] = {}
         self._last: list[str] = []
 
@@ -246,7 +249,7 @@ class Driver:
         w = self.w
         while True:
             view = self.observe(saved)
-            out = upgrade.advance(saved.plan, view, w.clock())
+            out = upgrade.advance(saved.plan, view, w.clock(), self.timeouts)
             saved = Saved(out.plan, saved.extra)
             self.tell(out.plan, out.reasons)
             save_plan(self.path, saved)
@@ -470,7 +473,8 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         return 1
     world = real_world(me, peer_node.name, str(peer_node.crossover_address), key,
                        auto_failback=cfg.auto_failback, bundles=bundles, say=_print)
-    driver = Driver(world, path)
+    driver = Driver(world, path, upgrade.timeouts_for(
+        [(len(g.resources), g.start_timeout, g.stop_timeout) for g in cfg.groups]))
     if args.resume:
         if saved is None or saved.plan.step in (Step.DONE, Step.STOPPED):
             if not args.if_pending:

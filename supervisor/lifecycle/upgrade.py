@@ -25,7 +25,7 @@ trial, a slot B on both, neither node in maintenance mode, a node that owns noth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -88,6 +88,16 @@ class Timeouts:
     #: a node still on its old slot this long after its reboot was asked: asked again once
     #: (the request was lost, or the driver stopped between saving the plan and asking)
     reboot: float = 300.0
+
+
+def timeouts_for(groups: Sequence[tuple[int, float, float]]) -> Timeouts:
+    """The bounds for a pair with these groups, each (resources, start_timeout,
+    stop_timeout): a handover (and the failback) stops every resource on one node and starts
+    it on the other, each within its own timeouts, so its bound is at least their sum (a
+    database's first start may take minutes: the wizard gives it 300 s)."""
+    need = sum(n * (start + stop) for n, start, stop in groups)
+    default = Timeouts()
+    return replace(default, handover=max(default.handover, need))
 
 
 @dataclass(frozen=True)
