@@ -360,8 +360,9 @@ class Supervisor:
             reasons = self._step(event, now)
             while self._pending:
                 self._step(self._pending.pop(0), loop.time())
-            self._feed_watchdog(now)
-            self._reschedule(loop, now)
+            deadline = next_deadline(self.state, now)
+            self._feed_watchdog(now, deadline)
+            self._reschedule(loop, deadline)
             self.replication.stepped()
         finally:
             self._feeding = False
@@ -426,15 +427,20 @@ class Supervisor:
             interval = min(interval, systemd)
         return max(0.05, min(interval, 0.5))
 
-    def _feed_watchdog(self, now: float) -> None:
-        if now - self._last_feed >= self._feed_interval():
+    def _feed_watchdog(self, now: float, deadline: float) -> None:
+        """Feed when a feed is due, or when the core's next wake-up (``deadline``) would
+        come after it is due and half the interval has passed: fed a little early on this
+        wake-up rather than woken up for it alone (at a keepalive below the feed interval,
+        the beats' wake-ups feed it)."""
+        interval = self._feed_interval()
+        due = self._last_feed + interval
+        if now >= due or (deadline > due and now - self._last_feed >= interval / 2):
             self._last_feed = now
             self.watchdog.feed(now)
             self.notifier.watchdog()
 
-    def _reschedule(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
-        assert self.state is not None
-        deadline = next_deadline(self.state, now)
+    def _reschedule(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Wake up at the core's next deadline, or when the watchdog must be fed first."""
         deadline = min(deadline, self._last_feed + self._feed_interval())
         if self._timer is not None:
             if deadline == self._expected_wake:

@@ -9,7 +9,6 @@ no key, no password, no mail settings.
 
 from __future__ import annotations
 
-import html
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,8 @@ class LinkSamples:
 
 
 def _e(value: object) -> str:
+    import html  # on the first page served, not with the daemon (its entity tables: 0.5 MB)
+
     return html.escape(str(value), quote=True)
 
 

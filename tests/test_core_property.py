@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.core.events import Event
+from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
 from supervisor.core.state import CoreState
-from supervisor.core.step import Step
+from supervisor.core.step import Step, full_step, only_the_beat_due, same_beat_again
 from supervisor.core.step import step as core_step
 from tests import sim as sim_module
 from tests.sim import Sim, make_config
@@ -163,3 +163,89 @@ def test_step_never_changes_the_state_it_is_given(sequence, seed, failback):
         sim.run(1.0)
     assert steps > 0
 
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["apart", "together"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequence, seed,
+                                                                failback):
+    """The shortcut for frames that say nothing new, the peer's newest beat arriving again
+    on other links or its next beat saying the same (``same_beat_again``: no evaluation of
+    the whole state) gives exactly what the full step gives: the same state, no action, no
+    reason; over random event sequences of both simulated cores (links cut, lossy, delayed;
+    kills, restarts, admin commands). The copies
+    arrive apart (one frame a step), or the two network links' copies at the same instant
+    (stepped together, FramesReceived, as the loop does with the frames of one wake-up)."""
+    taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0}
+
+    def compared(state: CoreState, event: Event, now: float) -> Step:
+        result = core_step(state, event, now)
+        if not isinstance(event, FrameReceived | FramesReceived):
+            return result
+        full = full_step(state, event, now)
+        # also when the shortcut gives up after decoding (the full step gets its decoding)
+        assert (result.actions, result.reasons) == (full.actions, full.reasons), (event, now)
+        assert result.state == full.state, (event, now)
+        if same_beat_again(state, event, now) is not None:
+            assert (full.actions, full.reasons) == ([], []), (event, now)
+            taken[type(event)] += 1
+            first = (event if isinstance(event, FrameReceived) else event.frames[0]).data
+            if first.strip() != state.peer_state.frame:
+                taken["next beat"] += 1
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim_module, "step", compared)
+        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
+                  seed=seed)
+        # the copies of a beat arrive apart, as on the real media (serial: ~22 ms a frame);
+        # or the serial one first and the two network ones after it, at the same instant
+        timing = ((("serial", 0.0005, 0.0), ("crossover", 0.003, 0.0), ("public", 0.003, 0.0))
+                  if together else
+                  (("serial", 0.022, 0.002), ("crossover", 0.0005, 0.002),
+                   ("public", 0.001, 0.002)))
+        for name, delay, jitter in timing:
+            sim.links[name].delay, sim.links[name].jitter = delay, jitter
+        sim.run(0.5)
+        for op in sequence:
+            apply(sim, op)
+        sim.admin("node1", "cleanup")
+        sim.run(1.0)
+    # three links: the second and third copy of most beats; the first of most beats of an
+    # idle peer (the next beat, saying nothing new)
+    assert taken[FramesReceived if together else FrameReceived] > 0
+    assert taken["next beat"] > 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, seed,
+                                                                       failback):
+    """The shortcut for a tick at which only the next beat is due (``only_the_beat_due``:
+    the beat is published without evaluating the whole state) gives exactly what the full
+    step gives: the same state, the same actions (the beat's bytes) and reasons; over random
+    event sequences of both simulated cores (links cut, lossy, delayed; kills, restarts,
+    admin commands)."""
+    taken = 0
+
+    def compared(state: CoreState, event: Event, now: float) -> Step:
+        nonlocal taken
+        result = core_step(state, event, now)
+        if isinstance(event, Tick) and only_the_beat_due(state, now) is not None:
+            full = full_step(state, event, now)
+            assert (result.actions, result.reasons) == (full.actions, full.reasons), now
+            assert result.state == full.state, now
+            taken += 1
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim_module, "step", compared)
+        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
+                  seed=seed)
+        sim.run(0.5)
+        for op in sequence:
+            apply(sim, op)
+        sim.admin("node1", "cleanup")
+        sim.run(1.0)
+    assert taken > 0  # most keepalive ticks of an idle pair

@@ -213,6 +213,8 @@ def test_supervisor_unit_is_skipped_until_the_node_is_configured(image: Image) -
     unit = (image.root / "usr/lib/systemd/system/twinbeat.service").read_text()
     for line in ("ConditionPathExists=/etc/twinbeat/cluster.toml", "Type=notify",
                  "ExecStart=/usr/bin/twinbeat run", "Restart=on-failure",
+                 # (a hardware watchdog's driver comes with udev's coldplug: wait for it)
+                 "ExecStartPre=-/usr/bin/udevadm settle --timeout=60",
                  "Wants=network-online.target", "CPUSchedulingPolicy=rr",
                  "CPUSchedulingResetOnFork=yes", "LimitMEMLOCK=infinity"):
         assert re.search(rf"^{re.escape(line)}$", unit, re.M), line

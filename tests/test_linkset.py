@@ -4,10 +4,12 @@ every link when none delivers. Transports are built but never started (no socket
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from supervisor.config import SerialLink, UdpLink
-from supervisor.drivers.links import SerialTransport, Transport, UdpTransport
+from supervisor.drivers.links import SerialTransport, Transport, UdpTransport, read_carrier
 from supervisor.linkset import LinkSet
 
 
@@ -49,3 +51,16 @@ def test_the_carriers_to_watch_are_the_udp_links_interfaces(
         monkeypatch: pytest.MonkeyPatch) -> None:
     links, _sent = linkset(monkeypatch)
     assert links.interfaces() == {"lan": "eth0", "dmz": "eth1"}
+
+
+def test_read_carrier_reads_sysfs_carrier(tmp_path: Path) -> None:
+    """1 is a carrier, 0 none; an interface without a carrier file (down) has none; an
+    interface that does not exist is None."""
+    for name, text in (("up0", "1\n"), ("down0", "0\n")):
+        (tmp_path / "class" / "net" / name).mkdir(parents=True)
+        (tmp_path / "class" / "net" / name / "carrier").write_text(text)
+    (tmp_path / "class" / "net" / "nofile0").mkdir(parents=True)
+    assert read_carrier("up0", str(tmp_path)) is True
+    assert read_carrier("down0", str(tmp_path)) is False
+    assert read_carrier("nofile0", str(tmp_path)) is False
+    assert read_carrier("gone0", str(tmp_path)) is None

@@ -138,3 +138,23 @@ def test_smtp_errors_are_failures_not_crashes(tmp_path):
     submit(q, ev(1))
     assert asyncio.run(q.send_once()) is False
     assert q.failures == 1 and "SMTPRecipientsRefused" in q.last_error and len(q.pending) == 1
+
+
+def test_the_daemon_imports_no_mail_library_until_a_mail_is_built() -> None:
+    """smtplib and the email package (about 3 MB of a supervisor's memory, issue 12) are
+    imported when a mail is built or sent, not with the daemon's modules; so are html (the
+    status page's escaping, 0.5 MB of entity tables) and difflib (a mistyped key's
+    suggestion)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import supervisor.cli, supervisor.cli.daemon, supervisor.loop, supervisor.operations\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m in ('smtplib', 'difflib') or m.split('.')[0] in ('email', 'html')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent,
+                         check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"

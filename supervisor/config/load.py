@@ -8,7 +8,6 @@ Every problem is reported with the file, the line and the key, e.g.::
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -119,6 +118,8 @@ class Builder:
 
 
 def suggest(key: str, known: Iterable[str]) -> str:
+    import difflib  # for a mistyped key only, not with the daemon
+
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
 

@@ -106,6 +106,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import re
@@ -230,8 +231,22 @@ class Beat:
         return (self.generation, self.seq)
 
 
+#: the HMAC of each key, set up once (the key's padded blocks hashed): every frame then
+#: costs a copy of it and the body's hash, not a new OpenSSL context and a digest lookup by
+#: name. A memo of a pure function (its key's bytes), so the codec stays pure; a handful of
+#: keys at most in a process (a key change on reload adds one).
+_KEYED: dict[bytes, hmac.HMAC] = {}
+
+
 def _mac(key: bytes, body: bytes) -> bytes:
-    return hmac.digest(key, body, "sha256")[:MAC_LEN]  # OpenSSL's one-shot HMAC
+    keyed = _KEYED.get(key)
+    if keyed is None:
+        if len(_KEYED) >= 8:
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    h = keyed.copy()
+    h.update(body)
+    return h.digest()[:MAC_LEN]
 
 
 def encode(beat: Beat, key: bytes) -> bytes:
@@ -279,8 +294,12 @@ def encode(beat: Beat, key: bytes) -> bytes:
         body["pm"] = beat.minor
     if beat.release:
         body["sw"] = beat.release
-    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
+    raw = _JSON.encode(body).encode()
     return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
+
+
+#: compact JSON, ASCII only (json.dumps with these arguments builds a new encoder each call)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 def decode(line: bytes, key: bytes, domain: str | Domain) -> Beat:

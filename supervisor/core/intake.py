@@ -19,7 +19,18 @@ from supervisor.core.state import LOSS_WINDOW, CoreState, Out, evolve
 from supervisor.core.states import NodeStatus, PeerStatus
 
 
-def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> CoreState:
+def decode_frame(s: CoreState, line: bytes) -> codec.Beat | codec.DecodeError:
+    """The beat of a frame line with this state's key and domain, or why it is not one."""
+    try:
+        return codec.decode(line, s.settings.key, codec.Domain.of(s.config, s.settings.digest))
+    except codec.DecodeError as exc:
+        return exc
+
+
+def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
+             decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState:
+    """``decoded``: what ``codec.decode`` made of the frame already (its beat, or its error),
+    if the caller decoded it with this state's key and domain."""
     ls = s.links.get(link)
     if ls is None:
         return s.count_drop("unknown_link")
@@ -28,11 +39,11 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out) -> Core
     if p.beat is not None and line == p.frame:
         beat = p.beat  # the peer's newest beat again, from another link: decoded already
     else:
-        try:
-            beat = codec.decode(line, s.settings.key,
-                                codec.Domain.of(s.config, s.settings.digest))
-        except codec.DecodeError as exc:
-            return s.count_drop(exc.cause)
+        if decoded is None:
+            decoded = decode_frame(s, line)
+        if isinstance(decoded, codec.DecodeError):
+            return s.count_drop(decoded.cause)
+        beat = decoded
         if beat.sender == s.me:
             return s.count_drop("own_frame")
         if beat.sender != s.peer:

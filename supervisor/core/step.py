@@ -22,10 +22,10 @@ This module only dispatches; the concerns live beside it:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from supervisor.core import admin, fencing, liveness
+from supervisor.core import admin, codec, fencing, liveness
 from supervisor.core.actions import Action
 from supervisor.core.events import (
     AdminCommand,
@@ -47,7 +47,7 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
-from supervisor.core.intake import on_frame
+from supervisor.core.intake import decode_frame, on_frame
 from supervisor.core.notify import Kind, Severity, replica_changes
 from supervisor.core.ownership import decide_group
 from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
@@ -64,7 +64,7 @@ from supervisor.core.state import (
     evolve,
     initial_state,
 )
-from supervisor.core.states import Activity, NodeStatus
+from supervisor.core.states import Activity, LinkStatus, NodeStatus, PeerStatus
 from supervisor.core.watchdog_window import hung_peer_reset_by
 
 if TYPE_CHECKING:
@@ -81,6 +81,23 @@ class Step:
 
 
 def step(state: CoreState, event: Event, now: float) -> Step:
+    if isinstance(event, FrameReceived | FramesReceived):
+        again, decoded = _nothing_new(state, event, now)
+        if again is not None:
+            return Step(again, [], [])
+        if decoded is not None:  # the first frame, decoded by the shortcut: not twice
+            return full_step(state, event, now, decoded=decoded)
+    elif isinstance(event, Tick):
+        beat = only_the_beat_due(state, now)
+        if beat is not None:
+            return beat
+    return full_step(state, event, now)
+
+
+def full_step(state: CoreState, event: Event, now: float, *,
+              decoded: codec.Beat | codec.DecodeError | None = None) -> Step:
+    """``step`` without its shortcuts (a beat heard again, a tick for the beat only; tests
+    compare them with it)."""
     out = Out()
     if isinstance(event, AdminCommand):
         result = admin.on_admin(state, event, now, out)
@@ -88,17 +105,88 @@ def step(state: CoreState, event: Event, now: float) -> Step:
         if not result.later:
             out.actions.append(admin.answer(event.request_id, result, out))
         return Step(s, out.actions, out.reasons)
-    s = _handle(state, event, now, out)
+    s = _handle(state, event, now, out, decoded)
     s = _evaluate(s, now, out)
     return Step(s, out.actions, out.reasons)
 
 
-def _handle(s: CoreState, event: Event, now: float, out: Out) -> CoreState:
+def same_beat_again(s: CoreState, event: FrameReceived | FramesReceived,
+                    now: float) -> CoreState | None:
+    return _nothing_new(s, event, now)[0]
+
+
+def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
+                 now: float) -> tuple[CoreState | None, codec.Beat | codec.DecodeError | None]:
+    """The state after ``event`` when its frames all say nothing new: the peer's newest beat
+    again, from other links that are up (one frame, or the frames of one wake-up), or first
+    a next beat of the peer that says what its newest one said (only its sequence number and
+    its echo differ), while the peer is alive and nothing is due (every deadline of
+    ``next_deadline`` lies ahead): the frames only refresh their links (heard, loss window,
+    round-trip time) and the peer's beat and last heard time. No decision can follow from
+    them: every decision is taken at a deadline or on news, and these frames are neither.
+    So they are taken in without evaluating the whole state again (every beat of an idle
+    peer, on each link). None: step the event the full way (with what the first frame
+    decoded to, if the shortcut decoded it)."""
+    frames = (event,) if isinstance(event, FrameReceived) else event.frames
+    p = s.peer_state
+    if (p.status is not PeerStatus.ALIVE or p.beat is None or s.status is not NodeStatus.ACTIVE
+            or s.shutting_down):
+        return None, None
+    first = frames[0].data.strip()
+    for frame in frames:
+        ls = s.links.get(frame.link)
+        if (ls is None or ls.status is not LinkStatus.UP
+                or frame.data.strip() not in (p.frame, first)):
+            return None, None
+    if any(t <= now + EPS for t in _deadlines(s)):
+        return None, None
+    decoded: codec.Beat | codec.DecodeError | None = None
+    if first != p.frame:
+        decoded = decode_frame(s, first)
+        if not _same_news(s, p.beat, decoded):
+            return None, decoded
+    out = Out()
+    after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded)
+    for frame in frames[1:]:
+        after = on_frame(after, frame.link, frame.data, now, out)
+    if out.actions or out.reasons or after.peer_state.beat is not (decoded or p.beat):
+        return None, decoded
+    return after, decoded
+
+
+def _same_news(s: CoreState, newest: codec.Beat,
+               decoded: codec.Beat | codec.DecodeError) -> bool:
+    """Whether ``decoded`` is the peer's next beat (same generation, a later sequence
+    number) and says what ``newest`` said."""
+    return (isinstance(decoded, codec.Beat) and decoded.sender == s.peer
+            and decoded.generation == newest.generation and decoded.seq > newest.seq
+            and replace(decoded, seq=newest.seq, echo=newest.echo) == newest)
+
+
+def only_the_beat_due(s: CoreState, now: float) -> Step | None:
+    """The step of a Tick at which the next beat is due and nothing else (every other
+    deadline of ``next_deadline`` lies ahead), on an active node that is not stopping: the
+    beat is sent, and nothing else can change: every decision is taken at a deadline or on
+    news, and this tick carries neither. So the beat is published without evaluating the
+    whole state first (the keepalive's own wake-up, at every keepalive). None: step the tick
+    the full way."""
+    if (s.next_beat > now + EPS or s.status is not NodeStatus.ACTIVE or s.shutting_down
+            or any(t <= now + EPS for t in _deadlines(s, beat=False))):
+        return None
+    out = Out()
+    after = publish(s, now, out)
+    return Step(after, out.actions, out.reasons)
+
+
+def _handle(s: CoreState, event: Event, now: float, out: Out,
+            decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState:
+    """``decoded``: what the first frame of a FrameReceived or FramesReceived decoded to."""
     match event:
         case FrameReceived(link=link, data=data):
-            return on_frame(s, link, data, now, out)
+            return on_frame(s, link, data, now, out, decoded=decoded)
         case FramesReceived(frames=frames):
-            for frame in frames:
+            s = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded)
+            for frame in frames[1:]:
                 s = on_frame(s, frame.link, frame.data, now, out)
             return s
         case Tick():
@@ -256,7 +344,16 @@ def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
 
 def next_deadline(s: CoreState, now: float) -> float:
     """The next time the core must be called (with a Tick) if no event arrives first."""
-    times = [s.next_beat, *liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    future = [x for x in _deadlines(s) if x > now + EPS]
+    return min(future) if future else now + s.config.timing.keepalive
+
+
+def _deadlines(s: CoreState, beat: bool = True) -> list[float]:
+    """Every time at which the state may change without an event (some may have passed);
+    without the next beat's if not ``beat``."""
+    times = [*liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    if beat:
+        times.append(s.next_beat)
     reset_by = hung_peer_reset_by(s)
     if reset_by is not None:
         times.append(reset_by)
@@ -265,5 +362,4 @@ def next_deadline(s: CoreState, now: float) -> float:
             times.append(g.next_monitor)
         if g.failed_until is not None and g.failed_until != math.inf:
             times.append(g.failed_until)
-    future = [x for x in times if x > now + EPS]
-    return min(future) if future else now + s.config.timing.keepalive
+    return times

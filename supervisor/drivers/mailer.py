@@ -22,18 +22,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import smtplib
-import ssl
 import time
 from collections.abc import Callable
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor.atomicfile import atomic_write
 from supervisor.config import NotifyConfig
 from supervisor.core.notify import ClusterEvent, Severity
 from supervisor.history import format_event
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+# smtplib and the email package are imported when a mail is built or sent, not with the
+# daemon (about 3 MB of a supervisor's memory, issue 12: most nodes never send one)
 
 log = logging.getLogger("twinbeat.mail")
 
@@ -45,11 +48,13 @@ RETRY_MAX = 300.0
 SMTP_TIMEOUT = 30.0
 
 #: sends one message; raises OSError / smtplib.SMTPException on failure (runs in a thread)
-Transport = Callable[[NotifyConfig, EmailMessage], None]
+Transport = Callable[[NotifyConfig, "EmailMessage"], None]
 
 
 def smtp_send(cfg: NotifyConfig, msg: EmailMessage) -> None:
     """Hand ``msg`` to the smarthost; raise if it was not accepted."""
+    import smtplib
+    import ssl
     context = ssl.create_default_context()
     if not cfg.tls_verify:
         context.check_hostname = False
@@ -72,6 +77,9 @@ def smtp_send(cfg: NotifyConfig, msg: EmailMessage) -> None:
 
 def build_message(events: list[ClusterEvent], *, cfg: NotifyConfig, node: str,
                   cluster: str, status_lines: list[str] | None = None) -> EmailMessage:
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     # the subject names the worst event; among equals, one about a group (the failover
     # rather than the peer's death that caused it), then the first
     worst = max(events, key=lambda e: (e.severity, bool(e.group), -e.seq))
@@ -199,6 +207,8 @@ class MailQueue:
                 backoff = min(backoff * 2, RETRY_MAX)
 
     async def send_once(self) -> bool:
+        import smtplib
+
         batch = self.pending[:MAX_EVENTS_PER_MAIL]
         if not batch:
             return True
