@@ -38,14 +38,15 @@ image: deps ## build images/twinbeat-<version>.raw and the signed update .raucb 
 bundle: image ## the update bundle images/twinbeat-<version>.raucb (made with the image)
 
 # The QEMU update scenarios (qemu-tests/scenarios_update.py) install N+1 and a broken N+2 of
-# this tree (its supervisor never starts: TEST_BREAK=supervisor): bundles built like the
-# image under the version with its last number bumped by 1 and 2.
+# this tree (its supervisor never starts): bundles of the image's slot under the version
+# with its last number bumped by 1 and 2 (scripts/test-bundle.sh: what `make image
+# VERSION=...` would put in a bundle, without two more mkosi builds).
 NEXT1 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 1 }')
 NEXT2 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 2 }')
 
 update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and N+2 broken)
-	@$(MAKE) --no-print-directory image VERSION=$(NEXT1)
-	@$(MAKE) --no-print-directory image VERSION=$(NEXT2) TEST_BREAK=supervisor
+	@scripts/test-bundle.sh $(VERSION) $(NEXT1)
+	@scripts/test-bundle.sh $(VERSION) $(NEXT2) broken
 
 test: deps ## everything: check, unit, slow, namespace and image tests, then the QEMU tests
 	@$(MAKE) --no-print-directory check

@@ -730,10 +730,17 @@ class SharedPair:
     and says so."""
 
     def __init__(self, prefix: str, *, replicate: bool = False, services: bool = False,
-                 save_extra: Callable[[Pair, Path], None] | None = None) -> None:
+                 save_extra: Callable[[Pair, Path], None] | None = None,
+                 firmware: Firmware = "kernel", seed_both: bool = False,
+                 extra_args: Callable[[Path, Path], tuple[str, ...]] | None = None) -> None:
         self.prefix = prefix
         self.replicate = replicate
         self.services = services
+        # Pair's firmware and seed_both; extra_args(image, workdir): more QEMU arguments
+        # for both nodes, made when the pair boots (e.g. a disk made in its workdir)
+        self.firmware: Firmware = firmware
+        self.seed_both = seed_both
+        self.extra_args = extra_args
         # called before the pair boots (e.g. to forget what a former pair held)
         self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
@@ -753,7 +760,9 @@ class SharedPair:
         for hook in self.on_boot:
             hook()
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
-        self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services)
+        extra = self.extra_args(image, self.workdir) if self.extra_args is not None else ()
+        self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services,
+                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra)
         self.pair.boot()
         return self.pair
 
@@ -768,17 +777,22 @@ class SharedPair:
     def scenario(self, name: str, *, prepare: Callable[[Pair], None] | None = None,
                  check: Callable[[Pair], None] | None = None,
                  repair: Callable[[Pair], bool] | None = None,
-                 timeout: float | None = None,
+                 timeout: float | None = None, after: str | None = None,
                  ) -> Callable[[Callable[[Pair], str]], Callable[[Pair], str]]:
         """Register `func(pair) -> detail` as the scenario `name` on this shared pair:
         `prepare(pair)` first, `check(pair)` after it passed (raise if the pair is not as
         the next scenario expects it), `repair(pair)` after a failure (True: the pair can
-        be used on)."""
+        be used on). `after`: the scenario whose pair this one goes on with; if that pair
+        is not there (it failed, or was not selected), this one fails at once instead of
+        booting a pair that is not where it starts."""
         from harness import DEFAULT_TIMEOUT, Context, ScenarioTimeout, scenario
 
         def register(func: Callable[[Pair], str]) -> Callable[[Pair], str]:
             def run(ctx: Context) -> str:
                 pair: Pair | None = None
+                if after is not None and (self.pair is None or self.pair.closed):
+                    raise PairError(f"it goes on with the pair that {after!r} leaves, and "
+                                    "there is none (that scenario failed or did not run)")
                 try:
                     pair = self.get(ctx.image)
                     if prepare is not None:

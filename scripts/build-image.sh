@@ -170,7 +170,8 @@ scripts/finish-image.sh "$OUT/$NAME.raw"
 say "checksum"
 (cd "$OUT" && sha256sum "$NAME.raw" > "$NAME.raw.sha256")
 say "update bundle $OUT/$NAME.raucb (signed with $KEYS/signing.key.pem)"
-scripts/make-bundle.sh "$OUT/$NAME.raw" "$VERSION" "$KEYS" "$OUT/$NAME.raucb"
+TWINBEAT_RESTAMP= TWINBEAT_TEST_BREAK= \
+    scripts/make-bundle.sh "$OUT/$NAME.raw" "$VERSION" "$KEYS" "$OUT/$NAME.raucb"
 (cd "$OUT" && sha256sum "$NAME.raucb" > "$NAME.raucb.sha256")
 echo "$hash" > "$stamp"
 size=$(du -h --apparent-size "$OUT/$NAME.raw" | cut -f1)
