@@ -235,6 +235,7 @@ def rolling_upgrade(pair: Pair) -> str:
              "twinbeat status | grep '^versions:' || true",
              lambda out: "step done" in out or "step stopped" in out, timeout=3000, seen=seen)
         whole_s = time.monotonic() - t0
+        pair.log(f"upgrade: finished after {whole_s:.0f} s")
         status = node1.sh("twinbeat upgrade --status")[1]
         pair.wait_formed("node1", timeout=600)
         pair.wait_http("node1", timeout=120)
@@ -258,6 +259,7 @@ def rolling_upgrade(pair: Pair) -> str:
     assert len(gaps) == len(moves) and [(a, b) for a, b, _ in moves] == [
         ("node1", "node2"), ("node2", "node1")], gaps  # the handover and the failback
     handover_s, failback_s = moves[0][2], moves[1][2]
+    pair.log(f"upgrade: handover {handover_s:.1f} s, failback {failback_s:.1f} s")
     _state.update(names=names, sums=sums)
     timeline = ", ".join(f"{k} {v:.0f}" for k, v in steps.items())
     return (f"rolling upgrade {n0} -> {n1} of the replicated pair in {whole_s:.0f} s "
@@ -280,6 +282,7 @@ def broken_rolls_back(pair: Pair) -> str:
                               check=False)
         assert code == 0, text
         install_s = time.monotonic() - t0
+        pair.log(f"broken: installed on node2 in {install_s:.0f} s; rebooting it")
         vm = node2.need_vm()
         assert node2.shell is not None
         vm.sendline("systemctl reboot")
@@ -287,8 +290,10 @@ def broken_rolls_back(pair: Pair) -> str:
         t_reboot = time.monotonic()
         vm.expect(r"twinbeat: booting slot A", timeout=BOOT_TIMEOUT)  # the broken one
         t_broken = time.monotonic()
+        pair.log(f"broken: node2 boots slot A {t_broken - t_reboot:.0f} s after the reboot")
         vm.expect(r"twinbeat: booting slot B", timeout=BOOT_TIMEOUT)  # back, by itself
         t_back = time.monotonic()
+        pair.log(f"broken: node2 boots slot B again {t_back - t_broken:.0f} s later")
         out = poll(pair, node2, "rolled back", "twinbeat status",
                    lambda o: f"update to {n2} FAILED" in o
                    and f"system: twinbeat {n1} on slot B" in o, timeout=900, every=5.0)

@@ -42,9 +42,6 @@ mkdir "$work/content"
 img=$work/content/rootfs.ext4
 dd if="$RAW" of="$img" bs=4M iflag=skip_bytes,count_bytes skip="$off" count="$size" \
     conv=sparse status=none
-status=0
-e2fsck -fy "$img" >/dev/null || status=$?
-[ "$status" -le 1 ] || die "e2fsck found errors it could not fix in slot A's file system ($status)"
 if [ -n "${TWINBEAT_RESTAMP:-}" ] || [ -n "${TWINBEAT_TEST_BREAK:-}" ]; then
     mkdir "$work/root"
     mount -o loop "$img" "$work/root"
@@ -68,6 +65,10 @@ if [ -n "${TWINBEAT_RESTAMP:-}" ] || [ -n "${TWINBEAT_TEST_BREAK:-}" ]; then
     umount "$R"
     trap 'rm -rf "$work"' EXIT
 fi
+# (after the edits: resize2fs wants a file system checked since it was last mounted)
+status=0
+e2fsck -fy "$img" >/dev/null || status=$?
+[ "$status" -le 1 ] || die "e2fsck found errors it could not fix in slot A's file system ($status)"
 resize2fs -M "$img" >/dev/null 2>&1 || die "resize2fs -M failed"
 blocks=$(dumpe2fs -h "$img" 2>/dev/null | sed -n 's/^Block count: *//p')
 bsize=$(dumpe2fs -h "$img" 2>/dev/null | sed -n 's/^Block size: *//p')
