@@ -153,6 +153,22 @@ def test_a_damaged_bundle_is_not_kept(tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []  # no file, no temporary file
 
 
+def test_the_orchestrators_own_copy_is_hashed_on_the_way_and_kept_only_if_it_matches(
+        tmp_path: Path) -> None:
+    bundle = tmp_path / "twinbeat-0.1.1.raucb"
+    bundle.write_bytes(bytes(range(256)) * 9000)  # > 2 MiB: several blocks
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    dest = folder / bundle.name
+    assert agentlib.copy_checked(bundle, dest, hashlib.sha256(b"other").hexdigest()) == (
+        f"{bundle} does not match the bundle's SHA-256 (nothing copied)")
+    assert list(folder.iterdir()) == []  # no file, no temporary file
+    assert agentlib.copy_checked(bundle, dest, agentlib.file_sha256(bundle)) == ""
+    assert dest.read_bytes() == bundle.read_bytes()
+    assert dest.stat().st_mode & 0o777 == 0o600
+    assert list(folder.iterdir()) == [dest]
+
+
 def test_no_room_for_the_bundle_is_refused_and_nothing_kept(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = tmp_path / "twinbeat-0.1.1.raucb"

@@ -275,6 +275,29 @@ class Client:
             sock.close()
 
 
+def copy_checked(src: Path, dest: Path, digest: str) -> str:
+    """Copy ``src`` to ``dest`` (mode 0600, atomically), hashing it on the way: ``dest`` is
+    kept only if the SHA-256 is ``digest`` ("" then), else nothing is (the reason). One
+    pass over the bundle, not a copy and a second read to hash it."""
+    h = hashlib.sha256()
+    try:
+        with atomic_writer(dest, mode=0o600) as f, open(src, "rb") as source:
+            while block := source.read(CHUNK):
+                h.update(block)
+                f.write(block)
+            if h.hexdigest() != digest:
+                raise _Mismatch
+    except _Mismatch:
+        return f"{src} does not match the bundle's SHA-256 (nothing copied)"
+    except OSError as exc:
+        return f"copying to {dest}: {exc}"
+    return ""
+
+
+class _Mismatch(Exception):
+    """Raised inside atomic_writer so that it removes what it wrote."""
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from supervisor.atomicfile import atomic_write, atomic_writer
+from supervisor.atomicfile import atomic_write
 from supervisor.lifecycle import agent as agentlib
 from supervisor.lifecycle import upgrade
 from supervisor.lifecycle.bootdecide import Failure, Pending
@@ -326,12 +326,10 @@ def real_world(me: str, peer: str, peer_host: str, secret: bytes, *, auto_failba
                 if free < size + agentlib.RESERVE:
                     return (f"no room for the bundle on {bundles}: {free // 2**20} MiB free, "
                             f"{(size + agentlib.RESERVE) // 2**20} MiB needed")
-                try:
-                    with atomic_writer(dest, mode=0o600) as f, open(bundle, "rb") as src:
-                        shutil.copyfileobj(src, f, agentlib.CHUNK)
-                except OSError as exc:
-                    return f"copying to {dest}: {exc}"
-            if agentlib.file_sha256(dest) != digest:
+                error = agentlib.copy_checked(bundle, dest, digest)
+                if error:
+                    return error
+            elif agentlib.file_sha256(dest) != digest:
                 return f"{dest} does not match the bundle's SHA-256"
             atomic_write(bundles / f"{name}.sha256", f"{digest}  {name}\n", mode=0o600)
             return ""
