@@ -268,7 +268,8 @@ class Node:
             raise PairError(f"{self.name} is already running")
         for disk in (self.data_disk, self.raw_disk):
             if disk is not None and not disk.exists():
-                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "256M"],
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk),
+                                self.pair.data_size],
                                check=True, capture_output=True)
         self.vm = VM(self.config(), workdir=self.pair.workdir)
         self.boots += 1
@@ -349,8 +350,11 @@ class Pair:
     def __init__(self, image: Path, workdir: Path, *, seed_both: bool = False,
                  replicate: bool = False, services: bool = False,
                  say: Callable[[str], None] | None = None,
-                 firmware: Firmware = "kernel", extra_args: tuple[str, ...] = ()) -> None:
+                 firmware: Firmware = "kernel", extra_args: tuple[str, ...] = (),
+                 data_size: str = "256M") -> None:
         self.image = image.resolve()
+        # the size of vdb (and vdc): what DRBD syncs in full when the pair forms
+        self.data_size = data_size
         # "kernel": direct boot of the image's kernel (fast); "uefi": through OVMF and GRUB,
         # which choose the system slot (what updates need: `twinbeat install` refuses a node
         # its boot loader did not start)
@@ -732,7 +736,8 @@ class SharedPair:
     def __init__(self, prefix: str, *, replicate: bool = False, services: bool = False,
                  save_extra: Callable[[Pair, Path], None] | None = None,
                  firmware: Firmware = "kernel", seed_both: bool = False,
-                 extra_args: Callable[[Path, Path], tuple[str, ...]] | None = None) -> None:
+                 extra_args: Callable[[Path, Path], tuple[str, ...]] | None = None,
+                 data_size: str = "256M") -> None:
         self.prefix = prefix
         self.replicate = replicate
         self.services = services
@@ -741,6 +746,7 @@ class SharedPair:
         self.firmware: Firmware = firmware
         self.seed_both = seed_both
         self.extra_args = extra_args
+        self.data_size = data_size
         # called before the pair boots (e.g. to forget what a former pair held)
         self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
@@ -762,7 +768,8 @@ class SharedPair:
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
         extra = self.extra_args(image, self.workdir) if self.extra_args is not None else ()
         self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services,
-                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra)
+                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra,
+                         data_size=self.data_size)
         self.pair.boot()
         return self.pair
 

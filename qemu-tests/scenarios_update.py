@@ -21,6 +21,7 @@ copies N+1 to the peer over the crossover link itself.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -34,10 +35,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from drbdpair import save_drbd, settle, sha256s  # noqa: E402
+from guest import FAST_STATUS_PATH  # noqa: E402
 from pair import FLOATING, PAGE_RE, Node, Pair, PairError, SharedPair  # noqa: E402
 from vm import VMError  # noqa: E402
 
 BOOT_TIMEOUT = 900.0
+PLAN = "/persist/lifecycle/upgrade.json"  # twinbeat upgrade's plan on the node running it
 
 
 def bumped(image: Path, by: int) -> str:
@@ -76,8 +79,25 @@ def bundles_drive(image: Path, workdir: Path) -> tuple[str, ...]:
             "-device", "virtio-blk-pci,drive=bundles,addr=0xa")
 
 
+def save_update(pair: Pair, artifacts: Path) -> None:
+    """DRBD's state (save_drbd), and the upgrade's log and plan on node1 (the journal of its
+    boot before the last is not in the pair's artifacts)."""
+    save_drbd(pair, artifacts)
+    with contextlib.suppress(Exception):
+        (artifacts / "node1-upgrade.txt").write_text(pair.node1.sh(
+            f"cat /root/upgrade.log {PLAN}; journalctl -u twinbeat-upgrade -u "
+            "twinbeat-boot-check --no-pager -o short-monotonic | tail -n 300",
+            check=False, timeout=120)[1])
+    with contextlib.suppress(Exception):
+        (artifacts / "node2-boot-check.txt").write_text(pair.node2.sh(
+            "twinbeat status; journalctl -u twinbeat-boot-check -u twinbeat-upgrade-agent "
+            "--no-pager -o short-monotonic | tail -n 300", check=False, timeout=120)[1])
+
+
+# (a 64 MiB replicated disk: the pair's first full sync is a quarter of the usual one; the
+# update scenarios write a few MiB)
 SHARED = SharedPair("tbqu-", replicate=True, firmware="uefi", seed_both=True,
-                    extra_args=bundles_drive, save_extra=save_drbd)
+                    extra_args=bundles_drive, save_extra=save_update, data_size="64M")
 #: what the rolling upgrade left for the broken-version scenario
 _state: dict[str, Any] = {}
 SHARED.on_boot.append(_state.clear)
@@ -216,7 +236,8 @@ def rolling_upgrade(pair: Pair) -> str:
     identity = {n.name: identity_of(n) for n in pair.nodes}
 
     # N -> N+1 on both, run from the serving node (it reboots itself in the middle)
-    mixed_seen: list[str] = []
+    mixed_seen: list[str] = []  # `twinbeat status` while the versions differed
+    mixed_unsaid: list[str] = []  # the same when it did not say MIXED VERSIONS
     steps: dict[str, float] = {}  # step -> seconds after the start when first seen
     with Prober(pair) as probe:
         t0 = time.monotonic()
@@ -224,16 +245,22 @@ def rolling_upgrade(pair: Pair) -> str:
                  "< /dev/null &")
 
         def seen(text: str) -> None:
-            m = re.search(r"; step ([a-z-]+)", text)
+            # the plan on disk and the supervisor's status (cheap: no CLI start-up under
+            # TCG every few seconds on the node doing the work); the status line a user
+            # reads is checked with `twinbeat status` once the versions differ
+            plan, _, status = text.partition("@@")
+            m = re.search(r'"step":\s*"([a-z-]+)"', plan)
             if m and m.group(1) not in steps:
                 steps[m.group(1)] = time.monotonic() - t0
                 pair.log(f"upgrade: step {m.group(1)} at {steps[m.group(1)]:.0f} s")
-            if "MIXED VERSIONS" in text and not mixed_seen:
-                mixed_seen.append(text)
+            if not mixed_seen and re.search(r'"mixed":\s*true', status):
+                cli = node1.sh("twinbeat status", check=False)[1]
+                (mixed_seen if "MIXED VERSIONS" in cli else mixed_unsaid).append(cli)
 
-        poll(pair, node1, "done upgrading", "twinbeat upgrade --status; "
-             "twinbeat status | grep '^versions:' || true",
-             lambda out: "step done" in out or "step stopped" in out, timeout=3000, seen=seen)
+        poll(pair, node1, "done upgrading",
+             f"cat {PLAN}; echo @@; python3 -I -S {FAST_STATUS_PATH} || true",
+             lambda out: re.search(r'"step":\s*"(done|stopped)"', out) is not None,
+             timeout=3000, every=5.0, seen=seen)
         whole_s = time.monotonic() - t0
         pair.log(f"upgrade: finished after {whole_s:.0f} s")
         status = node1.sh("twinbeat upgrade --status")[1]
@@ -246,7 +273,9 @@ def rolling_upgrade(pair: Pair) -> str:
     for node in pair.nodes:
         v = versions(node)
         assert (v["release"], v["peer_release"], v["mixed"]) == (n1, n1, False), v
-    assert mixed_seen, "twinbeat status never said MIXED VERSIONS during the upgrade"
+    assert mixed_seen, ("twinbeat status never said MIXED VERSIONS during the upgrade"
+                        + (f"; while the versions differed it said:\n{mixed_unsaid[0]}"
+                           if mixed_unsaid else ""))
     for node in pair.nodes:  # each node is itself on the new slot (carried over)
         assert identity_of(node) == identity[node.name], node.name
         env = node.sh("grub-editenv /efi/grub/grubenv list")[1]
