@@ -241,8 +241,10 @@ def rolling_upgrade(pair: Pair) -> str:
     steps: dict[str, float] = {}  # step -> seconds after the start when first seen
     with Prober(pair) as probe:
         t0 = time.monotonic()
-        node1.sh(f"nohup twinbeat upgrade /mnt/b/{good.name} > /root/upgrade.log 2>&1 "
-                 "< /dev/null &")
+        # (a unit of its own: off the console's session, and a command line that ends in
+        # "&" cannot take the shell's "; echo END" after it)
+        node1.sh("systemd-run --unit=tbq-upgrade --collect sh -c 'twinbeat upgrade "
+                 f"/mnt/b/{good.name} > /root/upgrade.log 2>&1'")
 
         def seen(text: str) -> None:
             # the plan on disk and the supervisor's status (cheap: no CLI start-up under
