@@ -9,6 +9,7 @@ simulator checks the invariant after every single step of either core.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -74,6 +75,24 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
         sim.nodes[op[1]].fail_start.add(("web", op[2]))
     elif kind == "shutdown":
         sim.shutdown(op[1])
+
+
+def run_sequence(step: Callable[[CoreState, Event, float], Step],
+                 sequence: list[tuple[Any, ...]], seed: int, failback: bool,
+                 timing: tuple[tuple[str, float, float], ...] = ()) -> None:
+    """Both simulated cores, stepped through `step`, over `sequence` (links' delay and jitter
+    as given, else the simulator's), then a cleanup and a second of quiet."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sim_module, "step", step)
+        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
+                  seed=seed)
+        for name, delay, jitter in timing:
+            sim.links[name].delay, sim.links[name].jitter = delay, jitter
+        sim.run(0.5)
+        for op in sequence:
+            apply(sim, op)
+        sim.admin("node1", "cleanup")
+        sim.run(1.0)
 
 
 @pytest.mark.slow  # 150 random sequences of a two-node simulation: ~20 s of CPU
@@ -152,15 +171,7 @@ def test_step_never_changes_the_state_it_is_given(sequence, seed, failback):
         steps += 1
         return result
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sim_module, "step", checked)
-        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
-                  seed=seed)
-        sim.run(0.5)
-        for op in sequence:
-            apply(sim, op)
-        sim.admin("node1", "cleanup")
-        sim.run(1.0)
+    run_sequence(checked, sequence, seed, failback)
     assert steps > 0
 
 
@@ -195,23 +206,12 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequenc
                 taken["next beat"] += 1
         return result
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sim_module, "step", compared)
-        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
-                  seed=seed)
-        # the copies of a beat arrive apart, as on the real media (serial: ~22 ms a frame);
-        # or the serial one first and the two network ones after it, at the same instant
-        timing = ((("serial", 0.0005, 0.0), ("crossover", 0.003, 0.0), ("public", 0.003, 0.0))
-                  if together else
-                  (("serial", 0.022, 0.002), ("crossover", 0.0005, 0.002),
-                   ("public", 0.001, 0.002)))
-        for name, delay, jitter in timing:
-            sim.links[name].delay, sim.links[name].jitter = delay, jitter
-        sim.run(0.5)
-        for op in sequence:
-            apply(sim, op)
-        sim.admin("node1", "cleanup")
-        sim.run(1.0)
+    # the copies of a beat arrive apart, as on the real media (serial: ~22 ms a frame);
+    # or the serial one first and the two network ones after it, at the same instant
+    timing = ((("serial", 0.0005, 0.0), ("crossover", 0.003, 0.0), ("public", 0.003, 0.0))
+              if together else
+              (("serial", 0.022, 0.002), ("crossover", 0.0005, 0.002), ("public", 0.001, 0.002)))
+    run_sequence(compared, sequence, seed, failback, timing)
     # three links: the second and third copy of most beats; the first of most beats of an
     # idle peer (the next beat, saying nothing new)
     assert taken[FramesReceived if together else FrameReceived] > 0
@@ -239,13 +239,5 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
             taken += 1
         return result
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sim_module, "step", compared)
-        sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
-                  seed=seed)
-        sim.run(0.5)
-        for op in sequence:
-            apply(sim, op)
-        sim.admin("node1", "cleanup")
-        sim.run(1.0)
+    run_sequence(compared, sequence, seed, failback)
     assert taken > 0  # most keepalive ticks of an idle pair

@@ -167,3 +167,15 @@ def test_a_scenario_that_goes_on_with_anothers_pair_fails_at_once_without_it(
     assert not ok
     assert "goes on with the pair that 'first' leaves, and there is none" in detail
     assert booted == [] and ran == []
+
+
+def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
+    """The status's worst gap and lag are since start: a peer rebooted by an earlier scenario
+    left a 113 s gap in node2's, which a CI run reported as the load's."""
+    import scenarios_pair
+
+    assert scenarios_pair._worst_during(112874.5, 112874.5) == (
+        "<= 112874.5 (not exceeded; that one is older)")
+    assert scenarios_pair._worst_during(250.0, 601.2) == "601.2"
+    assert scenarios_pair._worst_during(None, 601.2) == "601.2"
+    assert scenarios_pair._worst_during(None, None) == "none"

@@ -112,6 +112,8 @@ def full_step(state: CoreState, event: Event, now: float, *,
 
 def same_beat_again(s: CoreState, event: FrameReceived | FramesReceived,
                     now: float) -> CoreState | None:
+    """The state ``step`` takes ``event`` to by its shortcut, or None if it would step it
+    the full way (the property tests compare the two)."""
     return _nothing_new(s, event, now)[0]
 
 
