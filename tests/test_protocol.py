@@ -593,7 +593,7 @@ def test_a_valid_mac_frame_with_a_flag_out_of_domain_is_dropped(where, value):
 #: the body keys a genuine frame may leave out (supervisor.core.codec's module docstring):
 #: known to the schema, so not "unknown" keys for the test below
 OPTIONAL_KEYS = ("o", "oa", "p", "gr", "l", "st", "cd", "w", "wd",
-                 "u", "m", "e", "wt", "wy", "rb", "sb", "sba")
+                 "u", "m", "e", "wt", "wy", "rb", "sb", "sba", "pm", "sw")
 
 
 @settings(FAST, max_examples=150)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.core import admin, codec, fencing
+from supervisor.core import admin, codec, compat, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
 from supervisor.core.liveness import world_ok, yields_groups
 from supervisor.core.ownership import replicas_behind
@@ -91,6 +91,8 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         config_digest=s.settings.digest,
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
+        minor=s.settings.minor,
+        release=s.settings.release,
         maintenance=dict(s.maintenance),
         echo=echo(s, seq, now),
         watchdog_timeout=s.watchdog_timeout,
@@ -99,6 +101,7 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         resolve=admin.requests(s),
         resolve_answers=admin.answers(s),
     )
+    beat = compat.gate(beat, compat.features_in_use(s))
     out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
     return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
                   sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
