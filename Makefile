@@ -48,13 +48,15 @@ update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and
 	@scripts/test-bundle.sh $(VERSION) $(NEXT1)
 	@scripts/test-bundle.sh $(VERSION) $(NEXT2) broken
 
-test: deps ## everything: check, unit, slow, namespace and image tests, then the QEMU tests
+test: deps ## everything: check, unit, slow; the namespace and image tiers beside the QEMU update scenarios; then the other QEMU scenarios
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-slow
-	@$(MAKE) --no-print-directory test-netns
-	@$(MAKE) --no-print-directory test-image
-	@$(MAKE) --no-print-directory qemu-test
+	@$(MAKE) --no-print-directory image update-bundles
+	@scripts/beside.sh build/qemu-update.log \
+	    $(PYTHON) -u qemu-tests/run.py --image $(IMAGE) -k update-pair \
+	    --then $(MAKE) --no-print-directory test-netns test-image
+	$(PYTHON) qemu-tests/run.py --image $(IMAGE) --skip update-pair
 
 test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): under a minute
 	@$(MAKE) --no-print-directory check

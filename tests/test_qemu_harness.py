@@ -179,3 +179,19 @@ def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
     assert scenarios_pair._worst_during(250.0, 601.2) == "601.2"
     assert scenarios_pair._worst_during(None, 601.2) == "601.2"
     assert scenarios_pair._worst_during(None, None) == "none"
+
+
+def test_skip_leaves_scenarios_out_after_k(capsys) -> None:
+    """`make test` runs the update scenarios beside the namespace tier (-k update-pair) and
+    every other one after it (--skip update-pair): together, each scenario exactly once."""
+    assert run.main(["--list", "--skip", "update-pair"]) == 0
+    others = capsys.readouterr().out.split()
+    assert run.main(["--list", "-k", "update-pair"]) == 0
+    updates = capsys.readouterr().out.split()
+    assert run.main(["--list"]) == 0
+    everything = capsys.readouterr().out.split()
+    assert len(updates) == 2 and all("update-pair" in n for n in updates)
+    assert not any("update-pair" in n for n in others)
+    assert sorted(others + updates) == sorted(everything)
+    assert run.main(["--list", "-k", "update-pair", "--skip", "broken"]) == 0
+    assert capsys.readouterr().out.split() == [n for n in updates if "broken" not in n]
