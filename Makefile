@@ -12,14 +12,15 @@ PYTEST  := $(PYTHON) -m pytest
 MYPY_PATHS := $(wildcard supervisor firstboot tests qemu-tests bench scripts)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help deps image test test-fast test-unit test-slow test-netns test-image qemu-test check bench \
-        soak fuzz \
+.PHONY: help deps image bundle update-bundles test test-fast test-unit test-slow test-netns test-image qemu-test \
+        check bench soak fuzz \
         clean distclean flash flash-usage demo
 
 help: ## show this list
 	@echo "twinbeat $(VERSION): make <target>"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14 | sed 's/^/  /'
-	@echo "Variables: DEV=/dev/sdX YES=1 (flash), FORCE=1 (image: rebuild even if up to date)"
+	@echo "Variables: DEV=/dev/sdX YES=1 (flash), FORCE=1 (image: rebuild even if up to date),"
+	@echo "           VERSION=x.y.z (image/bundle: build an update of this tree under another version)"
 
 deps: ## install host packages (mkosi 24.3, QEMU, OVMF, GRUB, tools) and the .venv
 	@if [ -f .stamps/deps ] && [ .stamps/deps -nt scripts/deps.sh ] \
@@ -30,16 +31,32 @@ deps: ## install host packages (mkosi 24.3, QEMU, OVMF, GRUB, tools) and the .ve
 	    scripts/deps.sh && mkdir -p .stamps && touch .stamps/deps; \
 	fi
 
-image: deps ## build images/twinbeat-<version>.raw (+ .sha256, .vmlinuz, .initrd) if inputs changed
-	@PYTHON=$(PYTHON) scripts/build-image.sh $(VERSION) $(if $(FORCE),force)
+image: deps ## build images/twinbeat-<version>.raw and the signed update .raucb (+ .sha256) if inputs changed
+	@PYTHON=$(PYTHON) $(if $(TEST_BREAK),TWINBEAT_TEST_BREAK=$(TEST_BREAK)) \
+	    scripts/build-image.sh $(VERSION) $(if $(FORCE),force)
 
-test: deps ## everything: check, unit, slow, namespace and image tests, then the QEMU tests
+bundle: image ## the update bundle images/twinbeat-<version>.raucb (made with the image)
+
+# The QEMU update scenarios (qemu-tests/scenarios_update.py) install N+1 and a broken N+2 of
+# this tree (its supervisor never starts): bundles of the image's slot under the version
+# with its last number bumped by 1 and 2 (scripts/test-bundle.sh: what `make image
+# VERSION=...` would put in a bundle, without two more mkosi builds).
+NEXT1 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 1 }')
+NEXT2 := $(shell echo $(VERSION) | awk -F. '{ printf "%s.%s.%d", $$1, $$2, $$3 + 2 }')
+
+update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and N+2 broken)
+	@scripts/test-bundle.sh $(VERSION) $(NEXT1)
+	@scripts/test-bundle.sh $(VERSION) $(NEXT2) broken
+
+test: deps ## everything: check, unit, slow; the namespace and image tiers beside the QEMU update scenarios; then the other QEMU scenarios
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-slow
-	@$(MAKE) --no-print-directory test-netns
-	@$(MAKE) --no-print-directory test-image
-	@$(MAKE) --no-print-directory qemu-test
+	@$(MAKE) --no-print-directory image update-bundles
+	@scripts/beside.sh build/qemu-update.log \
+	    $(PYTHON) -u qemu-tests/run.py --image $(IMAGE) -k update-pair \
+	    --then $(MAKE) --no-print-directory test-netns test-image
+	$(PYTHON) qemu-tests/run.py --image $(IMAGE) --skip update-pair
 
 test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): under a minute
 	@$(MAKE) --no-print-directory check
@@ -64,7 +81,7 @@ test-image: image
 	@echo "==> image tests (root)"
 	$(PYTEST) tests -m image
 
-qemu-test: image ## boot the image under QEMU (TCG): boot smoke tests and the pair scenarios
+qemu-test: image update-bundles ## boot the image under QEMU (TCG): smoke, pair and update scenarios
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
 
 check: deps ## ruff + mypy

@@ -2,7 +2,9 @@
 
 Turns the identical appliance image into node1 or node2: from a seed when one is found (see
 seed.py), otherwise by asking on the console (wizard.py). Writes nothing until every answer
-is valid and confirmed; then writes every file atomically, cluster.toml last.
+is valid and confirmed; then writes every file atomically, cluster.toml last. An applied seed
+found on the boot partition is then overwritten and deleted; for a USB stick the console says
+to remove it (seed.remove_applied).
 
 Exit status: 0 when the node is configured (also when it already was), 1 when it is not
 (console closed, invalid seed followed by a closed console, the other console's wizard
@@ -33,7 +35,14 @@ from firstboot.hardware import Hardware, discover
 from firstboot.model import Setup, build_setup, share_account
 from firstboot.render import CLUSTER_TOML, RenderError, check, render
 from firstboot.secret import Rng, SeededRng, SystemRng, generate_code
-from firstboot.seed import SeedSource, apply_seed, example_seed, find_seed, parse_seed_text
+from firstboot.seed import (
+    SeedSource,
+    apply_seed,
+    example_seed,
+    find_seed,
+    parse_seed_text,
+    remove_applied,
+)
 from firstboot.validate import Context
 from firstboot.wizard import interactive, show_summary
 from firstboot.writer import (
@@ -126,7 +135,7 @@ class _Run:
             if setup is not None:
                 if con.claim is not None and not con.claim.try_claim():
                     raise OtherConsole(con.claim.other_owner() or "another console")
-                return self.write(setup, ctx)
+                return self.write(setup, ctx, source)
             ctx = self.context(hw)  # the seed's answers are not defaults
         setup = interactive(con, ctx, hw)
         return self.write(setup, ctx)
@@ -158,7 +167,7 @@ class _Run:
         show_summary(con, setup, ctx)
         return setup
 
-    def write(self, setup: Setup, ctx: Context) -> int:
+    def write(self, setup: Setup, ctx: Context, seed: SeedSource | None = None) -> int:
         con = self.con
         try:
             password_hash = setup.root_password_hash
@@ -192,6 +201,8 @@ class _Run:
             return EXIT_NOT_CONFIGURED
         for line in done:
             con.say(f"  {line}")
+        # the seed did its job: its secrets go (the boot partition) or the user is told
+        seed_notes = remove_applied(seed, run) if seed is not None else []
         if self.live:
             for line in apply_live(plan, first_boot=not self.args.reconfigure):
                 con.say(f"  {line}")
@@ -200,6 +211,8 @@ class _Run:
                 f"{setup.cluster_name!r}.")
         if setup.role == "node1":
             con.say(f"Shared secret code for node2: {setup.secret}")
+        for line in seed_notes:
+            con.say(line)
         if not self.live:
             con.say(f"The files are under {self.root}.")
         elif self.args.reconfigure:

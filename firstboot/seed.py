@@ -13,6 +13,13 @@ Where the wizard looks, first found wins:
 
 With ``--reconfigure`` only ``--seed`` is used.
 
+A seed holds the root password and the cluster secret in plain text. Once it has been applied
+(the node is configured), ``remove_applied`` takes it away where the appliance can: a seed on
+the boot partition (or, under ``--root``, in ``DIR/efi``...) is overwritten with zeros and
+deleted; for a USB stick the console tells the user to remove it; a credential lives only in
+the running system's memory and needs nothing; a ``--seed FILE`` is the user's own file and is
+only pointed at.
+
 A seed holds one key per question (see questions.py and ``--example-seed``); strings,
 lists (joined with spaces), booleans and numbers are turned into the text one would type.
 Every key is optional except ``role`` and, on node2, ``secret``; a missing key takes the
@@ -37,6 +44,7 @@ from firstboot import questions as qs
 from firstboot.questions import QUESTIONS, default_for, should_ask
 from firstboot.secret import Rng, generate_code, random_text
 from firstboot.validate import Context, Invalid, NeedsEarlier
+from supervisor.atomicfile import overwrite_and_delete
 
 CREDENTIAL = "twinbeat.seed"
 SEED_FILE = "twinbeat-seed.toml"
@@ -45,6 +53,8 @@ ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 ROOT_SEED_DIRS = ("efi", "boot/efi", "boot")
 REQUIRED = ("role",)
 MAX_SEED_BYTES = 64 * 1024
+_MOUNT_BASE = "/run"
+_PLAIN = "it holds the root password and the cluster secret in plain text"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,10 @@ class SeedSource:
     where: str  # shown to the user: a path, "credential twinbeat.seed", ...
     text: str | None  # None: could not be read
     error: str = ""
+    # where it lives: "file" (--seed), "credential", "root" (under --root), "esp", "usb"
+    kind: str = "file"
+    path: Path | None = None  # the file ("file", "root")
+    device: str = ""  # the partition ("esp", "usb")
 
 
 @dataclass
@@ -143,12 +157,14 @@ def _read_limited(path: Path) -> str:
     return data.decode("utf-8")
 
 
-def read_source(path: Path, where: str) -> SeedSource:
+def read_source(path: Path, where: str, *, kind: str = "file", device: str = "") -> SeedSource:
+    keep = path if kind in ("file", "root") else None
     try:
-        return SeedSource(where, _read_limited(path))
+        return SeedSource(where, _read_limited(path), kind=kind, path=keep, device=device)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return SeedSource(where, None, f"cannot read {where}: {reason}")
+        return SeedSource(where, None, f"cannot read {where}: {reason}", kind=kind, path=keep,
+                          device=device)
 
 
 def from_credentials(environ: dict[str, str] | os._Environ[str]) -> SeedSource | None:
@@ -158,20 +174,25 @@ def from_credentials(environ: dict[str, str] | os._Environ[str]) -> SeedSource |
     path = Path(directory) / CREDENTIAL
     if not path.exists():
         return None
-    return read_source(path, f"credential {CREDENTIAL}")
+    return read_source(path, f"credential {CREDENTIAL}", kind="credential")
 
 
 def from_root_dirs(root: Path) -> SeedSource | None:
     for d in ROOT_SEED_DIRS:
         path = root / d / SEED_FILE
         if path.is_file():
-            return read_source(path, f"/{d}/{SEED_FILE}")
+            return read_source(path, f"/{d}/{SEED_FILE}", kind="root")
     return None
 
 
 def seed_partitions(lsblk_json: str) -> list[str]:
     """Devices to look at, from `lsblk --json -o PATH,LABEL,PARTTYPE,FSTYPE`: the EFI system
     partition(s) and file systems labelled TWINBEAT, in that order."""
+    return [path for path, _ in partition_kinds(lsblk_json)]
+
+
+def partition_kinds(lsblk_json: str) -> list[tuple[str, str]]:
+    """``seed_partitions`` with the kind of each: "esp" or "usb" (a TWINBEAT label)."""
     try:
         devices = json.loads(lsblk_json).get("blockdevices", [])
     except (ValueError, AttributeError):
@@ -184,9 +205,14 @@ def seed_partitions(lsblk_json: str) -> list[str]:
             walk(item.get("children") or [])
 
     walk(devices)
-    esp = [d["path"] for d in flat if str(d.get("parttype") or "").lower() == ESP_TYPE]
-    usb = [d["path"] for d in flat if str(d.get("label") or "").upper() == USB_LABEL]
-    return [p for p in dict.fromkeys(esp + usb) if p and _has_fs(flat, p)]
+    esp = [(d["path"], "esp") for d in flat
+           if str(d.get("parttype") or "").lower() == ESP_TYPE]
+    usb = [(d["path"], "usb") for d in flat if str(d.get("label") or "").upper() == USB_LABEL]
+    found: dict[str, str] = {}
+    for path, kind in esp + usb:
+        if path and path not in found and _has_fs(flat, path):
+            found[path] = kind
+    return list(found.items())
 
 
 def _has_fs(flat: list[dict[str, Any]], path: str) -> bool:
@@ -197,14 +223,19 @@ Runner = Callable[[Sequence[str], str | None], str]
 
 
 @contextlib.contextmanager
-def _mounted(device: str, runner: Runner) -> Iterator[Path | None]:
-    """Mount device read-only on a fresh directory in /run; never delete below it (rmdir
-    only, so a mount that refuses to go away loses nothing)."""
-    mnt = tempfile.mkdtemp(prefix="twinbeat-seed.", dir="/run")
+def _mounted(device: str, runner: Runner, *, writable: bool = False,
+             errors: list[str] | None = None) -> Iterator[Path | None]:
+    """Mount device (read-only unless ``writable``) on a fresh directory in /run; never
+    delete below it (rmdir only, so a mount that refuses to go away loses nothing). Yields
+    None when the mount fails (its error appended to ``errors``)."""
+    mnt = tempfile.mkdtemp(prefix="twinbeat-seed.", dir=_MOUNT_BASE)
     try:
         try:
-            runner(["mount", "-o", "ro,nosuid,nodev,noexec", device, mnt], None)
-        except Exception:
+            runner(["mount", "-o", ("rw" if writable else "ro") + ",nosuid,nodev,noexec",
+                    device, mnt], None)
+        except Exception as exc:
+            if errors is not None:
+                errors.append(str(exc))
             yield None
             return
         try:
@@ -223,11 +254,40 @@ def from_partitions(runner: Runner) -> SeedSource | None:
         listing = runner(["lsblk", "--json", "-o", "PATH,LABEL,PARTTYPE,FSTYPE"], None)
     except Exception:
         return None
-    for device in seed_partitions(listing):
+    for device, kind in partition_kinds(listing):
         with _mounted(device, runner) as mnt:
             if mnt is not None and (mnt / SEED_FILE).is_file():
-                return read_source(mnt / SEED_FILE, f"{SEED_FILE} on {device}")
+                return read_source(mnt / SEED_FILE, f"{SEED_FILE} on {device}", kind=kind,
+                                   device=device)
     return None
+
+
+def remove_applied(source: SeedSource, runner: Runner) -> list[str]:
+    """Take an applied seed away (see the module docstring); the lines to show."""
+    if source.kind == "credential":
+        return []
+    if source.kind == "file":
+        return [f"Delete {source.where} when you no longer need it: {_PLAIN}."]
+    if source.kind == "usb":
+        return [f"REMOVE THE USB STICK NOW ({source.device}, labelled {USB_LABEL}): its "
+                f"{SEED_FILE} was applied and {_PLAIN}."]
+    errors: list[str] = []
+    try:
+        if source.kind == "root":
+            if source.path is None:
+                raise OSError(f"{source.where}: no path")
+            overwrite_and_delete(source.path)
+        else:
+            with _mounted(source.device, runner, writable=True, errors=errors) as mnt:
+                if mnt is None:
+                    raise OSError(f"cannot mount {source.device} to write: "
+                                  + "; ".join(errors))
+                overwrite_and_delete(mnt / SEED_FILE)
+    except OSError as exc:
+        reason = exc.strerror if exc.strerror else str(exc)
+        return [f"warning: the seed could not be removed ({reason}): delete {source.where} "
+                f"by hand; {_PLAIN}."]
+    return [f"The seed was overwritten and deleted from {source.where} ({_PLAIN})."]
 
 
 def find_seed(

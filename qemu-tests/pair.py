@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from guest import Shell, ShellError  # noqa: E402
 from netlab import ArpSampler, Lab  # noqa: E402
-from vm import VM, VMConfig, VMError  # noqa: E402
+from vm import VM, Firmware, VMConfig, VMError  # noqa: E402
 
 from firstboot.secret import SystemRng, generate_code, parse_code  # noqa: E402
 
@@ -73,6 +73,7 @@ BOOT_TIMEOUT = 900.0  # boot to the wizard or a login prompt (TCG, two VMs, a lo
 KERNEL_APPEND = "systemd.firstboot=no systemd.mask=systemd-boot-update.service"
 LINKS = ("serial", "crossover", "public")
 SERIAL_PORT = 4001  # the null-modem's TCP port on the namespace's loopback
+DISK_SIZE = "6G"  # the system disk: the image grows to it on the first boot
 DATA_DISK = "vdb"  # the second disk, replicated when Pair(replicate=True)
 DRBD_RES = "r0"  # the wizard's DRBD resource (firstboot.model.DRBD_RESOURCE)
 MOUNT_POINT = "/srv"  # where the group mounts /dev/drbd0 (firstboot.model.MOUNT_POINT)
@@ -253,8 +254,12 @@ class Node:
         if self.seed is not None:
             b64 = base64.b64encode(self.seed.encode()).decode()
             extra += ["-smbios", f"type=11,value=io.systemd.credential.binary:twinbeat.seed={b64}"]
-        return VMConfig(image=self.pair.image, name=self.name, firmware="kernel",
-                        memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND,
+        extra += self.pair.extra_args
+        kernel = self.pair.firmware == "kernel"
+        return VMConfig(image=self.pair.image, name=self.name, firmware=self.pair.firmware,
+                        memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND if kernel else "",
+                        # room for slot B and the state partition (made at first boot)
+                        disk_size=DISK_SIZE,
                         extra_args=extra, wrapper=self.pair.lab.wrapper, reuse_overlay=True,
                         append_logs=self.boots > 0)
 
@@ -263,7 +268,8 @@ class Node:
             raise PairError(f"{self.name} is already running")
         for disk in (self.data_disk, self.raw_disk):
             if disk is not None and not disk.exists():
-                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "256M"],
+                subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk),
+                                self.pair.data_size],
                                check=True, capture_output=True)
         self.vm = VM(self.config(), workdir=self.pair.workdir)
         self.boots += 1
@@ -343,8 +349,17 @@ class Pair:
 
     def __init__(self, image: Path, workdir: Path, *, seed_both: bool = False,
                  replicate: bool = False, services: bool = False,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None,
+                 firmware: Firmware = "kernel", extra_args: tuple[str, ...] = (),
+                 data_size: str = "256M") -> None:
         self.image = image.resolve()
+        # the size of vdb (and vdc): what DRBD syncs in full when the pair forms
+        self.data_size = data_size
+        # "kernel": direct boot of the image's kernel (fast); "uefi": through OVMF and GRUB,
+        # which choose the system slot (what updates need: `twinbeat install` refuses a node
+        # its boot loader did not start)
+        self.firmware: Firmware = firmware
+        self.extra_args = list(extra_args)  # more QEMU arguments for both nodes
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.seed_both = seed_both
@@ -395,6 +410,13 @@ class Pair:
             self.node1.seed = seed_text(self.node1.layout, self.secret, self.disk,
                                         self.services)
         self.node1.power_on()
+        if self.firmware != "kernel":
+            # OVMF takes both serial ports as consoles: node2's firmware screen (escape
+            # sequences) arriving over the null-modem on node1's COM2 while node1 is still
+            # in its firmware takes node1 into the setup menu (seen). Node2 is powered on
+            # once node1 is past its firmware (in GRUB, which reads only the first port);
+            # later reboots meet the peer's heartbeats there (plain ASCII: no hotkey).
+            self.node1.need_vm().expect(r"twinbeat: booting slot", timeout=BOOT_TIMEOUT)
         self.node2.power_on()
         if self.seed_both:
             self._await_seeded(self.node1)
@@ -712,10 +734,19 @@ class SharedPair:
     and says so."""
 
     def __init__(self, prefix: str, *, replicate: bool = False, services: bool = False,
-                 save_extra: Callable[[Pair, Path], None] | None = None) -> None:
+                 save_extra: Callable[[Pair, Path], None] | None = None,
+                 firmware: Firmware = "kernel", seed_both: bool = False,
+                 extra_args: Callable[[Path, Path], tuple[str, ...]] | None = None,
+                 data_size: str = "256M") -> None:
         self.prefix = prefix
         self.replicate = replicate
         self.services = services
+        # Pair's firmware and seed_both; extra_args(image, workdir): more QEMU arguments
+        # for both nodes, made when the pair boots (e.g. a disk made in its workdir)
+        self.firmware: Firmware = firmware
+        self.seed_both = seed_both
+        self.extra_args = extra_args
+        self.data_size = data_size
         # called before the pair boots (e.g. to forget what a former pair held)
         self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
@@ -735,7 +766,10 @@ class SharedPair:
         for hook in self.on_boot:
             hook()
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
-        self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services)
+        extra = self.extra_args(image, self.workdir) if self.extra_args is not None else ()
+        self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services,
+                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra,
+                         data_size=self.data_size)
         self.pair.boot()
         return self.pair
 
@@ -750,17 +784,22 @@ class SharedPair:
     def scenario(self, name: str, *, prepare: Callable[[Pair], None] | None = None,
                  check: Callable[[Pair], None] | None = None,
                  repair: Callable[[Pair], bool] | None = None,
-                 timeout: float | None = None,
+                 timeout: float | None = None, after: str | None = None,
                  ) -> Callable[[Callable[[Pair], str]], Callable[[Pair], str]]:
         """Register `func(pair) -> detail` as the scenario `name` on this shared pair:
         `prepare(pair)` first, `check(pair)` after it passed (raise if the pair is not as
         the next scenario expects it), `repair(pair)` after a failure (True: the pair can
-        be used on)."""
+        be used on). `after`: the scenario whose pair this one goes on with; if that pair
+        is not there (it failed, or was not selected), this one fails at once instead of
+        booting a pair that is not where it starts."""
         from harness import DEFAULT_TIMEOUT, Context, ScenarioTimeout, scenario
 
         def register(func: Callable[[Pair], str]) -> Callable[[Pair], str]:
             def run(ctx: Context) -> str:
                 pair: Pair | None = None
+                if after is not None and (self.pair is None or self.pair.closed):
+                    raise PairError(f"it goes on with the pair that {after!r} leaves, and "
+                                    "there is none (that scenario failed or did not run)")
                 try:
                     pair = self.get(ctx.image)
                     if prepare is not None:

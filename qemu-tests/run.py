@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Run the QEMU scenarios against the twinbeat image.
 
-    qemu-tests/run.py [--image images/twinbeat-<version>.raw] [-k SUBSTRING ...] [--list]
+    qemu-tests/run.py [--image images/twinbeat-<version>.raw] [-k SUBSTRING ...]
+                      [--skip SUBSTRING ...] [--list]
 
 Scenarios come from qemu-tests/scenarios_*.py (see harness.py). One line per scenario:
 its name (what it checks), PASS or FAIL, the duration and a detail; then
 "N passed, N failed". Each scenario has a time limit (harness.py): over it, it fails. Exit
 status 1 if any scenario failed. On failure the console and QEMU logs of the scenario's VMs
-are kept in artifacts/qemu/<scenario>/. -k SUBSTRING may be given several times.
+are kept in artifacts/qemu/<scenario>/. -k SUBSTRING may be given several times, and
+--skip SUBSTRING leaves scenarios out (`make test` runs the update scenarios, which boot a
+pair of their own, beside the namespace and image tiers, and the others after them).
 """
 
 from __future__ import annotations
@@ -96,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="select", action="append", default=[],
                         help="run only scenarios whose name contains this (repeatable: any of "
                              "them), in the suite's order")
+    parser.add_argument("--skip", action="append", default=[], metavar="SUBSTRING",
+                        help="leave out scenarios whose name contains this (repeatable; "
+                             "after -k)")
     parser.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "qemu",
                         help="where failed scenarios' logs go (default: artifacts/qemu)")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
 
     load_scenarios()
-    selected = [s for s in SCENARIOS if not args.select or any(k in s.name for k in args.select)]
+    selected = [s for s in SCENARIOS
+                if (not args.select or any(k in s.name for k in args.select))
+                and not any(k in s.name for k in args.skip)]
     if args.list:
         for s in selected:
             print(s.name)
@@ -112,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run.py: {image}: no such image; run `make image` first", file=sys.stderr)
         return 2
     if not selected:
-        print(f"run.py: no scenario matches {args.select!r}", file=sys.stderr)
+        print(f"run.py: no scenario matches -k {args.select!r} --skip {args.skip!r}",
+              file=sys.stderr)
         return 2
 
     signal.signal(signal.SIGTERM, _terminate)

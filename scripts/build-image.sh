@@ -1,7 +1,12 @@
 #!/bin/bash
-# Build images/twinbeat-<version>.raw (+ .raw.sha256, .vmlinuz, .initrd) with mkosi.
+# Build images/twinbeat-<version>.raw (+ .raw.sha256, .vmlinuz, .initrd) with mkosi, and the
+# signed update bundle images/twinbeat-<version>.raucb (+ .raucb.sha256) from the same tree.
 #
 #   scripts/build-image.sh VERSION [force]
+#
+# VERSION is any version (`make image VERSION=0.1.1` builds an update from the same tree).
+# TWINBEAT_TEST_BREAK=supervisor builds a deliberately broken image (its supervisor fails to
+# start: the QEMU rollback test's bundle); its files are named twinbeat-<version>-broken.*.
 #
 # Rebuilds only when an input changed: a hash over every file that goes into the image
 # (mkosi configuration, mkosi.extra, scripts, our Python packages) is kept next to the
@@ -13,7 +18,14 @@ cd "$(dirname "$0")/.."
 
 VERSION=${1:?usage: build-image.sh VERSION [force]}
 FORCE=${2:-}
-NAME=twinbeat-$VERSION
+BREAK=${TWINBEAT_TEST_BREAK:-}
+case $BREAK in
+    "") NAME=twinbeat-$VERSION ;;
+    supervisor) NAME=twinbeat-$VERSION-broken ;;
+    *) printf 'make image: TWINBEAT_TEST_BREAK=%s: only "supervisor" is known\n' "$BREAK" >&2; exit 2 ;;
+esac
+# What differs between builds of the same tree: the signing CA, the version, the test break.
+GENERATED=build/image-extra/$NAME
 OUT=images
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/twinbeat
 LOG=build/mkosi.log
@@ -25,7 +37,8 @@ say() { printf '==> %s\n' "$*"; }
 
 # Everything that ends up in the image.
 INPUTS=(mkosi.conf mkosi.conf.d mkosi.extra mkosi.repart mkosi.prepare mkosi.postinst
-        mkosi.finalize supervisor firstboot scripts/build-image.sh)
+        mkosi.finalize supervisor firstboot scripts/build-image.sh scripts/signing-key.sh
+        "$GENERATED")
 
 inputs_hash() {
     local present=() i
@@ -54,7 +67,8 @@ check_tools() {
     for t in mkosi:mkosi systemd-repart:systemd bwrap:bubblewrap apt-get:apt dpkg:dpkg \
              grub-mkimage:grub2-common /usr/lib/grub/i386-pc:grub-pc-bin mkfs.vfat:dosfstools \
              mcopy:mtools mkfs.ext4:e2fsprogs cpio:cpio zstd:zstd depmod:kmod \
-             sfdisk:fdisk sha256sum:coreutils; do
+             sfdisk:fdisk sha256sum:coreutils rauc:rauc openssl:openssl grub-editenv:grub-common \
+             resize2fs:e2fsprogs losetup:mount; do
         local tool=${t%%:*} pkg=${t#*:}
         if [[ $tool == /* ]]; then
             [ -e "$tool" ] || missing+=("$tool ($pkg)")
@@ -84,12 +98,36 @@ check_space() {
     done
 }
 
+# The files that differ between builds of one tree, as an extra tree for mkosi: the CA
+# certificate of the bundle signing key (RAUC's keyring; the key is made on first use,
+# outside the repository), the version, and the test-only break.
+generate_extra() {
+    local keys
+    keys=$(scripts/signing-key.sh)
+    rm -rf "$GENERATED"
+    mkdir -p "$GENERATED/etc/rauc" "$GENERATED/usr/lib/twinbeat"
+    cp "$keys/ca.cert.pem" "$GENERATED/etc/rauc/keyring.pem"
+    chmod 644 "$GENERATED/etc/rauc/keyring.pem"
+    echo "$VERSION" > "$GENERATED/usr/lib/twinbeat/VERSION"
+    if [ "$BREAK" = supervisor ]; then
+        local d="$GENERATED/usr/lib/systemd/system/twinbeat.service.d"
+        mkdir -p "$d"
+        printf '%s\n' "# TEST BUILD (TWINBEAT_TEST_BREAK=supervisor): the supervisor never starts." \
+            "[Service]" "ExecStart=" "ExecStart=/bin/false" "Restart=no" > "$d/zz-test-broken.conf"
+    fi
+    # mkosi copies the tree with its modes; keep them independent of the umask
+    find "$GENERATED" -type d -exec chmod 755 {} +
+}
+
 check_tools
 check_space
+generate_extra
+KEYS=$(scripts/signing-key.sh)
 
 hash=$(inputs_hash)
 stamp=$OUT/.$NAME.inputs
 if [ -z "$FORCE" ] && [ -f "$OUT/$NAME.raw" ] && [ -f "$OUT/$NAME.raw.sha256" ] \
+        && [ -f "$OUT/$NAME.raucb" ] && [ -f "$OUT/$NAME.raucb.sha256" ] \
         && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
     say "$OUT/$NAME.raw is up to date (no input changed; \`make image FORCE=1\` rebuilds)"
     exit 0
@@ -100,12 +138,13 @@ fi
     mkosi.pkgmngr/etc/apt/sources.list.d/mkosi.sources
 
 mkdir -p "$CACHE/packages" "$CACHE/incremental"
-rm -f "$stamp" "$OUT/$NAME.raw.sha256"
+rm -f "$stamp" "$OUT/$NAME.raw.sha256" "$OUT/$NAME.raucb" "$OUT/$NAME.raucb.sha256"
 say "building $OUT/$NAME.raw with mkosi (full log: $LOG)"
 start=$(date +%s)
 set +e
 mkosi --image-version="$VERSION" --output="$NAME" \
       --package-cache-dir="$CACHE/packages" --cache-dir="$CACHE/incremental" \
+      --extra-tree="$GENERATED:/" \
       --force build 2>&1 \
     | tee "$LOG" \
     | while IFS= read -r line; do
@@ -126,10 +165,17 @@ if [ "$status" != 0 ]; then
 fi
 
 rm -f "$OUT/$NAME"   # mkosi's extension-less symlink to the .raw
+say "boot layout: kernels into slot A, GRUB's A/B configuration on the ESP"
+scripts/finish-image.sh "$OUT/$NAME.raw"
 say "checksum"
 (cd "$OUT" && sha256sum "$NAME.raw" > "$NAME.raw.sha256")
+say "update bundle $OUT/$NAME.raucb (signed with $KEYS/signing.key.pem)"
+TWINBEAT_RESTAMP= TWINBEAT_TEST_BREAK= \
+    scripts/make-bundle.sh "$OUT/$NAME.raw" "$VERSION" "$KEYS" "$OUT/$NAME.raucb"
+(cd "$OUT" && sha256sum "$NAME.raucb" > "$NAME.raucb.sha256")
 echo "$hash" > "$stamp"
 size=$(du -h --apparent-size "$OUT/$NAME.raw" | cut -f1)
 used=$(du -h "$OUT/$NAME.raw" | cut -f1)
+bsize=$(du -h --apparent-size "$OUT/$NAME.raucb" | cut -f1)
 say "done in $(( $(date +%s) - start )) s: $OUT/$NAME.raw ($size, $used allocated)," \
-    "$OUT/$NAME.raw.sha256, $OUT/$NAME.vmlinuz, $OUT/$NAME.initrd"
+    "$OUT/$NAME.raw.sha256, $OUT/$NAME.vmlinuz, $OUT/$NAME.initrd, $OUT/$NAME.raucb ($bsize)"

@@ -26,6 +26,7 @@ PKGS=(
     apt dpkg debian-archive-keyring bubblewrap
     kmod dosfstools mtools cpio zstd xz-utils e2fsprogs fdisk util-linux
     python3-pefile erofs-utils squashfs-tools
+    rauc openssl
     # legacy BIOS boot loader (mkosi runs grub-mkimage / grub-bios-setup)
     grub-pc-bin grub2-common
     # boot and inspect images (QEMU itself comes from backports on bookworm: BPO_PKGS)

@@ -6,7 +6,10 @@ others, not even for an instant), fsyncs it, renames it over the target (or link
 existing file must not be replaced) and fsyncs the folder, so that after a power cut the folder
 holds the old file or the new one, complete, never half of one and never neither. The state
 files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
-write through it.
+write through it; ``atomic_copytree`` puts a whole folder in place the same way (the state
+partition's bound folders), ``atomic_writer`` a file that arrives in pieces (an update
+bundle), and ``overwrite_and_delete`` removes a secret for good (the first-boot
+seed).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # A folder on a file system that cannot fsync folders (some FUSE or network file systems)
 # answers with one of these: the rename is then as durable as that file system makes it.
@@ -63,6 +69,69 @@ def atomic_write(
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """``atomic_write`` for data that arrives in pieces (a bundle over the network): write to
+    the yielded file; when the block ends normally the file is fsynced and renamed into place
+    (the folder fsynced), when it raises the temporary file is removed and ``path`` is as
+    it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_copytree(src: str | Path | None, dest: str | Path, *, mode: int) -> None:
+    """Create the folder ``dest`` whole or not at all: a copy of ``src`` (empty when ``src``
+    is None or not a folder) is made under a temporary name beside it, given ``mode``, and
+    renamed into place. FileExistsError if ``dest`` exists (it is never replaced)."""
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        if src is not None and Path(src).is_dir():
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            shutil.copystat(src, tmp)
+        os.chmod(tmp, mode)
+        os.rename(tmp, dest)  # a folder's rename fails if dest appeared meanwhile (not empty)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(dest.parent)
+
+
+def overwrite_and_delete(path: str | Path) -> int:
+    """Overwrite a file's bytes with zeros in place (fsynced), then delete it (the folder
+    fsynced): a secret left in plain text is not readable from the file system afterwards.
+    Returns the number of bytes overwritten. Not a guarantee against flash wear levelling or
+    copy-on-write file systems; on the FAT boot partition the clusters are rewritten."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        left = size
+        block = bytes(min(size, 1 << 16))
+        while left > 0:
+            left -= os.write(fd, block[:left])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    fsync_dir(path.parent)
+    return size
 
 
 def fsync_dir(folder: str | Path) -> None:

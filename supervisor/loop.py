@@ -78,6 +78,7 @@ from supervisor.statefiles import (
     load_maintenance,
     next_generation,
     prepare_state_dir,
+    read_release,
     save_maintenance,
 )
 
@@ -116,8 +117,11 @@ class Supervisor:
         sys_root: str = "/sys",
         drbd_monitor: Events2Monitor | None = None,
         outdater: Outdater = default_outdater,
+        release: str | None = None,
     ) -> None:
         self.config = config
+        #: this node's twinbeat release, said in every beat (the image's VERSION file)
+        self.release = read_release() if release is None else release
         self.me = me
         self.state_dir = state_dir
         self.resources = ResourceRunner(agent_factory or self._default_agent, self.feed)
@@ -214,7 +218,7 @@ class Supervisor:
         if problem:
             log.error("%s", problem)
         self.state = initial_state(self.config, self.me, key, self.generation, now,
-                                   maintenance=maintenance)
+                                   maintenance=maintenance, release=self.release)
         log.info(
             "twinbeat starting on %s (cluster %s, generation %d, peer %s)",
             self.me, self.config.cluster_name, self.generation, self.state.peer,

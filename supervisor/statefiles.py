@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from supervisor.atomicfile import atomic_write
+from supervisor.core.codec import RELEASE_RE
 
 DEFAULT_STATE_DIR = Path("/var/lib/twinbeat")
 CONTROL_SOCKET = "control.sock"
@@ -33,6 +34,17 @@ def next_generation(state_dir: Path) -> int:
     return new
 
 
+#: the release of the installed twinbeat (written into the image by scripts/build-image.sh)
+RELEASE_FILE = Path("/usr/lib/twinbeat/VERSION")
+
+
+def read_release(path: Path = RELEASE_FILE) -> str:
+    """This node's twinbeat release, "" when the file is missing or not a release."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+    return text if RELEASE_RE.match(text) else ""
 MAINTENANCE_FILE = "maintenance.json"
 
 

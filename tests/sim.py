@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.config import Config, load_config
+from supervisor.core import codec
 from supervisor.core.actions import (
     AdminAnswer,
     CheckResource,
@@ -196,8 +197,15 @@ class Sim:
     def __init__(
         self, config: Config | None = None, *, seed: int = 0, start_gap: float = 0.0,
         configs: dict[str, Config] | None = None,
+        releases: dict[str, str] | None = None,
+        minors: dict[str, int] | None = None,
     ) -> None:
         self.now = 0.0
+        #: each node's twinbeat release (its beats say it; none by default)
+        self.releases = dict(releases or {})
+        #: each node's protocol minor (codec.PROTOCOL_MINOR by default); change it and
+        #: restart() the node to play an upgrade
+        self.minors = dict(minors or {})
         self.rng = random.Random(seed)
         self._heap: list[tuple[float, int, str, Event, int]] = []
         self._counter = itertools.count()
@@ -218,7 +226,9 @@ class Sim:
 
     def _boot(self, name: str, generation: int, at: float) -> None:
         cfg = self.configs[name]
-        state = initial_state(cfg, name, KEY, generation, at)
+        state = initial_state(cfg, name, KEY, generation, at,
+                              release=self.releases.get(name, ""),
+                              minor=self.minors.get(name, codec.PROTOCOL_MINOR))
         node = NodeSim(name, cfg, generation, state)
         old = self.nodes.get(name)
         if old is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.atomicfile import atomic_write
+from supervisor.atomicfile import atomic_copytree, atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,6 +79,33 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
         atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["state"]
+
+
+def test_copytree_puts_a_whole_folder_in_place_once(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("x\n")
+    (src / "link").symlink_to("sub/f")
+    atomic_copytree(src, tmp_path / "dest", mode=0o700)
+    assert (tmp_path / "dest/sub/f").read_text() == "x\n"
+    assert os.readlink(tmp_path / "dest/link") == "sub/f"
+    assert stat.S_IMODE((tmp_path / "dest").stat().st_mode) == 0o700
+    atomic_copytree(None, tmp_path / "empty", mode=0o2755)
+    assert os.listdir(tmp_path / "empty") == []
+    assert stat.S_IMODE((tmp_path / "empty").stat().st_mode) == 0o2755
+    with pytest.raises(FileExistsError):
+        atomic_copytree(src, tmp_path / "dest", mode=0o700)
+    assert sorted(os.listdir(tmp_path)) == ["dest", "empty", "src"]  # nothing half-made
+
+
+def test_copytree_leaves_nothing_when_the_copy_fails(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("x")
+    os.mkfifo(src / "p")  # shutil refuses to copy a named pipe (even for root)
+    with pytest.raises(OSError, match="named pipe"):
+        atomic_copytree(src, tmp_path / "dest", mode=0o755)
+    assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
 def test_nothing_else_renames_files_into_place() -> None:

@@ -199,7 +199,7 @@ ALLOWED = {
     "supervisor.core.ownership", "supervisor.core.plan", "supervisor.core.admin",
     "supervisor.core.fencing", "supervisor.core.publish", "supervisor.core.view",
     "supervisor.core.replica", "supervisor.core.notify", "supervisor.core.historywire",
-    "supervisor.core.promotion", "supervisor.core.watchdog_window",
+    "supervisor.core.promotion", "supervisor.core.watchdog_window", "supervisor.core.compat",
     "supervisor.resource_spec",
     "supervisor.names", "supervisor.settings", "supervisor.values",
     "supervisor.core.freshness",

@@ -19,6 +19,7 @@ from firstboot.existing import previous_answers, root_login_set
 from firstboot.model import build_setup
 from firstboot.questions import QUESTIONS, default_for
 from firstboot.validate import Context, Invalid
+from supervisor import atomicfile
 from supervisor.config import load_config
 from supervisor.settings import toml_string
 from tests.firstboot_support import SSH_KEY, add_disk, make_root
@@ -340,6 +341,119 @@ def test_seed_is_read_from_a_mounted_partition() -> None:
     assert found.text == 'role = "node2"\n'
     assert [c[0] for c in calls] == ["lsblk", "mount", "umount"]
     assert "ro,nosuid,nodev,noexec" in calls[1]
+
+
+def test_partition_kinds_tell_the_boot_partition_from_a_stick() -> None:
+    listing = json.dumps({"blockdevices": [
+        {"path": "/dev/vda1", "label": "TWINBEAT", "fstype": "vfat",
+         "parttype": "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"},
+        {"path": "/dev/sdb1", "label": "TWINBEAT", "fstype": "vfat", "parttype": "0xc"},
+    ]})
+    assert seed.partition_kinds(listing) == [("/dev/vda1", "esp"), ("/dev/sdb1", "usb")]
+
+
+def test_seed_found_on_a_partition_knows_its_kind_and_device() -> None:
+    def runner(cmd: Sequence[str], input_text: str | None) -> str:
+        if cmd[0] == "lsblk":
+            return json.dumps({"blockdevices": [
+                {"path": "/dev/vda1", "label": None, "fstype": "vfat",
+                 "parttype": "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"}]})
+        if cmd[0] == "mount":
+            Path(cmd[-1], seed.SEED_FILE).write_text('role = "node1"\n')
+        if cmd[0] == "umount":
+            Path(cmd[-1], seed.SEED_FILE).unlink()
+        return ""
+
+    found = seed.from_partitions(runner)
+    assert found is not None
+    assert (found.kind, found.device, found.path) == ("esp", "/dev/vda1", None)
+
+
+SECRET_SEED = 'role = "node1"\nroot_password = "Hunter2-plain-text"\nsecret = "AAAA-BBBB"\n'
+
+
+def test_overwrite_and_delete_zeroes_the_bytes_before_the_name_goes(tmp_path: Path) -> None:
+    path = tmp_path / "twinbeat-seed.toml"
+    path.write_text(SECRET_SEED * 5000)  # several blocks
+    witness = tmp_path / "witness"
+    os.link(path, witness)  # a second name for the same inode shows what was written
+    assert atomicfile.overwrite_and_delete(path) == len(SECRET_SEED) * 5000
+    assert not path.exists()
+    assert witness.read_bytes() == bytes(len(SECRET_SEED) * 5000)
+
+
+def test_applied_seed_on_the_root_dirs_is_overwritten_and_deleted(tmp_path: Path) -> None:
+    (tmp_path / "efi").mkdir()
+    path = tmp_path / "efi" / seed.SEED_FILE
+    path.write_text(SECRET_SEED)
+    witness = tmp_path / "efi" / "witness"
+    os.link(path, witness)
+    found = seed.from_root_dirs(tmp_path)
+    assert found is not None and found.kind == "root"
+
+    def no_runner(cmd: Sequence[str], input_text: str | None) -> str:
+        raise AssertionError("nothing is mounted under --root")
+
+    notes = seed.remove_applied(found, no_runner)
+    assert notes == ["The seed was overwritten and deleted from /efi/twinbeat-seed.toml "
+                     "(it holds the root password and the cluster secret in plain text)."]
+    assert not path.exists()
+    assert witness.read_bytes() == bytes(len(SECRET_SEED))
+
+
+def test_applied_seed_on_the_boot_partition_leaves_no_secret_on_the_device(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ext4 file system (the host kernel has no vfat), mounted writable by the real
+    runner: after the scrub, the secret's bytes are nowhere on the device."""
+    monkeypatch.setattr(seed, "_MOUNT_BASE", str(tmp_path))
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / seed.SEED_FILE).write_text(SECRET_SEED)
+    device = tmp_path / "esp.img"
+    writer.run(["mkfs.ext4", "-q", "-F", "-d", str(content), str(device), "4M"])
+    assert b"Hunter2-plain-text" in device.read_bytes()
+    source = seed.SeedSource(f"{seed.SEED_FILE} on {device}", SECRET_SEED, kind="esp",
+                             device=str(device))
+    notes = seed.remove_applied(source, writer.run)
+    assert notes[0].startswith("The seed was overwritten and deleted from "), notes
+    data = device.read_bytes()
+    assert b"Hunter2-plain-text" not in data and b"AAAA-BBBB" not in data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content", "esp.img"]  # unmounted
+    # and the file is gone from the file system
+    assert "File not found" in writer.run(
+        ["sh", "-c", f"debugfs -R 'stat /{seed.SEED_FILE}' {device} 2>&1"])
+
+
+def test_seed_that_cannot_be_removed_says_so_and_how() -> None:
+    def failing(cmd: Sequence[str], input_text: str | None) -> str:
+        raise writer.WriteError("mount: /dev/vda1: read-only medium")
+
+    source = seed.SeedSource("twinbeat-seed.toml on /dev/vda1", SECRET_SEED, kind="esp",
+                             device="/dev/vda1")
+    [note] = seed.remove_applied(source, failing)
+    assert note.startswith("warning: the seed could not be removed (cannot mount /dev/vda1 to "
+                           "write: mount: /dev/vda1: read-only medium): delete "
+                           "twinbeat-seed.toml on /dev/vda1 by hand"), note
+
+
+def test_a_stick_a_credential_and_an_explicit_file_are_not_touched(tmp_path: Path) -> None:
+    def no_runner(cmd: Sequence[str], input_text: str | None) -> str:
+        raise AssertionError(f"nothing to run: {cmd}")
+
+    stick = seed.SeedSource("twinbeat-seed.toml on /dev/sdb1", SECRET_SEED, kind="usb",
+                            device="/dev/sdb1")
+    assert seed.remove_applied(stick, no_runner) == [
+        "REMOVE THE USB STICK NOW (/dev/sdb1, labelled TWINBEAT): its twinbeat-seed.toml was "
+        "applied and it holds the root password and the cluster secret in plain text."]
+    cred = seed.SeedSource("credential twinbeat.seed", SECRET_SEED, kind="credential")
+    assert seed.remove_applied(cred, no_runner) == []
+    mine = tmp_path / "my-seed.toml"
+    mine.write_text(SECRET_SEED)
+    found = seed.read_source(mine, str(mine))
+    assert seed.remove_applied(found, no_runner) == [
+        f"Delete {mine} when you no longer need it: it holds the root password and the "
+        "cluster secret in plain text."]
+    assert mine.read_text() == SECRET_SEED
 
 
 def test_seed_sources_in_order(root: Path, tmp_path: Path) -> None:

@@ -398,6 +398,9 @@ def test_seed_from_the_boot_partition(root1: Path) -> None:
     assert status == 0, out
     assert "Seed found: /efi/twinbeat-seed.toml" in out
     load_config(root1 / "etc/twinbeat/cluster.toml", root=root1)
+    # applied: its plain-text secrets are gone from the boot partition, and the user is told
+    assert not (root1 / "efi/twinbeat-seed.toml").exists()
+    assert "The seed was overwritten and deleted from /efi/twinbeat-seed.toml" in out
 
 
 def test_invalid_seed_lists_errors_writes_nothing_and_falls_back(
@@ -424,6 +427,7 @@ def test_invalid_seed_lists_errors_writes_nothing_and_falls_back(
     child.sendeof()
     assert finish(child) == 1
     assert tree_digest(root1) == snapshot
+    assert seed.read_text() == bad  # not applied: left as it was
 
 
 def test_node2_seed_without_the_secret_is_invalid(root2: Path, tmp_path: Path) -> None:

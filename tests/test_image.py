@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"
 ROOT_X86_64_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+LINUX_GENERIC_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
 
 def version() -> str:
@@ -82,7 +83,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     subprocess.run(["make", "--no-print-directory", "image"], cwd=ROOT, check=True)
     raw = ROOT / "images" / f"twinbeat-{version()}.raw"
     parts = partitions(raw)
-    root_part = next(p for p in parts if p.type.upper() == ROOT_X86_64_TYPE)
+    root_part = next(p for p in parts if p.name == "rootfs-a")
     mnt = tmp_path_factory.mktemp("imgroot")
     loop = subprocess.run(
         ["losetup", "--find", "--show", "--read-only", "--offset", str(root_part.start),
@@ -98,10 +99,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
         subprocess.run(["losetup", "-d", loop], check=True)
 
 
-def test_partition_table_has_esp_bios_boot_and_root(image: Image) -> None:
-    types = [p.type.upper() for p in image.parts]
-    assert types == [ESP_TYPE, BIOS_BOOT_TYPE, ROOT_X86_64_TYPE]
-    assert image.part(ROOT_X86_64_TYPE).size >= 2 * 1024**3
+def test_partition_table_has_esp_bios_boot_slot_a_and_state(image: Image) -> None:
+    assert [(p.type.upper(), p.name) for p in image.parts] == [
+        (ESP_TYPE, "esp"), (BIOS_BOOT_TYPE, "bios-boot"), (ROOT_X86_64_TYPE, "rootfs-a"),
+        (LINUX_GENERIC_TYPE, "twinbeat-state")]
+    sizes = {p.name: p.size for p in image.parts}
+    assert sizes["rootfs-a"] == 2 * 1024**3
+    # small in the image: the first boot grows it over the disk (and adds slot B)
+    assert sizes["twinbeat-state"] == 256 * 1024**2
 
 
 def test_checksum_file_matches_the_image(image: Image) -> None:
@@ -121,55 +126,69 @@ def test_kernel_and_initrd_are_exported_next_to_the_image(image: Image) -> None:
         f.seek(0x202)
         assert f.read(4) == b"HdrS", "the .vmlinuz is not an x86 bzImage"
     assert initrd.stat().st_size > 1024 * 1024
-    # The same kernel as in the image.
+    # The same kernel as in the image, and in slot A's /boot where GRUB loads it from.
     kernels = list((image.root / "usr/lib/modules").glob("*/vmlinuz"))
     assert len(kernels) == 1
     assert kernels[0].read_bytes() == kernel.read_bytes()
+    boot = image.root / "boot"
+    assert (boot / "vmlinuz").read_bytes() == kernel.read_bytes()
+    assert (boot / "kernel-version").read_text().strip() == kernels[0].parent.name
+    for name in ("initrd", "kernel-modules.initrd"):
+        with open(boot / name, "rb") as f:
+            magic = f.read(6)
+        # cpio ("070701") or compressed (zstd 28 b5 2f fd)
+        assert magic == b"070701" or magic[:4] == b"\x28\xb5\x2f\xfd", (name, magic)
 
 
-def test_uefi_boot_loader_systemd_boot_is_on_the_esp(image: Image) -> None:
+def test_uefi_boot_loader_grub_is_on_the_esp_without_kernels(image: Image,
+                                                            tmp_path: Path) -> None:
     listing = image.esp("mdir", "-b", "-/", "::/")
     assert "::/EFI/BOOT/BOOTX64.EFI" in listing
-    assert "::/EFI/systemd/systemd-bootx64.efi" in listing
-    entries = [line for line in listing.splitlines()
-               if re.match(r"::/loader/entries/.*\.conf$", line)]
-    assert entries, listing
-    entry = image.esp("mtype", entries[0])
-    assert re.search(r"^options .*console=tty1 .*console=ttyS0,115200", entry, re.M), entry
-    for line in entry.splitlines():
-        if line.startswith(("linux ", "initrd ")):
-            path = "::" + line.split(maxsplit=1)[1].replace("\\", "/")
-            assert f"{path}\n" in listing + "\n", f"{line!r}: file missing on the ESP"
+    image.esp("mcopy", "::/EFI/BOOT/BOOTX64.EFI", str(tmp_path / "boot.efi"))
+    efi = (tmp_path / "boot.efi").read_bytes()
+    assert efi.startswith(b"MZ") and b"GRUB" in efi
+    # the kernels live in the slots; nothing of systemd-boot is left
+    assert "vmlinuz" not in listing and "::/twinbeat/" not in listing, listing
+    assert "systemd-boot" not in listing
+    # GRUB loads ext2 (slots), regexp and loadenv (the slot choice) from the ESP
+    for target in ("i386-pc", "x86_64-efi"):
+        for mod in ("ext2", "regexp", "loadenv", "part_gpt", "serial", "linux"):
+            assert f"::/grub/{target}/{mod}.mod" in listing, (target, mod)
 
 
-def test_bios_boot_loader_grub_is_installed(image: Image) -> None:
-    with open(image.raw, "rb") as f:
-        mbr = f.read(512)
-        bios = image.part(BIOS_BOOT_TYPE)
-        f.seek(bios.start)
-        core = f.read(bios.size)
-    assert b"GRUB" in mbr[:440], "no GRUB boot code in the protective MBR"
-    assert mbr[510:] == b"\x55\xaa"
-    assert core.strip(b"\0"), "the BIOS boot partition is empty (no GRUB core image)"
+def test_grub_cfg_chooses_the_slot_from_grubenv(image: Image) -> None:
     grub_cfg = image.esp("mtype", "::/grub/grub.cfg")
-    assert re.search(r"^\s*linux .*console=ttyS0,115200", grub_cfg, re.M), grub_cfg
-    # GRUB's modules are inside its core image; the ESP holds its configuration and font.
-    listing = image.esp("mdir", "-b", "-/", "::/grub")
-    assert "::/grub/fonts/unicode.pf2" in listing
+    assert grub_cfg == (image.root / "usr/lib/twinbeat/grub.cfg").read_text()
+    assert re.search(r'^set cmdline=".*console=ttyS0,115200n8.* panic=10"$', grub_cfg, re.M)
+    assert re.search(r"^\s*if linux \(\$disk,\$part\)/boot/vmlinuz root=PARTLABEL=\$label rw "
+                     r"rauc\.slot=\$1 \$cmdline; then$", grub_cfg, re.M), grub_cfg
+    assert re.search(r"^\s*set part=gpt3\n\s*set label=rootfs-a$", grub_cfg, re.M)
+    assert re.search(r"^\s*set part=gpt5\n\s*set label=rootfs-b$", grub_cfg, re.M)
+    assert re.search(r"^save_env A_TRY B_TRY$", grub_cfg, re.M)
+    env = image.esp("mtype", "::/grub/grubenv")
+    assert len(env.encode()) == 1024, "grubenv must be GRUB's 1024-byte block"
+    values = dict(line.split("=", 1) for line in env.splitlines()
+                  if "=" in line and not line.startswith("#"))
+    assert values == {"ORDER": "A B", "A_OK": "1", "A_TRY": "0", "B_OK": "0", "B_TRY": "0"}
 
 
 def test_our_units_are_present_and_enabled(image: Image) -> None:
     for unit in ("twinbeat.service", "twinbeat-ssh-keygen.service", "ssh.service",
-                 "systemd-networkd.service"):
+                 "systemd-networkd.service", "twinbeat-boot-check.service",
+                 "twinbeat-upgrade-agent.service", "twinbeat-upgrade.service"):
         r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled", unit],
                            capture_output=True, text=True, check=False)
         assert r.stdout.strip() == "enabled", f"{unit}: {r.stdout}{r.stderr}"
-    # the boot loader check costs 40 s a boot; drbd.service would bring DRBD up (and wait
-    # for the peer) behind the supervisor's back: twinbeat owns DRBD
-    for unit in ("systemd-boot-update.service", "drbd.service"):
+    # drbd.service would bring DRBD up (and wait for the peer) behind the supervisor's
+    # back: twinbeat owns DRBD
+    for unit in ("drbd.service",):
         r = subprocess.run(["systemctl", f"--root={image.root}", "is-enabled", unit],
                            capture_output=True, text=True, check=False)
         assert r.stdout.strip() == "disabled", f"{unit}: {r.stdout}{r.stderr}"
+    # systemd-repart (first boot: slot B, state grown) runs at every boot, before local-fs
+    wants = image.root / "usr/lib/systemd/system/sysinit.target.wants"
+    assert (wants / "systemd-repart.service").resolve().name == "systemd-repart.service"
+    assert (image.root / "usr/lib/systemd/system/systemd-repart.service").exists()
     preset = (image.root / "usr/lib/systemd/system-preset/40-twinbeat.preset").read_text()
     assert "enable twinbeat-firstboot.service" in preset
     firstboot = image.root / "usr/lib/systemd/system/twinbeat-firstboot.service"
@@ -258,6 +277,7 @@ def test_no_node_specific_identity_is_baked_in(image: Image) -> None:
     machine_id = image.root / "etc/machine-id"
     assert machine_id.exists() and machine_id.stat().st_size == 0
     assert not list((image.root / "etc/ssh").glob("ssh_host_*"))
+    assert not list((image.root / "etc/ssh/host-keys").iterdir())
     assert not (image.root / "var/lib/systemd/random-seed").exists()
 
 
@@ -407,3 +427,189 @@ def test_drbdadm_84_passes_a_forced_disconnect_to_drbdsetup(
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(x for x in r.stdout.splitlines() if " disconnect " in x)
     assert "--force" in line.split(), line
+# --------------------------------------------------------------------------------------------
+# A/B updates: the layout the first boot makes, the identity on /persist, RAUC's slots and
+# the image's own RAUC against good and bad bundles.
+
+GIB = 1024**3
+
+
+def bwrap(image: Image, work: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """Run a tool of the image (its own binaries and libraries), `work` bound on its /mnt
+    (the host's /dev: RAUC checks that it has the bundle's file system to itself)."""
+    return subprocess.run(
+        ["bwrap", "--ro-bind", str(image.root), "/", "--dev-bind", "/dev", "/dev",
+         "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/run", "--bind", str(work), "/mnt",
+         *cmd],
+        capture_output=True, text=True, check=False, timeout=600,
+        env={"PATH": "/usr/bin:/usr/sbin", "LANG": "C.UTF-8"})
+
+
+def test_first_boot_repart_makes_slot_b_and_grows_the_state(image: Image,
+                                                            tmp_path: Path) -> None:
+    disk = tmp_path / "disk.raw"
+    subprocess.run(["cp", "--sparse=always", str(image.raw), str(disk)], check=True)
+    # a disk exactly the image's size: no room for slot B; nothing is changed
+    r = bwrap(image, tmp_path, "systemd-repart", "--dry-run=no", "/mnt/disk.raw")
+    assert r.returncode != 0 and "Can't fit" in r.stderr, r.stderr
+    assert partitions(disk) == image.parts
+    # an 8 GiB disk: slot B after the state partition, which grows over the rest
+    os.truncate(disk, 8 * GIB)
+    r = bwrap(image, tmp_path, "systemd-repart", "--dry-run=no", "/mnt/disk.raw")
+    assert r.returncode == 0, r.stderr
+    after = partitions(disk)
+    assert [p.name for p in after] == ["esp", "bios-boot", "rootfs-a", "twinbeat-state",
+                                       "rootfs-b"]
+    assert after[:3] == image.parts[:3]  # the ESP and slot A are not moved
+    sizes = {p.name: p for p in after}
+    assert sizes["rootfs-b"].size == 2 * GIB
+    assert sizes["rootfs-b"].type.upper() == ROOT_X86_64_TYPE
+    assert sizes["twinbeat-state"].start == image.parts[3].start
+    assert sizes["twinbeat-state"].size > 3 * GIB
+    assert sizes["rootfs-b"].start + sizes["rootfs-b"].size > 8 * GIB - 2 * 2**20
+    # grub.cfg boots slot B from partition 5
+    assert after.index(sizes["rootfs-b"]) == 4
+    # a second boot changes nothing
+    r = bwrap(image, tmp_path, "systemd-repart", "--dry-run=no", "/mnt/disk.raw")
+    assert r.returncode == 0, r.stderr
+    assert partitions(disk) == after
+
+
+def fstab(image: Image) -> list[list[str]]:
+    return [line.split() for line in (image.root / "etc/fstab").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def test_fstab_mounts_esp_state_and_binds_the_identity_from_it(image: Image) -> None:
+    from supervisor.lifecycle.persist import BOUND
+
+    rows = {row[1]: row for row in fstab(image)}
+    assert rows["/efi"][:3] == ["PARTLABEL=esp", "/efi", "vfat"]
+    state = rows["/persist"]
+    assert state[:3] == ["PARTLABEL=twinbeat-state", "/persist", "ext4"]
+    assert "x-systemd.growfs" in state[3].split(",")
+    binds = {row[1]: row for row in rows.values() if row[2] == "none"}
+    assert sorted(binds) == sorted("/" + rel for rel, _ in BOUND)
+    for target, row in binds.items():
+        assert row[0] == "/persist" + target
+        opts = row[3].split(",")
+        assert "bind" in opts and "x-systemd.requires=twinbeat-persist.service" in opts
+        assert (image.root / target.lstrip("/")).is_dir(), f"no mount point {target}"
+    unit = (image.root / "usr/lib/systemd/system/twinbeat-persist.service").read_text()
+    assert "ExecStart=/usr/bin/twinbeat persist prepare" in unit
+    assert "RequiresMountsFor=/persist" in unit
+    conf = (image.root / "etc/ssh/sshd_config.d/twinbeat.conf").read_text()
+    assert "HostKey /etc/ssh/host-keys/ssh_host_ed25519_key" in conf
+
+
+def test_rauc_slots_are_the_partitions_grub_boots(image: Image) -> None:
+    import configparser
+
+    conf = configparser.ConfigParser()
+    conf.read_string((image.root / "etc/rauc/system.conf").read_text())
+    assert conf["system"]["bootloader"] == "grub"
+    assert conf["system"]["grubenv"] == "/efi/grub/grubenv"
+    assert conf["system"]["compatible"] == "twinbeat-x86-64"
+    labels = {}
+    for path in sorted((image.root / "usr/lib/repart.d").glob("*.conf")):
+        m = re.search(r"^Label=(\S+)$", path.read_text(), re.M)
+        assert m, path
+        labels[path.name] = m.group(1)
+    assert {"rootfs-a", "rootfs-b", "twinbeat-state", "esp"} <= set(labels.values())
+    slots = {conf[s]["bootname"]: conf[s]["device"] for s in conf.sections()
+             if s.startswith("slot.rootfs.")}
+    assert slots == {"A": "/dev/disk/by-partlabel/rootfs-a",
+                     "B": "/dev/disk/by-partlabel/rootfs-b"}
+    for section in ("slot.rootfs.0", "slot.rootfs.1"):
+        assert conf[section]["type"] == "ext4" and conf[section]["resize"] == "true"
+    for handler in ("pre-install", "post-install"):
+        path = image.root / conf["handlers"][handler].lstrip("/")
+        assert os.access(path, os.X_OK), path
+    # the keyring is the CA of the key that signs bundles on this build machine
+    keys = subprocess.run([str(ROOT / "scripts/signing-key.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert (image.root / "etc/rauc/keyring.pem").read_bytes() == \
+        (Path(keys) / "ca.cert.pem").read_bytes()
+    assert not list(ROOT.glob("**/*.key.pem")), "a signing key inside the repository"
+    assert (image.root / "usr/lib/twinbeat/VERSION").read_text().strip() == version()
+
+
+def _bundle(image: Image) -> Path:
+    return image.raw.with_suffix(".raucb")
+
+
+def test_bundle_is_next_to_the_image_with_its_checksum(image: Image) -> None:
+    bundle = _bundle(image)
+    want = bundle.with_name(bundle.name + ".sha256").read_text().split()
+    assert want[1] == bundle.name
+    h = hashlib.sha256()
+    with open(bundle, "rb") as f:
+        while chunk := f.read(8 * 1024 * 1024):
+            h.update(chunk)
+    assert h.hexdigest() == want[0]
+
+
+def test_the_images_rauc_accepts_its_bundle(image: Image, tmp_path: Path) -> None:
+    os.link(_bundle(image), tmp_path / "good.raucb")
+    r = bwrap(image, tmp_path, "rauc", "info", "--output-format=json", "/mnt/good.raucb")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert (info["compatible"], info["version"]) == ("twinbeat-x86-64", version())
+
+
+def _flip(src: Path, dest: Path, offset: int) -> None:
+    subprocess.run(["cp", str(src), str(dest)], check=True)
+    with open(dest, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_the_images_rauc_refuses_a_tampered_payload(image: Image, tmp_path: Path) -> None:
+    bundle = _bundle(image)
+    _flip(bundle, tmp_path / "bad.raucb", bundle.stat().st_size // 3)
+    r = bwrap(image, tmp_path, "rauc", "extract", "/mnt/bad.raucb", "/tmp/out")
+    assert r.returncode != 0
+    assert "corrupted" in r.stderr + r.stdout, r.stderr
+
+
+def test_the_images_rauc_refuses_a_tampered_signature(image: Image, tmp_path: Path) -> None:
+    bundle = _bundle(image)
+    _flip(bundle, tmp_path / "bad.raucb", bundle.stat().st_size - 600)
+    r = bwrap(image, tmp_path, "rauc", "info", "/mnt/bad.raucb")
+    assert r.returncode != 0, r.stdout
+    assert re.search(r"signature|CMS|verif", r.stderr, re.I), r.stderr
+
+
+def _small_bundle(tmp_path: Path, name: str, key: Path | None, cert: Path | None) -> Path:
+    content = tmp_path / f"{name}-content"
+    content.mkdir()
+    (content / "rootfs.ext4").write_bytes(os.urandom(1 << 20))
+    (content / "manifest.raucm").write_text(
+        "[update]\ncompatible=twinbeat-x86-64\nversion=99.0\n\n[bundle]\nformat=verity\n\n"
+        "[image.rootfs]\nfilename=rootfs.ext4\n")
+    out = tmp_path / f"{name}.raucb"
+    if key is None or cert is None:  # unsigned: the squashfs alone
+        subprocess.run(["mksquashfs", str(content), str(out), "-all-root", "-noappend",
+                        "-quiet"], check=True, capture_output=True)
+    else:
+        subprocess.run(["rauc", "bundle", f"--cert={cert}", f"--key={key}", str(content),
+                        str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_the_images_rauc_refuses_foreign_and_unsigned_bundles(image: Image,
+                                                             tmp_path: Path) -> None:
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=someone else"],
+                   check=True, capture_output=True)
+    _small_bundle(tmp_path, "foreign", key, cert)
+    r = bwrap(image, tmp_path, "rauc", "info", "/mnt/foreign.raucb")
+    assert r.returncode != 0, r.stdout
+    assert re.search(r"signature|verif|certificate", r.stderr, re.I), r.stderr
+    _small_bundle(tmp_path, "unsigned", None, None)
+    r = bwrap(image, tmp_path, "rauc", "info", "/mnt/unsigned.raucb")
+    assert r.returncode != 0, r.stdout
+    assert r.stderr.strip(), "no message"

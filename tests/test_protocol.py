@@ -594,7 +594,7 @@ def test_a_valid_mac_frame_with_a_flag_out_of_domain_is_dropped(where, value):
 #: the body keys a genuine frame may leave out (supervisor.core.codec's module docstring):
 #: known to the schema, so not "unknown" keys for the test below
 OPTIONAL_KEYS = ("o", "oa", "p", "gr", "l", "st", "cd", "w", "wd",
-                 "u", "m", "e", "wt", "wy", "rb", "sb", "sba")
+                 "u", "m", "e", "wt", "wy", "rb", "sb", "sba", "pm", "sw")
 
 
 @settings(FAST, max_examples=150)
@@ -761,6 +761,7 @@ beats = st.builds(
     resolve=st.dictionaries(_names, st.tuples(_names, _counts), max_size=2),
     resolve_answers=st.dictionaries(_names, st.tuples(_counts, _names, st.text(max_size=90)),
                                     max_size=2),
+    minor=st.integers(0, 3), release=st.sampled_from(["", "0.1.1", "1.0~rc1+b2"]),
 )
 
 

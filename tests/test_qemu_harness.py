@@ -139,6 +139,36 @@ def test_a_guest_kernel_panic_is_named_in_one_line():
     assert vm.kernel_panic("node1 login: ") == ""
 
 
+def test_a_scenario_that_goes_on_with_anothers_pair_fails_at_once_without_it(
+        tmp_path, monkeypatch):
+    """The broken-version update scenario needs the pair the rolling upgrade left on N+1:
+    without it (that one failed, or -k left it out) it fails in no time, booting nothing."""
+    import pair as pairmod
+
+    booted: list[str] = []
+
+    def no_boot(self: pairmod.SharedPair, image: Path) -> pairmod.Pair:
+        booted.append(str(image))
+        raise AssertionError("booted a pair")
+
+    monkeypatch.setattr(harness, "SCENARIOS", [])
+    monkeypatch.setattr(harness, "FINALIZERS", [])
+    monkeypatch.setattr(pairmod.SharedPair, "get", no_boot)
+    shared = pairmod.SharedPair("tbq-test-")
+    ran: list[str] = []
+
+    def second(p: pairmod.Pair) -> str:
+        ran.append("second")
+        return "ran"
+
+    shared.scenario("second", after="first")(second)
+    [s] = harness.SCENARIOS
+    ok, detail = run.run_one(s, tmp_path / "img", tmp_path / "artifacts")
+    assert not ok
+    assert "goes on with the pair that 'first' leaves, and there is none" in detail
+    assert booted == [] and ran == []
+
+
 def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
     """The status's worst gap and lag are since start: a peer rebooted by an earlier scenario
     left a 113 s gap in node2's, which a CI run reported as the load's."""
@@ -149,3 +179,19 @@ def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
     assert scenarios_pair._worst_during(250.0, 601.2) == "601.2"
     assert scenarios_pair._worst_during(None, 601.2) == "601.2"
     assert scenarios_pair._worst_during(None, None) == "none"
+
+
+def test_skip_leaves_scenarios_out_after_k(capsys) -> None:
+    """`make test` runs the update scenarios beside the namespace tier (-k update-pair) and
+    every other one after it (--skip update-pair): together, each scenario exactly once."""
+    assert run.main(["--list", "--skip", "update-pair"]) == 0
+    others = capsys.readouterr().out.split()
+    assert run.main(["--list", "-k", "update-pair"]) == 0
+    updates = capsys.readouterr().out.split()
+    assert run.main(["--list"]) == 0
+    everything = capsys.readouterr().out.split()
+    assert len(updates) == 2 and all("update-pair" in n for n in updates)
+    assert not any("update-pair" in n for n in others)
+    assert sorted(others + updates) == sorted(everything)
+    assert run.main(["--list", "-k", "update-pair", "--skip", "broken"]) == 0
+    assert capsys.readouterr().out.split() == [n for n in updates if "broken" not in n]

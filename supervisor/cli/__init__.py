@@ -13,13 +13,17 @@
     twinbeat drbd-config [--write] [--config FILE] [--drbd-dir DIR]
     twinbeat import-heartbeat --ha-cf F --haresources F --authkeys F [--output FILE]
     twinbeat export pacemaker [--config FILE] [--output DIR] [--force]
+    twinbeat install BUNDLE [--allow-downgrade] [--reboot]
+    twinbeat upgrade BUNDLE | --resume | --status | --abandon
+    twinbeat boot-check [--bound SECONDS] | persist prepare|save|seed-slots | upgrade-agent
 
 One module per group of commands: ``parser`` (the options), ``daemon`` (run),
 ``configuration`` (check-config, drbd-config), ``admin`` (standby, takeover, cleanup, unpin,
 maintenance, resolve-split-brain, fence-peer), ``status`` (status, history); ``common`` holds
 what they share.
 import-heartbeat and export pacemaker own their options (supervisor.importer,
-supervisor.pacemaker).
+supervisor.pacemaker). Updates (install, upgrade, boot-check, persist, upgrade-agent) are
+supervisor.lifecycle.cli's.
 """
 
 from __future__ import annotations
@@ -79,4 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fence_peer(args)
     if args.command == "drbd-config":
         return cmd_drbd_config(args)
-    return EXIT_USAGE
+    from supervisor.lifecycle.cli import dispatch
+
+    done = dispatch(args)
+    return EXIT_USAGE if done is None else done

@@ -174,4 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("stack", choices=["pacemaker"],
                     help="the cluster stack: pacemaker (corosync.conf, cib.xml, pcs commands)")
+    from supervisor.lifecycle.cli import add_parsers
+
+    add_parsers(sub)  # install, upgrade, boot-check, persist, upgrade-agent (updates)
     return p

@@ -19,11 +19,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"twinbeat: {answer.get('error')}", file=sys.stderr)
         return EXIT_FAIL
     st = answer["status"]
+    from supervisor.lifecycle.cli import status_lines
+
     if args.json:
-        json.dump(st, sys.stdout, indent=2, sort_keys=True)
+        json.dump({**st, "system": status_lines()}, sys.stdout, indent=2, sort_keys=True)
         print()
     else:
         print(format_status(st))
+        print("\n".join(status_lines()))
     return EXIT_OK
 
 
@@ -53,6 +56,22 @@ def _age(value: float | None) -> str:
     return f"{value:.1f} s ago"
 
 
+def format_versions(me: str, peer: str, v: dict[str, Any]) -> str:
+    """One line: both nodes' releases and protocols; "MIXED VERSIONS" while they differ."""
+    mine = f"{me} {v.get('release') or '?'} (protocol {v.get('protocol')})"
+    if v.get("peer_protocol") is None:
+        theirs = f"{peer} not heard yet"
+    else:
+        theirs = (f"{peer} {v.get('peer_release') or 'an older release (it does not say)'} "
+                  f"(protocol {v.get('peer_protocol')})")
+    line = f"versions: {mine}, {theirs}"
+    if v.get("mixed"):
+        line += f" - MIXED VERSIONS: {v.get('reason')}"
+    elif v.get("peer_protocol") is not None and v.get("peer_protocol") != v.get("protocol"):
+        line += f" - {v.get('reason')}"
+    return printable(line)
+
+
 def format_status(st: dict[str, Any]) -> str:
     lines = []
     up = st.get("uptime", 0)
@@ -76,6 +95,9 @@ def format_status(st: dict[str, Any]) -> str:
         f"peer {peer['name']}: {peer['state']}, last heard {_age(peer['last_heard_age'])}"
         + extra
     )
+    versions = st.get("versions")
+    if versions:
+        lines.append(format_versions(st["node"], peer["name"], versions))
     lines.append("links:")
     for link in st["links"]:
         loss = "-" if link["loss"] is None else f"{link['loss'] * 100:.1f}%"

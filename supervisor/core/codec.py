@@ -49,12 +49,15 @@ Body fields (short keys keep a frame ~250 bytes, 22 ms at 115200 baud)::
         NODE's changes; the receiver runs its own half of DRBD's manual recovery
     sba {drbd resource: [request id, result, detail]}  the receiver's half: done, failed or
         refused (with the reason, at most MAX_DETAIL characters)
+    pm  protocol minor version (PROTOCOL_MINOR): what the sender's beats may carry beyond
+        version ``v``; absent in the beats of nodes older than the field (minor 0)
+    sw  the sender's twinbeat release (its /usr/lib/twinbeat/VERSION), e.g. "0.1.1"
 
 ``o``, ``oa``, ``sb`` and ``sba`` are state, not messages: they are repeated in every beat
 until the request is answered (or given up), so a lost frame costs nothing. All of these
-(``u`` and ``m`` too) are left out when empty, and a frame without them (an older peer)
-decodes to the old behaviour (no pins cleared, no maintenance, no watchdog to wait for, not
-yielding, replicas in sync, no requests).
+(``u``, ``m``, ``pm`` and ``sw`` too) are left out when empty, and a frame without them (an
+older peer) decodes to the old behaviour (no pins cleared, no maintenance, no watchdog to wait
+for, not yielding, replicas in sync, no requests, protocol minor 0, release not said).
 
 The schema (checked after the MAC, before anything reaches the core)
 --------------------------------------------------------------------
@@ -91,6 +94,11 @@ peer reads it. Keys this version knows are held to the schema above: an out-of-d
 of a known key drops the frame, whatever the version. Unknown keys still count towards the
 size and nesting limits.
 
+Each beat says its minor (``pm``) and release (``sw``): ``supervisor.core.compat`` decides
+from both minors what the pair uses (an N-1 peer is accepted; the keys of what N adds are
+left out of N's beats until both run N, compat.gate) and from both releases whether the
+pair runs mixed versions (a rolling upgrade).
+
 Freshness (replays, sequence jumps) is not decided here but in ``supervisor.core.freshness``.
 """
 
@@ -115,6 +123,11 @@ MAGIC = b"TB1:"
 VERSION = 1
 #: the major versions this node reads (see "Compatibility across versions" above)
 ACCEPTED_VERSIONS = frozenset({1})
+#: the protocol minor version these beats carry (see supervisor.core.compat)
+PROTOCOL_MINOR = 1
+#: a release as ``sw`` carries it (Debian-style versions: digits, letters, ``.+~-``)
+RELEASE_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~-]{0,31}\Z")
+MAX_MINOR = 1 << 16
 MAC_LEN = 16
 MAX_LINE = 8192
 #: deepest nesting of arrays and objects in a body (version 1 needs 3)
@@ -210,6 +223,8 @@ class Beat:
     resolve: dict[str, tuple[str, int]] = field(default_factory=dict)
     #: the answers: {resource: (request id, result, detail)}
     resolve_answers: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    minor: int = 0  # the sender's protocol minor version (0: it did not say)
+    release: str = ""  # the sender's twinbeat release ("": it did not say)
     #: the body this beat was decoded from, cut around its sequence number and echo, and
     #: the domain it was checked against (None: a beat built here, or a body not in the
     #: encoder's compact form); not part of what the beat says (``==`` ignores it)
@@ -326,6 +341,10 @@ def _body(beat: Beat) -> dict[str, object]:
     if beat.resolve_answers:
         body["sba"] = {k: [v[0], v[1], v[2][:MAX_DETAIL]]
                        for k, v in sorted(beat.resolve_answers.items())}
+    if beat.minor:
+        body["pm"] = beat.minor
+    if beat.release:
+        body["sw"] = beat.release
     return body
 
 
@@ -574,6 +593,10 @@ def _beat_from(body: object, domain: Domain, raw: bytes = b"") -> Beat:
         resolved[name] = (_count(rid, f"resolve answer {name}: request"),
                           _choice(result, RESOLVE_RESULTS, f"resolve answer {name}: result"),
                           detail)
+    minor = _count(body.get("pm", 0), "protocol minor version", MAX_MINOR)
+    release = body.get("sw", "")
+    if not isinstance(release, str) or (release and not RELEASE_RE.match(release)):
+        raise _malformed(f"release {_show(release)}")
     return Beat(
         cluster=cluster,
         sender=sender,
@@ -595,6 +618,8 @@ def _beat_from(body: object, domain: Domain, raw: bytes = b"") -> Beat:
         replicas_behind=behind,
         resolve=resolve,
         resolve_answers=resolved,
+        minor=minor,
+        release=release,
         template=Template.of(raw, body, domain) if raw else None,
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.core import admin, codec, fencing
+from supervisor.core import admin, codec, compat, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
 from supervisor.core.liveness import world_ok, yields_groups
 from supervisor.core.ownership import replicas_behind
@@ -99,6 +99,8 @@ def beat(s: CoreState, said: tuple[Any, ...], seq: int,
         config_digest=s.settings.digest,
         outdate=fencing.requests(s),
         outdate_answers=fencing.answers(s),
+        minor=s.settings.minor,
+        release=s.settings.release,
         maintenance=dict(s.maintenance),
         echo=echoed,
         watchdog_timeout=s.watchdog_timeout,
@@ -107,6 +109,13 @@ def beat(s: CoreState, said: tuple[Any, ...], seq: int,
         resolve=admin.requests(s),
         resolve_answers=admin.answers(s),
     )
+
+
+def gated(s: CoreState, said: tuple[Any, ...], seq: int,
+          echoed: tuple[str, int, int, int] | None) -> codec.Beat:
+    """``beat`` with the fields of the features the pair does not use at their absent value
+    (``compat.gate``): what goes on the wire."""
+    return compat.gate(beat(s, said, seq, echoed), compat.features_in_use(s))
 
 
 #: by sender: what the last beat encoded said and who said it (``_sayer``), and its body cut
@@ -124,23 +133,25 @@ def _sayer(s: CoreState, said: tuple[Any, ...],
            echoed: tuple[str, int, int, int] | None) -> tuple[Any, ...]:
     """Everything the frame of a beat depends on except its sequence number and echo: what
     it says (``published``: status, links, groups, pins, requests... every field of the
-    beat but those two is made from it), who says it, with which key, and whether it echoes
-    (the cut has a place for an echo or not)."""
+    beat but those two is made from it), who says it, its versions and the features the
+    pair uses (``compat.gate``), with which key, and whether it echoes (the cut has a place
+    for an echo or not)."""
     return (said, s.config.cluster_name, s.me, s.generation, s.settings.digest,
-            s.settings.key, echoed is None)
+            s.settings.minor, s.settings.release, compat.features_in_use(s), s.settings.key,
+            echoed is None)
 
 
 def frame(s: CoreState, said: tuple[Any, ...], seq: int,
           echoed: tuple[str, int, int, int] | None) -> bytes:
-    """The frame of ``beat(s, said, seq, echoed)``, encoded from the cut of the last beat
+    """The frame of ``gated(s, said, seq, echoed)``, encoded from the cut of the last beat
     when that one said the same."""
     if not USE_CUTS:
-        return codec.encode(beat(s, said, seq, echoed), s.settings.key)
+        return codec.encode(gated(s, said, seq, echoed), s.settings.key)
     sayer = _sayer(s, said, echoed)
     last = _CUTS.get(s.me)
     if last is not None and last[0] == sayer:
         return codec.encode_next(last[1], seq, echoed, s.settings.key)
-    data, cut = codec.encode_cut(beat(s, said, seq, echoed), s.settings.key)
+    data, cut = codec.encode_cut(gated(s, said, seq, echoed), s.settings.key)
     if len(_CUTS) >= 8:
         _CUTS.clear()
     _CUTS[s.me] = (sayer, cut)

@@ -121,12 +121,17 @@ class Settings:
     #: what the peer's frames may name (built once: frames decoded against the same domain
     #: object compare it by identity, codec.Template)
     domain: codec.Domain
+    release: str = ""  # this node's twinbeat release (its beats say it; "" when unknown)
+    #: this node's protocol minor (codec.PROTOCOL_MINOR; another only in tests that play an
+    #: older or newer node)
+    minor: int = codec.PROTOCOL_MINOR
 
     @classmethod
-    def make(cls, config: Config, me: str, key: bytes) -> Settings:
+    def make(cls, config: Config, me: str, key: bytes, release: str = "",
+             minor: int = codec.PROTOCOL_MINOR) -> Settings:
         digest = policy_digest(config)
         return cls(config, me, config.peer_of(me).name, key, digest,
-                   codec.Domain.of(config, digest))
+                   codec.Domain.of(config, digest), release, minor)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Settings:
         return self
@@ -422,14 +427,16 @@ class CoreState:
 
 
 def initial_state(config: Config, me: str, key: bytes, generation: int, now: float, *,
-                  maintenance: Mapping[str, tuple[bool, int]] | None = None) -> CoreState:
+                  maintenance: Mapping[str, tuple[bool, int]] | None = None,
+                  release: str = "", minor: int = codec.PROTOCOL_MINOR) -> CoreState:
     """The state of a node that has just started: every group is first stopped (cleanup),
     unless this node is in maintenance (``maintenance``: the flags persisted by the last
-    run; then nothing is touched until maintenance ends)."""
+    run; then nothing is touched until maintenance ends). ``release`` is this node's
+    twinbeat version (said in every beat), ``minor`` its protocol minor."""
     required = config.watchdog.mode == "required"
     flags = dict(maintenance or {})
     return CoreState(
-        Settings.make(config, me, key),
+        Settings.make(config, me, key, release, minor),
         generation=generation,
         started_at=now,
         links={link.name: LinkState(link.name, link.type) for link in config.links},

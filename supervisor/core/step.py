@@ -258,7 +258,8 @@ def _on_config(s: CoreState, config: Config, key: bytes | None, out: Out) -> Cor
         out.warn(said)
         out.event(Kind.CONFIG_REJECTED, said)
         return s
-    settings = Settings.make(config, s.me, s.settings.key if key is None else key)
+    settings = Settings.make(config, s.me, s.settings.key if key is None else key,
+                             s.settings.release)
     links = {link.name: s.links.get(link.name) or LinkState(link.name, link.type)
              for link in config.links}
     groups = dict(s.groups)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from supervisor.core.compat import of_state
 from supervisor.core.liveness import cut_off_for_groups, world_ok
 from supervisor.core.ownership import owner_of, peer_view, preferred
 from supervisor.core.state import CoreState
@@ -94,11 +95,28 @@ class PeerView:
     generation: int | None
     status: str | None
     world_ok: bool | None
+    release: str | None  # the peer's twinbeat release (None: not said, or not heard)
+    protocol: int | None  # the peer's protocol minor version (0: older than the field)
     #: the peer's published watchdog: may it own groups (wd), armed timeout (wt)
     can_own: bool | None
     watchdog_timeout: float | None
     #: what a takeover from it waits for (the watchdog window)
     takeover_wait: str | None
+
+
+@dataclass(frozen=True)
+class VersionsView:
+    """Both nodes' versions and what the pair uses (supervisor.core.compat)."""
+
+    release: str
+    protocol: int
+    peer_release: str | None
+    peer_protocol: int | None
+    used: int
+    supported: bool
+    mixed: bool
+    features: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,7 @@ class CoreView:
     config_digest: str
     config_mismatch: bool
     fencing: FencingView
+    versions: VersionsView
     #: nodes in maintenance mode (their resources are left as they are)
     maintenance: tuple[str, ...]
     #: the peer's own view, from its latest beat (None: never heard)
@@ -225,6 +244,7 @@ def view(s: CoreState, now: float) -> CoreView:
     beat = p.beat
     f = s.fence
     last = f.last
+    compat = of_state(s)
     return CoreView(
         node=s.me,
         cluster=s.config.cluster_name,
@@ -249,6 +269,8 @@ def view(s: CoreState, now: float) -> CoreView:
             generation=beat.generation if beat else None,
             status=beat.status.value if beat else None,
             world_ok=beat.world_ok if beat else None,
+            release=(beat.release or None) if beat else None,
+            protocol=beat.minor if beat else None,
             can_own=beat.can_own if beat else None,
             watchdog_timeout=beat.watchdog_timeout if beat else None,
             takeover_wait=window_text(beat.watchdog_timeout, t.deadtime, t.keepalive)
@@ -282,6 +304,17 @@ def view(s: CoreState, now: float) -> CoreView:
                 FencePeerRequest(i.resource, i.wire_id, i.result, round(now - i.since, 3))
                 for i in f.in_.values()
             ),
+        ),
+        versions=VersionsView(
+            release=s.settings.release,
+            protocol=compat.mine,
+            peer_release=(beat.release or None) if beat else None,
+            peer_protocol=beat.minor if beat else None,
+            used=compat.used,
+            supported=compat.supported,
+            mixed=compat.mixed,
+            features=compat.features,
+            reason=compat.reason,
         ),
     )
 
