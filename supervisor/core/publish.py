@@ -124,7 +124,7 @@ def gated(s: CoreState, said: tuple[Any, ...], seq: int,
 #: cut, not built and encoded field by field. A memo of pure functions (``beat`` and
 #: ``codec.encode``): the frame's bytes are the same either way (a property test compares
 #: them), so the core stays pure; one entry per node name (two in the simulator).
-_CUTS: dict[str, tuple[tuple[Any, ...], codec.Cut]] = {}
+_CUTS: dict[str, tuple[tuple[Any, ...], codec.Cut, bool]] = {}
 #: False: every beat built and encoded field by field (the property test's full way)
 USE_CUTS = True
 
@@ -150,11 +150,15 @@ def frame(s: CoreState, said: tuple[Any, ...], seq: int,
     sayer = _sayer(s, said, echoed)
     last = _CUTS.get(s.me)
     if last is not None and last[0] == sayer:
-        return codec.encode_next(last[1], seq, echoed, s.settings.key)
-    data, cut = codec.encode_cut(gated(s, said, seq, echoed), s.settings.key)
+        _, cut, held = last
+        return codec.encode_next(cut, seq, None if held else echoed, s.settings.key)
+    wire = gated(s, said, seq, echoed)
+    data, cut = codec.encode_cut(wire, s.settings.key)
     if len(_CUTS) >= 8:
         _CUTS.clear()
-    _CUTS[s.me] = (sayer, cut)
+    # held: the pair does not use the echo's feature, the gate left it out (as it will for
+    # every beat with this sayer: the features are part of it)
+    _CUTS[s.me] = (sayer, cut, echoed is not None and wire.echo is None)
     return data
 
 
