@@ -107,6 +107,14 @@ def test_monitor_polls_statistics_during_a_resync(tmp_path: Path):
     assert "SyncTarget" in text and "KiB/s" in text and "done in ~" in text
 
 
+def _written(path: Path) -> bool:
+    """``path`` holds a whole line (a shell's ``echo $$ > path`` creates the file first)."""
+    try:
+        return path.read_text().endswith("\n")
+    except FileNotFoundError:
+        return False
+
+
 def test_stopping_the_monitor_kills_and_reaps_its_child(tmp_path: Path):
     """The events2 child ignores SIGTERM: stop() kills its group after the grace and reaps
     it (it used to be killed alone, outside the runner)."""
@@ -121,14 +129,18 @@ def test_stopping_the_monitor_kills_and_reaps_its_child(tmp_path: Path):
     async def main() -> None:
         mon.start()
         try:
+            # the grandchild's pid written whole (the file exists before its line does)
             await until("the state", lambda: mon.views["r0"].role is not None
-                        and (tmp_path / "grandchild").exists())
+                        and _written(tmp_path / "grandchild"))
         finally:
             await mon.stop()
 
     asyncio.run(main())
     pid = int((tmp_path / "pid").read_text())
-    assert not Path(f"/proc/{pid}").exists()  # killed and reaped: not even a zombie
+    # killed and reaped: not even a zombie, not a child of this process any more (asked of
+    # the kernel by pid and parent, not /proc/PID, which a new process may have taken)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     # the grandchild (not ours to reap) was killed with the group: SIGKILL is delivered
     # asynchronously, so it may run for a moment longer
     assert _dies(int((tmp_path / "grandchild").read_text()))
