@@ -9,8 +9,8 @@ its name (what it checks), PASS or FAIL, the duration and a detail; then
 "N passed, N failed". Each scenario has a time limit (harness.py): over it, it fails. Exit
 status 1 if any scenario failed. On failure the console and QEMU logs of the scenario's VMs
 are kept in artifacts/qemu/<scenario>/. -k SUBSTRING may be given several times, and
---skip SUBSTRING leaves scenarios out (`make test` runs the update scenarios, which boot a
-pair of their own, beside the namespace and image tiers, and the others after them).
+--skip SUBSTRING leaves scenarios out (`make test` runs every scenario but the update ones,
+which are `make test-update`).
 """
 
 from __future__ import annotations

@@ -182,8 +182,8 @@ def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
 
 
 def test_skip_leaves_scenarios_out_after_k(capsys) -> None:
-    """`make test` runs the update scenarios beside the namespace tier (-k update-pair) and
-    every other one after it (--skip update-pair): together, each scenario exactly once."""
+    """`make test-update` runs the update scenarios (-k update-pair), `make test` every other
+    one (--skip update-pair): together, each scenario exactly once."""
     assert run.main(["--list", "--skip", "update-pair"]) == 0
     others = capsys.readouterr().out.split()
     assert run.main(["--list", "-k", "update-pair"]) == 0

@@ -19,6 +19,10 @@ the crossover link), installs (``twinbeat install`` there, which runs RAUC and r
 health baseline for the boot check), reboots, and moves the groups with the supervisor's
 own admin commands: the pins of ``standby``/``takeover`` are the pair's, so the handover is
 asked of this node's supervisor whichever node this is.
+
+One module on purpose (just over 500 lines; ~100 of them are the command line, its progress
+lines and --status/--abandon): the look, the action and the saved plan of one round are read
+together; the decisions are already apart, in upgrade.py.
 """
 
 from __future__ import annotations
