@@ -8,8 +8,8 @@ holds the old file or the new one, complete, never half of one and never neither
 files, the first-boot wizard, the DRBD resource files and ``twinbeat import-heartbeat`` all
 write through it; ``atomic_copytree`` puts a whole folder in place the same way (the state
 partition's bound folders), ``atomic_writer`` a file that arrives in pieces (an update
-bundle), and ``overwrite_and_delete`` removes a secret for good (the first-boot
-seed).
+bundle), ``bind_unix`` a Unix socket (the control socket) and ``overwrite_and_delete``
+removes a secret for good (the first-boot seed).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,34 @@ def overwrite_and_delete(path: str | Path) -> int:
     os.unlink(path)
     fsync_dir(path.parent)
     return size
+
+
+def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
+    """A Unix stream socket bound at ``path`` (replacing a stale one) with ``mode``, and never
+    reachable there with another mode: it is bound in a fresh 0700 folder beside ``path``,
+    given its mode and renamed into place (the daemon's control socket).
+
+    The umask is not used for this: it is the whole process's, so setting it around the bind
+    would hand it to anything forked meanwhile by another thread, and two servers starting in
+    one event loop (each awaiting between set and restore) would leave it set for good.
+    """
+    path = Path(path)
+    tmpdir = tempfile.mkdtemp(prefix=".bind-", dir=path.parent)
+    tmp = os.path.join(tmpdir, "socket")
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(tmp)
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            sock.close()
+            raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # still there only if the rename failed
+        os.rmdir(tmpdir)
+    return sock
 
 
 def fsync_dir(folder: str | Path) -> None:

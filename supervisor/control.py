@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from supervisor.atomicfile import bind_unix
+
 log = logging.getLogger("twinbeat.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -50,16 +52,7 @@ class ControlServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        old = os.umask(0o177)
-        try:
-            self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
+        self.server = await asyncio.start_unix_server(self._serve, sock=bind_unix(self.path))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from supervisor.atomicfile import atomic_write
 from supervisor.drivers.runner import RunResult, run_sync
 from supervisor.lifecycle.bootdecide import Failure, Pending
+
+T = TypeVar("T")
 
 PERSIST = Path("/persist")
 LIFECYCLE_DIR = PERSIST / "lifecycle"
@@ -111,12 +113,16 @@ class Records:
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
 
-    def pending(self) -> Pending | None:
-        d = self._read(self.pending_path)
+    def _record(self, path: Path, parse: Callable[[dict[str, Any]], T]) -> T | None:
+        """The record in ``path`` (None: absent, unreadable or not one)."""
+        d = self._read(path)
         try:
-            return Pending.from_json(d) if d else None
+            return parse(d) if d else None
         except (KeyError, TypeError, ValueError):
             return None
+
+    def pending(self) -> Pending | None:
+        return self._record(self.pending_path, Pending.from_json)
 
     def set_pending(self, p: Pending) -> None:
         self._write(self.pending_path, p.to_json())
@@ -125,11 +131,7 @@ class Records:
         self.pending_path.unlink(missing_ok=True)
 
     def failure(self) -> Failure | None:
-        d = self._read(self.failure_path)
-        try:
-            return Failure.from_json(d) if d else None
-        except (KeyError, TypeError, ValueError):
-            return None
+        return self._record(self.failure_path, Failure.from_json)
 
     def set_failure(self, f: Failure) -> None:
         self._write(self.failure_path, f.to_json())
