@@ -10,9 +10,11 @@ loop's wait), and its PSS and RSS (smaps_rollup) at the end of the sample.
 
 ``--baseline REV`` also runs the supervisor of git revision REV (``git archive`` into a
 temporary directory, the same venv), one after the other in the same run, and prints both
-side by side.
+side by side. ``--rounds N`` measures each tree N times per keepalive, alternating which
+goes first, and prints the median of each figure: on a machine that other work loads (QEMU
+guests), a load that changes during the run then weighs on both trees alike.
 
-    sudo .venv/bin/python -m bench.idle [--seconds 20] [--baseline main]
+    sudo .venv/bin/python -m bench.idle [--seconds 20] [--baseline main] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -94,6 +98,15 @@ def checkout(rev: str) -> Iterator[tuple[Path, str]]:
         yield Path(tmp), commit
 
 
+def median(samples: list[Sample]) -> Sample:
+    """Each figure's median over the samples, per node."""
+    def each(pick: Callable[[Sample], list[Any]]) -> list[Any]:
+        return [statistics.median(pick(s)[i] for s in samples) for i in range(2)]
+
+    return Sample(each(lambda s: s.cpu_pct), each(lambda s: s.pss_kib),
+                  each(lambda s: s.rss_kib), each(lambda s: s.wakeups))
+
+
 def row(label: str, s: Sample) -> str:
     cpu = " / ".join(f"{c:5.2f}" for c in s.cpu_pct)
     pss = " / ".join(f"{p / 1024:5.1f}" for p in s.pss_kib)
@@ -108,6 +121,9 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--baseline", metavar="REV", help="also measure this git revision")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="samples per tree and keepalive, alternating the trees' order; "
+                        "the median is printed")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("the idle benchmark needs root (network namespaces)", file=sys.stderr)
@@ -119,15 +135,19 @@ def main() -> int:
         if args.baseline:
             path, commit = stack.enter_context(checkout(args.baseline))
             trees.insert(0, (f"{args.baseline} ({commit})", path))
-        results: dict[tuple[str, str], Sample] = {}
+        samples: dict[tuple[str, str], list[Sample]] = {}
         for keepalive, deadtime in SETTINGS:
-            for label, path in trees:
-                print(f"measuring {label} at keepalive {keepalive} ...", file=sys.stderr,
-                      flush=True)
-                results[(keepalive, label)] = measure(path, keepalive, deadtime, args.seconds)
+            for r in range(args.rounds):
+                for label, path in trees if r % 2 == 0 else trees[::-1]:
+                    print(f"measuring {label} at keepalive {keepalive} (round {r + 1}) ...",
+                          file=sys.stderr, flush=True)
+                    samples.setdefault((keepalive, label), []).append(
+                        measure(path, keepalive, deadtime, args.seconds))
+        results = {k: median(v) for k, v in samples.items()}
     load = os.getloadavg()
     print(f"idle supervisors in namespaces: 3 links, one group (floating address, monitor "
-          f"1 s), {args.seconds:.0f} s sample per row; figures per node (node1 / node2), "
+          f"1 s), {args.seconds:.0f} s sample, median of {args.rounds} per row (trees "
+          f"alternating); figures per node (node1 / node2), "
           f"CPU in % of one core; load average at the end {load[0]:.2f}")
     for keepalive, deadtime in SETTINGS:
         print(f"keepalive {keepalive}, deadtime {deadtime}:")

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark, one after the other; each prints its own measured figures.
 
 The namespace benchmarks need root; run as a normal user only the core one is run.
-``BASELINE=REV make bench`` also measures git revision REV in the idle benchmark, side by side.
+``BASELINE=REV make bench`` also measures git revision REV in the idle benchmark, side by side
+(IDLE_ROUNDS samples of each, 3 by default, alternating; the medians).
 The 10-minute soak under load is `make soak` (bench/soak.py), not part of this run.
 """
 
@@ -17,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHES = [
     ("decision core", ["-m", "bench.core"], False),
     ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms)",
-     ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"]]
+     ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"],
+                             "--rounds", os.environ.get("IDLE_ROUNDS", "3")]
                             if os.environ.get("BASELINE") else [])], True),
     ("the IPaddr monitor's netlink cost (CPU per status(), pyroute2's import)",
      ["-m", "bench.netlink"], True),

@@ -69,7 +69,7 @@ from supervisor.operations import Operations
 from supervisor.replication import Outdater, Replication, default_outdater
 from supervisor.resource_spec import ResourceSpec
 from supervisor.resources import AgentFactory, ResourceRunner
-from supervisor.sources.carrier import CarrierSource
+from supervisor.sources.carrier import CARRIER_POLL, CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
@@ -92,6 +92,8 @@ def log_step(result: Step) -> list[tuple[int, str]]:
     """Each sentence of a step once, at its level: a reason is info unless a Log action of
     the step says the same sentence at another level; a Log action that is not a reason
     (a stale result ignored) is logged at its own level. Returns (level, sentence) pairs."""
+    if not result.reasons and not result.actions:
+        return []  # most steps of an idle pair: nothing to say
     levels = {a.message: LEVELS.get(a.level, logging.WARNING)
               for a in result.actions if isinstance(a, Log)}
     said = [(levels.pop(r, logging.INFO), r) for r in result.reasons]
@@ -148,6 +150,14 @@ class Supervisor:
                                      rejected=self._config_rejected)
         self.control = ControlSource(state_dir / CONTROL_SOCKET, self)
         self._expected_wake: float | None = None
+        #: the core's own next deadline (the timer may be set earlier, for the watchdog's
+        #: feed or the carrier's reading)
+        self._core_deadline: float | None = None
+        #: when the carriers were last read (see _read_carriers); -inf: at the first step
+        self._last_carrier = -float("inf")
+        #: the watchdog's feed interval and the (configuration, notifier) it was made of
+        self._interval_of: tuple[Config, SystemdNotifier] | None = None
+        self._interval = 0.5
         #: steps, lag, frames the core failed on, gaps per link, recent decisions
         self.stats = LoopStats()
         #: memory locking and scheduling, as `twinbeat run` set them up (for the status)
@@ -232,7 +242,6 @@ class Supervisor:
         self._arm_watchdog(first, why)
         if self.watchdog.armed and first > configured:
             self._watchdog_target = configured
-        self._spawn(self.carrier.run())
         if self.drbd_monitor is not None:
             self.drbd_monitor.start()
         if self.config.ping_nodes:
@@ -361,6 +370,13 @@ class Supervisor:
             while self._pending:
                 self._step(self._pending.pop(0), loop.time())
             deadline = next_deadline(self.state, now)
+            if self._carrier_due(now, deadline):
+                self._read_carriers(now)
+                if self._pending:
+                    while self._pending:
+                        self._step(self._pending.pop(0), loop.time())
+                    deadline = next_deadline(self.state, now)
+            self._core_deadline = deadline
             self._feed_watchdog(now, deadline)
             self._reschedule(loop, deadline)
             self.replication.stepped()
@@ -421,11 +437,17 @@ class Supervisor:
                                        "this node starts its first resource")
 
     def _feed_interval(self) -> float:
-        interval = self.config.watchdog.timeout / 3
-        systemd = self.notifier.watchdog_interval()
-        if systemd:
-            interval = min(interval, systemd)
-        return max(0.05, min(interval, 0.5))
+        """From the configuration's watchdog timeout and systemd's WatchdogSec (worked out
+        again only when one of them is another object: asked twice on every wake-up)."""
+        of = self._interval_of
+        if of is None or of[0] is not self.config or of[1] is not self.notifier:
+            interval = self.config.watchdog.timeout / 3
+            systemd = self.notifier.watchdog_interval()
+            if systemd:
+                interval = min(interval, systemd)
+            self._interval_of = (self.config, self.notifier)
+            self._interval = max(0.05, min(interval, 0.5))
+        return self._interval
 
     def _feed_watchdog(self, now: float, deadline: float) -> None:
         """Feed when a feed is due, or when the core's next wake-up (``deadline``) would
@@ -439,9 +461,24 @@ class Supervisor:
             self.watchdog.feed(now)
             self.notifier.watchdog()
 
+    def _carrier_due(self, now: float, deadline: float) -> bool:
+        """Whether the carriers are read on this wake-up: their reading is due (every
+        CARRIER_POLL), or the next wake-up (``deadline``) would come after it is due and half
+        the interval has passed: read a little early on a wake-up the loop has anyway (a
+        beat, a frame) rather than on one of its own, as the watchdog is fed."""
+        due = self._last_carrier + CARRIER_POLL
+        return now >= due or (deadline > due and now - self._last_carrier >= CARRIER_POLL / 2)
+
+    def _read_carriers(self, now: float) -> None:
+        """Read the carriers (the source posts what changed: stepped as any event)."""
+        self._last_carrier = now
+        self.carrier.poll()
+
     def _reschedule(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Wake up at the core's next deadline, or when the watchdog must be fed first."""
-        deadline = min(deadline, self._last_feed + self._feed_interval())
+        """Wake up at the core's next deadline, or when the watchdog must be fed or the
+        carriers read first."""
+        deadline = min(deadline, self._last_feed + self._feed_interval(),
+                       self._last_carrier + CARRIER_POLL)
         if self._timer is not None:
             if deadline == self._expected_wake:
                 return  # the timer is set for it already (most frames move no deadline)
@@ -451,6 +488,17 @@ class Supervisor:
 
     def _tick(self) -> None:
         self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
+        if (core is not None and now < core and now < feed_due and not self._feeding
+                and now >= self._last_carrier + CARRIER_POLL):
+            # a wake-up for the carriers alone (a keepalive longer than CARRIER_POLL): read
+            # them; a change is posted and stepped as any event, nothing else is due
+            self._read_carriers(now)
+            if self._timer is None:
+                self._reschedule(loop, core)
+            return
         self.feed(Tick())
 
     def _execute(self, action: Action) -> None:

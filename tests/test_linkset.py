@@ -64,3 +64,47 @@ def test_read_carrier_reads_sysfs_carrier(tmp_path: Path) -> None:
     assert read_carrier("down0", str(tmp_path)) is False
     assert read_carrier("nofile0", str(tmp_path)) is False
     assert read_carrier("gone0", str(tmp_path)) is None
+
+
+def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> None:
+    """A UDP link's receive buffer is MAX_DATAGRAM (not asyncio's 256 KiB, an mmap per
+    frame): a frame and the largest UDP payload both arrive whole, in order (on lo, a port
+    of the test's own; binding to a device needs root, as the supervisor and the tests
+    have)."""
+    import asyncio
+    import socket
+    from ipaddress import ip_address
+
+    from supervisor.drivers.links import MAX_DATAGRAM
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    got: list[bytes] = []
+
+    sizes: list[int] = []
+
+    async def scenario() -> UdpTransport:
+        t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                         lambda _link, data: got.append(data))
+        t.start()
+        for _ in range(100):
+            if t.transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert t.transport is not None, t.error
+        sizes.append(getattr(t.transport, "max_size", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"TB1:frame\n", ("127.0.0.1", port))
+            s.sendto(b"x" * 65507, ("127.0.0.1", port))
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        t.close()
+        return t
+
+    t = asyncio.run(scenario())
+    assert got == [b"TB1:frame\n", b"x" * 65507]
+    assert sizes == [MAX_DATAGRAM] and MAX_DATAGRAM >= 65527 and t.transport is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import pickle
@@ -28,7 +29,7 @@ from supervisor.core import codec, freshness
 from supervisor.core import step as core_step
 from supervisor.core.events import FrameReceived, FramesReceived, Tick
 from supervisor.core.state import CoreState, evolve, initial_state, policy_digest
-from supervisor.core.states import PeerStatus
+from supervisor.core.states import Activity, Nego, NodeStatus, PeerStatus
 from supervisor.core.view import status as core_status
 from supervisor.drivers.links import SerialTransport
 from tests import hostile
@@ -728,3 +729,54 @@ def test_a_newest_beat_not_in_the_compact_form_gives_no_cuts_to_fool(repeated):
     for at in range(len(moved) - len(echo) + 1):
         line = hostile.seal((moved[:at] + new_echo + moved[at + len(echo):]).encode(), KEY)
         assert outcome(line, newest) == outcome(line, None), at
+
+
+# --------------------------------------------------------------------------------------------
+# Our own beat from the last one's cut (issue 12: idle CPU): ``encode_next`` must make the
+# bytes ``encode`` makes of the same beat with the new sequence number and echo
+
+_names = st.sampled_from(["node1", "node2", "web", "db", "serial", "public", "r0", "a.b-c_d"])
+_counts = st.integers(0, 2**40)
+_echoes = st.tuples(_names, _counts, _counts, st.integers(0, codec.MAX_HOLD_MS))
+beats = st.builds(
+    codec.Beat,
+    cluster=_names, sender=_names, generation=_counts, seq=_counts,
+    status=st.sampled_from(list(NodeStatus)), world_ok=st.booleans(),
+    can_own=st.booleans(),
+    links=st.dictionaries(_names, st.booleans(), max_size=3),
+    groups=st.dictionaries(_names, st.builds(
+        codec.GroupView, st.sampled_from(list(Activity)), st.sampled_from(list(Nego)),
+        _counts, st.booleans()), max_size=3),
+    pins=st.dictionaries(_names, st.tuples(st.sampled_from(["", "node1", "node2"]), _counts),
+                         max_size=3),
+    config_digest=st.sampled_from(["", "0123abcd"]),
+    outdate=st.dictionaries(_names, _counts, max_size=2),
+    outdate_answers=st.dictionaries(_names, st.tuples(_counts, st.sampled_from(
+        sorted(codec.OUTDATE_RESULTS))), max_size=2),
+    maintenance=st.dictionaries(_names, st.tuples(st.booleans(), _counts), max_size=2),
+    echo=st.one_of(st.none(), _echoes),
+    watchdog_timeout=st.one_of(st.none(), st.floats(0.0, 600.0)),
+    yields_world=st.booleans(),
+    replicas_behind=st.lists(_names, max_size=2).map(tuple),
+    resolve=st.dictionaries(_names, st.tuples(_names, _counts), max_size=2),
+    resolve_answers=st.dictionaries(_names, st.tuples(_counts, _names, st.text(max_size=90)),
+                                    max_size=2),
+    minor=st.integers(0, 3), release=st.sampled_from(["", "0.1.1", "1.0~rc1+b2"]),
+)
+
+
+@settings(FAST, max_examples=200)
+@given(beats, _counts, st.one_of(st.none(), _echoes))
+def test_the_next_beat_encoded_from_the_cut_is_the_whole_encoding(beat, seq, echo):
+    """Over beats that say anything (every field, texts that need escaping in the answers):
+    the frame made from the cut of the last beat's body with another sequence number and
+    echo is, byte for byte, the whole encoding of that beat with them; a cut with no place
+    for an echo refuses one, and the other way round."""
+    frame, cut = codec.encode_cut(beat, KEY)
+    assert frame == codec.encode(beat, KEY)
+    if (echo is None) != (beat.echo is None):
+        with pytest.raises(ValueError):
+            codec.encode_next(cut, seq, echo, KEY)
+        return
+    nxt = dataclasses.replace(beat, seq=seq, echo=echo)
+    assert codec.encode_next(cut, seq, echo, KEY) == codec.encode(nxt, KEY)

@@ -8,6 +8,7 @@ the escalation of a failing stop, monitoring restarts, and the watchdog's feedin
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pty
 import time
@@ -47,7 +48,8 @@ exit 0
 
 
 def write_config(tmp: Path, resources: list[str], *, watchdog: str = "",
-                 group_extra: str = "") -> Path:
+                 group_extra: str = "", cluster_extra: str = "",
+                 timing: tuple[str, str] = ("50ms", "200ms")) -> Path:
     master, slave = pty.openpty()
     os.set_blocking(master, False)
     tty_path = os.ttyname(slave)
@@ -60,11 +62,12 @@ def write_config(tmp: Path, resources: list[str], *, watchdog: str = "",
     cfg.write_text(f"""
 [cluster]
 name = "looptest"
+{cluster_extra}
 
 [timing]
-keepalive = "50ms"
-deadtime = "200ms"
-initdead = "200ms"
+keepalive = "{timing[0]}"
+deadtime = "{timing[1]}"
+initdead = "{timing[1]}"
 
 {watchdog}
 
@@ -422,3 +425,68 @@ def test_start_after_a_crash_on_this_boot_arms_the_configured_timeout_at_once(tm
     assert "died on this boot" in seen["first"]["reason"]
     timeouts = [c for c in _watchdog_and_calls(tmp_path) if c.startswith("timeout")]
     assert timeouts == ["timeout 1"]
+
+
+@pytest.mark.parametrize("timing", [("50ms", "200ms"), ("1s", "3s")], ids=["50ms", "1s"])
+def test_carriers_are_read_on_the_loops_wake_ups_at_least_every_carrier_poll(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timing: tuple[str, str]) -> None:
+    """The carriers are read on the loop's own wake-ups (a beat's, a frame's) when a reading
+    is due before the next one, not on a timer of their own: never more than CARRIER_POLL
+    apart (plus the loop's lag), never less than half of it; with a keepalive longer than
+    CARRIER_POLL the loop wakes up for them alone. A carrier that drops is posted (the
+    public interface here) within a reading."""
+    from supervisor.core.events import PublicCarrier
+    from supervisor.drivers.links import read_carrier
+    from supervisor.sources import carrier as carrier_source
+    from supervisor.sources.carrier import CARRIER_POLL
+
+    net = tmp_path / "sys" / "class" / "net" / "pub0"
+    net.mkdir(parents=True)
+    (net / "carrier").write_text("1\n")
+    reads: list[float] = []
+    on_a_step: list[bool] = []  # read on a wake-up that steps the core anyway
+    real = read_carrier
+
+    def counted(interface: str, sys_root: str = "/sys") -> bool | None:
+        reads.append(time.monotonic())
+        on_a_step.append(sup._feeding)
+        return real(interface, sys_root)
+
+    monkeypatch.setattr(carrier_source, "read_carrier", counted)
+    cfg = write_config(tmp_path, ["rec::a"], cluster_extra='public_interface = "pub0"',
+                       timing=timing)
+    posted: list[tuple[float, object]] = []
+
+    async def scenario(sup: Supervisor) -> None:
+        post = sup.carrier.post
+
+        def recording(event: Any) -> object:
+            posted.append((time.monotonic(), event))
+            return post(event)
+
+        sup.carrier.post = recording
+        await asyncio.sleep(2.0)
+        (net / "carrier").write_text("0\n")
+        dropped = time.monotonic()
+        await until("the dropped carrier posted", lambda: any(
+            e == PublicCarrier(False) for _, e in posted))
+        assert next(t for t, e in posted if e == PublicCarrier(False)) - dropped <= (
+            CARRIER_POLL + 0.2)
+
+    rdir = resource_dir(tmp_path)
+    loaded = load_config(cfg)
+
+    def factory(spec: ResourceSpec) -> Any:
+        return make_agent(spec, AgentContext(takeover=loaded.takeover, resource_dirs=(rdir,)))
+
+    sup = Supervisor(loaded, "node1", tmp_path / "state", agent_factory=factory,
+                     sys_root=str(tmp_path / "sys"))
+    drive(sup, scenario)
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert len(reads) >= 8, reads
+    assert max(gaps) <= CARRIER_POLL + 0.15, gaps
+    assert min(gaps) >= CARRIER_POLL / 2 - 0.01, gaps
+    if timing[0] == "50ms":  # a beat's wake-up comes before every reading is due
+        assert all(on_a_step), on_a_step
+    else:  # a wake-up for the carriers alone between two beats
+        assert not all(on_a_step), on_a_step

@@ -255,7 +255,54 @@ def _mac(key: bytes, body: bytes) -> bytes:
 
 def encode(beat: Beat, key: bytes) -> bytes:
     """The frame for ``beat`` as one line, newline included."""
-    body = {
+    return _frame(_JSON.encode(_body(beat)).encode(), key)
+
+
+def encode_cut(beat: Beat, key: bytes) -> tuple[bytes, Cut]:
+    """The frame for ``beat`` (as ``encode``), and its body cut around its sequence number
+    and echo: ``encode_next`` makes the frame of the same beat with another sequence number
+    and echo from it, without building the body again."""
+    body = _body(beat)
+    raw = _JSON.encode(body).encode()
+    cut = _cuts(raw, body)
+    assert cut is not None, "the encoder's own body is in its compact form"
+    return _frame(raw, key), Cut(*cut)
+
+
+def encode_next(cut: Cut, seq: int, echo: tuple[str, int, int, int] | None,
+                key: bytes) -> bytes:
+    """``encode`` of the beat ``cut`` was made from, with sequence number ``seq`` and echo
+    ``echo`` (None exactly when that beat had none): the same bytes (a property test compares
+    them)."""
+    if echo is None:
+        if cut.middle is not None:
+            raise ValueError("this cut has an echo")
+        raw = b"%s%d%s" % (cut.head, seq, cut.tail)
+    else:
+        if cut.middle is None:
+            raise ValueError("this cut has no echo")
+        raw = b"%s%d%s%s%s" % (cut.head, seq, cut.middle, _JSON.encode(list(echo)).encode(),
+                               cut.tail)
+    return _frame(raw, key)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """An encoded body cut around the values of its sequence number and echo:
+    ``head + <s> + middle + <e> + tail`` (``middle`` None: a body without an echo,
+    ``head + <s> + tail``)."""
+
+    head: bytes
+    middle: bytes | None
+    tail: bytes
+
+
+def _frame(raw: bytes, key: bytes) -> bytes:
+    return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
+
+
+def _body(beat: Beat) -> dict[str, object]:
+    body: dict[str, object] = {
         "v": VERSION,
         "c": beat.cluster,
         "n": beat.sender,
@@ -298,8 +345,7 @@ def encode(beat: Beat, key: bytes) -> bytes:
         body["pm"] = beat.minor
     if beat.release:
         body["sw"] = beat.release
-    raw = _JSON.encode(body).encode()
-    return MAGIC + base64.b64encode(raw + _mac(key, raw)) + b"\n"
+    return body
 
 
 #: compact JSON, ASCII only (json.dumps with these arguments builds a new encoder each call)
@@ -604,22 +650,8 @@ class Template:
     def of(cls, raw: bytes, body: dict[str, object], domain: Domain) -> Template | None:
         if _JSON.encode(body).encode() != raw:
             return None  # not the compact form (spaces, escapes, a key repeated): no cuts
-        keys = list(body)
-        i = keys.index("s")
-        # raw is "{" + ",".join(key:value of each item) + "}": the items before "s" give
-        # where its value (an integer: checked) begins, the items after "e" where the echo
-        # ends
-        head = _JSON.encode({k: body[k] for k in keys[:i]})[:-1] + ("," if i else "") + '"s":'
-        seq_end = len(head) + len(str(body["s"]))
-        if "e" not in body:
-            return cls(domain, head.encode(), None, raw[seq_end:])
-        j = keys.index("e")
-        if j < i:
-            return None
-        after = _JSON.encode({k: body[k] for k in keys[j + 1:]})
-        tail = "}" if after == "{}" else "," + after[1:]
-        echo_start = len(raw) - len(tail) - len(_JSON.encode(body["e"]))
-        return cls(domain, head.encode(), raw[seq_end:echo_start], tail.encode())
+        cut = _cuts(raw, body)
+        return None if cut is None else cls(domain, *cut)
 
     def same_but(self, raw: bytes, newest: Beat, domain: Domain) -> Beat | None:
         """``newest`` with the sequence number and echo of ``raw``, when ``raw`` is this
@@ -646,6 +678,27 @@ class Template:
         seq = _count(int(found[0]), "sequence number")
         link, gen, eseq, hold = echo.groups()
         return evolve_beat(newest, seq, _echo([link.decode(), int(gen), int(eseq), int(hold)]))
+
+
+def _cuts(raw: bytes, body: dict[str, object]) -> tuple[bytes, bytes | None, bytes] | None:
+    """(head, middle, tail) of ``raw``, the compact encoding of ``body``, around the values
+    of ``s`` and ``e`` (middle None: no ``e``); None when ``e`` comes before ``s``."""
+    keys = list(body)
+    i = keys.index("s")
+    # raw is "{" + ",".join(key:value of each item) + "}": the items before "s" give
+    # where its value (an integer: checked) begins, the items after "e" where the echo
+    # ends
+    head = _JSON.encode({k: body[k] for k in keys[:i]})[:-1] + ("," if i else "") + '"s":'
+    seq_end = len(head) + len(str(body["s"]))
+    if "e" not in body:
+        return head.encode(), None, raw[seq_end:]
+    j = keys.index("e")
+    if j < i:
+        return None
+    after = _JSON.encode({k: body[k] for k in keys[j + 1:]})
+    tail = "}" if after == "{}" else "," + after[1:]
+    echo_start = len(raw) - len(tail) - len(_JSON.encode(body["e"]))
+    return head.encode(), raw[seq_end:echo_start], tail.encode()
 
 
 #: a JSON integer as the encoder writes one, short enough for a counter (a longer one, or any

@@ -74,7 +74,15 @@ def publish(s: CoreState, now: float, out: Out) -> CoreState:
 
 def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreState:
     seq = s.seq + 1
-    beat = codec.Beat(
+    out.actions.append(SendFrame(frame(s, said, seq, echo(s, seq, now))))
+    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
+                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+def beat(s: CoreState, said: tuple[Any, ...], seq: int,
+         echoed: tuple[str, int, int, int] | None) -> codec.Beat:
+    """The beat that says ``said`` (``published``) with this sequence number and echo."""
+    return codec.Beat(
         cluster=s.config.cluster_name,
         sender=s.me,
         generation=s.generation,
@@ -94,17 +102,64 @@ def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreStat
         minor=s.settings.minor,
         release=s.settings.release,
         maintenance=dict(s.maintenance),
-        echo=echo(s, seq, now),
+        echo=echoed,
         watchdog_timeout=s.watchdog_timeout,
         yields_world=yields_groups(s),
         replicas_behind=tuple(replicas_behind(s)),
         resolve=admin.requests(s),
         resolve_answers=admin.answers(s),
     )
-    beat = compat.gate(beat, compat.features_in_use(s))
-    out.actions.append(SendFrame(codec.encode(beat, s.settings.key)))
-    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
-                  sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
+
+
+def gated(s: CoreState, said: tuple[Any, ...], seq: int,
+          echoed: tuple[str, int, int, int] | None) -> codec.Beat:
+    """``beat`` with the fields of the features the pair does not use at their absent value
+    (``compat.gate``): what goes on the wire."""
+    return compat.gate(beat(s, said, seq, echoed), compat.features_in_use(s))
+
+
+#: by sender: what the last beat encoded said and who said it (``_sayer``), and its body cut
+#: around its sequence number and echo (``codec.Cut``). A beat that says the same as the one
+#: before it (most beats: only the sequence number and the echo change) is encoded from that
+#: cut, not built and encoded field by field. A memo of pure functions (``beat`` and
+#: ``codec.encode``): the frame's bytes are the same either way (a property test compares
+#: them), so the core stays pure; one entry per node name (two in the simulator).
+_CUTS: dict[str, tuple[tuple[Any, ...], codec.Cut, bool]] = {}
+#: False: every beat built and encoded field by field (the property test's full way)
+USE_CUTS = True
+
+
+def _sayer(s: CoreState, said: tuple[Any, ...],
+           echoed: tuple[str, int, int, int] | None) -> tuple[Any, ...]:
+    """Everything the frame of a beat depends on except its sequence number and echo: what
+    it says (``published``: status, links, groups, pins, requests... every field of the
+    beat but those two is made from it), who says it, its versions and the features the
+    pair uses (``compat.gate``), with which key, and whether it echoes (the cut has a place
+    for an echo or not)."""
+    return (said, s.config.cluster_name, s.me, s.generation, s.settings.digest,
+            s.settings.minor, s.settings.release, compat.features_in_use(s), s.settings.key,
+            echoed is None)
+
+
+def frame(s: CoreState, said: tuple[Any, ...], seq: int,
+          echoed: tuple[str, int, int, int] | None) -> bytes:
+    """The frame of ``gated(s, said, seq, echoed)``, encoded from the cut of the last beat
+    when that one said the same."""
+    if not USE_CUTS:
+        return codec.encode(gated(s, said, seq, echoed), s.settings.key)
+    sayer = _sayer(s, said, echoed)
+    last = _CUTS.get(s.me)
+    if last is not None and last[0] == sayer:
+        _, cut, held = last
+        return codec.encode_next(cut, seq, None if held else echoed, s.settings.key)
+    wire = gated(s, said, seq, echoed)
+    data, cut = codec.encode_cut(wire, s.settings.key)
+    if len(_CUTS) >= 8:
+        _CUTS.clear()
+    # held: the pair does not use the echo's feature, the gate left it out (as it will for
+    # every beat with this sayer: the features are part of it)
+    _CUTS[s.me] = (sayer, cut, echoed is not None and wire.echo is None)
+    return data
 
 
 def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:

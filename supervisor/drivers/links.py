@@ -42,6 +42,8 @@ def deliver(on_frame: FrameHandler, link: str, line: bytes) -> bool:
         return False
     return True
 RETRY_SECONDS = 2.0
+#: the largest UDP payload (IPv6's 65527 bytes, rounded up): the receive buffer's size
+MAX_DATAGRAM = 65536
 TX_BUFFER_LIMIT = 4096
 
 
@@ -296,6 +298,11 @@ class UdpTransport:
         if self.error is not None:
             log.info("udp link %s: bound to %s again", self.name, self.link.interface)
         self.error = None
+        if hasattr(transport, "max_size"):
+            # asyncio's selector transport reads every datagram into a new 256 KiB buffer:
+            # above the C library's mmap threshold, that is an mmap, an mremap and a munmap
+            # per frame; any UDP datagram fits in MAX_DATAGRAM (from the heap)
+            transport.max_size = MAX_DATAGRAM
         self.transport = transport
 
     def received(self, data: bytes) -> None:

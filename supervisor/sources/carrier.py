@@ -1,13 +1,15 @@
-"""Carrier: polls the carrier of each UDP link's interface and of the public interface.
+"""Carrier: reads the carrier of each UDP link's interface and of the public interface.
 
 Posts LinkCarrier / PublicCarrier when one changes (the first reading counts as a change).
-Reading /sys/class/net/IF/carrier costs a few microseconds; four times a second is enough to
-notice a pulled cable well within any deadtime.
+Reading /sys/class/net/IF/carrier costs a few microseconds; four times a second
+(CARRIER_POLL) is enough to notice a pulled cable well within any deadtime. The loop reads
+them (``poll``) on its own wake-ups, a beat's or a frame's, when a reading is due before the
+next one (supervisor.loop), not on a timer of their own; an interface that carries a link and
+is the public one too is read once.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 
 from supervisor.core.events import Event, LinkCarrier, PublicCarrier
@@ -17,11 +19,9 @@ CARRIER_POLL = 0.25
 
 
 class CarrierSource:
-    def __init__(self, post: Callable[[Event], object], sys_root: str = "/sys",
-                 interval: float = CARRIER_POLL) -> None:
+    def __init__(self, post: Callable[[Event], object], sys_root: str = "/sys") -> None:
         self.post = post
         self.sys_root = sys_root
-        self.interval = interval
         self._links: dict[str, str] = {}
         self._public: str | None = None
         self._seen: dict[str, bool | None] = {}
@@ -35,18 +35,16 @@ class CarrierSource:
         self._public = public or None
 
     def poll(self) -> None:
+        """Read every watched interface once and post what changed."""
+        read: dict[str, bool | None] = {}
         for name, iface in self._links.items():
-            up = read_carrier(iface, self.sys_root)
+            up = read[iface] = read_carrier(iface, self.sys_root)
             if up is not None and up != self._seen.get(name):
                 self._seen[name] = up
                 self.post(LinkCarrier(name, up))
         if self._public:
-            public = bool(read_carrier(self._public, self.sys_root))
+            iface = self._public
+            public = bool(read[iface] if iface in read else read_carrier(iface, self.sys_root))
             if public != self._public_up:
                 self._public_up = public
                 self.post(PublicCarrier(public))
-
-    async def run(self) -> None:
-        while True:
-            self.poll()
-            await asyncio.sleep(self.interval)
