@@ -26,8 +26,8 @@ from typing import Any
 from supervisor.lifecycle import bundlecheck, persist
 from supervisor.lifecycle.bootdecide import Failure, Pending, on_boot
 from supervisor.lifecycle.health import Baseline, Probe, baseline_from_status, judge
+from supervisor.lifecycle.persist import PERSIST
 from supervisor.lifecycle.system import (
-    PERSIST,
     SLOT_DEVICES,
     LifecycleError,
     Records,
@@ -223,18 +223,7 @@ def _trial(pending: Pending, booted: str, version: str, records: Records, *, bou
 
 
 def cmd_persist(args: argparse.Namespace) -> int:
-    try:
-        if args.action == "prepare":
-            done = persist.prepare(Path("/"), PERSIST)
-        elif args.action == "save":
-            done = persist.save(Path("/"), PERSIST)
-        else:
-            done = persist.seed_slots(os.environ)
-    except (OSError, RuntimeError) as exc:
-        return fail(f"persist {args.action}: {exc}")
-    for line in done:
-        say(f"persist {args.action}: {line}")
-    return EXIT_OK
+    return persist.run_action(args.action)
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -289,7 +278,7 @@ def add_parsers(sub: Any) -> None:
                    help=f"how long a new slot may take to be healthy (default {HEALTH_BOUND:.0f})")
     p = sub.add_parser("persist", help="the state partition: prepare (boot), save "
                        "(shutdown, before installs), seed-slots (RAUC's post-install handler)")
-    p.add_argument("action", choices=["prepare", "save", "seed-slots"])
+    p.add_argument("action", choices=persist.ACTIONS)
     u = sub.add_parser(
         "upgrade", help="upgrade both nodes of the pair to an update bundle, one after the "
         "other, with one planned handover",

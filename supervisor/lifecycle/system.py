@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 from supervisor.atomicfile import atomic_write
 from supervisor.drivers.runner import RunResult, run_sync
 from supervisor.lifecycle.bootdecide import Failure, Pending
+from supervisor.lifecycle.persist import PERSIST
 
 T = TypeVar("T")
 
-PERSIST = Path("/persist")
 LIFECYCLE_DIR = PERSIST / "lifecycle"
 VERSION_FILE = Path("/usr/lib/twinbeat/VERSION")
 RAUC_CONF = Path("/etc/rauc/system.conf")
