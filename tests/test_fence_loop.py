@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from supervisor.control import request
 from supervisor.core.events import ShutdownRequested
 from supervisor.loop import Supervisor
 from supervisor.statefiles import CONTROL_SOCKET
+from tests.launcher_support import run_launcher
 
 
 def write_config(tmp: Path, node: str, tty: str) -> Path:
@@ -69,7 +68,6 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -
         await asyncio.sleep(0.02)
 
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -204,15 +202,8 @@ def test_fence_peer_takes_the_resource_from_drbd(tmp_path, capsys, monkeypatch, 
 def test_the_launcher_answers_fence_peer_without_the_full_command_line(tmp_path):
     """/usr/bin/twinbeat fence-peer skips supervisor.cli (and the configuration code): its
     start-up is part of DRBD's frozen-write window and of a replicated failover."""
-    launcher = REPO / "mkosi.extra" / "usr" / "bin" / "twinbeat"
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"sys.argv = ['twinbeat', 'fence-peer', 'r0', '--state-dir', {str(tmp_path)!r}]\n"
-            "import atexit\n"
-            "atexit.register(lambda: print('LOADED', 'supervisor.cli' in sys.modules, "
-            "'supervisor.config' in sys.modules, 'asyncio' in sys.modules))\n"
-            f"exec(compile(open({str(launcher)!r}).read(), 'twinbeat', 'exec'))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=False, timeout=30)
+    r = run_launcher(["fence-peer", "r0", "--state-dir", str(tmp_path)],
+                     ("supervisor.cli", "supervisor.config", "asyncio"))
     assert r.returncode == 5, r.stderr
     assert "cannot ask the twinbeat daemon" in r.stderr
     assert "LOADED False False False" in r.stdout

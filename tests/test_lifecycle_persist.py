@@ -12,6 +12,7 @@ from firstboot.passwords import scram_sha256
 from supervisor import dataservices as dsm
 from supervisor.dataservices import Database, DataServices, FileShare, ShareUser
 from supervisor.lifecycle import persist
+from tests.launcher_support import run_launcher
 
 SHADOW_IMAGE = "root:*:20000:0:99999:7:::\ndaemon:*:20000:0:99999:7:::\n"
 SHADOW_NEW = ("root:*:20100:0:99999:7:::\ndaemon:*:20100:0:99999:7:::\n"
@@ -286,25 +287,12 @@ def test_account_lines_replace_the_entry_of_the_same_name_or_are_appended() -> N
     assert persist.account_lines_with("", ["alice:x:2000:"]) == "alice:x:2000:\n"
 
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def test_the_launcher_runs_persist_without_the_full_command_line() -> None:
     """/usr/bin/twinbeat persist skips supervisor.cli and asyncio: twinbeat-persist.service
     runs `persist prepare` on every boot before the bind mounts (its start-up held a
     rebooted node's network and supervisor up by 12.5 s under TCG)."""
-    import subprocess
-    import sys
-
-    launcher = REPO / "mkosi.extra" / "usr" / "bin" / "twinbeat"
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "sys.argv = ['twinbeat', 'persist', '--help']\n"
-            "import atexit\n"
-            "atexit.register(lambda: print('LOADED', 'supervisor.cli' in sys.modules, "
-            "'asyncio' in sys.modules))\n"
-            f"exec(compile(open({str(launcher)!r}).read(), 'twinbeat', 'exec'))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=False, timeout=30)
+    r = run_launcher(["persist", "--help"], ("supervisor.cli", "asyncio"))
     assert r.returncode == 0, r.stderr
     assert "{prepare,save,seed-slots}" in r.stdout
     assert "LOADED False False" in r.stdout
