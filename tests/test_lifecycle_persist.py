@@ -316,3 +316,30 @@ def test_the_full_command_line_runs_the_same_persist(monkeypatch) -> None:
     monkeypatch.setattr(persist, "run_action", run_action)
     assert main(["persist", "save"]) == 3
     assert seen == ["save"]
+
+
+def test_a_new_slot_keeps_the_nodes_tls_key_and_certificate(tmp_path: Path) -> None:
+    """The key made on the first boot reaches the new slot with its mode (0640) and the
+    group of the new slot's /etc/ssl/private (ssl-cert's id there), so that the new slot's
+    twinbeat-ssl-cert.service (ConditionPathExists=!key) makes no other key."""
+    running = slot(tmp_path / "running", ROOT_LINE + "\n", {}, {})
+    new = slot(tmp_path / "new", SHADOW_NEW, {}, {})
+    key, cert = persist.TLS_FILES
+    for base in (running, new):
+        (base / key).parent.mkdir(parents=True)
+        (base / cert).parent.mkdir(parents=True)
+    os.chown(running / key.rsplit("/", 1)[0], 0, 111)
+    os.chown(new / key.rsplit("/", 1)[0], 0, 112)  # ssl-cert has another id in the new image
+    (running / key).write_text("-----BEGIN PRIVATE KEY-----\nnode1\n")
+    os.chown(running / key, 0, 111)
+    os.chmod(running / key, 0o640)
+    (running / cert).write_text("-----BEGIN CERTIFICATE-----\nnode1\n")
+    done = persist.seed_slot(running, new)
+    assert (new / key).read_text() == "-----BEGIN PRIVATE KEY-----\nnode1\n"
+    st = (new / key).stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 112, 0o640)
+    assert (new / cert).read_text() == "-----BEGIN CERTIFICATE-----\nnode1\n"
+    assert f"/{key}" in done and f"/{cert}" in done
+    unit = (Path(__file__).resolve().parent.parent
+            / "mkosi.extra/usr/lib/systemd/system/twinbeat-ssl-cert.service").read_text()
+    assert f"ConditionPathExists=!/{key}" in unit

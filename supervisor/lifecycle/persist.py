@@ -16,7 +16,9 @@ Two kinds of files make a node itself:
   exports and settings, PostgreSQL's conf.d file and pg_hba.conf: ``SERVICE_FILES``) and
   the file share's Unix account (its lines in passwd, group, shadow and gshadow, named by
   /etc/twinbeat/services.toml) are carried the same way, each file keeping the new slot's
-  owner (postgres's ids are the new image's).
+  owner (postgres's ids are the new image's). So are the node's TLS key and certificate
+  (``TLS_FILES``, made on the first boot): a new slot keeps the node's TLS identity
+  instead of making another key.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ SHADOW = "etc/shadow"
 #: replicated disk and a data service); services.toml itself is in /etc/twinbeat (bound)
 SERVICE_FILES = tuple(p.lstrip("/") for p in (dsm.SMB_CONF, dsm.EXPORTS, dsm.NFS_CONF,
                                                 dsm.PG_CONF, dsm.PG_HBA))
+#: the node's TLS key and self-signed certificate (twinbeat-ssl-cert.service makes them on the
+#: first boot; PostgreSQL serves with them): carried into a new slot like the wizard's files,
+#: so that a client that pinned the certificate still trusts the node after an update
+TLS_FILES = ("etc/ssl/private/ssl-cert-snakeoil.key", "etc/ssl/certs/ssl-cert-snakeoil.pem")
 #: the account files that hold the file share's user (gshadow may be missing)
 ACCOUNT_FILES = ("etc/passwd", "etc/group", "etc/shadow", "etc/gshadow")
 UNIT_DIR = "etc/systemd/system"
@@ -192,11 +198,12 @@ def _carry_account(running: Path, slot: Path, name: str) -> list[str]:
     return done
 
 
-def _carry_service_files(running: Path, slot: Path) -> list[str]:
-    """The wizard's data-service files: the source's mode, the new slot's owner (of the file
-    the package made, else of its folder: postgres's ids are the new image's)."""
+def _carry_files(running: Path, slot: Path, files: tuple[str, ...]) -> list[str]:
+    """Files of the running slot into the new one: the source's mode, the new slot's owner
+    (of the file the package made, else of its folder: postgres's and ssl-cert's ids are
+    the new image's)."""
     done: list[str] = []
-    for rel in SERVICE_FILES:
+    for rel in files:
         src, dest = running / rel, slot / rel
         try:
             data = src.read_bytes()
@@ -239,7 +246,7 @@ def seed_slot(running: Path, slot: Path) -> list[str]:
         atomic_write(slot / SHADOW, ("\n".join(lines) + "\n").encode(),
                      mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
         done.append("root's password")
-    done += _carry_service_files(running, slot)
+    done += _carry_files(running, slot, SERVICE_FILES + TLS_FILES)
     share_user = _share_user(running)
     if share_user is not None:
         done += _carry_account(running, slot, share_user)
