@@ -48,17 +48,18 @@ update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and
 	@scripts/test-bundle.sh $(VERSION) $(NEXT1)
 	@scripts/test-bundle.sh $(VERSION) $(NEXT2) broken
 
-# `make test` is what CI runs; it leaves out the two QEMU update scenarios (`make
-# test-update`: about 30 minutes more under TCG, which would take the run past its time budget).
-test: deps ## check, unit, slow, namespace and image tests, then the QEMU scenarios but the update ones
+# `make test` is what CI runs: every tier, then every QEMU scenario (the update ones go on
+# with the replicated pair: they need the test bundles).
+test: deps ## check, unit, slow, namespace and image tests, then every QEMU scenario
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-slow
 	@$(MAKE) --no-print-directory test-netns
 	@$(MAKE) --no-print-directory test-image
-	$(PYTHON) qemu-tests/run.py --image $(IMAGE) --skip update-pair
+	@$(MAKE) --no-print-directory update-bundles
+	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
 
-test-update: image update-bundles ## the QEMU update scenarios: rolling upgrade N -> N+1, broken N+2 rolls back (~30 min)
+test-update: image update-bundles ## only the QEMU update scenarios: boot the replicated pair, upgrade N -> N+1, broken N+2 rolls back (~25 min)
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE) -k update-pair
 
 test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): under a minute

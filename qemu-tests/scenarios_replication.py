@@ -26,13 +26,18 @@ from typing import Any
 
 from drbdpair import drbd_state, mounted, save_drbd, settle, sha256s, wait_in_sync
 from pair import DRBD_RES, MOUNT_POINT, Node, Pair, PairError, SharedPair, group_of
+from updatebundles import bundles_drive
 from vm import VMError
 
 #: file name -> sha256 of every acknowledged write of the surviving history
 _written: dict[str, str] = {}
 FILES = 4  # files of 1 MiB each written on node1 before its power loss
 
-SHARED = SharedPair("tbqr-", replicate=True, save_extra=save_drbd)
+# Booted through the real boot loader (OVMF, GRUB's A/B choice): the update scenarios
+# (scenarios_update.py) go on with this pair after the scenarios below, and an update
+# boots the other slot through GRUB. The bundles' disk is attached from the start.
+SHARED = SharedPair("tbqr-", replicate=True, save_extra=save_drbd, firmware="uefi",
+                    extra_args=bundles_drive)
 SHARED.on_boot.append(_written.clear)
 
 
@@ -416,3 +421,7 @@ def replicated_failback_waits_for_the_data(pair: Pair) -> str:
             f"until node1 was in sync (last seen behind {last_behind - t_on:.0f} s "
             f"after power-on), node1 served {t_back - t_on:.0f} s after power-on with node2's "
             f"data; node1 said: {behind_seen[:120]!r}")
+
+
+# The update scenarios go on with this pair: registered right after the ones above.
+import scenarios_update  # noqa: E402,F401

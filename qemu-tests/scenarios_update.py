@@ -1,11 +1,12 @@
 """Updates of a replicated pair through the real boot loader (OVMF, GRUB's A/B choice, RAUC).
 
-One pair, booted once (UEFI, both nodes configured by seeds, vdb replicated by DRBD), and two
-scenarios on it, in this order:
+They go on with the replicated pair of scenarios_replication.py (booted once through OVMF
+and GRUB, node1 configured by its wizard and node2 by a seed, vdb replicated by DRBD) after
+its own scenarios have left it whole and in sync, in this order:
 
 1. ``twinbeat upgrade`` of version N (the image under test) to N+1 while the observer asks
    the floating address for the demo page twice a second: both nodes end on N+1, each still
-   itself (machine ID, host name, SSH host key, cluster.toml, authkeys) on slot B, the data
+   itself (machine ID, host name, SSH host key, cluster.toml, authkeys, TLS key) on slot B, the data
    on /srv intact, and the only gaps in the answers are the planned handover and the
    failback that auto_failback asks for (their lengths are reported);
 2. a broken N+2 (its supervisor never starts) installed on node2 with ``twinbeat install``:
@@ -15,16 +16,14 @@ scenarios on it, in this order:
 
 The bundles (``make update-bundles``: images/twinbeat-<N+1>.raucb and
 twinbeat-<N+2>-broken.raucb, N+1 and N+2 bump the image's last number) reach both nodes on
-a small read-only ext4 disk made on the host (as from a USB stick); ``twinbeat upgrade``
-copies N+1 to the peer over the crossover link itself.
+a small read-only ext4 disk made on the host (as from a USB stick: updatebundles.py);
+``twinbeat upgrade`` copies N+1 to the peer over the crossover link itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,47 +35,13 @@ sys.path.insert(0, str(HERE.parent))
 
 from drbdpair import save_drbd, settle, sha256s  # noqa: E402
 from guest import FAST_STATUS_PATH  # noqa: E402
-from pair import FLOATING, PAGE_RE, Node, Pair, PairError, SharedPair  # noqa: E402
+from pair import FLOATING, PAGE_RE, Node, Pair, PairError  # noqa: E402
+from scenarios_replication import SHARED, write_files  # noqa: E402
+from updatebundles import bumped, bundles_of, missing  # noqa: E402
 from vm import VMError  # noqa: E402
 
 BOOT_TIMEOUT = 900.0
 PLAN = "/persist/lifecycle/upgrade.json"  # twinbeat upgrade's plan on the node running it
-
-
-def bumped(image: Path, by: int) -> str:
-    m = re.match(r"twinbeat-(\d+)\.(\d+)\.(\d+)\.raw$", image.name)
-    if not m:
-        raise AssertionError(f"{image.name}: not twinbeat-X.Y.Z.raw")
-    return f"{m.group(1)}.{m.group(2)}.{int(m.group(3)) + by}"
-
-
-def bundles_of(image: Path) -> tuple[Path, Path]:
-    """The N+1 bundle and the broken N+2 one, next to the image."""
-    return (image.with_name(f"twinbeat-{bumped(image, 1)}.raucb"),
-            image.with_name(f"twinbeat-{bumped(image, 2)}-broken.raucb"))
-
-
-def bundle_disk(bundles: list[Path], dest: Path) -> Path:
-    """An ext4 image holding the bundles (the nodes mount it as a USB stick)."""
-    content = dest.parent / "bundles"
-    content.mkdir()
-    total = 0
-    for b in bundles:
-        if not b.exists():
-            raise AssertionError(f"{b}: missing (make update-bundles first)")
-        shutil.copy(b, content / b.name)
-        total += b.stat().st_size
-    size = total + total // 5 + 64 * 2**20
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "BUNDLES", "-d", str(content), str(dest),
-                    str(size // 1024)], check=True, capture_output=True)
-    shutil.rmtree(content)
-    return dest
-
-
-def bundles_drive(image: Path, workdir: Path) -> tuple[str, ...]:
-    disk = bundle_disk(list(bundles_of(image)), workdir / "bundles.img")
-    return ("-drive", f"file={disk},format=raw,if=none,id=bundles,readonly=on",
-            "-device", "virtio-blk-pci,drive=bundles,addr=0xa")
 
 
 def save_update(pair: Pair, artifacts: Path) -> None:
@@ -94,10 +59,10 @@ def save_update(pair: Pair, artifacts: Path) -> None:
             "--no-pager -o short-monotonic | tail -n 300", check=False, timeout=120)[1])
 
 
-# (a 64 MiB replicated disk: the pair's first full sync is a quarter of the usual one; the
-# update scenarios write a few MiB)
-SHARED = SharedPair("tbqu-", replicate=True, firmware="uefi", seed_both=True,
-                    extra_args=bundles_drive, save_extra=save_update, data_size="64M")
+# The update scenarios go on with the replicated pair (scenarios_replication.SHARED: booted
+# through OVMF and GRUB, the bundles' disk attached), after its own scenarios:
+# scenarios_replication imports this module at its end, so that these are registered next.
+SHARED.save_extra = save_update
 #: what the rolling upgrade left for the broken-version scenario
 _state: dict[str, Any] = {}
 SHARED.on_boot.append(_state.clear)
@@ -175,9 +140,12 @@ class Prober:
 
 
 def identity_of(node: Node) -> dict[str, str]:
-    """What makes the node itself: machine ID, host name, SSH host key, cluster.toml."""
+    """What makes the node itself: machine ID, host name, SSH host key, cluster.toml,
+    authkeys, its TLS key and certificate."""
     text = node.sh("cat /etc/machine-id /etc/hostname /etc/ssh/host-keys/ssh_host_ed25519_key.pub"
-                   "; sha256sum /etc/twinbeat/cluster.toml /etc/twinbeat/authkeys")[1]
+                   "; sha256sum /etc/twinbeat/cluster.toml /etc/twinbeat/authkeys "
+                   "/etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem"
+                   )[1]
     return {"text": text.strip()}
 
 
@@ -222,6 +190,9 @@ UPGRADE = "update-pair-rolling-upgrade-n-to-n+1-one-planned-handover-data-intact
 def rolling_upgrade(pair: Pair) -> str:
     n0 = pair.image.name[len("twinbeat-"):-len(".raw")]
     n1 = bumped(pair.image, 1)
+    if missing(pair.image):
+        raise AssertionError(f"{', '.join(map(str, missing(pair.image)))}: missing "
+                             "(make update-bundles first)")
     good, _ = bundles_of(pair.image)
     node1 = pair.node1
     settle(pair, "node1", timeout=900)
@@ -229,8 +200,6 @@ def rolling_upgrade(pair: Pair) -> str:
         v = versions(node)
         assert (v["release"], v["peer_release"], v["mixed"]) == (n0, n0, False), v
     mount_bundles(node1)
-    from scenarios_replication import write_files
-
     names = [f"before-upgrade-{i}" for i in range(3)]
     sums = write_files(node1, names, mib=2)
     identity = {n.name: identity_of(n) for n in pair.nodes}

@@ -181,9 +181,30 @@ def test_the_load_scenario_reports_the_loads_own_worst_figures() -> None:
     assert scenarios_pair._worst_during(None, None) == "none"
 
 
+def test_the_update_scenarios_go_on_with_the_replicated_pair_right_after_its_own(
+        capsys) -> None:
+    """`make test` runs every scenario: the update ones share the replicated pair (booted
+    through the firmware, the bundles' disk attached) and come right after its last
+    scenario, so the pair is booted once for both and shut down after the update ones."""
+    import scenarios_replication
+    import scenarios_update
+
+    assert scenarios_update.SHARED is scenarios_replication.SHARED
+    shared = scenarios_replication.SHARED
+    assert shared.firmware == "uefi" and shared.replicate
+    assert shared.save_extra is scenarios_update.save_update
+    assert run.main(["--list"]) == 0
+    names = capsys.readouterr().out.split()
+    on_pair = [i for i, n in enumerate(names) if n in shared.names]
+    assert on_pair == list(range(on_pair[0], on_pair[0] + len(on_pair)))  # one run, no gap
+    assert [names[i] for i in on_pair[-2:]] == [
+        n for n in names if n.startswith("update-pair-")]
+    assert len([n for n in names if n.startswith("replicated-")]) == 6
+
+
 def test_skip_leaves_scenarios_out_after_k(capsys) -> None:
-    """`make test-update` runs the update scenarios (-k update-pair), `make test` every other
-    one (--skip update-pair): together, each scenario exactly once."""
+    """`make test-update` runs the update scenarios (-k update-pair); --skip leaves them
+    out: together, each scenario exactly once."""
     assert run.main(["--list", "--skip", "update-pair"]) == 0
     others = capsys.readouterr().out.split()
     assert run.main(["--list", "-k", "update-pair"]) == 0
