@@ -3,8 +3,10 @@ the disk to replicate: the group is then IPaddr, drbddisk::r0, Filesystem (/dev/
 /srv, ext4) and the web service, and DRBD (protocol C) mirrors vdb over the crossover link.
 
 Runs after the scenarios of the shared pair (scenarios_pair.py), which has shut down by then,
-so that only two VMs run at a time. Asserted from inside both guests (drbdadm, the files on
-/srv, the kernel's DRBD messages) and from the observer (HTTP on the floating address).
+so that only two VMs run at a time. The pair boots through OVMF and GRUB (each power-on too),
+and the update scenarios (scenarios_update.py) go on with it after these. Asserted from
+inside both guests (drbdadm, the files on /srv, the kernel's DRBD messages) and from the
+observer (HTTP on the floating address).
 
 The scenarios build on each other, in this order: the pair forms; the secondary loses power
 and returns (only what changed meanwhile is resynchronised, and `twinbeat status` shows the
