@@ -737,7 +737,7 @@ class SharedPair:
                  save_extra: Callable[[Pair, Path], None] | None = None,
                  firmware: Firmware = "kernel", seed_both: bool = False,
                  extra_args: Callable[[Path, Path], tuple[str, ...]] | None = None,
-                 data_size: str = "256M") -> None:
+                 ) -> None:
         self.prefix = prefix
         self.replicate = replicate
         self.services = services
@@ -746,7 +746,6 @@ class SharedPair:
         self.firmware: Firmware = firmware
         self.seed_both = seed_both
         self.extra_args = extra_args
-        self.data_size = data_size
         # called before the pair boots (e.g. to forget what a former pair held)
         self.on_boot: list[Callable[[], None]] = []
         self.save_extra = save_extra
@@ -768,8 +767,7 @@ class SharedPair:
         self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix))
         extra = self.extra_args(image, self.workdir) if self.extra_args is not None else ()
         self.pair = Pair(image, self.workdir, replicate=self.replicate, services=self.services,
-                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra,
-                         data_size=self.data_size)
+                         firmware=self.firmware, seed_both=self.seed_both, extra_args=extra)
         self.pair.boot()
         return self.pair
 
