@@ -190,8 +190,9 @@ UPGRADE = "update-pair-rolling-upgrade-n-to-n+1-one-planned-handover-data-intact
 def rolling_upgrade(pair: Pair) -> str:
     n0 = pair.image.name[len("twinbeat-"):-len(".raw")]
     n1 = bumped(pair.image, 1)
-    if missing(pair.image):
-        raise AssertionError(f"{', '.join(map(str, missing(pair.image)))}: missing "
+    absent = missing(pair.image)
+    if absent:
+        raise AssertionError(f"{', '.join(map(str, absent))}: missing "
                              "(make update-bundles first)")
     good, _ = bundles_of(pair.image)
     node1 = pair.node1

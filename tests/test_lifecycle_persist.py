@@ -12,7 +12,7 @@ from firstboot.passwords import scram_sha256
 from supervisor import dataservices as dsm
 from supervisor.dataservices import Database, DataServices, FileShare, ShareUser
 from supervisor.lifecycle import persist
-from tests.launcher_support import run_launcher
+from tests.launcher_support import REPO, run_launcher
 
 SHADOW_IMAGE = "root:*:20000:0:99999:7:::\ndaemon:*:20000:0:99999:7:::\n"
 SHADOW_NEW = ("root:*:20100:0:99999:7:::\ndaemon:*:20100:0:99999:7:::\n"
@@ -340,6 +340,5 @@ def test_a_new_slot_keeps_the_nodes_tls_key_and_certificate(tmp_path: Path) -> N
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 112, 0o640)
     assert (new / cert).read_text() == "-----BEGIN CERTIFICATE-----\nnode1\n"
     assert f"/{key}" in done and f"/{cert}" in done
-    unit = (Path(__file__).resolve().parent.parent
-            / "mkosi.extra/usr/lib/systemd/system/twinbeat-ssl-cert.service").read_text()
+    unit = (REPO / "mkosi.extra/usr/lib/systemd/system/twinbeat-ssl-cert.service").read_text()
     assert f"ConditionPathExists=!/{key}" in unit
