@@ -59,6 +59,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.promotion import PeerLiveness
+from supervisor.core.riding import rides
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
@@ -70,7 +71,7 @@ from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
 from supervisor.linkset import LinkSet, local_addresses
 from supervisor.loopstatus import LoopStats, assemble_status
-from supervisor.operations import Operations
+from supervisor.operations import EXCHANGE_EVERY, Operations
 from supervisor.replication import Outdater, Replication, default_outdater
 from supervisor.resource_spec import ResourceSpec
 from supervisor.resources import AgentFactory, ResourceRunner
@@ -160,6 +161,8 @@ class Supervisor:
         self._core_deadline: float | None = None
         #: when the carriers were last read (see _read_carriers); -inf: at the first step
         self._last_carrier = -float("inf")
+        #: when the history exchange last ticked (see _exchange_due); -inf: at the first step
+        self._last_exchange = -float("inf")
         #: the watchdog's feed interval and the (configuration, notifier) it was made of
         self._interval_of: tuple[Config, SystemdNotifier] | None = None
         self._interval = 0.5
@@ -231,7 +234,8 @@ class Supervisor:
         self.ops = Operations(
             self.config, self.me, self.state_dir, status=self.status,
             drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
-            key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive)
+            key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive,
+            exchange_by_loop=True)
         await self.ops.start()
         started = self.ops.boot()
         self.feed(started)
@@ -381,6 +385,8 @@ class Supervisor:
                     while self._pending:
                         self._step(self._pending.pop(0), loop.time())
                     deadline = next_deadline(self.state, now)
+            if self._exchange_due(now, deadline):
+                self._tick_exchange(now)
             self._core_deadline = deadline
             self._feed_watchdog(now, deadline)
             self._reschedule(loop, deadline)
@@ -459,9 +465,7 @@ class Supervisor:
         come after it is due and half the interval has passed: fed a little early on this
         wake-up rather than woken up for it alone (at a keepalive below the feed interval,
         the beats' wake-ups feed it)."""
-        interval = self._feed_interval()
-        due = self._last_feed + interval
-        if now >= due or (deadline > due and now - self._last_feed >= interval / 2):
+        if rides(self._last_feed, self._feed_interval(), now, deadline)[0]:
             self._last_feed = now
             self.watchdog.feed(now)
             self.notifier.watchdog()
@@ -471,8 +475,22 @@ class Supervisor:
         CARRIER_POLL), or the next wake-up (``deadline``) would come after it is due and half
         the interval has passed: read a little early on a wake-up the loop has anyway (a
         beat, a frame) rather than on one of its own, as the watchdog is fed."""
-        due = self._last_carrier + CARRIER_POLL
-        return now >= due or (deadline > due and now - self._last_carrier >= CARRIER_POLL / 2)
+        return rides(self._last_carrier, CARRIER_POLL, now, deadline)[0]
+
+    def _exchanging(self) -> bool:
+        return self.ops is not None and self.ops.sync is not None
+
+    def _exchange_due(self, now: float, deadline: float) -> bool:
+        """Whether the history exchange ticks on this wake-up (every EXCHANGE_EVERY, riding
+        on the loop's wake-ups as the carriers' reading does)."""
+        return self._exchanging() and rides(self._last_exchange, EXCHANGE_EVERY, now,
+                                            deadline)[0]
+
+    def _tick_exchange(self, now: float) -> None:
+        """The history exchange's tick (it may send a history frame; it posts no event)."""
+        assert self.ops is not None
+        self._last_exchange = now
+        self.ops.exchange_tick()
 
     def _read_carriers(self, now: float) -> None:
         """Read the carriers (the source posts what changed: stepped as any event)."""
@@ -484,6 +502,8 @@ class Supervisor:
         carriers read first."""
         deadline = min(deadline, self._last_feed + self._feed_interval(),
                        self._last_carrier + CARRIER_POLL)
+        if self._exchanging():
+            deadline = min(deadline, self._last_exchange + EXCHANGE_EVERY)
         if self._timer is not None:
             if deadline == self._expected_wake:
                 return  # the timer is set for it already (most frames move no deadline)
@@ -496,11 +516,17 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         now = loop.time()
         core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
+        carriers = now >= self._last_carrier + CARRIER_POLL
+        exchange = self._exchanging() and now >= self._last_exchange + EXCHANGE_EVERY
         if (core is not None and now < core and now < feed_due and not self._feeding
-                and now >= self._last_carrier + CARRIER_POLL):
-            # a wake-up for the carriers alone (a keepalive longer than CARRIER_POLL): read
-            # them; a change is posted and stepped as any event, nothing else is due
-            self._read_carriers(now)
+                and (carriers or exchange)):
+            # a wake-up for the carriers or the history exchange alone (a keepalive longer
+            # than CARRIER_POLL): read them, tick it; a carrier's change is posted and
+            # stepped as any event, nothing else is due
+            if exchange:
+                self._tick_exchange(now)
+            if carriers:
+                self._read_carriers(now)
             if self._timer is None:
                 self._reschedule(loop, core)
             return

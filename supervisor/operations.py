@@ -32,6 +32,8 @@ log = logging.getLogger("twinbeat.events")
 
 RUNNING_MARKER = "running"
 HISTORY_WRITE_DELAY = 0.2
+#: how often the history exchange ticks (historysync.HistorySync.tick: asks when it is time)
+EXCHANGE_EVERY = 1.0
 #: WDIOF_CARDRESET in /sys/class/watchdog/*/bootstatus: "the last reboot was the watchdog's"
 WDIOF_CARDRESET = 0x20
 
@@ -105,6 +107,7 @@ class Operations:
         key: Callable[[], bytes] | None = None,
         send_frame: Callable[[bytes], None] | None = None,
         peer_alive: Callable[[], bool] | None = None,
+        exchange_by_loop: bool = False,
     ) -> None:
         notify = config.notify
         self.config = config
@@ -133,6 +136,9 @@ class Operations:
         #: the history exchange with the peer (when the loop gives a key and a way to send)
         self.sync: HistorySync | None = None
         self.peer_alive = peer_alive or (lambda: False)
+        #: the loop calls exchange_tick on its own wake-ups (every EXCHANGE_EVERY): no task
+        #: of ours wakes it up for the exchange
+        self.exchange_by_loop = exchange_by_loop
         if key is not None and send_frame is not None:
             self.sync = HistorySync(self.history, cluster=config.cluster_name, me=me,
                                     peer=self.peer, key=key, send=send_frame,
@@ -151,7 +157,7 @@ class Operations:
                        loop.create_task(self._sample())]
         if self.mail.enabled:
             self._mail_task = loop.create_task(self.mail.run_forever())
-        if self.sync is not None:
+        if self.sync is not None and not self.exchange_by_loop:
             self._tasks.append(loop.create_task(self._exchange()))
         await self._serve()
 
@@ -265,13 +271,19 @@ class Operations:
                 log.error("cannot write %s: %s", self.history.path, exc)
 
     async def _exchange(self) -> None:
-        assert self.sync is not None
         while True:
-            try:
-                self.sync.tick(self.peer_alive())
-            except Exception:  # a bug here must not end the exchange
-                log.exception("history exchange failed")
-            await asyncio.sleep(1.0)
+            self.exchange_tick()
+            await asyncio.sleep(EXCHANGE_EVERY)
+
+    def exchange_tick(self) -> None:
+        """The history exchange's tick, about every EXCHANGE_EVERY (its task's, or the
+        loop's on a wake-up it has anyway: ``exchange_by_loop``)."""
+        if self.sync is None:
+            return
+        try:
+            self.sync.tick(self.peer_alive())
+        except Exception:  # a bug here must not end the exchange
+            log.exception("history exchange failed")
 
     def on_history_frame(self, line: bytes) -> None:
         """A history frame arrived on a heartbeat link."""
