@@ -490,3 +490,47 @@ def test_carriers_are_read_on_the_loops_wake_ups_at_least_every_carrier_poll(
         assert all(on_a_step), on_a_step
     else:  # a wake-up for the carriers alone between two beats
         assert not all(on_a_step), on_a_step
+
+
+@pytest.mark.parametrize("timing", [("50ms", "200ms"), ("1s", "3s")], ids=["50ms", "1s"])
+def test_history_exchange_ticks_on_the_loops_wake_ups_about_every_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timing: tuple[str, str]) -> None:
+    """The history exchange ticks on the loop's own wake-ups, as the carriers are read: never
+    more than EXCHANGE_EVERY apart (plus the loop's lag), never less than half of it, and no
+    task of its own sleeps (and wakes the loop) for it; with a 50 ms keepalive every tick
+    rides on a step the loop makes anyway."""
+    from supervisor.historysync import HistorySync
+    from supervisor.operations import EXCHANGE_EVERY
+
+    ticks: list[float] = []
+    on_a_step: list[bool] = []
+    real = HistorySync.tick
+
+    def counted(self: HistorySync, peer_alive: bool) -> None:
+        ticks.append(time.monotonic())
+        on_a_step.append(sup._feeding)
+        real(self, peer_alive)
+
+    monkeypatch.setattr(HistorySync, "tick", counted)
+    cfg = write_config(tmp_path, ["rec::a"], timing=timing)
+    tasks: list[str] = []
+
+    async def scenario(sup: Supervisor) -> None:
+        await asyncio.sleep(3.5)
+        tasks.extend(t.get_coro().__qualname__ for t in asyncio.all_tasks())
+
+    rdir = resource_dir(tmp_path)
+    loaded = load_config(cfg)
+
+    def factory(spec: ResourceSpec) -> Any:
+        return make_agent(spec, AgentContext(takeover=loaded.takeover, resource_dirs=(rdir,)))
+
+    sup = Supervisor(loaded, "node1", tmp_path / "state", agent_factory=factory)
+    drive(sup, scenario)
+    assert not [t for t in tasks if "_exchange" in t], tasks
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert len(ticks) >= 3, ticks
+    assert max(gaps) <= EXCHANGE_EVERY + 0.15, gaps
+    assert min(gaps) >= EXCHANGE_EVERY / 2 - 0.01, gaps
+    if timing[0] == "50ms":
+        assert all(on_a_step), on_a_step
