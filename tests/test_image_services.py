@@ -11,6 +11,7 @@ passwords whose hashes the wizard computed.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import textwrap
@@ -66,7 +67,9 @@ def test_postgresql_backup_units_are_not_pulled_in(image: Image) -> None:  # noq
 def test_each_node_makes_its_own_tls_key(image: Image) -> None:  # noqa: F811
     assert enabled(image, "twinbeat-ssl-cert.service") == "enabled"
     assert not (image.root / "etc/ssl/private/ssl-cert-snakeoil.key").exists()
-    assert (image.root / "usr/sbin/make-ssl-cert").exists()
+    unit = (image.root / "usr/lib/systemd/system/twinbeat-ssl-cert.service").read_text()
+    assert "ExecStart=/usr/lib/twinbeat/make-node-cert\n" in unit
+    assert os.access(image.root / "usr/lib/twinbeat/make-node-cert", os.X_OK)
 
 
 def test_no_postgresql_cluster_data_of_its_own(image: Image) -> None:  # noqa: F811
@@ -266,7 +269,9 @@ def test_postgresql_cluster_is_made_on_the_data_disk_and_logs_in(sandbox: Path) 
     started as Debian's unit starts it (pg_ctlcluster), pg_isready (the probe) and a SCRAM
     login of the database owner over TCP with the wizard's password."""
     script = PREPARE.format(service="postgresql") + f"""
-        make-ssl-cert generate-default-snakeoil  # (twinbeat-ssl-cert.service at first boot)
+        /usr/lib/twinbeat/make-node-cert  # (twinbeat-ssl-cert.service at first boot)
+        stat -c 'KEY %a %G' /etc/ssl/private/ssl-cert-snakeoil.key
+        openssl x509 -noout -text -in /etc/ssl/certs/ssl-cert-snakeoil.pem | grep -F 'NIST CURVE'
         mkdir -p /run/postgresql && chown postgres:postgres /run/postgresql
         ls /srv/postgresql/17/main
         pg_ctlcluster 17 main start
@@ -274,7 +279,8 @@ def test_postgresql_cluster_is_made_on_the_data_disk_and_logs_in(sandbox: Path) 
         runuser -u postgres -- psql -tA -c 'SHOW data_directory' -c 'SHOW synchronous_commit'
         PGPASSWORD='{DB_PASSWORD}' psql -h 127.0.0.1 -U appowner -d app -tA \\
             -c 'CREATE TABLE t (n int primary key)' -c 'INSERT INTO t VALUES (1)' \\
-            -c 'SELECT current_user, current_database(), count(*) FROM t'
+            -c 'SELECT current_user, current_database(), count(*) FROM t' \\
+            -c 'SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()'
         PGPASSWORD=wrong psql -h 127.0.0.1 -U appowner -d app -c 'SELECT 1' 2>&1 || echo REFUSED
         pg_ctlcluster 17 main stop
     """
@@ -289,4 +295,7 @@ def test_postgresql_cluster_is_made_on_the_data_disk_and_logs_in(sandbox: Path) 
     assert "PROBE-OK" in out
     assert "/srv/postgresql/17/main\non\n" in out
     assert "appowner|app|1" in out
+    # the node's own key (ECDSA P-256, root:ssl-cert 0640): the owner's login went over TLS
+    assert "KEY 640 ssl-cert" in out and "NIST CURVE: P-256" in out
+    assert re.search(r"^TLSv1\.[23]$", out, re.M), out
     assert 'password authentication failed for user "appowner"' in out and "REFUSED" in out
