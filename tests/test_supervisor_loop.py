@@ -517,7 +517,7 @@ def test_history_exchange_ticks_on_the_loops_wake_ups_about_every_second(
 
     async def scenario(sup: Supervisor) -> None:
         await asyncio.sleep(3.5)
-        tasks.extend(t.get_coro().__qualname__ for t in asyncio.all_tasks())
+        tasks.extend(getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks())
 
     rdir = resource_dir(tmp_path)
     loaded = load_config(cfg)
