@@ -50,13 +50,20 @@ update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and
 
 # `make test` is what CI runs: every tier, then every QEMU scenario (the update ones go on
 # with the replicated pair: they need the test bundles).
+# The image and the test bundles are built while lint and the unit and slow tiers run
+# (those need neither): the build's two to three minutes are hidden behind them. Its output
+# is kept in build/image-bundles.log and printed when both are done; a failure of either
+# stops `make test` (once the other is done too).
 test: deps ## check, unit, slow, namespace and image tests, then every QEMU scenario
-	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory test-unit
-	@$(MAKE) --no-print-directory test-slow
+	@mkdir -p build; echo "==> building the image and the test bundles meanwhile (build/image-bundles.log)"; \
+	    ( $(MAKE) --no-print-directory image update-bundles >build/image-bundles.log 2>&1 ) & build=$$!; \
+	    tiers=0; $(MAKE) --no-print-directory check && $(MAKE) --no-print-directory test-unit \
+	        && $(MAKE) --no-print-directory test-slow || tiers=$$?; \
+	    built=0; wait $$build || built=$$?; \
+	    echo "==> image and test bundles (built meanwhile, exit status $$built):"; cat build/image-bundles.log; \
+	    [ $$tiers -eq 0 ] && [ $$built -eq 0 ]
 	@$(MAKE) --no-print-directory test-netns
 	@$(MAKE) --no-print-directory test-image
-	@$(MAKE) --no-print-directory update-bundles
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
 
 test-update: image update-bundles ## only the QEMU update scenarios: boot the replicated pair, upgrade N -> N+1, broken N+2 rolls back (~25 min)
