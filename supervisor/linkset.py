@@ -2,6 +2,13 @@
 links``), opened again when a reload changes the links. A beat goes out on every link; a frame
 that is not a beat (history) on one UDP link that delivers, so that the serial line's 115200
 baud stays free for beats. Received lines go to ``on_frame``.
+
+When one link's read callback has delivered its frames, the other links are read at once
+(non-blocking: what they hold now, the copies of the same beat most often) and ``on_batch``
+is called, in the same iteration of the loop: the frames of one wake-up are stepped together
+without a second loop iteration for it (``call_soon``: one more epoll_wait and the loop's
+bookkeeping on every frame's wake-up, issue 12). ``reading`` is True from a read's first frame
+to its ``on_batch``: frames handed to ``on_frame`` otherwise (tests) are the caller's to batch.
 """
 
 from __future__ import annotations
@@ -13,15 +20,40 @@ from supervisor.drivers import links as linkdrv
 
 
 class LinkSet:
-    def __init__(self, on_frame: linkdrv.FrameHandler) -> None:
+    def __init__(self, on_frame: linkdrv.FrameHandler,
+                 on_batch: Callable[[], None] | None = None) -> None:
         self.on_frame = on_frame
+        self.on_batch = on_batch
         self.transports: dict[str, linkdrv.Transport] = {}
+        #: a transport's read is delivering its frames; on_batch follows in this iteration
+        self.reading = False
+        self._draining = False
 
     def open(self, links: Iterable[Link]) -> None:
+        deliver = self._frame if self.on_batch is not None else self.on_frame
         for link in links:
-            transport = linkdrv.make_transport(link, self.on_frame)
+            transport = linkdrv.make_transport(link, deliver, self._read_done)
             self.transports[link.name] = transport
             transport.start()
+
+    def _frame(self, link: str, data: bytes) -> None:
+        self.reading = True
+        self.on_frame(link, data)
+
+    def _read_done(self, link: str) -> None:
+        """After ``link``'s read callback delivered its frames: read the other links (what
+        they hold now), then ``on_batch``."""
+        if self._draining or self.on_batch is None:
+            return  # (a drain's own reads)
+        self._draining = True
+        try:
+            for name, transport in self.transports.items():
+                if name != link:
+                    transport.drain()
+        finally:
+            self._draining = False
+            self.reading = False
+        self.on_batch()
 
     def close(self) -> None:
         for transport in self.transports.values():

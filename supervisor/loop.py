@@ -134,7 +134,7 @@ class Supervisor:
         self.watchdog = watchdog or make_watchdog(config.watchdog)
         self.rebooter = rebooter or SysrqRebooter()
         self.notifier = notifier or SystemdNotifier.from_environment()
-        self.links = LinkSet(self._on_frame)
+        self.links = LinkSet(self._on_frame, self._take_frames)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.state: CoreState | None = None
         self.generation = 0
@@ -178,6 +178,12 @@ class Supervisor:
         #: events, hooks, mail, metrics and the status page (started by run())
         self.ops: Operations | None = None
         self._now = 0.0  # the clock of the step being carried out
+        #: the running loop while run() runs (asked once: on Python 3.11 each
+        #: asyncio.get_running_loop() is a getpid() system call; the wake-up asked it thrice)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -211,7 +217,7 @@ class Supervisor:
         self.replication.drbdadm = path
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         prepare_state_dir(self.state_dir)
         self.generation = next_generation(self.state_dir)
@@ -262,24 +268,28 @@ class Supervisor:
             return await self._done
         finally:
             await self._teardown()
+            self._loop = None
 
     def _watch_carriers(self) -> None:
         self.carrier.watch(self.links.interfaces(), self.config.public_interface)
 
     def _on_frame(self, link: str, data: bytes) -> None:
-        """Frames are gathered until every callback of this wake-up has run, then stepped
-        together: the copies of one beat that arrive on several links at once cost one
-        decision, not one each. A history frame is not a beat: it goes to the operations
-        side at once, never into the core. The gap since the link's previous beat frame is
-        measured here, at arrival, not when the batch is stepped."""
+        """Frames are gathered, then stepped together: the copies of one beat that arrive on
+        several links at once cost one decision, not one each. From the links, the frames
+        of one read and what the other links hold at that moment, stepped in the same
+        iteration of the loop (LinkSet's ``on_batch``); a frame handed here otherwise, once
+        the callbacks of this iteration have run (``call_soon``). A history frame is not a
+        beat: it goes to the operations side at once, never into the core. The gap since the
+        link's previous beat frame is measured here, at arrival, not when the batch is
+        stepped."""
         if historywire.is_history(data):  # the history exchange's
             if self.ops is not None:
                 self.ops.on_history_frame(data)
             return
         self.stats.frame(link, time.monotonic())
         self._frames.append(FrameReceived(link, data))
-        if len(self._frames) == 1:
-            asyncio.get_running_loop().call_soon(self._take_frames)
+        if len(self._frames) == 1 and not self.links.reading:
+            self._running_loop().call_soon(self._take_frames)
 
     def _take_frames(self) -> None:
         frames, self._frames = self._frames, []
@@ -356,7 +366,7 @@ class Supervisor:
         log.info("twinbeat stopped")
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self._running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -371,7 +381,7 @@ class Supervisor:
         assert self.state is not None
         self._feeding = True
         try:
-            loop = asyncio.get_running_loop()
+            loop = self._running_loop()
             now = loop.time()  # read once per wake-up
             if self._expected_wake is not None and isinstance(event, Tick):
                 self.stats.lag_max = max(self.stats.lag_max, now - self._expected_wake)
@@ -513,7 +523,7 @@ class Supervisor:
 
     def _tick(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         now = loop.time()
         core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
         carriers = now >= self._last_carrier + CARRIER_POLL

@@ -108,3 +108,54 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
     t = asyncio.run(scenario())
     assert got == [b"TB1:frame\n", b"x" * 65507]
     assert sizes == [MAX_DATAGRAM] and MAX_DATAGRAM >= 65527 and t.transport is None
+
+
+def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once() -> None:
+    """A frame read on one link, and those the other links hold at that moment, make one
+    batch handed to on_batch in that same loop iteration (no call_soon, no second iteration);
+    the other links' own readers then find nothing."""
+    import asyncio
+    import socket
+    from ipaddress import ip_address
+
+    ports = []
+    for _ in range(2):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        ports.append(probe.getsockname()[1])
+        probe.close()
+    batches: list[list[tuple[str, bytes]]] = []
+    frames: list[tuple[str, bytes]] = []
+    reading: list[bool] = []
+
+    def on_batch() -> None:
+        batches.append(frames[:])
+        frames.clear()
+
+    async def scenario() -> None:
+        def on_frame(link: str, data: bytes) -> None:
+            frames.append((link, data))
+            reading.append(links.reading)
+
+        links = LinkSet(on_frame, on_batch)
+        links.open([UdpLink("a", "lo", ip_address("127.0.0.1"), ports[0]),
+                    UdpLink("b", "lo", ip_address("127.0.0.1"), ports[1])])
+        for _ in range(100):
+            if all(isinstance(t, UdpTransport) and t.transport is not None
+                   for t in links.transports.values()):
+                break
+            await asyncio.sleep(0.01)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"beat\n", ("127.0.0.1", ports[0]))
+            s.sendto(b"beat\n", ("127.0.0.1", ports[1]))
+        for _ in range(100):
+            if batches:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
+        links.close()
+        assert not links.reading
+
+    asyncio.run(scenario())
+    assert len(batches) == 1 and sorted(batches[0]) == [("a", b"beat\n"), ("b", b"beat\n")]
+    assert reading == [True, True] and frames == []

@@ -29,6 +29,13 @@ from supervisor.values import IPAddress
 log = logging.getLogger("twinbeat.links")
 
 FrameHandler = Callable[[str, bytes], None]
+#: called with the link's name after a read callback of the loop delivered its frames (see
+#: supervisor.linkset.LinkSet: the other links are then read at once, in the same iteration)
+ReadDone = Callable[[str], None]
+
+
+def _no_read_done(_link: str) -> None:
+    pass
 
 
 def deliver(on_frame: FrameHandler, link: str, line: bytes) -> bool:
@@ -42,6 +49,8 @@ def deliver(on_frame: FrameHandler, link: str, line: bytes) -> bool:
         return False
     return True
 RETRY_SECONDS = 2.0
+#: the most datagrams one drain() reads from a UDP link (a flood must not hold the loop)
+DRAIN_MAX = 8
 #: the largest UDP payload (IPv6's 65527 bytes, rounded up): the receive buffer's size
 MAX_DATAGRAM = 65536
 TX_BUFFER_LIMIT = 4096
@@ -51,6 +60,8 @@ class Transport(Protocol):
     name: str
 
     def start(self) -> None: ...
+
+    def drain(self) -> None: ...
 
     def send(self, data: bytes) -> None: ...
 
@@ -62,10 +73,12 @@ class Transport(Protocol):
 class SerialTransport:
     """A serial port opened raw and non-blocking (pyserial does the termios set-up)."""
 
-    def __init__(self, link: SerialLink, on_frame: FrameHandler) -> None:
+    def __init__(self, link: SerialLink, on_frame: FrameHandler,
+                 read_done: ReadDone = _no_read_done) -> None:
         self.name = link.name
         self.link = link
         self.on_frame = on_frame
+        self.read_done = read_done
         self.port: serial.Serial | None = None
         self.splitter = LineSplitter()
         self.tx = bytearray()
@@ -77,6 +90,9 @@ class SerialTransport:
         self._closed = False
         self._need_newline = False
         self._writing = False  # a writer callback waits for the port to take the rest
+        #: the loop the open port is registered with (asked once: on Python 3.11 each
+        #: asyncio.get_running_loop() is a getpid() system call, and _flush runs every beat)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         self._open()
@@ -104,6 +120,7 @@ class SerialTransport:
             log.info("serial link %s: %s open again", self.name, self.link.device)
         self.error = None
         self.port = port
+        self._loop = loop
         self.splitter = LineSplitter()
         self._need_newline = True
         loop.add_reader(fd, self._readable)
@@ -131,21 +148,31 @@ class SerialTransport:
         self.tx.clear()
 
     def _readable(self) -> None:
+        if self._read():
+            self.read_done(self.name)
+
+    def drain(self) -> None:
+        """Read what the port holds now, if anything (non-blocking), without ``read_done``."""
+        self._read()
+
+    def _read(self) -> bool:
+        """One read of the port; its complete lines delivered. False if nothing was read."""
         if self.port is None:
-            return
+            return False
         try:
             data = os.read(self.port.fileno(), 4096)
         except BlockingIOError:
-            return
+            return False
         except OSError as exc:
             self._fail(f"read error: {exc.strerror}")
-            return
+            return False
         if not data:
             self._fail("hang-up")
-            return
+            return False
         for line in self.splitter.feed(data):
             if not deliver(self.on_frame, self.name, line):
                 self.rx_errors += 1
+        return True
 
     def send(self, data: bytes) -> None:
         if self.port is None:
@@ -165,7 +192,7 @@ class SerialTransport:
         if self.port is None or not self.tx:
             return
         fd = self.port.fileno()
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         try:
             n = os.write(fd, self.tx)
         except BlockingIOError:
@@ -211,7 +238,9 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner.received(data)
+        owner = self.owner
+        owner.received(data)
+        owner.read_done(owner.name)
 
     def error_received(self, exc: Exception) -> None:
         self.owner.send_errors += 1
@@ -224,11 +253,15 @@ class UdpTransport:
     device binding sends out of this interface only); a multicast peer group is joined.
     """
 
-    def __init__(self, link: UdpLink, on_frame: FrameHandler) -> None:
+    def __init__(self, link: UdpLink, on_frame: FrameHandler,
+                 read_done: ReadDone = _no_read_done) -> None:
         self.name = link.name
         self.link = link
         self.on_frame = on_frame
+        self.read_done = read_done
         self.transport: asyncio.DatagramTransport | None = None
+        #: the bound socket under ``transport`` (drain() reads it directly)
+        self.sock: socket.socket | None = None
         self.error: str | None = None
         self.send_errors = 0
         self.rx_errors = 0
@@ -304,10 +337,28 @@ class UdpTransport:
             # per frame; any UDP datagram fits in MAX_DATAGRAM (from the heap)
             transport.max_size = MAX_DATAGRAM
         self.transport = transport
+        self.sock = sock
 
     def received(self, data: bytes) -> None:
         if not deliver(self.on_frame, self.name, data):
             self.rx_errors += 1
+
+    def drain(self) -> None:
+        """Read the datagrams the socket holds now, if any (non-blocking; at most DRAIN_MAX),
+        without ``read_done``; asyncio's own reader then finds the socket empty. An error
+        the socket reports is counted as asyncio's reader would (``error_received``)."""
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(DRAIN_MAX):
+            try:
+                data = sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.send_errors += 1
+                return
+            self.received(data)
 
     def send(self, data: bytes) -> None:
         if self.transport is None:
@@ -324,6 +375,7 @@ class UdpTransport:
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        self.sock = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -336,10 +388,11 @@ class UdpTransport:
         }
 
 
-def make_transport(link: SerialLink | UdpLink, on_frame: FrameHandler) -> Transport:
+def make_transport(link: SerialLink | UdpLink, on_frame: FrameHandler,
+                   read_done: ReadDone = _no_read_done) -> Transport:
     if isinstance(link, SerialLink):
-        return SerialTransport(link, on_frame)
-    return UdpTransport(link, on_frame)
+        return SerialTransport(link, on_frame, read_done)
+    return UdpTransport(link, on_frame, read_done)
 
 
 def read_carrier(interface: str, sys_root: str = "/sys") -> bool | None:
