@@ -18,11 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor.core import codec, publish
+from supervisor.core import step as step_module
 from supervisor.core.actions import SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
 from supervisor.core.publish import EARLY, beat_due
-from supervisor.core.state import CoreState
-from supervisor.core.step import Step, full_step, only_the_beat_due, same_beat_again
+from supervisor.core.state import EPS, CoreState
+from supervisor.core.step import (
+    Step,
+    full_step,
+    next_deadline,
+    only_the_beat_due,
+    same_beat_again,
+)
 from supervisor.core.step import step as core_step
 from tests import sim as sim_module
 from tests.sim import Sim, make_config
@@ -317,6 +324,32 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
 
     run_sequence(compared, sequence, seed, failback)
     assert taken > 0  # most keepalive ticks of an idle pair
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_the_next_deadline_is_the_earliest_deadline_ahead(sequence, seed, failback):
+    """``next_deadline`` (from the memo of each state's deadlines) is the earliest of every
+    deadline (``_deadlines``) after ``now``, or a keepalive from now when none is; asked of
+    the state before and after every step of both simulated cores (before it, at the step's
+    ``now`` and at a later one, when some of them have passed)."""
+    asked = 0
+
+    def plain(state: CoreState, now: float) -> float:
+        future = [x for x in step_module._deadlines(state) if x > now + EPS]
+        return min(future) if future else now + state.config.timing.keepalive
+
+    def compared(state: CoreState, event: Event, now: float) -> Step:
+        nonlocal asked
+        for at in (now, now + 0.4):
+            assert next_deadline(state, at) == plain(state, at), (event, at)
+        result = core_step(state, event, now)
+        assert next_deadline(result.state, now) == plain(result.state, now), (event, now)
+        asked += 1
+        return result
+
+    run_sequence(compared, sequence, seed, failback)
+    assert asked > 0
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -146,7 +146,7 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
         if (ls is None or ls.status is not LinkStatus.UP
                 or frame.data.strip() not in (p.frame, first)):
             return None, None
-    if any(t <= now + EPS for t in _deadlines(s, beat=False)):
+    if _other_deadlines(s)[0] <= now + EPS:
         return None, None
     decoded: codec.Beat | codec.DecodeError | None = None
     if first != p.frame:
@@ -182,7 +182,7 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     whole state first (the keepalive's own wake-up, at every keepalive). None: step the tick
     the full way."""
     if (not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down
-            or any(t <= now + EPS for t in _deadlines(s, beat=False))):
+            or _other_deadlines(s)[0] <= now + EPS):
         return None
     out = Out()
     after = publish(s, now, out)
@@ -355,8 +355,36 @@ def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
 
 def next_deadline(s: CoreState, now: float) -> float:
     """The next time the core must be called (with a Tick) if no event arrives first."""
-    future = [x for x in _deadlines(s) if x > now + EPS]
+    limit = now + EPS
+    earliest, times = _other_deadlines(s)
+    if earliest > limit:  # none has passed (most often): the earliest of them is theirs
+        future: tuple[float, ...] = (earliest,) if times else ()
+    else:
+        future = tuple(x for x in times if x > limit)
+    if s.next_beat > limit:
+        future += (s.next_beat,)
     return min(future) if future else now + s.config.timing.keepalive
+
+
+#: the deadlines other than the next beat's of the last few states asked, by identity (with
+#: the state itself, so that its id is not reused): the loop asks ``next_deadline`` of the
+#: state a wake-up ends with, and the next wake-up's shortcut (``_nothing_new``,
+#: ``only_the_beat_due``) asks the same state's again. A memo of a pure function of a frozen
+#: state (as ``publish._CUTS``): the answers are the same either way.
+_OTHER_DEADLINES: dict[int, tuple[CoreState, float, tuple[float, ...]]] = {}
+
+
+def _other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
+    """The earliest of ``_deadlines(s, beat=False)`` (inf when none) and all of them."""
+    memo = _OTHER_DEADLINES.get(id(s))
+    if memo is not None and memo[0] is s:
+        return memo[1], memo[2]
+    times = tuple(_deadlines(s, beat=False))
+    earliest = min(times, default=math.inf)
+    if len(_OTHER_DEADLINES) >= 4:
+        _OTHER_DEADLINES.clear()
+    _OTHER_DEADLINES[id(s)] = (s, earliest, times)
+    return earliest, times
 
 
 def _deadlines(s: CoreState, beat: bool = True) -> list[float]:
