@@ -159,3 +159,35 @@ def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once
     asyncio.run(scenario())
     assert len(batches) == 1 and sorted(batches[0]) == [("a", b"beat\n"), ("b", b"beat\n")]
     assert reading == [True, True] and frames == []
+
+
+def test_read_carrier_keeps_the_file_open_and_reads_it_again(tmp_path: Path) -> None:
+    """keep_open (the default under the real /sys): the carrier file stays open and is read
+    again from its start; a file that went away is opened by its path again; None once the
+    interface is gone."""
+    import os
+
+    from supervisor.drivers import links as linkdrv
+
+    net = tmp_path / "class" / "net" / "eth9"
+    net.mkdir(parents=True)
+    carrier = net / "carrier"
+    carrier.write_text("1\n")
+    path = str(carrier)
+    try:
+        assert read_carrier("eth9", str(tmp_path), keep_open=True) is True
+        fd = linkdrv._CARRIER_FDS[path]
+        carrier.write_text("0\n")  # the same file, new content (as sysfs shows it)
+        assert read_carrier("eth9", str(tmp_path), keep_open=True) is False
+        assert linkdrv._CARRIER_FDS[path] == fd  # read again, not opened again
+        os.close(fd)  # a read that fails (EISDIR here, ENODEV in sysfs): by the path again
+        linkdrv._CARRIER_FDS[path] = os.open(str(net), os.O_RDONLY)
+        assert read_carrier("eth9", str(tmp_path), keep_open=True) is False
+        assert path in linkdrv._CARRIER_FDS
+        carrier.unlink()
+        net.rmdir()
+        linkdrv.forget_carriers()
+        assert read_carrier("eth9", str(tmp_path), keep_open=True) is None
+        assert read_carrier("eth9", str(tmp_path)) is None and path not in linkdrv._CARRIER_FDS
+    finally:
+        linkdrv.forget_carriers()

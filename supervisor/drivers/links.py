@@ -395,19 +395,58 @@ def make_transport(link: SerialLink | UdpLink, on_frame: FrameHandler,
     return UdpTransport(link, on_frame, read_done)
 
 
-def read_carrier(interface: str, sys_root: str = "/sys") -> bool | None:
-    """The interface's carrier from sysfs: True, False, or None if it does not exist."""
+#: the carrier files kept open, by path (see read_carrier); at most CARRIER_FDS
+_CARRIER_FDS: dict[str, int] = {}
+CARRIER_FDS = 16
+
+
+def read_carrier(interface: str, sys_root: str = "/sys", *,
+                 keep_open: bool | None = None) -> bool | None:
+    """The interface's carrier from sysfs: True, False, or None if it does not exist.
+
+    The file is kept open and read again from its start (``pread``: one system call a
+    reading instead of open, read and close; the loop reads 2 or 3 of them 4 to 8 times a
+    second) when ``keep_open`` (by default under the real /sys: a sysfs file whose interface
+    went away answers ENODEV, never stale bytes, and is opened by its path again; a regular
+    file replaced by a rename would be read stale)."""
+    if keep_open is None:
+        keep_open = sys_root == "/sys"
     base = os.path.join(sys_root, "class", "net", interface)
-    try:  # (os.open/os.read: no file object, no text decoding; polled 4 times a second)
-        fd = os.open(os.path.join(base, "carrier"), os.O_RDONLY | os.O_CLOEXEC)
+    path = os.path.join(base, "carrier")
+    fd = _CARRIER_FDS.get(path) if keep_open else None
+    if fd is not None:
         try:
-            return os.read(fd, 16).strip() == b"1"
-        finally:
+            return os.pread(fd, 16, 0).strip() == b"1"
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # interface administratively down
+                return False
+            del _CARRIER_FDS[path]  # gone (ENODEV): by its path again
             os.close(fd)
+    try:  # (os.open/os.read: no file object, no text decoding)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            up = os.read(fd, 16).strip() == b"1"
+        except BaseException:
+            os.close(fd)
+            raise
+        if keep_open:
+            if len(_CARRIER_FDS) >= CARRIER_FDS:
+                forget_carriers()
+            _CARRIER_FDS[path] = fd
+        else:
+            os.close(fd)
+        return up
     except OSError as exc:
         if exc.errno == errno.EINVAL:  # interface administratively down
             return False
         return None if not os.path.exists(base) else False
+
+
+def forget_carriers() -> None:
+    """Close the carrier files read_carrier kept open."""
+    for fd in _CARRIER_FDS.values():
+        os.close(fd)
+    _CARRIER_FDS.clear()
 
 
 def own_addresses(candidates: Iterable[IPAddress], proc: str = "/proc") -> set[IPAddress]:
