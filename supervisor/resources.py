@@ -54,7 +54,10 @@ class ResourceRunner:
                     log.info("group %s: stopping %s", action.group, agent.describe())
                     await asyncio.wait_for(agent.stop(), action.timeout)
                 case CheckResource():
-                    running = await asyncio.wait_for(agent.status(), action.timeout)
+                    # (asyncio.timeout, not wait_for: no task of its own for the check, and
+                    # not its wake-ups, on every monitor of an idle node)
+                    async with asyncio.timeout(action.timeout):
+                        running = await agent.status()
                     if not running:
                         detail = "status says it is not running"
         except TimeoutError:
