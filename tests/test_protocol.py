@@ -780,3 +780,35 @@ def test_the_next_beat_encoded_from_the_cut_is_the_whole_encoding(beat, seq, ech
         return
     nxt = dataclasses.replace(beat, seq=seq, echo=echo)
     assert codec.encode_next(cut, seq, echo, KEY) == codec.encode(nxt, KEY)
+
+
+def test_a_serial_drain_without_input_is_no_hang_up():
+    """drain() reads the port whatever epoll says: a raw tty with nothing to read answers
+    0 bytes (VMIN = VTIME = 0), which is no hang-up there; what arrives is then drained."""
+    got: list[bytes] = []
+
+    async def scenario() -> SerialTransport:
+        master, slave = pty.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
+                                    lambda _link, data: got.append(data))
+        try:
+            transport.start()
+            transport.drain()
+            transport.drain()
+            assert transport.port is not None and transport.error is None
+            os.write(master, b"TB1:one\n")
+            for _ in range(100):
+                transport.drain()
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            return transport
+        finally:
+            transport.close()
+            os.close(master)
+            os.close(slave)
+
+    transport = asyncio.run(scenario())
+    assert got == [b"TB1:one"] and transport.reopens == 0

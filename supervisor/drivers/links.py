@@ -152,10 +152,13 @@ class SerialTransport:
             self.read_done(self.name)
 
     def drain(self) -> None:
-        """Read what the port holds now, if anything (non-blocking), without ``read_done``."""
-        self._read()
+        """Read what the port holds now, if anything (non-blocking), without ``read_done``.
+        An empty read is no hang-up here: a raw tty with VMIN = VTIME = 0 (pyserial's
+        timeout=0) answers a read without input with 0 bytes, not EAGAIN; the reader,
+        which the loop calls only when the port is readable, tells a hang-up."""
+        self._read(drain=True)
 
-    def _read(self) -> bool:
+    def _read(self, *, drain: bool = False) -> bool:
         """One read of the port; its complete lines delivered. False if nothing was read."""
         if self.port is None:
             return False
@@ -167,7 +170,8 @@ class SerialTransport:
             self._fail(f"read error: {exc.strerror}")
             return False
         if not data:
-            self._fail("hang-up")
+            if not drain:
+                self._fail("hang-up")
             return False
         for line in self.splitter.feed(data):
             if not deliver(self.on_frame, self.name, line):
