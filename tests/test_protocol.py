@@ -812,3 +812,41 @@ def test_a_serial_drain_without_input_is_no_hang_up():
 
     transport = asyncio.run(scenario())
     assert got == [b"TB1:one"] and transport.reopens == 0
+
+
+def test_the_reader_called_for_input_a_drain_took_is_no_hang_up():
+    """The loop polled the port readable, then another link's read drained it: the reader
+    then reads 0 bytes, which is no hang-up; a port that did hang up is failed at its next
+    empty read."""
+    got: list[bytes] = []
+
+    async def scenario() -> SerialTransport:
+        master, slave = pty.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
+                                    lambda _link, data: got.append(data))
+        try:
+            transport.start()
+            os.write(master, b"TB1:one\n")
+            for _ in range(100):
+                transport.drain()
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+            transport.drain()  # nothing more: the input it took stays noted
+            def open_and_error() -> tuple[bool, str | None]:
+                return transport.port is not None, transport.error
+
+            transport._readable()  # the loop's call for the input the drain took
+            assert open_and_error() == (True, None)
+            transport._readable()  # empty again, no drain since: a hang-up
+            assert open_and_error() == (False, "hang-up")
+            return transport
+        finally:
+            transport.close()
+            os.close(master)
+            os.close(slave)
+
+    transport = asyncio.run(scenario())
+    assert got == [b"TB1:one"] and transport.reopens == 1

@@ -90,6 +90,9 @@ class SerialTransport:
         self._closed = False
         self._need_newline = False
         self._writing = False  # a writer callback waits for the port to take the rest
+        #: a drain took input since the reader last ran: the loop may call the reader for
+        #: input that is gone (its readiness was polled before the drain)
+        self._drained = False
         #: the loop the open port is registered with (asked once: on Python 3.11 each
         #: asyncio.get_running_loop() is a getpid() system call, and _flush runs every beat)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -148,18 +151,24 @@ class SerialTransport:
         self.tx.clear()
 
     def _readable(self) -> None:
-        if self._read():
+        drained, self._drained = self._drained, False
+        if self._read(drained=drained):
             self.read_done(self.name)
 
     def drain(self) -> None:
         """Read what the port holds now, if anything (non-blocking), without ``read_done``.
         An empty read is no hang-up here: a raw tty with VMIN = VTIME = 0 (pyserial's
         timeout=0) answers a read without input with 0 bytes, not EAGAIN; the reader,
-        which the loop calls only when the port is readable, tells a hang-up."""
-        self._read(drain=True)
+        which the loop calls only when the port is readable, tells a hang-up (but once
+        right after a drain took the input it was called for)."""
+        if self._read(drain=True):
+            self._drained = True
 
-    def _read(self, *, drain: bool = False) -> bool:
-        """One read of the port; its complete lines delivered. False if nothing was read."""
+    def _read(self, *, drain: bool = False, drained: bool = False) -> bool:
+        """One read of the port; its complete lines delivered. False if nothing was read.
+        An empty read is a hang-up, but in a drain, or in the reader right after a drain took
+        the input the loop saw (``drained``; a port that did hang up reads empty again on
+        the next wake-up and is failed then)."""
         if self.port is None:
             return False
         try:
@@ -170,7 +179,7 @@ class SerialTransport:
             self._fail(f"read error: {exc.strerror}")
             return False
         if not data:
-            if not drain:
+            if not (drain or drained):
                 self._fail("hang-up")
             return False
         for line in self.splitter.feed(data):
