@@ -49,22 +49,37 @@ update-bundles: image ## the bundles the QEMU update scenarios install (N+1, and
 	@scripts/test-bundle.sh $(VERSION) $(NEXT2) broken
 
 # `make test` is what CI runs: every tier, then every QEMU scenario (the update ones go on
-# with the replicated pair: they need the test bundles).
-# The image and the test bundles are built while lint and the unit and slow tiers run
-# (those need neither): the build's two to three minutes are hidden behind them. Its output
-# is kept in build/image-bundles.log and printed when both are done; a failure of either
-# stops `make test` (once the other is done too).
+# with the replicated pair: they need the test bundles). Two lines of work run at once.
+# In front: lint and the unit tier, then the slow tier and the namespace tests that do not
+# load the machine side by side (both mostly wait in real time; the slow tier's output is
+# kept in build/slow.log and printed when both are done). Behind, at nice 19 (it takes the
+# CPU the front leaves idle): the image and the test bundles are built, then the image tier
+# and the QEMU smoke scenarios (the image booted by UEFI and by BIOS) run; that output is
+# kept in build/background.log and printed once both lines are done. A failure of any stops
+# `make test` (once the others are done too). Then, alone: the namespace tests that load
+# every core with stress-ng for minutes (`loads_machine`: they would starve a booting
+# guest), and the QEMU pair scenarios.
+SMOKE := boot-reaches-console-prompt
 test: deps ## check, unit, slow, namespace and image tests, then every QEMU scenario
-	@mkdir -p build; echo "==> building the image and the test bundles meanwhile (build/image-bundles.log)"; \
-	    ( $(MAKE) --no-print-directory image update-bundles >build/image-bundles.log 2>&1 ) & build=$$!; \
-	    tiers=0; $(MAKE) --no-print-directory check && $(MAKE) --no-print-directory test-unit \
-	        && $(MAKE) --no-print-directory test-slow || tiers=$$?; \
-	    built=0; wait $$build || built=$$?; \
-	    echo "==> image and test bundles (built meanwhile, exit status $$built):"; cat build/image-bundles.log; \
-	    [ $$tiers -eq 0 ] && [ $$built -eq 0 ]
-	@$(MAKE) --no-print-directory test-netns
-	@$(MAKE) --no-print-directory test-image
-	$(PYTHON) qemu-tests/run.py --image $(IMAGE)
+	@mkdir -p build; echo "==> meanwhile, at nice 19: the image, the test bundles, the image tier and the QEMU smoke scenarios (build/background.log)"; \
+	    ( nice -n 19 $(MAKE) --no-print-directory image update-bundles \
+	      && nice -n 19 $(MAKE) --no-print-directory test-image \
+	      && nice -n 19 $(PYTHON) qemu-tests/run.py --image $(IMAGE) -k $(SMOKE) ) >build/background.log 2>&1 & back=$$!; \
+	    front=0; $(MAKE) --no-print-directory check && $(MAKE) --no-print-directory test-unit || front=$$?; \
+	    slow=0; if [ $$front -eq 0 ]; then \
+	        echo "==> slow tests meanwhile (build/slow.log)"; \
+	        $(MAKE) --no-print-directory test-slow >build/slow.log 2>&1 & slowpid=$$!; \
+	        echo "==> network namespace tests (root), but those that load the machine"; \
+	        $(PYTEST) tests -m "netns and not loads_machine" || front=$$?; \
+	        wait $$slowpid || slow=$$?; \
+	        echo "==> slow tests (run meanwhile, exit status $$slow):"; cat build/slow.log; fi; \
+	    behind=0; wait $$back || behind=$$?; \
+	    echo "==> image, test bundles, image tier, QEMU smoke scenarios (done meanwhile, exit status $$behind):"; \
+	    cat build/background.log; \
+	    [ $$front -eq 0 ] && [ $$slow -eq 0 ] && [ $$behind -eq 0 ]
+	@echo "==> network namespace tests that load the machine (root)"
+	$(PYTEST) tests -m "netns and loads_machine"
+	$(PYTHON) qemu-tests/run.py --image $(IMAGE) --skip $(SMOKE)
 
 test-update: image update-bundles ## only the QEMU update scenarios: boot the replicated pair, upgrade N -> N+1, broken N+2 rolls back (~25 min)
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE) -k update-pair

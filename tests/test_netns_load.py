@@ -24,7 +24,8 @@ import pytest
 from tests.loadbed import FLOAT, STRESS, Owners, PingNode, has_float, stress
 from tests.netns import AUTHKEYS, REALTIME, Bed, bed, cluster_config, netns_available
 
-pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.loads_machine,
+              pytest.mark.timeout(420)]
 
 RESOURCES = [f"IPaddr::{FLOAT}/24/eth0", "noop::app"]
 LOAD_SECONDS = 180.0
