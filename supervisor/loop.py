@@ -12,7 +12,7 @@ wait for them; ``supervisor.loopstatus`` keeps the loop's figures and assembles 
 The watchdog is fed only from here, after a step completed: a loop that stalls stops feeding
 it, and the node is reset.
 
-About 540 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
+About 580 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
 the watchdog feed, the carrier readings that ride on the same wake-up, the rescheduling and
 the configuration reload that swaps what they use), because splitting it would put a second
 object between every event and the core on the idle path that issue 12 measures.
