@@ -17,6 +17,7 @@ import pickle
 import pty
 import random
 import tty
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -782,33 +783,45 @@ def test_the_next_beat_encoded_from_the_cut_is_the_whole_encoding(beat, seq, ech
     assert codec.encode_next(cut, seq, echo, KEY) == codec.encode(nxt, KEY)
 
 
+@contextlib.contextmanager
+def _raw_pty_transport(got: list[bytes]) -> Iterator[tuple[SerialTransport, int]]:
+    """A SerialTransport on the slave side of a raw pty, started (its frames into ``got``),
+    and the master's fd to write to; closed on the way out."""
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
+                                lambda _link, data: got.append(data))
+    try:
+        transport.start()
+        yield transport, master
+    finally:
+        transport.close()
+        os.close(master)
+        os.close(slave)
+
+
+async def _drain_until_a_frame(transport: SerialTransport, got: list[bytes]) -> None:
+    for _ in range(100):
+        transport.drain()
+        if got:
+            return
+        await asyncio.sleep(0.01)
+
+
 def test_a_serial_drain_without_input_is_no_hang_up():
     """drain() reads the port whatever epoll says: a raw tty with nothing to read answers
     0 bytes (VMIN = VTIME = 0), which is no hang-up there; what arrives is then drained."""
     got: list[bytes] = []
 
     async def scenario() -> SerialTransport:
-        master, slave = pty.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
-                                    lambda _link, data: got.append(data))
-        try:
-            transport.start()
+        with _raw_pty_transport(got) as (transport, master):
             transport.drain()
             transport.drain()
             assert transport.port is not None and transport.error is None
             os.write(master, b"TB1:one\n")
-            for _ in range(100):
-                transport.drain()
-                if got:
-                    break
-                await asyncio.sleep(0.01)
+            await _drain_until_a_frame(transport, got)
             return transport
-        finally:
-            transport.close()
-            os.close(master)
-            os.close(slave)
 
     transport = asyncio.run(scenario())
     assert got == [b"TB1:one"] and transport.reopens == 0
@@ -821,20 +834,11 @@ def test_the_reader_called_for_input_a_drain_took_is_no_hang_up():
     got: list[bytes] = []
 
     async def scenario() -> SerialTransport:
-        master, slave = pty.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
-                                    lambda _link, data: got.append(data))
-        try:
-            transport.start()
+        with _raw_pty_transport(got) as (transport, master):
             os.write(master, b"TB1:one\n")
-            for _ in range(100):
-                transport.drain()
-                if got:
-                    break
-                await asyncio.sleep(0.01)
+            await _drain_until_a_frame(transport, got)
             transport.drain()  # nothing more: the input it took stays noted
+
             def open_and_error() -> tuple[bool, str | None]:
                 return transport.port is not None, transport.error
 
@@ -843,10 +847,6 @@ def test_the_reader_called_for_input_a_drain_took_is_no_hang_up():
             transport._readable()  # empty again, no drain since: a hang-up
             assert open_and_error() == (False, "hang-up")
             return transport
-        finally:
-            transport.close()
-            os.close(master)
-            os.close(slave)
 
     transport = asyncio.run(scenario())
     assert got == [b"TB1:one"] and transport.reopens == 1
