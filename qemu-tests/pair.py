@@ -66,11 +66,14 @@ OBSERVER = ipaddress.IPv4Interface("192.168.85.254/24")
 PROBE_SENDER = "192.168.85.250"  # the ARP sampler's sender address (nobody else's)
 PASSWORD = "tbq-root-2468"
 MEMORY_MIB = 768
+VCPUS = 1  # each node's virtual CPUs
 BOOT_TIMEOUT = 900.0  # boot to the wizard or a login prompt (TCG, two VMs, a loaded host)
-# The image's own kernel command line has systemd.firstboot=no. Direct kernel boot does not
-# use the boot loader, so its update check is masked: under TCG it holds sysinit.target
+# The image's own kernel command line (grub.cfg) has systemd.firstboot=no and masks the
+# initrd's networkd. Direct kernel boot does not use the boot loader, so its update check is
+# masked: under TCG it holds sysinit.target
 # (and so twinbeat.service) back by ~20 s on every boot (mounting the ESP).
-KERNEL_APPEND = "systemd.firstboot=no systemd.mask=systemd-boot-update.service"
+KERNEL_APPEND = ("systemd.firstboot=no rd.systemd.mask=systemd-networkd.service "
+                 "rd.systemd.mask=systemd-networkd.socket systemd.mask=systemd-boot-update.service")
 LINKS = ("serial", "crossover", "public")
 SERIAL_PORT = 4001  # the null-modem's TCP port on the namespace's loopback
 DISK_SIZE = "6G"  # the system disk: the image grows to it on the first boot
@@ -257,7 +260,7 @@ class Node:
         extra += self.pair.extra_args
         kernel = self.pair.firmware == "kernel"
         return VMConfig(image=self.pair.image, name=self.name, firmware=self.pair.firmware,
-                        memory_mib=MEMORY_MIB, cpus=1, append=KERNEL_APPEND if kernel else "",
+                        memory_mib=MEMORY_MIB, cpus=VCPUS, append=KERNEL_APPEND if kernel else "",
                         # room for slot B and the state partition (made at first boot)
                         disk_size=DISK_SIZE,
                         extra_args=extra, wrapper=self.pair.lab.wrapper, reuse_overlay=True,

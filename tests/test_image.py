@@ -308,6 +308,35 @@ def test_unused_generators_are_masked_and_the_needed_ones_run(image: Image) -> N
             f"/etc/init.d/{script.name} has no native unit")
 
 
+#: units of the image's packages that would only cost boot time on the appliance
+MASKED_UNITS = {
+    "systemd-binfmt.service",  # no foreign binary formats
+    "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount",
+}
+DISABLED_UNITS = {"e2scrub_reap.service": "multi-user.target.wants",  # no LVM snapshots
+                  "e2scrub_all.timer": "timers.target.wants"}
+
+
+def test_boot_skips_work_the_appliance_does_not_need(image: Image) -> None:
+    units = image.root / "etc/systemd/system"
+    masked = {p.name for p in units.iterdir() if p.is_symlink() and os.readlink(p) == "/dev/null"}
+    assert masked == MASKED_UNITS
+    for unit, wants in DISABLED_UNITS.items():
+        assert (image.root / "usr/lib/systemd/system" / unit).exists(), unit
+        assert not (units / wants / unit).is_symlink(), f"{unit} is enabled"
+    # /etc and /var are as new as /usr: ConditionNeedsUpdate= (ldconfig, the journal's
+    # catalog, systemd-update-done) does not redo the build's work at a slot's first boot
+    usr = (image.root / "usr").stat().st_mtime_ns
+    for stamp in ("etc/.updated", "var/.updated"):
+        assert (image.root / stamp).stat().st_mtime_ns >= usr, stamp
+    assert (image.root / "etc/ld.so.cache").stat().st_size > 0
+    # the initrd starts no network (the boot loader's command line and mkosi's agree)
+    grub_cfg = (image.root / "usr/lib/twinbeat/grub.cfg").read_text()
+    for unit in ("systemd-networkd.service", "systemd-networkd.socket"):
+        assert re.search(rf'^set cmdline=".* rd\.systemd\.mask={unit} .*"$', grub_cfg, re.M), unit
+
+
 def test_no_node_specific_identity_is_baked_in(image: Image) -> None:
     machine_id = image.root / "etc/machine-id"
     assert machine_id.exists() and machine_id.stat().st_size == 0
