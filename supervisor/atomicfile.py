@@ -17,12 +17,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import socket
+
+# tempfile (with shutil) and socket are imported where they are used: `twinbeat persist
+# prepare` imports this module on every boot and, after the first, writes nothing.
 
 # A folder on a file system that cannot fsync folders (some FUSE or network file systems)
 # answers with one of these: the rename is then as durable as that file system makes it.
@@ -48,6 +51,8 @@ def atomic_write(
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:
@@ -78,6 +83,8 @@ def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     the yielded file; when the block ends normally the file is fsynced and renamed into place
     (the folder fsynced), when it raises the temporary file is removed and ``path`` is as
     it was."""
+    import tempfile
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -101,6 +108,9 @@ def atomic_copytree(src: str | Path | None, dest: str | Path, *, mode: int) -> N
     dest = Path(dest)
     if dest.exists():
         raise FileExistsError(f"{dest} exists")
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         if src is not None and Path(src).is_dir():
@@ -144,6 +154,9 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
     would hand it to anything forked meanwhile by another thread, and two servers starting in
     one event loop (each awaiting between set and restore) would leave it set for good.
     """
+    import socket
+    import tempfile
+
     path = Path(path)
     tmpdir = tempfile.mkdtemp(prefix=".bind-", dir=path.parent)
     tmp = os.path.join(tmpdir, "socket")

@@ -4,6 +4,9 @@ records for `twinbeat status`, and when it reboots into the previous slot."""
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from supervisor.lifecycle import cli
 from supervisor.lifecycle.bootdecide import Pending
 from supervisor.lifecycle.health import Baseline, Probe
 from supervisor.lifecycle.system import Records
+from tests.launcher_support import run_launcher
 
 BASE = Baseline(links=("serial", "crossover"), replicas=())
 
@@ -121,3 +125,26 @@ def test_not_booted_by_grub_marks_nothing(tmp_path: Path,
     w.install(monkeypatch)
     assert w.check() == 0
     assert w.marks == []
+
+
+@pytest.mark.parametrize("command", ["boot-check", "upgrade-agent", "upgrade", "install"])
+def test_the_launcher_runs_the_updates_without_the_full_command_line(command: str) -> None:
+    """/usr/bin/twinbeat boot-check and upgrade-agent start at every boot beside the
+    supervisor: they load the lifecycle's modules only, with the same options."""
+    from supervisor.cli.parser import build_parser
+
+    r = run_launcher([command, "--help"], ("supervisor.cli", "supervisor.config"))
+    assert r.returncode == 0, r.stderr
+    assert "LOADED False False" in r.stdout
+    subparsers = build_parser()._subparsers
+    assert subparsers is not None
+    full = subparsers._group_actions[0].choices[command]  # type: ignore[index]
+    for option in full._option_string_actions:
+        assert re.search(rf"{re.escape(option)}\b", r.stdout), (option, r.stdout)
+    bad = run_launcher([command, "--no-such-option"], ("supervisor.cli",))
+    full_bad = subprocess.run(
+        [sys.executable, "-c", "import sys; from supervisor.cli import main; sys.exit(main())",
+         command, "--no-such-option"], capture_output=True, text=True, timeout=30, check=False,
+        cwd=Path(__file__).resolve().parent.parent)
+    assert (bad.returncode, bad.stderr) == (full_bad.returncode, full_bad.stderr) == (
+        2, full_bad.stderr) and "error: " in bad.stderr

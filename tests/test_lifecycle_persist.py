@@ -6,6 +6,8 @@ the share's account, enabled units)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from firstboot.passwords import scram_sha256
@@ -213,7 +215,7 @@ def test_every_data_service_file_the_wizard_writes_is_carried_into_a_new_slot() 
     assert len(rendered) == 6
     for f in rendered:
         rel = f.path.lstrip("/")
-        assert rel in persist.SERVICE_FILES or any(rel.startswith(b + "/") for b in bound), \
+        assert rel in persist.service_files() or any(rel.startswith(b + "/") for b in bound), \
             f"{f.path} is written by the wizard but lost by an update"
 
 
@@ -228,7 +230,7 @@ def test_a_new_slot_gets_the_data_services_files_and_the_share_users_account(
     (running / "etc/twinbeat").mkdir(parents=True)
     (running / "etc/twinbeat/services.toml").write_text(dsm.dump(ALL_SERVICES))
     files = {f.path.lstrip("/"): f for f in dsm.render_all(ALL_SERVICES)}
-    for rel in persist.SERVICE_FILES:
+    for rel in persist.service_files():
         (running / rel).parent.mkdir(parents=True, exist_ok=True)
         (running / rel).write_text(files[rel].content)
     os.chmod(running / dsm.PG_HBA.lstrip("/"), 0o640)
@@ -251,7 +253,7 @@ def test_a_new_slot_gets_the_data_services_files_and_the_share_users_account(
     (new / "etc/samba").mkdir(parents=True)
     (new / "etc/samba/smb.conf").write_text("[global]\n")
     done = persist.seed_slot(running, new)
-    for rel in persist.SERVICE_FILES:
+    for rel in persist.service_files():
         assert (new / rel).read_text() == files[rel].content, rel
         assert f"/{rel}" in done
     hba, conf = (new / dsm.PG_HBA.lstrip("/")).stat(), (new / dsm.PG_CONF.lstrip("/")).stat()
@@ -342,3 +344,19 @@ def test_a_new_slot_keeps_the_nodes_tls_key_and_certificate(tmp_path: Path) -> N
     assert f"/{key}" in done and f"/{cert}" in done
     unit = (REPO / "mkosi.extra/usr/lib/systemd/system/twinbeat-ssl-cert.service").read_text()
     assert f"ConditionPathExists=!/{key}" in unit
+
+
+def test_persist_prepare_as_the_unit_runs_it_imports_only_what_it_uses() -> None:
+    """`twinbeat persist prepare` (twinbeat-persist.service, every boot, on the way to the
+    network and the supervisor) parses no options and loads neither argparse nor the data
+    services' code nor tempfile (it writes nothing once the first boot made the folders)."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+            "import supervisor.lifecycle.persist as p\n"
+            "p.run_action = lambda action: print('RAN', action) or 0\n"
+            "assert p.main(['prepare']) == 0\n"
+            "print('LOADED', *(m in sys.modules for m in "
+            "('argparse', 'supervisor.dataservices', 'tempfile', 'shutil', 'asyncio')))")
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                       check=False, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["RAN prepare", "LOADED False False False False False"]

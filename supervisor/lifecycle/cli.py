@@ -308,6 +308,24 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--port", type=int, default=7794, help="TCP port (default 7794)")
 
 
+#: the commands /usr/bin/twinbeat hands to main() here without loading the full command
+#: line (boot-check and upgrade-agent start at every boot, beside the supervisor)
+COMMANDS = ("install", "boot-check", "upgrade", "upgrade-agent")
+
+
+def main(argv: list[str]) -> int:
+    """``twinbeat install|boot-check|upgrade|upgrade-agent ...`` with only this module's
+    options (the same parsers ``twinbeat --help`` shows)."""
+    parser = argparse.ArgumentParser(
+        prog="twinbeat", description="twinbeat's updates (the full list: twinbeat --help).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_parsers(sub)
+    args = parser.parse_args(argv)
+    done = dispatch(args)
+    return EXIT_USAGE if done is None else done
+
+
 def dispatch(args: argparse.Namespace) -> int | None:
     if args.command == "install":
         return cmd_install(args)

@@ -13,7 +13,7 @@ Two kinds of files make a node itself:
   from the running slot into a slot RAUC has just written (its post-install handler), and
   ``save`` keeps a copy on /persist/identity (at shutdown and before every install).
   The data services' files the wizard writes into package folders (smb.conf, the NFS
-  exports and settings, PostgreSQL's conf.d file and pg_hba.conf: ``SERVICE_FILES``) and
+  exports and settings, PostgreSQL's conf.d file and pg_hba.conf: ``service_files()``) and
   the file share's Unix account (its lines in passwd, group, shadow and gshadow, named by
   /etc/twinbeat/services.toml) are carried the same way, each file keeping the new slot's
   owner (postgres's ids are the new image's). So are the node's TLS key and certificate
@@ -23,14 +23,11 @@ Two kinds of files make a node itself:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from supervisor import dataservices as dsm
 from supervisor.atomicfile import atomic_copytree, atomic_write
 
 #: the state partition's mount point
@@ -57,8 +54,13 @@ COPIED = ("etc/machine-id", "etc/hostname", "etc/hosts")
 SHADOW = "etc/shadow"
 #: the data services' files the wizard writes outside the bound directories (when it has a
 #: replicated disk and a data service); services.toml itself is in /etc/twinbeat (bound)
-SERVICE_FILES = tuple(p.lstrip("/") for p in (dsm.SMB_CONF, dsm.EXPORTS, dsm.NFS_CONF,
-                                                dsm.PG_CONF, dsm.PG_HBA))
+def service_files() -> tuple[str, ...]:
+    """The data services' files (supervisor.dataservices, imported only when a slot is
+    seeded: ``prepare`` runs on every boot and needs none of it)."""
+    from supervisor import dataservices as dsm
+
+    return tuple(p.lstrip("/") for p in (dsm.SMB_CONF, dsm.EXPORTS, dsm.NFS_CONF,
+                                         dsm.PG_CONF, dsm.PG_HBA))
 #: the node's TLS key and self-signed certificate (twinbeat-ssl-cert.service makes them on the
 #: first boot; PostgreSQL serves with them): carried into a new slot like the wizard's files,
 #: so that a client that pinned the certificate still trusts the node after an update
@@ -158,6 +160,8 @@ def carry_units(running: Path, slot: Path) -> list[str]:
 
 def _share_user(running: Path) -> str | None:
     """The file share's account name from services.toml (None: no share configured)."""
+    from supervisor import dataservices as dsm
+
     try:
         text = (running / dsm.SERVICES_FILE.lstrip("/")).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -246,7 +250,7 @@ def seed_slot(running: Path, slot: Path) -> list[str]:
         atomic_write(slot / SHADOW, ("\n".join(lines) + "\n").encode(),
                      mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
         done.append("root's password")
-    done += _carry_files(running, slot, SERVICE_FILES + TLS_FILES)
+    done += _carry_files(running, slot, service_files() + TLS_FILES)
     share_user = _share_user(running)
     if share_user is not None:
         done += _carry_account(running, slot, share_user)
@@ -263,7 +267,10 @@ def seed_slots(env: Mapping[str, str], running: Path = Path("/")) -> list[str]:
         device = env.get(f"RAUC_SLOT_DEVICE_{n}", "")
         if not device:
             raise RuntimeError(f"RAUC names no device for target slot {n}")
-        # imported here: the runner brings asyncio, which `prepare` (every boot) does not need
+        # imported here: the runner brings asyncio (and tempfile shutil), which `prepare`
+        # (every boot) does not need
+        import tempfile
+
         from supervisor.drivers.runner import run_sync
 
         mnt = Path(tempfile.mkdtemp(prefix="twinbeat-seed-", dir="/run"))
@@ -305,6 +312,10 @@ def main(argv: list[str]) -> int:
     (the launcher calls this): twinbeat-persist.service runs ``prepare`` on every boot before
     the bind mounts, so its start-up holds up the network, the supervisor and everything
     after them (12.5 s of a rebooted node's boot under TCG with the full imports)."""
+    if len(argv) == 1 and argv[0] in ACTIONS:
+        return run_action(argv[0])  # as the units call it: no argparse to import
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="twinbeat persist", description="The state partition (/persist): prepare "
         "(every boot, before the bind mounts), save (shutdown, before installs), seed-slots "
