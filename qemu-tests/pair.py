@@ -68,12 +68,25 @@ PASSWORD = "tbq-root-2468"
 MEMORY_MIB = 768
 VCPUS = 1  # each node's virtual CPUs
 BOOT_TIMEOUT = 900.0  # boot to the wizard or a login prompt (TCG, two VMs, a loaded host)
-# The image's own kernel command line (grub.cfg) has systemd.firstboot=no and masks the
-# initrd's networkd. Direct kernel boot does not use the boot loader, so its update check is
-# masked: under TCG it holds sysinit.target
-# (and so twinbeat.service) back by ~20 s on every boot (mounting the ESP).
-KERNEL_APPEND = ("systemd.firstboot=no rd.systemd.mask=systemd-networkd.service "
-                 "rd.systemd.mask=systemd-networkd.socket systemd.mask=systemd-boot-update.service")
+
+
+def kernel_append(grub_cfg: str) -> str:
+    """The direct boot's kernel arguments: systemd's (and the initrd's) from the image's own
+    boot loader command line (grub.cfg's ``set cmdline=``), so that both ways of booting
+    start the same units; vm.py adds root= and the serial console. Direct kernel boot does
+    not use the boot loader, so its update check is masked too: under TCG it holds
+    sysinit.target (and so twinbeat.service) back by ~20 s on every boot (mounting the
+    ESP)."""
+    m = re.search(r'^set cmdline="([^"]*)"$', grub_cfg, re.M)
+    if m is None:
+        raise ValueError("grub.cfg has no `set cmdline=` line")
+    ours = [a for a in m.group(1).split() if a.startswith(("systemd.", "rd."))]
+    return " ".join([*ours, "systemd.mask=systemd-boot-update.service"])
+
+
+KERNEL_APPEND = kernel_append(
+    (ROOT / "mkosi.extra/usr/lib/twinbeat/grub.cfg").read_text(encoding="utf-8"))
+
 LINKS = ("serial", "crossover", "public")
 SERIAL_PORT = 4001  # the null-modem's TCP port on the namespace's loopback
 DISK_SIZE = "6G"  # the system disk: the image grows to it on the first boot

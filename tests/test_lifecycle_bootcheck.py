@@ -15,7 +15,7 @@ from supervisor.lifecycle import cli
 from supervisor.lifecycle.bootdecide import Pending
 from supervisor.lifecycle.health import Baseline, Probe
 from supervisor.lifecycle.system import Records
-from tests.launcher_support import run_launcher
+from tests.launcher_support import LAUNCHER, run_launcher
 
 BASE = Baseline(links=("serial", "crossover"), replicas=())
 
@@ -127,7 +127,7 @@ def test_not_booted_by_grub_marks_nothing(tmp_path: Path,
     assert w.marks == []
 
 
-@pytest.mark.parametrize("command", ["boot-check", "upgrade-agent", "upgrade", "install"])
+@pytest.mark.parametrize("command", cli.COMMANDS)
 def test_the_launcher_runs_the_updates_without_the_full_command_line(command: str) -> None:
     """/usr/bin/twinbeat boot-check and upgrade-agent start at every boot beside the
     supervisor: they load the lifecycle's modules only, with the same options."""
@@ -146,5 +146,23 @@ def test_the_launcher_runs_the_updates_without_the_full_command_line(command: st
         [sys.executable, "-c", "import sys; from supervisor.cli import main; sys.exit(main())",
          command, "--no-such-option"], capture_output=True, text=True, timeout=30, check=False,
         cwd=Path(__file__).resolve().parent.parent)
-    assert (bad.returncode, bad.stderr) == (full_bad.returncode, full_bad.stderr) == (
-        2, full_bad.stderr) and "error: " in bad.stderr
+    assert bad.returncode == full_bad.returncode == 2
+    assert bad.stderr == full_bad.stderr and "error: " in bad.stderr
+
+
+def test_the_launcher_hands_every_update_command_to_the_lifecycle_and_nothing_else() -> None:
+    """cli.COMMANDS is what /usr/bin/twinbeat sends to the lifecycle's main: every update
+    command but persist (which has its own lighter path), and a command of the full command
+    line still loads it."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.add_parsers(parser.add_subparsers(dest="command"))
+    subparsers = parser._subparsers
+    assert subparsers is not None
+    names = set(subparsers._group_actions[0].choices)  # type: ignore[arg-type]
+    assert set(cli.COMMANDS) == names - {"persist"}
+    launcher = LAUNCHER.read_text()
+    assert "in (" + ", ".join(f'"{c}"' for c in cli.COMMANDS) + ")" in launcher
+    r = run_launcher(["status", "--help"], ("supervisor.cli",))
+    assert r.returncode == 0 and "LOADED True" in r.stdout, r.stderr

@@ -216,3 +216,19 @@ def test_skip_leaves_scenarios_out_after_k(capsys) -> None:
     assert sorted(others + updates) == sorted(everything)
     assert run.main(["--list", "-k", "update-pair", "--skip", "broken"]) == 0
     assert capsys.readouterr().out.split() == [n for n in updates if "broken" not in n]
+
+
+def test_direct_boot_takes_systemds_arguments_from_the_images_boot_loader() -> None:
+    """The pair scenarios boot the kernel directly: the systemd and initrd arguments of
+    grub.cfg's command line come with it (the same units start both ways), console= and
+    panic= do not (vm.py sets the serial console), the boot loader's update check is masked."""
+    import pair
+
+    cfg = 'x\nset cmdline="console=tty1 systemd.firstboot=no rd.systemd.mask=a.service panic=10"\n'
+    assert pair.kernel_append(cfg) == ("systemd.firstboot=no rd.systemd.mask=a.service "
+                                       "systemd.mask=systemd-boot-update.service")
+    with pytest.raises(ValueError, match="set cmdline="):
+        pair.kernel_append("set other=1\n")
+    real = (Path(pair.ROOT) / "mkosi.extra/usr/lib/twinbeat/grub.cfg").read_text()
+    for arg in ("systemd.firstboot=no", "rd.systemd.mask=systemd-networkd.service"):
+        assert arg in pair.KERNEL_APPEND.split() and arg in real

@@ -52,15 +52,19 @@ BOUND = (
 #: files copied into a new slot (and saved to /persist/identity)
 COPIED = ("etc/machine-id", "etc/hostname", "etc/hosts")
 SHADOW = "etc/shadow"
-#: the data services' files the wizard writes outside the bound directories (when it has a
-#: replicated disk and a data service); services.toml itself is in /etc/twinbeat (bound)
+
+
 def service_files() -> tuple[str, ...]:
-    """The data services' files (supervisor.dataservices, imported only when a slot is
-    seeded: ``prepare`` runs on every boot and needs none of it)."""
+    """The data services' files the wizard writes outside the bound directories (when it has
+    a replicated disk and a data service); services.toml itself is in /etc/twinbeat (bound).
+    supervisor.dataservices is imported here, when a slot is seeded: ``prepare`` runs on
+    every boot and needs none of it."""
     from supervisor import dataservices as dsm
 
     return tuple(p.lstrip("/") for p in (dsm.SMB_CONF, dsm.EXPORTS, dsm.NFS_CONF,
                                          dsm.PG_CONF, dsm.PG_HBA))
+
+
 #: the node's TLS key and self-signed certificate (twinbeat-ssl-cert.service makes them on the
 #: first boot; PostgreSQL serves with them): carried into a new slot like the wizard's files,
 #: so that a client that pinned the certificate still trusts the node after an update
@@ -267,8 +271,8 @@ def seed_slots(env: Mapping[str, str], running: Path = Path("/")) -> list[str]:
         device = env.get(f"RAUC_SLOT_DEVICE_{n}", "")
         if not device:
             raise RuntimeError(f"RAUC names no device for target slot {n}")
-        # imported here: the runner brings asyncio (and tempfile shutil), which `prepare`
-        # (every boot) does not need
+        # imported here: the runner brings asyncio and tempfile brings shutil, which
+        # `prepare` (every boot) does not need
         import tempfile
 
         from supervisor.drivers.runner import run_sync
