@@ -4,9 +4,13 @@
 #   scripts/finish-image.sh images/twinbeat-<version>.raw
 #
 # mkosi puts the kernel and its initrds on the ESP, for one root file system. A/B needs
-# each slot to carry its own: they move into slot A's /boot (vmlinuz, initrd,
-# kernel-modules.initrd), where GRUB reads them (ext4) and where an update bundle brings
-# the next ones. The ESP keeps GRUB only: grub.cfg is replaced by the image's
+# each slot to carry its own: the kernel moves into slot A's /boot (vmlinuz), where GRUB
+# reads it (ext4) and where an update bundle brings the next one. The initrd is not
+# mkosi's (a systemd initrd: ~15 s longer per boot under TCG) but initramfs-tools', made
+# by mkinitramfs in a chroot of slot A for its kernel: /boot/initrd, also exported as
+# images/<name>.initrd for the QEMU tests' direct boot. /boot/kernel-modules.initrd stays,
+# as an empty cpio archive: the grub.cfg of earlier images (on the ESP, which updates do
+# not rewrite) loads it after /boot/initrd, and a slot without it would not boot there. The ESP keeps GRUB only: grub.cfg is replaced by the image's
 # /usr/lib/twinbeat/grub.cfg (RAUC's slot selection), grubenv starts with slot A good,
 # and GRUB's modules are copied next to it (mkosi's core images carry no ext2 or regexp).
 # The ESP (vfat) is written with mtools (this host's kernel has no vfat); slot A is
@@ -38,6 +42,9 @@ ESP="$RAW@@${esp%%:*}"
 work=$(mktemp -d /tmp/twinbeat-finish.XXXXXX)
 loop=""
 cleanup() {
+    for m in "$work/root/var/tmp" "$work/root/tmp" "$work/root/dev" "$work/root/proc"; do
+        if mountpoint -q "$m"; then umount "$m"; fi
+    done
     if mountpoint -q "$work/root"; then umount "$work/root"; fi
     if [ -n "$loop" ]; then losetup -d "$loop"; fi
     rm -rf "$work"
@@ -48,17 +55,28 @@ trap cleanup EXIT
 kver=$(mdir -b -i "$ESP" ::/twinbeat | sed -n 's#^::/twinbeat/\([0-9][^/]*\)/$#\1#p' | head -n 1)
 [ -n "$kver" ] || die "no kernel directory under /twinbeat on the ESP: $(mdir -b -/ -i "$ESP" ::/)"
 mcopy -n -i "$ESP" "::/twinbeat/$kver/vmlinuz" "$work/vmlinuz"
-mcopy -n -i "$ESP" ::/twinbeat/initrd "$work/initrd"
-mcopy -n -i "$ESP" "::/twinbeat/$kver/kernel-modules.initrd" "$work/kernel-modules.initrd"
 
 mkdir "$work/root"
 loop=$(losetup --find --show --offset "${root%%:*}" --sizelimit "${root##*:}" "$RAW")
 mount "$loop" "$work/root"
 R=$work/root
 install -m 0644 "$work/vmlinuz" "$R/boot/vmlinuz"
-install -m 0644 "$work/initrd" "$R/boot/initrd"
-install -m 0644 "$work/kernel-modules.initrd" "$R/boot/kernel-modules.initrd"
 echo "$kver" > "$R/boot/kernel-version"
+# initramfs-tools' initrd for this kernel (MODULES=most: it boots any PC's disk controller)
+[ -x "$R/usr/sbin/mkinitramfs" ] || die "the image has no mkinitramfs (initramfs-tools)"
+[ -d "$R/usr/lib/modules/$kver" ] || die "the image has no modules for kernel $kver"
+mount -t proc proc "$R/proc"
+mount --bind /dev "$R/dev"
+mount -t tmpfs tmpfs "$R/tmp"
+mount -t tmpfs tmpfs "$R/var/tmp"
+chroot "$R" mkinitramfs -o /tmp/initrd "$kver" || die "mkinitramfs failed for kernel $kver"
+install -m 0644 "$R/tmp/initrd" "$R/boot/initrd"
+install -m 0644 "$R/tmp/initrd" "${RAW%.raw}.initrd"
+isize=$(du -h --apparent-size "$R/boot/initrd" | cut -f1)
+# the empty cpio archive earlier boot loaders load after the initrd (see above)
+chroot "$R" cpio --quiet -o -H newc </dev/null >"$work/kernel-modules.initrd"
+for m in var/tmp tmp dev proc; do umount "$R/$m"; done
+install -m 0644 "$work/kernel-modules.initrd" "$R/boot/kernel-modules.initrd"
 [ -f "$R/usr/lib/twinbeat/grub.cfg" ] || die "the image has no /usr/lib/twinbeat/grub.cfg"
 cp "$R/usr/lib/twinbeat/grub.cfg" "$work/grub.cfg"
 for target in i386-pc x86_64-efi; do
@@ -82,4 +100,4 @@ done
 mcopy -o -i "$ESP" "$work/grub.cfg" ::/grub/grub.cfg
 mcopy -o -i "$ESP" "$work/grubenv" ::/grub/grubenv
 mcopy -s -o -i "$ESP" "$work/grub/i386-pc" "$work/grub/x86_64-efi" ::/grub/
-echo "finish-image: slot A boots kernel $kver from its /boot; ESP: GRUB, grub.cfg, grubenv"
+echo "finish-image: slot A boots kernel $kver and initramfs-tools' initrd ($isize) from its /boot; ESP: GRUB, grub.cfg, grubenv"
