@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +45,64 @@ def stress(tmp: Path, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+# A real-time process of the supervisors' priority that only sleeps 5 ms at a time and
+# notes how much later than asked it woke up: the machine's own stalls (this host is itself
+# a virtual machine: its vCPUs can be held by the hypervisor, for every process at once),
+# which no beat path can beat. It prints its worst lateness (ms) and when (CLOCK_MONOTONIC,
+# the supervisors' and the tests' clock) on SIGTERM.
+CANARY = r'''
+import json, signal, sys, time
+worst, at, stop = 0.0, 0.0, False
+def done(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, done)
+while not stop:
+    t = time.monotonic()
+    time.sleep(0.005)
+    late = time.monotonic() - t - 0.005
+    if late > worst:
+        worst, at = late, t
+print(json.dumps({"worst_ms": worst * 1000, "at": at}), flush=True)
+'''
+
+
+class Canary:
+    """The CANARY process (real time, as the supervisors run in these tests), for a load
+    window: ``worst_ms`` is the longest the machine kept a real-time process from running."""
+
+    def __init__(self, prefix: tuple[str, ...]) -> None:
+        self.prefix = prefix
+        self.worst_ms = 0.0
+        self.at = 0.0
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> Canary:
+        self._proc = subprocess.Popen([*self.prefix, sys.executable, "-c", CANARY],
+                                      stdout=subprocess.PIPE, text=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the canary runs inside its with block"
+        return self._proc.pid
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        with suppress(ProcessLookupError):
+            self._proc.terminate()
+        try:
+            out, _ = self._proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            out, _ = self._proc.communicate(timeout=10)
+        if self._proc.returncode == 0 and out.strip():
+            got = json.loads(out.strip().splitlines()[-1])
+            self.worst_ms, self.at = float(got["worst_ms"]), float(got["at"])
+        elif exc[0] is None:
+            raise AssertionError(f"the stall canary failed (exit {self._proc.returncode})")
 
 
 def has_float(b: Bed, key: str) -> bool:

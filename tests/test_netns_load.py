@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadbed import FLOAT, STRESS, Owners, PingNode, has_float, stress
+from tests.loadbed import FLOAT, STRESS, Canary, Owners, PingNode, has_float, stress
 from tests.netns import AUTHKEYS, REALTIME, Bed, bed, cluster_config, netns_available
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.loads_machine,
@@ -67,7 +67,8 @@ def test_three_minutes_of_full_load_move_nothing(tmp_path: Path):
         st = b.nodes["node1"].status()
         assert st["realtime"]["realtime"] is True and st["realtime"]["policy"] == "rr"
         before = moves(b)
-        with stress(tmp_path / "stress", LOAD_SECONDS + 5) as hog, Owners(b) as owners:
+        with stress(tmp_path / "stress", LOAD_SECONDS + 5) as hog, Owners(b) as owners, \
+                Canary(REALTIME) as canary:
             deadline = time.monotonic() + LOAD_SECONDS
             while time.monotonic() < deadline:
                 assert hog.poll() is None, "stress-ng ended early"
@@ -77,14 +78,20 @@ def test_three_minutes_of_full_load_move_nothing(tmp_path: Path):
         print(f"\nload {LOAD_SECONDS:.0f} s ({' '.join(STRESS)}), keepalive 100 ms, deadtime "
               f"500 ms: group moves {moves(b) - before}, double-owner samples "
               f"{owners.double()}/{len(owners.samples)}, worst beat gap per link (ms) "
-              f"{worst}, worst loop lag (ms) {lag}")
+              f"{worst}, worst loop lag (ms) {lag}, the machine's worst stall of a real-time "
+              f"process {canary.worst_ms:.0f} ms")
         assert moves(b) == before
         assert owners.double() == 0
         assert owners.on("n2") == 0 and owners.on("n1") == len(owners.samples)
         assert len(owners.samples) > LOAD_SECONDS  # sampled all along (every 0.2 s)
+        # a beat gap is the beat path's, but for a stall of the machine itself (every process
+        # held at once, the canary too): that much is added to the limit, no more
+        limit = 500 + canary.worst_ms
         for node, links in worst.items():
             for link, gap in links.items():
-                assert gap is not None and gap < 500, f"{node} {link}: {gap} ms"
+                assert gap is not None and gap < limit, (
+                    f"{node} {link}: {gap} ms (limit 500 ms + the machine's worst stall "
+                    f"{canary.worst_ms:.0f} ms)")
 
 
 NODE1 = "192.168.85.1"
