@@ -35,10 +35,10 @@ MKOSI_MIN=24.3
 die() { printf 'make image: %s\n' "$*" >&2; exit 1; }
 say() { printf '==> %s\n' "$*"; }
 
-# Everything that ends up in the image.
+# Everything that makes the image and its bundle (a change to any of them rebuilds both).
 INPUTS=(mkosi.conf mkosi.conf.d mkosi.extra mkosi.repart mkosi.prepare mkosi.postinst
         mkosi.finalize supervisor firstboot scripts/build-image.sh scripts/signing-key.sh
-        "$GENERATED")
+        scripts/finish-image.sh scripts/make-bundle.sh "$GENERATED")
 
 inputs_hash() {
     local present=() i
