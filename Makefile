@@ -81,7 +81,7 @@ test: deps ## check, unit, slow, namespace and image tests, then every QEMU scen
 	$(PYTEST) tests -m "netns and loads_machine"
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE) --skip $(SMOKE)
 
-test-update: image update-bundles ## only the QEMU update scenarios: boot the replicated pair, upgrade N -> N+1, broken N+2 rolls back (~25 min)
+test-update: image update-bundles ## only the QEMU update scenarios: boot the replicated pair, upgrade N -> N+1, broken N+2 rolls back (~13 min)
 	$(PYTHON) qemu-tests/run.py --image $(IMAGE) -k update-pair
 
 test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): under a minute
