@@ -10,7 +10,8 @@
 # by mkinitramfs in a chroot of slot A for its kernel: /boot/initrd, also exported as
 # images/<name>.initrd for the QEMU tests' direct boot. /boot/kernel-modules.initrd stays,
 # as an empty cpio archive: the grub.cfg of earlier images (on the ESP, which updates do
-# not rewrite) loads it after /boot/initrd, and a slot without it would not boot there. The ESP keeps GRUB only: grub.cfg is replaced by the image's
+# not rewrite) loads it after /boot/initrd, and a slot without it would not boot there.
+# The ESP keeps GRUB only: grub.cfg is replaced by the image's
 # /usr/lib/twinbeat/grub.cfg (RAUC's slot selection), grubenv starts with slot A good,
 # and GRUB's modules are copied next to it (mkosi's core images carry no ext2 or regexp).
 # The ESP (vfat) is written with mtools (this host's kernel has no vfat); slot A is
@@ -41,10 +42,16 @@ ESP="$RAW@@${esp%%:*}"
 
 work=$(mktemp -d /tmp/twinbeat-finish.XXXXXX)
 loop=""
-cleanup() {
-    for m in "$work/root/var/tmp" "$work/root/tmp" "$work/root/dev" "$work/root/proc"; do
-        if mountpoint -q "$m"; then umount "$m"; fi
+# what mkinitramfs needs in its chroot of slot A, unmounted in this order
+CHROOT_MOUNTS=(var/tmp tmp dev proc)
+umount_chroot() {
+    local m
+    for m in "${CHROOT_MOUNTS[@]}"; do
+        if mountpoint -q "$work/root/$m"; then umount "$work/root/$m"; fi
     done
+}
+cleanup() {
+    umount_chroot
     if mountpoint -q "$work/root"; then umount "$work/root"; fi
     if [ -n "$loop" ]; then losetup -d "$loop"; fi
     rm -rf "$work"
@@ -75,7 +82,7 @@ install -m 0644 "$R/tmp/initrd" "${RAW%.raw}.initrd"
 isize=$(du -h --apparent-size "$R/boot/initrd" | cut -f1)
 # the empty cpio archive earlier boot loaders load after the initrd (see above)
 chroot "$R" cpio --quiet -o -H newc </dev/null >"$work/kernel-modules.initrd"
-for m in var/tmp tmp dev proc; do umount "$R/$m"; done
+umount_chroot
 install -m 0644 "$work/kernel-modules.initrd" "$R/boot/kernel-modules.initrd"
 [ -f "$R/usr/lib/twinbeat/grub.cfg" ] || die "the image has no /usr/lib/twinbeat/grub.cfg"
 cp "$R/usr/lib/twinbeat/grub.cfg" "$work/grub.cfg"

@@ -74,9 +74,11 @@ e2fsck -fy "$img" >/dev/null || status=$?
 # minimum (about 1.5 x the blocks in use for this image); the blocks in use plus 5 % and
 # 32 MiB are tried first (-f: below that estimate), and kept if e2fsck finds the result
 # clean; otherwise the file system is taken back as it was and shrunk with -M.
-used=$(dumpe2fs -h "$img" 2>/dev/null | awk -F: '/^Block count/ { n = $2 } /^Free blocks/ { f = $2 }
-                                                END { print n - f }')
-target=$((used + used / 20 + 8192))
+header=$(dumpe2fs -h "$img" 2>/dev/null)
+field() { sed -n "s/^$1: *//p" <<<"$header"; }
+bsize=$(field "Block size")
+used=$(( $(field "Block count") - $(field "Free blocks") ))
+target=$((used + used / 20 + 32 * 1048576 / bsize))
 cp --sparse=always "$img" "$work/rootfs.full"
 if resize2fs -f "$img" "$target" >/dev/null 2>&1 && e2fsck -fn "$img" >/dev/null 2>&1; then
     rm -f "$work/rootfs.full"
@@ -86,7 +88,6 @@ else
     resize2fs -M "$img" >/dev/null 2>&1 || die "resize2fs -M failed"
 fi
 blocks=$(dumpe2fs -h "$img" 2>/dev/null | sed -n 's/^Block count: *//p')
-bsize=$(dumpe2fs -h "$img" 2>/dev/null | sed -n 's/^Block size: *//p')
 truncate -s $((blocks * bsize)) "$img"
 cat > "$work/content/manifest.raucm" <<EOF
 [update]
