@@ -3,6 +3,9 @@ links``), opened again when a reload changes the links. A beat goes out on every
 that is not a beat (history) on one UDP link that delivers, so that the serial line's 115200
 baud stays free for beats. Received lines go to ``on_frame``.
 
+While the node is idle the links may be paused (``set_paused``: the loop watches none of
+them) and read by ``collect`` at the loop's own wake-ups (supervisor.core.quiet).
+
 When one link's read callback has delivered its frames, the other links are read at once
 (non-blocking: what they hold now, the copies of the same beat most often) and ``on_batch``
 is called, in the same iteration of the loop: the frames of one wake-up are stepped together
@@ -28,12 +31,15 @@ class LinkSet:
         #: a transport's read is delivering its frames; on_batch follows in this iteration
         self.reading = False
         self._draining = False
+        #: the links are paused (see set_paused); links opened later are opened paused
+        self.paused = False
 
     def open(self, links: Iterable[Link]) -> None:
         deliver = self._frame if self.on_batch is not None else self.on_frame
         for link in links:
             transport = linkdrv.make_transport(link, deliver, self._read_done)
             self.transports[link.name] = transport
+            transport.set_paused(self.paused)
             transport.start()
 
     def _frame(self, link: str, data: bytes) -> None:
@@ -54,6 +60,29 @@ class LinkSet:
             self._draining = False
             self.reading = False
         self.on_batch()
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no link is watched by the loop; frames wait until ``collect``."""
+        self.paused = paused
+        for transport in self.transports.values():
+            transport.set_paused(paused)
+
+    def collect(self) -> int:
+        """Read what every link holds now (non-blocking), then ``on_batch``: the frames
+        read at a wake-up of the loop's own (quiet, see supervisor.core.quiet). Returns the
+        most frames one link held."""
+        most = 0
+        self._draining = True
+        self.reading = True
+        try:
+            for transport in self.transports.values():
+                most = max(most, transport.drain())
+        finally:
+            self._draining = False
+            self.reading = False
+        if self.on_batch is not None:
+            self.on_batch()
+        return most
 
     def close(self) -> None:
         for transport in self.transports.values():

@@ -59,6 +59,7 @@ from supervisor.core.events import (
     WatchdogState,
 )
 from supervisor.core.promotion import PeerLiveness
+from supervisor.core.quiet import busy
 from supervisor.core.riding import rides
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
@@ -91,6 +92,11 @@ from supervisor.statefiles import (
 log = logging.getLogger("twinbeat")
 
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+#: the frames one link may hold at a quiet wake-up (the peer's beat, a second one when the
+#: two nodes' wake-ups cross, a history frame); more: the links are read at arrival again for
+#: NOISY_HOLD seconds (a flood waits for no wake-up, nor fills a socket meanwhile)
+NOISY_FRAMES = 3
+NOISY_HOLD = 5.0
 
 
 
@@ -159,6 +165,11 @@ class Supervisor:
         #: the core's own next deadline (the timer may be set earlier, for the watchdog's
         #: feed or the carrier's reading)
         self._core_deadline: float | None = None
+        #: the links are paused and read at the loop's own wake-ups (supervisor.core.quiet)
+        self._quiet = False
+        #: until when the links are read at arrival whatever the core says: a link held more
+        #: than the peer's beats at a wake-up (a flood, hostile or not)
+        self._noisy_until = -float("inf")
         #: when the carriers were last read (see _read_carriers); -inf: at the first step
         self._last_carrier = -float("inf")
         #: when the history exchange last ticked (see _exchange_due); -inf: at the first step
@@ -398,12 +409,26 @@ class Supervisor:
             if self._exchange_due(now, deadline):
                 self._tick_exchange(now)
             self._core_deadline = deadline
+            self._set_quiet()
             self._feed_watchdog(now, deadline)
             self._reschedule(loop, deadline)
             self.replication.stepped()
         finally:
             self._feeding = False
         return reasons
+
+    def _set_quiet(self) -> None:
+        """Pause the links while the core says nothing is in flight (they are then read at
+        the loop's own wake-ups, see _tick), watch them again when it is."""
+        assert self.state is not None
+        why = busy(self.state)
+        if why is None and self._now < self._noisy_until:
+            why = f"a link held more than {NOISY_FRAMES} frames at a wake-up"
+        if (why is None) != self._quiet:
+            self._quiet = why is None
+            self.links.set_paused(self._quiet)
+            log.debug("links read %s (%s)", "at this node's own wake-ups" if self._quiet
+                      else "at arrival", why or "nothing in flight")
 
     def _step(self, event: Event, now: float) -> list[str]:
         assert self.state is not None
@@ -521,10 +546,27 @@ class Supervisor:
         self._expected_wake = deadline
         self._timer = loop.call_at(deadline, self._tick)
 
+    def _armed(self) -> asyncio.TimerHandle | None:
+        return self._timer
+
     def _tick(self) -> None:
         self._timer = None
         loop = self._running_loop()
         now = loop.time()
+        if self._quiet:
+            # the links are paused: what they hold is read (and stepped) first, so that no
+            # deadline is taken on frames that wait in a socket; a beat due now goes out
+            # with them (publish.EARLY)
+            if self.links.collect() > NOISY_FRAMES:
+                self._noisy_until = now + NOISY_HOLD
+                self._set_quiet()
+            timer = self._armed()
+            if timer is not None:  # frames were stepped: the loop's next wake-up is set
+                core = self._core_deadline
+                if core is not None and now < core:
+                    return
+                timer.cancel()
+                self._timer = None
         core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
         carriers = now >= self._last_carrier + CARRIER_POLL
         exchange = self._exchanging() and now >= self._last_exchange + EXCHANGE_EVERY

@@ -42,7 +42,8 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
-from supervisor.core.state import CoreState, initial_state
+from supervisor.core.quiet import busy
+from supervisor.core.state import EPS, CoreState, initial_state
 from supervisor.core.states import Activity, PeerStatus
 from supervisor.core.step import next_deadline, step
 from supervisor.core.view import status as core_status
@@ -188,6 +189,8 @@ class NodeSim:
     outdate_result: str | None = None
     last_frame: bytes = b""
     actions: list[tuple[float, object]] = field(default_factory=list)
+    #: frames waiting for the node's next wake-up (Sim.quiet)
+    held: list[FrameReceived] = field(default_factory=list)
 
     def holds(self, group: str) -> bool:
         return any(v for (g, _), v in self.running.items() if g == group)
@@ -219,6 +222,11 @@ class Sim:
         #: as the loop does with the frames of one wake-up; ``batches`` counts such steps
         self.batch_frames = True
         self.batches = 0
+        #: as the loop does while the core says nothing is in flight (supervisor.core.quiet):
+        #: a node's frames wait until its own next wake-up (a tick), then are stepped first;
+        #: ``held`` counts the frames that waited
+        self.quiet = False
+        self.held = 0
         self._boot("node1", 1, 0.0)
         self._boot("node2", 1, start_gap)
 
@@ -409,6 +417,16 @@ class Sim:
                 if node.frozen:
                     continue
             self._feed_pings(name)
+            if self.quiet and isinstance(event, FrameReceived) and node.alive \
+                    and not node.frozen and busy(node.state) is None:
+                node.held.append(event)  # waits in its socket for the node's wake-up
+                self.held += 1
+                continue
+            if self.quiet and token >= 0 and node.held:
+                # the loop's own wake-up: what the links hold is read and stepped first
+                self._release(node)
+                if next_deadline(node.state, self.now) > self.now + EPS:
+                    continue  # the frames' step set the next wake-up
             if isinstance(event, FrameReceived) and self.batch_frames:
                 # as the loop does: frames that arrive at once are stepped together
                 frames = [event]
@@ -419,8 +437,14 @@ class Sim:
                     self.batches += 1
                     event = FramesReceived(tuple(frames))
             self.deliver(name, event)
+            if node.held and busy(node.state) is not None:
+                self._release(node)  # busy again: the links are read at arrival
         self._watchdog_resets(t)
         self.now = max(self.now, t)
+
+    def _release(self, node: NodeSim) -> None:
+        frames, node.held = tuple(node.held), []
+        self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 
     def _feed_pings(self, name: str) -> None:
         node = self.nodes[name]

@@ -67,10 +67,9 @@ def test_read_carrier_reads_sysfs_carrier(tmp_path: Path) -> None:
 
 
 def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> None:
-    """A UDP link's receive buffer is MAX_DATAGRAM (not asyncio's 256 KiB, an mmap per
-    frame): a frame and the largest UDP payload both arrive whole, in order (on lo, a port
-    of the test's own; binding to a device needs root, as the supervisor and the tests
-    have)."""
+    """A UDP link reads into MAX_DATAGRAM (not asyncio's 256 KiB, an mmap per frame): a
+    frame and the largest UDP payload both arrive whole, in order (on lo, a port of the
+    test's own; binding to a device needs root, as the supervisor and the tests have)."""
     import asyncio
     import socket
     from ipaddress import ip_address
@@ -83,18 +82,15 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
     probe.close()
     got: list[bytes] = []
 
-    sizes: list[int] = []
-
     async def scenario() -> UdpTransport:
         t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
                          lambda _link, data: got.append(data))
         t.start()
         for _ in range(100):
-            if t.transport is not None:
+            if t.sock is not None:
                 break
             await asyncio.sleep(0.01)
-        assert t.transport is not None, t.error
-        sizes.append(getattr(t.transport, "max_size", 0))
+        assert t.sock is not None, t.error
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"TB1:frame\n", ("127.0.0.1", port))
             s.sendto(b"x" * 65507, ("127.0.0.1", port))
@@ -107,7 +103,7 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
 
     t = asyncio.run(scenario())
     assert got == [b"TB1:frame\n", b"x" * 65507]
-    assert sizes == [MAX_DATAGRAM] and MAX_DATAGRAM >= 65527 and t.transport is None
+    assert MAX_DATAGRAM >= 65527 and t.sock is None
 
 
 def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once() -> None:
@@ -141,7 +137,7 @@ def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once
         links.open([UdpLink("a", "lo", ip_address("127.0.0.1"), ports[0]),
                     UdpLink("b", "lo", ip_address("127.0.0.1"), ports[1])])
         for _ in range(100):
-            if all(isinstance(t, UdpTransport) and t.transport is not None
+            if all(isinstance(t, UdpTransport) and t.sock is not None
                    for t in links.transports.values()):
                 break
             await asyncio.sleep(0.01)
@@ -191,3 +187,57 @@ def test_read_carrier_keeps_the_file_open_and_reads_it_again(tmp_path: Path) -> 
         assert read_carrier("eth9", str(tmp_path)) is None and path not in linkdrv._CARRIER_FDS
     finally:
         linkdrv.forget_carriers()
+
+
+def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> None:
+    """Paused (quiet), the loop watches no link: datagrams wait in their sockets until
+    collect() reads them all, hands them over as one batch and says how many one link held;
+    resumed, a datagram is read when it arrives."""
+    import asyncio
+    import socket
+    from ipaddress import ip_address
+
+    ports = []
+    for _ in range(2):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        ports.append(probe.getsockname()[1])
+        probe.close()
+    batches: list[list[tuple[str, bytes]]] = []
+    frames: list[tuple[str, bytes]] = []
+    most: list[int] = []
+
+    def on_batch() -> None:
+        batches.append(frames[:])
+        frames.clear()
+
+    async def scenario() -> None:
+        links = LinkSet(lambda link, data: frames.append((link, data)), on_batch)
+        links.set_paused(True)  # before the sockets are bound: they are bound paused
+        links.open([UdpLink("a", "lo", ip_address("127.0.0.1"), ports[0]),
+                    UdpLink("b", "lo", ip_address("127.0.0.1"), ports[1])])
+        for _ in range(100):
+            if all(isinstance(t, UdpTransport) and t.sock is not None
+                   for t in links.transports.values()):
+                break
+            await asyncio.sleep(0.01)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"beat 1\n", ("127.0.0.1", ports[0]))
+            s.sendto(b"beat 2\n", ("127.0.0.1", ports[0]))
+            s.sendto(b"beat 1\n", ("127.0.0.1", ports[1]))
+            await asyncio.sleep(0.1)
+            assert batches == [] and frames == []  # nobody read them
+            most.append(links.collect())
+            assert len(batches) == 1
+            links.set_paused(False)
+            s.sendto(b"beat 3\n", ("127.0.0.1", ports[1]))
+            for _ in range(100):
+                if len(batches) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            most.append(links.collect())
+        links.close()
+
+    asyncio.run(scenario())
+    assert sorted(batches[0]) == [("a", b"beat 1\n"), ("a", b"beat 2\n"), ("b", b"beat 1\n")]
+    assert batches[1] == [("b", b"beat 3\n")] and most == [2, 0]

@@ -61,7 +61,9 @@ class Transport(Protocol):
 
     def start(self) -> None: ...
 
-    def drain(self) -> None: ...
+    def drain(self) -> int: ...
+
+    def set_paused(self, paused: bool) -> None: ...
 
     def send(self, data: bytes) -> None: ...
 
@@ -96,6 +98,8 @@ class SerialTransport:
         #: the loop the open port is registered with (asked once: on Python 3.11 each
         #: asyncio.get_running_loop() is a getpid() system call, and _flush runs every beat)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: read only by drain() (the loop's quiet mode): no reader on the port
+        self.paused = False
 
     def start(self) -> None:
         self._open()
@@ -126,7 +130,20 @@ class SerialTransport:
         self._loop = loop
         self.splitter = LineSplitter()
         self._need_newline = True
-        loop.add_reader(fd, self._readable)
+        if not self.paused:
+            loop.add_reader(fd, self._readable)
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: the loop does not watch the port; what arrives waits for drain()."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if self.port is not None and self._loop is not None:
+            if paused:
+                self._loop.remove_reader(self.port.fileno())
+            else:
+                self._drained = True  # a drain may have emptied the port since
+                self._loop.add_reader(self.port.fileno(), self._readable)
 
     def _fail(self, why: str) -> None:
         log.warning("serial link %s: %s; reopening %s", self.name, why, self.link.device)
@@ -155,37 +172,42 @@ class SerialTransport:
         if self._read(drained=drained):
             self.read_done(self.name)
 
-    def drain(self) -> None:
-        """Read what the port holds now, if anything (non-blocking), without ``read_done``.
+    def drain(self) -> int:
+        """Read what the port holds now, if anything (non-blocking), without ``read_done``;
+        the number of lines read.
         An empty read is no hang-up here: a raw tty with VMIN = VTIME = 0 (pyserial's
         timeout=0) answers a read without input with 0 bytes, not EAGAIN; the reader,
         which the loop calls only when the port is readable, tells a hang-up (but once
         right after a drain took the input it was called for)."""
-        if self._read(drain=True):
+        got = self._read(drain=True)
+        if got:
             self._drained = True
+        return got
 
-    def _read(self, *, drain: bool = False, drained: bool = False) -> bool:
-        """One read of the port; its complete lines delivered. False if nothing was read.
+    def _read(self, *, drain: bool = False, drained: bool = False) -> int:
+        """One read of the port; its complete lines delivered: how many (0: nothing read;
+        1 for a read that completed no line).
         An empty read is a hang-up, but in a drain, or in the reader right after a drain took
         the input the loop saw (``drained``; a port that did hang up reads empty again on
         the next wake-up and is failed then)."""
         if self.port is None:
-            return False
+            return 0
         try:
             data = os.read(self.port.fileno(), 4096)
         except BlockingIOError:
-            return False
+            return 0
         except OSError as exc:
             self._fail(f"read error: {exc.strerror}")
-            return False
+            return 0
         if not data:
             if not (drain or drained):
                 self._fail("hang-up")
-            return False
-        for line in self.splitter.feed(data):
+            return 0
+        lines = self.splitter.feed(data)
+        for line in lines:
             if not deliver(self.on_frame, self.name, line):
                 self.rx_errors += 1
-        return True
+        return max(1, len(lines))
 
     def send(self, data: bytes) -> None:
         if self.port is None:
@@ -246,19 +268,6 @@ class SerialTransport:
         }
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, owner: UdpTransport) -> None:
-        self.owner = owner
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        owner = self.owner
-        owner.received(data)
-        owner.read_done(owner.name)
-
-    def error_received(self, exc: Exception) -> None:
-        self.owner.send_errors += 1
-
-
 class UdpTransport:
     """A UDP socket bound to one interface (SO_BINDTODEVICE) and the heartbeat port.
 
@@ -272,9 +281,10 @@ class UdpTransport:
         self.link = link
         self.on_frame = on_frame
         self.read_done = read_done
-        self.transport: asyncio.DatagramTransport | None = None
-        #: the bound socket under ``transport`` (drain() reads it directly)
+        #: the bound, non-blocking socket (None until bound; the loop reads it unless paused)
         self.sock: socket.socket | None = None
+        self.paused = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.error: str | None = None
         self.send_errors = 0
         self.rx_errors = 0
@@ -328,9 +338,6 @@ class UdpTransport:
         loop = asyncio.get_running_loop()
         try:
             sock = self._make_socket()
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self), sock=sock
-            )
         except OSError as exc:
             why = "no such interface" if exc.errno == errno.ENODEV else str(exc)
             if self.error != why:
@@ -344,40 +351,62 @@ class UdpTransport:
         if self.error is not None:
             log.info("udp link %s: bound to %s again", self.name, self.link.interface)
         self.error = None
-        if hasattr(transport, "max_size"):
-            # asyncio's selector transport reads every datagram into a new 256 KiB buffer:
-            # above the C library's mmap threshold, that is an mmap, an mremap and a munmap
-            # per frame; any UDP datagram fits in MAX_DATAGRAM (from the heap)
-            transport.max_size = MAX_DATAGRAM
-        self.transport = transport
         self.sock = sock
+        self._loop = loop
+        if not self.paused:
+            loop.add_reader(sock.fileno(), self._readable)
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: the loop does not watch the socket; what arrives waits for drain()."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if self.sock is not None and self._loop is not None:
+            if paused:
+                self._loop.remove_reader(self.sock.fileno())
+            else:
+                self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        if self._read():
+            self.read_done(self.name)
 
     def received(self, data: bytes) -> None:
         if not deliver(self.on_frame, self.name, data):
             self.rx_errors += 1
 
-    def drain(self) -> None:
+    def drain(self) -> int:
         """Read the datagrams the socket holds now, if any (non-blocking; at most DRAIN_MAX),
-        without ``read_done``; asyncio's own reader then finds the socket empty. An error
-        the socket reports is counted as asyncio's reader would (``error_received``)."""
+        without ``read_done``; how many."""
+        return self._read()
+
+    def _read(self) -> int:
+        """The datagrams the socket holds (at most DRAIN_MAX: a flood must not hold the
+        loop), each delivered; how many. An error the socket reports (an
+        ICMP error of an earlier send) is counted with the send errors."""
         sock = self.sock
         if sock is None:
-            return
+            return 0
+        got = 0
         for _ in range(DRAIN_MAX):
             try:
                 data = sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
                 self.send_errors += 1
-                return
+                break
+            got += 1
             self.received(data)
+        return got
 
     def send(self, data: bytes) -> None:
-        if self.transport is None:
+        """One datagram, now; a full socket buffer drops it (counted): a late beat is worth
+        less than a loop that waits."""
+        if self.sock is None:
             return
         try:
-            self.transport.sendto(data, self.dest)
+            self.sock.sendto(data, self.dest)
         except OSError:
             self.send_errors += 1
 
@@ -385,16 +414,17 @@ class UdpTransport:
         self._closed = True
         if self._retry is not None:
             self._retry.cancel()
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
-        self.sock = None
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            if not self.paused and self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
 
     def info(self) -> dict[str, Any]:
         return {
             "interface": self.link.interface,
             "destination": f"{self.dest[0]}:{self.dest[1]}",
-            "bound": self.transport is not None,
+            "bound": self.sock is not None,
             "error": self.error,
             "send_errors": self.send_errors,
             "rx_errors": self.rx_errors,

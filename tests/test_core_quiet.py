@@ -1,0 +1,91 @@
+"""Quiet reading (supervisor.core.quiet): while nothing is in flight, a node's frames wait for
+its own next wake-up. On the simulated pair (tests/sim.py ``quiet``, which holds a quiet
+node's frames until its next tick and steps them first, as the loop does): an idle pair goes
+quiet and nothing turns late or dead for it, a dead peer is still found within deadtime,
+admin moves and a power loss still move the group, and each reason to read at arrival is
+named."""
+
+from __future__ import annotations
+
+from supervisor.core.quiet import QUIET_KEEPALIVE, busy
+from tests.sim import Sim, make_config
+
+TROUBLE = ("late", "down", "dead", "failover", "taking over")
+
+
+def _trouble(sim: Sim) -> list[str]:
+    return [r for n in sim.nodes for r in sim.reasons(n)
+            if any(word in r.lower() for word in TROUBLE)]
+
+
+def _quiet_sim(**config: object) -> Sim:
+    sim = Sim(make_config(**config))  # type: ignore[arg-type]
+    sim.quiet = True
+    return sim
+
+
+def test_an_idle_pair_goes_quiet_and_nothing_turns_late() -> None:
+    sim = _quiet_sim()
+    sim.run(5.0)
+    assert sim.owner() == "node1"
+    for link in sim.links.values():
+        link.jitter = 0.03  # beats arrive anywhere within 30 ms: some wait two wake-ups
+    held, trouble = sim.held, _trouble(sim)
+    stops = len(sim.nodes["node1"].stops) + len(sim.nodes["node2"].stops)
+    sim.run(120.0)
+    assert [busy(n.state) for n in sim.nodes.values()] == [None, None]
+    # ten beats a second on three links from each node, all but a few held for a wake-up
+    assert sim.held - held > 0.9 * 2 * 3 * 10 * 120, sim.held - held
+    assert _trouble(sim) == trouble, _trouble(sim)[len(trouble):]
+    assert sim.owner() == "node1"
+    assert len(sim.nodes["node1"].stops) + len(sim.nodes["node2"].stops) == stops
+
+
+def test_a_dead_peer_is_found_as_fast_as_when_every_frame_is_read_at_arrival() -> None:
+    took: dict[bool, float] = {}
+    for quiet in (False, True):
+        sim = Sim(make_config())
+        sim.quiet = quiet
+        sim.run(5.0)
+        assert sim.owner() == "node1"
+        killed = sim.now
+        sim.kill("node1")
+        sim.run(3.0)
+        assert sim.owner() == "node2", quiet
+        took[quiet] = sim.nodes["node2"].starts[-1][0] - killed
+    # deadtime 500 ms; the quiet node had read every frame up to its last wake-up
+    assert took[True] <= took[False] + 0.1 + 1e-6, took
+    assert took[True] < 0.5 + 0.1 + 0.1, took
+
+
+def test_standby_and_takeover_move_the_group_on_a_quiet_pair() -> None:
+    sim = _quiet_sim()
+    sim.run(5.0)
+    assert busy(sim.nodes["node1"].state) is None
+    sim.admin("node1", "standby")
+    assert busy(sim.nodes["node1"].state) == "group web is changing"
+    sim.run(3.0)
+    assert sim.owner() == "node2"
+    sim.run(3.0)
+    assert busy(sim.nodes["node2"].state) is None
+    sim.admin("node1", "takeover")
+    sim.run(3.0)
+    assert sim.owner() == "node1"
+
+
+def test_each_reason_to_read_at_arrival_is_named() -> None:
+    slow = _quiet_sim(keepalive="1s", deadtime="5s", warntime="3s", initdead="10s")
+    slow.run(15.0)
+    assert busy(slow.nodes["node2"].state) == (
+        f"keepalive above {QUIET_KEEPALIVE * 1000:.0f} ms")
+    tight = _quiet_sim(warntime="200ms")
+    tight.run(5.0)
+    assert busy(tight.nodes["node2"].state) == "warntime below 2.5 keepalives"
+    sim = _quiet_sim()
+    assert busy(sim.nodes["node1"].state) == "node1 is init"
+    sim.run(5.0)
+    sim.kill("node1")
+    sim.run(2.0)
+    assert busy(sim.nodes["node2"].state) == "peer node1 is not known alive"
+    sim.shutdown("node2")
+    assert busy(sim.nodes["node2"].state) == "node2 is stopping"
