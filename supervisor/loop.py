@@ -167,6 +167,8 @@ class Supervisor:
         self._core_deadline: float | None = None
         #: the links are paused and read at the loop's own wake-ups (supervisor.core.quiet)
         self._quiet = False
+        #: the links are being read at a quiet wake-up (their frames may have waited)
+        self._collecting = False
         #: until when the links are read at arrival whatever the core says: a link held more
         #: than the peer's beats at a wake-up (a flood, hostile or not)
         self._noisy_until = -float("inf")
@@ -298,7 +300,7 @@ class Supervisor:
                 self.ops.on_history_frame(data)
             return
         self.stats.frame(link, time.monotonic())
-        self._frames.append(FrameReceived(link, data))
+        self._frames.append(FrameReceived(link, data, self._collecting))
         if len(self._frames) == 1 and not self.links.reading:
             self._running_loop().call_soon(self._take_frames)
 
@@ -557,7 +559,12 @@ class Supervisor:
             # the links are paused: what they hold is read (and stepped) first, so that no
             # deadline is taken on frames that wait in a socket; a beat due now goes out
             # with them (publish.EARLY)
-            if self.links.collect() > NOISY_FRAMES:
+            self._collecting = True
+            try:
+                most = self.links.collect()
+            finally:
+                self._collecting = False
+            if most > NOISY_FRAMES:
                 self._noisy_until = now + NOISY_HOLD
                 self._set_quiet()
             timer = self._armed()

@@ -123,8 +123,9 @@ class StatusCollector(Collector):
                                 "two heartbeats on the link since the supervisor started",
                                 labels=["link"])
         rtt = GaugeMetricFamily("twinbeat_link_rtt_seconds", "Round-trip time of the last "
-                                "heartbeat echoed on the link (an upper bound while the pair "
-                                "is idle: frames wait for the reader's beat)", labels=["link"])
+                                "heartbeat echoed on the link (kept while the pair is idle: "
+                                "frames then wait for the reader's beat, none is echoed)",
+                                labels=["link"])
         hears = GaugeMetricFamily("twinbeat_link_heard_by_peer", "1 when the peer's last "
                                   "beat says it hears this node on the link", labels=["link"])
         frames = CounterMetricFamily("twinbeat_link_frames_received", "Valid heartbeats "

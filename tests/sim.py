@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.config import Config, load_config
@@ -443,7 +443,7 @@ class Sim:
         self.now = max(self.now, t)
 
     def _release(self, node: NodeSim) -> None:
-        frames, node.held = tuple(node.held), []
+        frames, node.held = tuple(replace(f, waited=True) for f in node.held), []
         self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 
     def _feed_pings(self, name: str) -> None:

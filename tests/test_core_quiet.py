@@ -7,6 +7,8 @@ named."""
 
 from __future__ import annotations
 
+import pytest
+
 from supervisor.core.quiet import QUIET_KEEPALIVE, busy
 from tests.sim import Sim, make_config
 
@@ -89,3 +91,36 @@ def test_each_reason_to_read_at_arrival_is_named() -> None:
     assert busy(sim.nodes["node2"].state) == "peer node1 is not known alive"
     sim.shutdown("node2")
     assert busy(sim.nodes["node2"].state) == "node2 is stopping"
+
+
+def _rtts(sim: Sim, node: str) -> dict[str, float | None]:
+    return {link["name"]: link["rtt"] for link in sim.status(node)["links"]}
+
+
+def test_no_round_trip_is_measured_from_frames_that_waited() -> None:
+    """A frame read at a quiet wake-up may have waited up to a keepalive: it is not echoed
+    and measures nothing, so the round trip shown stays the one measured at arrival while
+    the pair formed (on the links whose turn came before it went quiet), not a figure
+    inflated by the wait; busy again (a standby), frames read at arrival measure again."""
+    sim = _quiet_sim()
+    for link in sim.links.values():
+        link.delay, link.jitter = 0.005, 0.0
+    sim.run(5.0)
+    formed = {n: _rtts(sim, n) for n in sim.nodes}
+    measured = [v for r in formed.values() for v in r.values() if v is not None]
+    assert len(measured) >= 2 and all(v == pytest.approx(0.010, abs=0.0015)
+                                      for v in measured), formed
+    for link in sim.links.values():
+        link.delay = 0.020  # the wire gets slower while the pair is quiet
+    sim.run(10.0)
+    assert busy(sim.nodes["node1"].state) is None
+    assert {n: _rtts(sim, n) for n in sim.nodes} == formed
+    assert not any(ls.heard_waited is False and ls.last_heard is not None
+                   and ls.last_heard > sim.now - 0.5
+                   for n in sim.nodes.values() for ls in n.state.links.values())
+    sim.admin("node1", "standby")  # busy: frames are read at arrival, echoed, measured
+    sim.run(0.5)
+    after = _rtts(sim, "node1")
+    changed = {k: v for k, v in after.items() if v != formed["node1"][k]}
+    assert changed and all(v == pytest.approx(0.040, abs=0.003)
+                           for v in changed.values()), after

@@ -18,10 +18,14 @@ class Tick:
 
 @dataclass(frozen=True)
 class FrameReceived:
-    """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link``."""
+    """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link``.
+    ``waited``: read at a quiet wake-up of the loop (supervisor.core.quiet), it may have
+    waited in its socket up to a keepalive: no round trip is measured from it, and it is not
+    echoed (the peer would count the wait in its round trip)."""
 
     link: str
     data: bytes
+    waited: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ def decode_frame(s: CoreState, line: bytes) -> codec.Beat | codec.DecodeError:
 
 
 def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
-             decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState:
+             decoded: codec.Beat | codec.DecodeError | None = None,
+             waited: bool = False) -> CoreState:
     """``decoded``: what ``codec.decode`` made of the frame already (its beat, or its error),
-    if the caller decoded it with this state's key and domain."""
+    if the caller decoded it with this state's key and domain. ``waited``: the frame waited
+    for a quiet wake-up (FrameReceived.waited): no round trip from it."""
     ls = s.links.get(link)
     if ls is None:
         return s.count_drop("unknown_link")
@@ -61,8 +63,8 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
     ls = evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
-                window_gen=beat.generation, window=window, rtt=round_trip(s, link, beat, now,
-                                                                          ls.rtt))
+                window_gen=beat.generation, window=window, heard_waited=waited,
+                rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))
     links = {**s.links, link: ls}
     p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
     pins, lamport = s.pins, s.lamport

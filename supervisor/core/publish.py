@@ -164,9 +164,11 @@ def frame(s: CoreState, said: tuple[Any, ...], seq: int,
 
 def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:
     """The echo this beat carries: the peer's latest beat heard on one link (each link in
-    turn), and how long ago it arrived; the peer measures that link's round-trip time."""
+    turn), and how long ago it arrived; the peer measures that link's round-trip time. A
+    beat that waited for a quiet wake-up is not echoed: how long it waited is not known."""
     heard = [ls for _, ls in sorted(s.links.items())
-             if ls.status.delivers and ls.last_order is not None and ls.last_heard is not None]
+             if ls.status.delivers and ls.last_order is not None and ls.last_heard is not None
+             and not ls.heard_waited]
     if not heard:
         return None
     ls = heard[seq % len(heard)]

@@ -173,6 +173,8 @@ class LinkState:
     peer_hears_us: bool | None = None
     #: the latest round-trip time measured on this link (an echo of one of our beats)
     rtt: float | None = None
+    #: the last frame heard waited for a quiet wake-up (not echoed; see FrameReceived)
+    heard_waited: bool = False
 
     def to(self, status: LinkStatus) -> LinkState:
         checked(LINK_TRANSITIONS, self.status, status, f"link {self.name}")

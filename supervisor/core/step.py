@@ -154,9 +154,10 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
         if not _same_news(s, p.beat, decoded):
             return None, decoded
     out = Out()
-    after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded)
+    after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
+                     waited=frames[0].waited)
     for frame in frames[1:]:
-        after = on_frame(after, frame.link, frame.data, now, out)
+        after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited)
     if out.actions or out.reasons or after.peer_state.beat is not (decoded or p.beat):
         return None, decoded
     return after, decoded
@@ -193,12 +194,13 @@ def _handle(s: CoreState, event: Event, now: float, out: Out,
             decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState:
     """``decoded``: what the first frame of a FrameReceived or FramesReceived decoded to."""
     match event:
-        case FrameReceived(link=link, data=data):
-            return on_frame(s, link, data, now, out, decoded=decoded)
+        case FrameReceived(link=link, data=data, waited=waited):
+            return on_frame(s, link, data, now, out, decoded=decoded, waited=waited)
         case FramesReceived(frames=frames):
-            s = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded)
+            s = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
+                         waited=frames[0].waited)
             for frame in frames[1:]:
-                s = on_frame(s, frame.link, frame.data, now, out)
+                s = on_frame(s, frame.link, frame.data, now, out, waited=frame.waited)
             return s
         case Tick():
             return s
