@@ -4,6 +4,8 @@ it is due and half its interval has passed, never later than due."""
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,3 +52,31 @@ def test_a_loop_that_sets_its_timer_for_the_work_never_does_it_late(
             last = now
         else:
             assert now < last + every
+
+
+def test_a_monitor_rides_on_a_beat_and_is_never_starved() -> None:
+    """A group's monitor (every 1 s) starts with a beat, at the wake-up that sends it, not on
+    a wake-up of its own (supervisor.core.plan ``monitor_at``): at most a keepalive after it
+    was due, every round; on both the node whose beats go out on its timer and, after a
+    standby, on the node that sends its beats with the peer's (publish.EARLY)."""
+    from supervisor.core.actions import CheckResource, SendFrame
+    from tests.sim import Sim, make_config
+
+    sim = Sim(make_config())
+    sim.run(5.0)
+    for owner in ("node1", "node2"):
+        node = sim.nodes[owner]
+        start = len(node.actions)
+        sim.run(30.0)
+        acts = node.actions[start:]
+        beats = {t for t, a in acts if isinstance(a, SendFrame)}
+        rounds = [t for t, a in acts if isinstance(a, CheckResource) and a.index == 0]
+        assert 25 <= len(rounds) <= 31, (owner, len(rounds))
+        assert all(t in beats for t in rounds), owner
+        gaps = [b - a for a, b in itertools.pairwise(rounds)]
+        # 1 s after the round's last check answered (three checks of 10 ms), then the beat
+        assert all(1.0 <= g <= 1.0 + 0.03 + 0.1 + 1e-6 for g in gaps), (owner, gaps)
+        if owner == "node1":
+            sim.admin("node1", "standby")
+            sim.run(3.0)
+            assert sim.owner() == "node2"

@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING
 from supervisor.core.actions import CheckResource, Log, Reboot, StartResource, StopResource
 from supervisor.core.events import ResourceResult
 from supervisor.core.notify import Kind
-from supervisor.core.state import EPS, CoreState, GroupState, Op, Out, evolve, fmt, stops
+from supervisor.core.state import (
+    EPS,
+    CoreState,
+    GroupState,
+    Op,
+    Out,
+    beat_opens,
+    evolve,
+    fmt,
+    stops,
+)
 from supervisor.core.states import Activity, Nego, PeerStatus
 from supervisor.resource_spec import DrbdSpec
 from supervisor.settings import (
@@ -191,13 +201,23 @@ def expire_failures(s: CoreState, g: GroupState, now: float, out: Out) -> GroupS
     return evolve(g, failed_until=None, failed_reason="", failures=(), reason=reason)
 
 
-def schedule_monitor(g: GroupState, now: float) -> GroupState:
+def monitor_at(s: CoreState, g: GroupState) -> float | None:
+    """When the group's next monitor runs: when it is due, or with the beat that goes out
+    at or after that (from ``beat_opens``), so that it costs no wake-up of its own; at most
+    a keepalive after it was due."""
+    if g.next_monitor is None:
+        return None
+    return max(g.next_monitor, beat_opens(s))
+
+
+def schedule_monitor(s: CoreState, g: GroupState, now: float) -> GroupState:
+    at = monitor_at(s, g)
     if (
         g.activity is Activity.RUNNING
         and g.inflight is None
         and not g.plan
-        and g.next_monitor is not None
-        and now >= g.next_monitor - EPS
+        and at is not None
+        and now >= at - EPS
     ):
         return evolve(g, purpose="monitor",
                       plan=tuple(Op("check", i) for i in range(len(g.specs))))

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 # Deadlines are sums of floats: compare with a little slack so that a wake-up scheduled for
 # exactly `last_heard + deadtime` sees the deadline as reached.
 EPS = 1e-6
+#: a beat due within EARLY of the keepalive goes out with the step at hand (supervisor.core.
+#: publish); a monitor due before the beat goes out with it (supervisor.core.plan)
+EARLY = 0.1
 LOSS_WINDOW = 100
 SENT_WINDOW = 16
 
@@ -469,3 +472,9 @@ def new_group(g: Group) -> GroupState:
     if not n:
         return GroupState(g.name, g.resources, activity=Activity.IDLE)
     return GroupState(g.name, g.resources, up=n, plan=stops(n))
+
+
+def beat_opens(s: CoreState) -> float:
+    """When this node's next beat may go out: EARLY of the keepalive before it is due (with
+    the step at hand: a frame of the peer, a monitor)."""
+    return s.next_beat - max(EPS, EARLY * s.config.timing.keepalive)

@@ -50,7 +50,13 @@ from supervisor.core.events import (
 from supervisor.core.intake import decode_frame, on_frame
 from supervisor.core.notify import Kind, Severity, replica_changes
 from supervisor.core.ownership import decide_group
-from supervisor.core.plan import advance, expire_failures, on_result, schedule_monitor
+from supervisor.core.plan import (
+    advance,
+    expire_failures,
+    monitor_at,
+    on_result,
+    schedule_monitor,
+)
 from supervisor.core.publish import beat_due, publish
 from supervisor.core.replica import Replica
 from supervisor.core.state import (
@@ -332,7 +338,7 @@ def _evaluate(s: CoreState, now: float, out: Out) -> CoreState:
             s = s.with_group(g)
             continue
         g = decide_group(s, g, now, out)
-        g = schedule_monitor(g, now)
+        g = schedule_monitor(s, g, now)
         s = advance(s, g, now, out)
         g = s.groups[name]
         if g.activity is Activity.IDLE and g.inflight is None and s.group_cfg(name) is None:
@@ -399,8 +405,9 @@ def _deadlines(s: CoreState, beat: bool = True) -> list[float]:
     if reset_by is not None:
         times.append(reset_by)
     for g in s.groups.values():
-        if g.next_monitor is not None:
-            times.append(g.next_monitor)
+        at = monitor_at(s, g)
+        if at is not None:
+            times.append(at)
         if g.failed_until is not None and g.failed_until != math.inf:
             times.append(g.failed_until)
     return times
