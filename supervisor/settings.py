@@ -371,7 +371,8 @@ SETTINGS: tuple[Setting, ...] = (
     _S("group", "resources", parse_str_list, required=True, dest="resource_texts",
        format=format_list, multiline=True, help="in start order, heartbeat syntax"),
     _S("group", "monitor_interval", parse_duration, 10.0, format=duration_value,
-       help="status check period; 0 = off"),
+       help="status check period (each check goes with the next beat, up to a keepalive "
+            "later); 0 = off"),
     _S("group", "max_restarts", int_range(0, 1000), 3,
        help="restarts in restart_window before the group moves"),
     _S("group", "restart_window", parse_duration, 300.0, format=duration_value,
