@@ -10,12 +10,14 @@ commands (``supervisor.replication``, also the drbddisk agents' view of DRBD and
 run as tasks with a timeout and come back as events, so heartbeats and watchdog feeding never
 wait for them; ``supervisor.loopstatus`` keeps the loop's figures and assembles the status.
 The watchdog is fed only from here, after a step completed: a loop that stalls stops feeding
-it, and the node is reset.
+it, and the node is reset. While the core says nothing is in flight (``supervisor.core.
+quiet``) the links are paused and read at the loop's own wake-ups, before anything is stepped.
 
-About 580 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
-the watchdog feed, the carrier readings that ride on the same wake-up, the rescheduling and
-the configuration reload that swaps what they use), because splitting it would put a second
-object between every event and the core on the idle path that issue 12 measures.
+About 630 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
+the watchdog feed, the carrier readings that ride on the same wake-up, the quiet reading of
+the links, the rescheduling and the configuration reload that swaps what they use), because
+splitting it would put a second object between every event and the core on the idle path
+that issue 12 measures.
 """
 
 from __future__ import annotations
