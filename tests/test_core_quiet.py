@@ -86,6 +86,12 @@ def test_each_reason_to_read_at_arrival_is_named() -> None:
     sim = _quiet_sim()
     assert busy(sim.nodes["node1"].state) == "node1 is init"
     sim.run(5.0)
+    sim.cut("crossover")
+    sim.run(1.0)
+    assert busy(sim.nodes["node2"].state) == "link crossover is down"
+    sim.heal("crossover")
+    sim.run(1.0)
+    assert busy(sim.nodes["node2"].state) is None
     sim.kill("node1")
     sim.run(2.0)
     assert busy(sim.nodes["node2"].state) == "peer node1 is not known alive"

@@ -13,7 +13,9 @@ Quiet only while nothing waits for the peer and the wait is short:
   leaves room for a beat read up to two keepalives after the one before it (a peer's beat
   that arrives right after our wake-up is read at the next one): no LATE link from the
   reading alone;
-- this node is active and not stopping, and the peer alive with a beat heard;
+- this node is active and not stopping, the peer alive with a beat heard, and every link up
+  (a link that is late, down or gone is read at arrival: its frames, and a serial port's
+  hang-up, are seen as they come);
 - no group is starting, stopping or negotiating (a monitor's check may run: its answer is
   local), no fencing, no split-brain resolution, no forced promotion in flight.
 
@@ -26,7 +28,7 @@ busy and reads at arrival until it is idle again.
 from __future__ import annotations
 
 from supervisor.core.state import CoreState
-from supervisor.core.states import Activity, Nego, NodeStatus, PeerStatus
+from supervisor.core.states import Activity, LinkStatus, Nego, NodeStatus, PeerStatus
 
 #: the longest keepalive at which frames wait for the node's own wake-up (seconds)
 QUIET_KEEPALIVE = 0.2
@@ -50,6 +52,9 @@ def busy(s: CoreState) -> str | None:
     p = s.peer_state
     if p.status is not PeerStatus.ALIVE or p.beat is None:
         return f"peer {s.peer} is not known alive"
+    for ls in s.links.values():
+        if ls.status is not LinkStatus.UP:
+            return f"link {ls.name} is {ls.status.value}"
     for g in s.groups.values():
         if (g.activity not in _SETTLED or g.nego is not Nego.NONE
                 or (g.inflight is not None and g.inflight.kind != "check")):
