@@ -342,7 +342,7 @@ def replicated_power_loss(pair: Pair) -> str:
             "identical (sha256)")
 
 
-RESYNC_MIB = 96  # written on node2 while node1 is off: a resync long enough to watch
+RESYNC_MIB = 128  # written on node2 while node1 is off: a resync long enough to watch
 
 
 @replication_scenario("replicated-old-owner-returns-during-resync-no-failback-until-uptodate")
@@ -380,11 +380,17 @@ def replicated_failback_waits_for_the_data(pair: Pair) -> str:
         deadline = t_on + 900
         while not any(owner == "node1" for _t, owner in probes):
             with contextlib.suppress(VMError, PairError):
-                r = replica(n1)
-                if not (r["disk"] == r["peer_disk"] == "UpToDate"
-                        and r["connection"] == "Connected" and not r["syncing"]):
+                # one status a round (the replica and the group's reason from the same
+                # answer): a status on a TCG guest's console takes seconds, and the resync
+                # after the start-up's clean-up may last only a few
+                st = n1.status(timeout=15)
+                r = next((dict(x) for x in st.get("replication") or []
+                          if x["name"] == DRBD_RES), None)
+                if r is not None and not (r["disk"] == r["peer_disk"] == "UpToDate"
+                                          and r["connection"] == "Connected"
+                                          and not r["syncing"]):
                     last_behind = time.monotonic()
-                    reason = group_of(n1.status(timeout=15))["reason"]
+                    reason = group_of(st)["reason"]
                     if "stays on node2 until it is UpToDate" in reason:
                         behind_seen = behind_seen or reason
             if time.monotonic() > deadline:
