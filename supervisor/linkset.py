@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 from supervisor.config import Link, UdpLink
 from supervisor.drivers import links as linkdrv
+from supervisor.drivers.netif import own_addresses
 
 
 class LinkSet:
@@ -114,4 +115,4 @@ class LinkSet:
 async def local_addresses(links: Iterable[Link]) -> set[object]:
     """The links' peers that are this host's own addresses (see without_links_to)."""
     peers = [lk.peer for lk in links if isinstance(lk, UdpLink) and lk.peer is not None]
-    return set(linkdrv.own_addresses(peers)) if peers else set()
+    return set(own_addresses(peers)) if peers else set()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from supervisor.config import SerialLink, UdpLink
-from supervisor.drivers.links import SerialTransport, Transport, UdpTransport, read_carrier
+from supervisor.drivers.links import SerialTransport, Transport, UdpTransport
+from supervisor.drivers.netif import read_carrier
 from supervisor.linkset import LinkSet
 
 
@@ -163,7 +164,7 @@ def test_read_carrier_keeps_the_file_open_and_reads_it_again(tmp_path: Path) -> 
     interface is gone."""
     import os
 
-    from supervisor.drivers import links as linkdrv
+    from supervisor.drivers import netif
 
     net = tmp_path / "class" / "net" / "eth9"
     net.mkdir(parents=True)
@@ -172,21 +173,21 @@ def test_read_carrier_keeps_the_file_open_and_reads_it_again(tmp_path: Path) -> 
     path = str(carrier)
     try:
         assert read_carrier("eth9", str(tmp_path), keep_open=True) is True
-        fd = linkdrv._CARRIER_FDS[path]
+        fd = netif._CARRIER_FDS[path]
         carrier.write_text("0\n")  # the same file, new content (as sysfs shows it)
         assert read_carrier("eth9", str(tmp_path), keep_open=True) is False
-        assert linkdrv._CARRIER_FDS[path] == fd  # read again, not opened again
+        assert netif._CARRIER_FDS[path] == fd  # read again, not opened again
         os.close(fd)  # a read that fails (EISDIR here, ENODEV in sysfs): by the path again
-        linkdrv._CARRIER_FDS[path] = os.open(str(net), os.O_RDONLY)
+        netif._CARRIER_FDS[path] = os.open(str(net), os.O_RDONLY)
         assert read_carrier("eth9", str(tmp_path), keep_open=True) is False
-        assert path in linkdrv._CARRIER_FDS
+        assert path in netif._CARRIER_FDS
         carrier.unlink()
         net.rmdir()
-        linkdrv.forget_carriers()
+        netif.forget_carriers()
         assert read_carrier("eth9", str(tmp_path), keep_open=True) is None
-        assert read_carrier("eth9", str(tmp_path)) is None and path not in linkdrv._CARRIER_FDS
+        assert read_carrier("eth9", str(tmp_path)) is None and path not in netif._CARRIER_FDS
     finally:
-        linkdrv.forget_carriers()
+        netif.forget_carriers()
 
 
 def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> None:

@@ -148,7 +148,7 @@ def test_own_addresses_agree_with_ip_addr() -> None:
     """The start-up check for links whose peer is this host (without rtnetlink)."""
     import ipaddress
 
-    from supervisor.drivers.links import own_addresses
+    from supervisor.drivers.netif import own_addresses
 
     host, others = set(), set()
     for link in ip_json("addr", "show"):
@@ -165,7 +165,7 @@ def test_own_addresses_agree_with_ip_addr() -> None:
 def test_own_ipv6_addresses_include_tentative_ones(tmp_path: Path) -> None:
     import ipaddress
 
-    from supervisor.drivers.links import own_addresses
+    from supervisor.drivers.netif import own_addresses
 
     (tmp_path / "net").mkdir()
     (tmp_path / "net" / "if_inet6").write_text(

@@ -436,7 +436,7 @@ def test_carriers_are_read_on_the_loops_wake_ups_at_least_every_carrier_poll(
     CARRIER_POLL the loop wakes up for them alone. A carrier that drops is posted (the
     public interface here) within a reading."""
     from supervisor.core.events import PublicCarrier
-    from supervisor.drivers.links import read_carrier
+    from supervisor.drivers.netif import read_carrier
     from supervisor.sources import carrier as carrier_source
     from supervisor.sources.carrier import CARRIER_POLL
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from supervisor.core.events import Event, LinkCarrier, PublicCarrier
-from supervisor.drivers.links import read_carrier
+from supervisor.drivers.netif import read_carrier
 
 CARRIER_POLL = 0.25
 
