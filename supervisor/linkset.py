@@ -52,15 +52,7 @@ class LinkSet:
         they hold now), then ``on_batch``."""
         if self._draining or self.on_batch is None:
             return  # (a drain's own reads)
-        self._draining = True
-        try:
-            for name, transport in self.transports.items():
-                if name != link:
-                    transport.drain()
-        finally:
-            self._draining = False
-            self.reading = False
-        self.on_batch()
+        self._drain(but=link)
 
     def set_paused(self, paused: bool) -> None:
         """Paused: no link is watched by the loop; frames wait until ``collect``."""
@@ -72,12 +64,18 @@ class LinkSet:
         """Read what every link holds now (non-blocking), then ``on_batch``: the frames
         read at a wake-up of the loop's own (quiet, see supervisor.core.quiet). Returns the
         most frames one link held."""
+        self.reading = True
+        return self._drain()
+
+    def _drain(self, but: str | None = None) -> int:
+        """Read every link but ``but`` (non-blocking), then ``on_batch``; the most frames
+        one link held."""
         most = 0
         self._draining = True
-        self.reading = True
         try:
-            for transport in self.transports.values():
-                most = max(most, transport.drain())
+            for name, transport in self.transports.items():
+                if name != but:
+                    most = max(most, transport.drain())
         finally:
             self._draining = False
             self.reading = False

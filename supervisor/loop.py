@@ -560,7 +560,7 @@ class Supervisor:
         if self._quiet:
             # the links are paused: what they hold is read (and stepped) first, so that no
             # deadline is taken on frames that wait in a socket; a beat due now goes out
-            # with them (publish.EARLY)
+            # with them (state.EARLY)
             self._collecting = True
             try:
                 most = self.links.collect()

@@ -21,8 +21,8 @@ from supervisor.core import codec, publish
 from supervisor.core import step as step_module
 from supervisor.core.actions import SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
-from supervisor.core.publish import EARLY, beat_due
-from supervisor.core.state import EPS, CoreState
+from supervisor.core.publish import beat_due
+from supervisor.core.state import EARLY, EPS, CoreState
 from supervisor.core.step import (
     Step,
     full_step,
@@ -241,7 +241,7 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequenc
     """The shortcut for frames that say nothing new, the peer's newest beat arriving again
     on other links or its next beat saying the same (``same_beat_again``: no evaluation of
     the whole state) gives exactly what the full step gives: the same state, no reason, no
-    action but our own beat when it is due within ``publish.EARLY`` of the keepalive; over
+    action but our own beat when it is due within ``state.EARLY`` of the keepalive; over
     random event sequences of both simulated cores (links cut, lossy, delayed; kills,
     restarts, admin commands; node2 started ``gap`` after node1, so the two beat in any
     phase). The copies arrive apart (one frame a step), or the two network links' copies at

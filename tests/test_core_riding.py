@@ -58,7 +58,7 @@ def test_a_monitor_rides_on_a_beat_and_is_never_starved() -> None:
     """A group's monitor (every 1 s) starts with a beat, at the wake-up that sends it, not on
     a wake-up of its own (supervisor.core.plan ``monitor_at``): at most a keepalive after it
     was due, every round; on both the node whose beats go out on its timer and, after a
-    standby, on the node that sends its beats with the peer's (publish.EARLY)."""
+    standby, on the node that sends its beats with the peer's (state.EARLY)."""
     from supervisor.core.actions import CheckResource, SendFrame
     from tests.sim import Sim, make_config
 

@@ -28,6 +28,34 @@ def linkset(monkeypatch: pytest.MonkeyPatch) -> tuple[LinkSet, list[tuple[str, b
     return links, sent
 
 
+def _free_udp_ports(n: int) -> list[int]:
+    """``n`` UDP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+
+    ports = []
+    for _ in range(n):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return ports
+
+
+async def _open_on_lo(links: LinkSet, ports: list[int]) -> None:
+    """Open UDP links "a" and "b" on lo, one per port, and wait (at most 1 s) until both
+    sockets are bound."""
+    import asyncio
+    from ipaddress import ip_address
+
+    links.open([UdpLink(name, "lo", ip_address("127.0.0.1"), port)
+                for name, port in zip("ab", ports, strict=True)])
+    for _ in range(100):
+        if all(isinstance(t, UdpTransport) and t.sock is not None
+               for t in links.transports.values()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the links did not bind: {[t.info() for t in links.transports.values()]}")
+
+
 def test_a_beat_goes_out_on_every_link(monkeypatch: pytest.MonkeyPatch) -> None:
     links, sent = linkset(monkeypatch)
     links.send(b"beat")
@@ -113,14 +141,8 @@ def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once
     the other links' own readers then find nothing."""
     import asyncio
     import socket
-    from ipaddress import ip_address
 
-    ports = []
-    for _ in range(2):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        ports.append(probe.getsockname()[1])
-        probe.close()
+    ports = _free_udp_ports(2)
     batches: list[list[tuple[str, bytes]]] = []
     frames: list[tuple[str, bytes]] = []
     reading: list[bool] = []
@@ -135,13 +157,7 @@ def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once
             reading.append(links.reading)
 
         links = LinkSet(on_frame, on_batch)
-        links.open([UdpLink("a", "lo", ip_address("127.0.0.1"), ports[0]),
-                    UdpLink("b", "lo", ip_address("127.0.0.1"), ports[1])])
-        for _ in range(100):
-            if all(isinstance(t, UdpTransport) and t.sock is not None
-                   for t in links.transports.values()):
-                break
-            await asyncio.sleep(0.01)
+        await _open_on_lo(links, ports)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"beat\n", ("127.0.0.1", ports[0]))
             s.sendto(b"beat\n", ("127.0.0.1", ports[1]))
@@ -196,14 +212,8 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
     resumed, a datagram is read when it arrives."""
     import asyncio
     import socket
-    from ipaddress import ip_address
 
-    ports = []
-    for _ in range(2):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        ports.append(probe.getsockname()[1])
-        probe.close()
+    ports = _free_udp_ports(2)
     batches: list[list[tuple[str, bytes]]] = []
     frames: list[tuple[str, bytes]] = []
     most: list[int] = []
@@ -215,13 +225,7 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
     async def scenario() -> None:
         links = LinkSet(lambda link, data: frames.append((link, data)), on_batch)
         links.set_paused(True)  # before the sockets are bound: they are bound paused
-        links.open([UdpLink("a", "lo", ip_address("127.0.0.1"), ports[0]),
-                    UdpLink("b", "lo", ip_address("127.0.0.1"), ports[1])])
-        for _ in range(100):
-            if all(isinstance(t, UdpTransport) and t.sock is not None
-                   for t in links.transports.values()):
-                break
-            await asyncio.sleep(0.01)
+        await _open_on_lo(links, ports)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"beat 1\n", ("127.0.0.1", ports[0]))
             s.sendto(b"beat 2\n", ("127.0.0.1", ports[0]))

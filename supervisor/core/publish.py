@@ -20,14 +20,10 @@ from supervisor.core import admin, codec, compat, fencing
 from supervisor.core.actions import SendFrame, ShutdownComplete
 from supervisor.core.liveness import world_ok, yields_groups
 from supervisor.core.ownership import replicas_behind
-from supervisor.core.state import EARLY, SENT_WINDOW, CoreState, Out, beat_opens, evolve
+from supervisor.core.state import SENT_WINDOW, CoreState, Out, beat_opens, evolve
 from supervisor.core.states import NodeStatus
 
 LEAVING_FRAMES = 3
-#: a beat due within this part of the keepalive is sent on the wake-up at hand (the peer's
-#: beat, a tick for another deadline, any event) instead of on a wake-up of its own: a beat
-#: goes out at most this much early, never later than before
-__all__ = ["EARLY", "beat_due", "publish", "published"]
 
 
 def beat_due(s: CoreState, now: float) -> bool:

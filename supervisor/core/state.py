@@ -48,8 +48,10 @@ if TYPE_CHECKING:
 # Deadlines are sums of floats: compare with a little slack so that a wake-up scheduled for
 # exactly `last_heard + deadtime` sees the deadline as reached.
 EPS = 1e-6
-#: a beat due within EARLY of the keepalive goes out with the step at hand (supervisor.core.
-#: publish); a monitor due before the beat goes out with it (supervisor.core.plan)
+#: a beat due within this part of the keepalive is sent on the wake-up at hand (the peer's
+#: beat, a tick for another deadline, any event) instead of on a wake-up of its own: a beat
+#: goes out at most this much early, never later than before (supervisor.core.publish); a
+#: monitor due before the beat goes out with it (supervisor.core.plan)
 EARLY = 0.1
 LOSS_WINDOW = 100
 SENT_WINDOW = 16

@@ -70,7 +70,44 @@ class Transport(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
-class SerialTransport:
+class _Watched:
+    """A transport's file descriptor, watched by the loop (its reader ``_readable``) unless
+    paused: the loop's quiet mode reads it with ``drain()`` at its own wake-ups instead."""
+
+    paused: bool
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _fileno(self) -> int | None:
+        raise NotImplementedError
+
+    def _readable(self) -> None:
+        raise NotImplementedError
+
+    def _watch(self) -> None:
+        """The descriptor is open (again): watch it unless paused."""
+        fd = self._fileno()
+        if not self.paused and fd is not None and self._loop is not None:
+            self._loop.add_reader(fd, self._readable)
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: the loop does not watch the descriptor; what arrives waits for drain()."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        fd = self._fileno()
+        if fd is None or self._loop is None:
+            return  # watched (or not) when it opens
+        if paused:
+            self._loop.remove_reader(fd)
+        else:
+            self._resuming()
+            self._loop.add_reader(fd, self._readable)
+
+    def _resuming(self) -> None:
+        """Before the loop watches the descriptor again."""
+
+
+class SerialTransport(_Watched):
     """A serial port opened raw and non-blocking (pyserial does the termios set-up)."""
 
     def __init__(self, link: SerialLink, on_frame: FrameHandler,
@@ -128,20 +165,13 @@ class SerialTransport:
         self._loop = loop
         self.splitter = LineSplitter()
         self._need_newline = True
-        if not self.paused:
-            loop.add_reader(fd, self._readable)
+        self._watch()
 
-    def set_paused(self, paused: bool) -> None:
-        """Paused: the loop does not watch the port; what arrives waits for drain()."""
-        if paused == self.paused:
-            return
-        self.paused = paused
-        if self.port is not None and self._loop is not None:
-            if paused:
-                self._loop.remove_reader(self.port.fileno())
-            else:
-                self._drained = True  # a drain may have emptied the port since
-                self._loop.add_reader(self.port.fileno(), self._readable)
+    def _fileno(self) -> int | None:
+        return None if self.port is None else self.port.fileno()
+
+    def _resuming(self) -> None:
+        self._drained = True  # a drain may have emptied the port since it was last read
 
     def _fail(self, why: str) -> None:
         log.warning("serial link %s: %s; reopening %s", self.name, why, self.link.device)
@@ -266,7 +296,7 @@ class SerialTransport:
         }
 
 
-class UdpTransport:
+class UdpTransport(_Watched):
     """A UDP socket bound to one interface (SO_BINDTODEVICE) and the heartbeat port.
 
     Unicast sends to ``peer``; without a peer, to the limited broadcast address (which the
@@ -351,22 +381,13 @@ class UdpTransport:
         self.error = None
         self.sock = sock
         self._loop = loop
-        if not self.paused:
-            loop.add_reader(sock.fileno(), self._readable)
+        self._watch()
 
-    def set_paused(self, paused: bool) -> None:
-        """Paused: the loop does not watch the socket; what arrives waits for drain()."""
-        if paused == self.paused:
-            return
-        self.paused = paused
-        if self.sock is not None and self._loop is not None:
-            if paused:
-                self._loop.remove_reader(self.sock.fileno())
-            else:
-                self._loop.add_reader(self.sock.fileno(), self._readable)
+    def _fileno(self) -> int | None:
+        return None if self.sock is None else self.sock.fileno()
 
     def _readable(self) -> None:
-        if self._read():
+        if self.drain():
             self.read_done(self.name)
 
     def received(self, data: bytes) -> None:
@@ -374,14 +395,10 @@ class UdpTransport:
             self.rx_errors += 1
 
     def drain(self) -> int:
-        """Read the datagrams the socket holds now, if any (non-blocking; at most DRAIN_MAX),
-        without ``read_done``; how many."""
-        return self._read()
-
-    def _read(self) -> int:
-        """The datagrams the socket holds (at most DRAIN_MAX: a flood must not hold the
-        loop), each delivered; how many. An error the socket reports (an
-        ICMP error of an earlier send) is counted with the send errors."""
+        """Read the datagrams the socket holds now (non-blocking; at most DRAIN_MAX: a flood
+        must not hold the loop), each delivered, without ``read_done``; how many. An error
+        the socket reports (an ICMP error of an earlier send) is counted with the send
+        errors."""
         sock = self.sock
         if sock is None:
             return 0
