@@ -124,7 +124,10 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1,
                    help="samples per tree and keepalive, alternating the trees' order; "
                         "the median is printed")
+    p.add_argument("--keepalive", choices=[k for k, _ in SETTINGS],
+                   help="measure at this keepalive only (default: each of them)")
     args = p.parse_args()
+    settings = [s for s in SETTINGS if args.keepalive in (None, s[0])]
     if os.geteuid() != 0:
         print("the idle benchmark needs root (network namespaces)", file=sys.stderr)
         return 1
@@ -136,7 +139,7 @@ def main() -> int:
             path, commit = stack.enter_context(checkout(args.baseline))
             trees.insert(0, (f"{args.baseline} ({commit})", path))
         samples: dict[tuple[str, str], list[Sample]] = {}
-        for keepalive, deadtime in SETTINGS:
+        for keepalive, deadtime in settings:
             for r in range(args.rounds):
                 for label, path in trees if r % 2 == 0 else trees[::-1]:
                     print(f"measuring {label} at keepalive {keepalive} (round {r + 1}) ...",
@@ -149,7 +152,7 @@ def main() -> int:
           f"1 s), {args.seconds:.0f} s sample, median of {args.rounds} per row (trees "
           f"alternating); figures per node (node1 / node2), "
           f"CPU in % of one core; load average at the end {load[0]:.2f}")
-    for keepalive, deadtime in SETTINGS:
+    for keepalive, deadtime in settings:
         print(f"keepalive {keepalive}, deadtime {deadtime}:")
         for label, _path in trees:
             print(row(label, results[(keepalive, label)]))

@@ -91,14 +91,16 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
 def run_sequence(step: Callable[[CoreState, Event, float], Step],
                  sequence: list[tuple[Any, ...]], seed: int, failback: bool,
                  timing: tuple[tuple[str, float, float], ...] = (),
-                 gap: float = 0.0) -> None:
+                 gap: float = 0.0, *, quiet: bool = False) -> None:
     """Both simulated cores, stepped through `step`, over `sequence` (links' delay and jitter
-    as given, else the simulator's; node2 started `gap` after node1), then a cleanup and a
-    second of quiet."""
+    as given, else the simulator's; node2 started `gap` after node1; `quiet`: frames wait for
+    the node's own wake-up while nothing is in flight, as the loop's quiet links do), then a
+    cleanup and a second of quiet."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sim_module, "step", step)
         sim = Sim(make_config(failback=failback, max_restarts=1, failure_timeout="3s"),
                   seed=seed, start_gap=gap)
+        sim.quiet = quiet
         for name, delay, jitter in timing:
             sim.links[name].delay, sim.links[name].jitter = delay, jitter
         sim.run(0.5)
@@ -217,6 +219,9 @@ def frame_steps_compared(taken: dict[object, int]) -> Any:
             first = (event if isinstance(event, FrameReceived) else event.frames[0]).data
             if first.strip() != state.peer_state.frame:
                 taken["next beat"] += 1
+            if (isinstance(event, FramesReceived) and len(event.frames) == 3
+                    and len({f.data.strip() for f in event.frames}) == 1):
+                taken["three copies"] += 1  # one beat on every link (intake.on_copies)
         return result
 
     return compared
@@ -232,11 +237,11 @@ def copies_timing(together: bool) -> tuple[tuple[str, float, float], ...]:
              ("public", 0.001, 0.002)))
 
 
-@pytest.mark.parametrize("together", [False, True], ids=["apart", "together"])
+@pytest.mark.parametrize("mode", ["apart", "together", "quiet"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans(),
        st.floats(0.0, 0.1))
-def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequence, seed,
+def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(mode, sequence, seed,
                                                                 failback, gap):
     """The shortcut for frames that say nothing new, the peer's newest beat arriving again
     on other links or its next beat saying the same (``same_beat_again``: no evaluation of
@@ -246,15 +251,18 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(together, sequenc
     restarts, admin commands; node2 started ``gap`` after node1, so the two beat in any
     phase). The copies arrive apart (one frame a step), or the two network links' copies at
     the same instant (stepped together, FramesReceived, as the loop does with the frames of
-    one wake-up)."""
+    one wake-up), or every copy waits for the node's own wake-up while nothing is in flight
+    (quiet: the three copies of one beat stepped together, ``intake.on_copies``)."""
     taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
-                                "our beat": 0}
+                                "our beat": 0, "three copies": 0}
     run_sequence(frame_steps_compared(taken), sequence, seed, failback,
-                 copies_timing(together), gap)
+                 copies_timing(mode == "together"), gap, quiet=mode == "quiet")
     # three links: the second and third copy of most beats; the first of most beats of an
     # idle peer (the next beat, saying nothing new)
-    assert taken[FramesReceived if together else FrameReceived] > 0
+    assert taken[FrameReceived if mode == "apart" else FramesReceived] > 0
     assert taken["next beat"] > 0
+    if mode == "quiet":
+        assert taken["three copies"] > 0
 
 
 def beats_recorded(step: Any, sent: dict[str, list[tuple[float, bool]]]) -> Any:
@@ -282,7 +290,7 @@ def test_our_beat_due_within_early_goes_out_with_the_peers_beat():
     keepalive = make_config().timing.keepalive
     for gap in [keepalive * i / 10 for i in range(10)]:
         taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
-                                    "our beat": 0}
+                                    "our beat": 0, "three copies": 0}
         sent: dict[str, list[tuple[float, bool]]] = {"node1": [], "node2": []}
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(sim_module, "step", beats_recorded(frame_steps_compared(taken), sent))

@@ -10,12 +10,13 @@ pins merged by stamp, the peer's view of our links, the configuration digest com
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from supervisor.core import codec, freshness
 from supervisor.core.actions import SaveMaintenance
+from supervisor.core.events import FrameReceived
 from supervisor.core.notify import Kind, Severity
-from supervisor.core.state import LOSS_WINDOW, CoreState, Out, evolve
+from supervisor.core.state import LOSS_WINDOW, CoreState, LinkState, Out, PeerState, evolve
 from supervisor.core.states import NodeStatus, PeerStatus
 
 
@@ -39,34 +40,83 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
     if ls is None:
         return s.count_drop("unknown_link")
     line = data.strip()
+    beat = _beat_of(s, line, decoded)
+    if isinstance(beat, str):
+        return s.count_drop(beat)
     p = s.peer_state
-    if p.beat is not None and line == p.frame:
-        beat = p.beat  # the peer's newest beat again, from another link: decoded already
-    else:
-        if decoded is None:
-            decoded = decode_frame(s, line)
-        if isinstance(decoded, codec.DecodeError):
-            return s.count_drop(decoded.cause)
-        beat = decoded
-        if beat.sender == s.me:
-            return s.count_drop("own_frame")
-        if beat.sender != s.peer:
-            return s.count_drop("unknown_node")
     verdict = freshness.admit(p.fresh, link, beat.order, now, s.config.timing)
     if verdict.drop:
         return s.count_drop(verdict.drop)
     if beat.generation <= p.left_gen:
         return s.count_drop("after_leave")
-    # Accepted: liveness on this link.
+    links = {**s.links, link: _heard(s, link, ls, beat, now, waited=waited)}
+    p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
+    return _taken(s, p, links, beat, line=line, link=link, out=out)
+
+
+def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Out, *,
+              decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState | None:
+    """The frames of one wake-up that carry the same line (one beat of the peer and its
+    copies on other links), taken in as ``on_frame`` takes them one after the other, each
+    record built once (the links, the peer, the state) instead of once a frame. None, with
+    nothing said, when one of them would not be taken (``on_frame`` then counts it, one by
+    one) or the beat says the peer leaves (its copies are dropped after the first)."""
+    line = frames[0].data.strip()
+    beat = _beat_of(s, line, decoded)
+    p = s.peer_state
+    if (isinstance(beat, str) or beat.generation <= p.left_gen
+            or beat.status is NodeStatus.LEAVING):
+        return None
+    fresh, heard_at = p.fresh, p.last_heard
+    links = dict(s.links)
+    timing = s.config.timing
+    for frame in frames:
+        ls = links.get(frame.link)
+        if ls is None or (frame is not frames[0] and frame.data.strip() != line):
+            return None
+        verdict = freshness.admit(fresh, frame.link, beat.order, now, timing)
+        if verdict.drop:
+            return None
+        fresh, heard_at = verdict.state, verdict.heard_at
+        links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited)
+    p = evolve(p, last_heard=heard_at, fresh=fresh)
+    return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out)
+
+
+def _beat_of(s: CoreState, line: bytes,
+             decoded: codec.Beat | codec.DecodeError | None) -> codec.Beat | str:
+    """The beat of a frame line of the peer, or the counter of why it is dropped."""
+    p = s.peer_state
+    if p.beat is not None and line == p.frame:
+        return p.beat  # the peer's newest beat again, from another link: decoded already
+    if decoded is None:
+        decoded = decode_frame(s, line)
+    if isinstance(decoded, codec.DecodeError):
+        return decoded.cause
+    if decoded.sender == s.me:
+        return "own_frame"
+    if decoded.sender != s.peer:
+        return "unknown_node"
+    return decoded
+
+
+def _heard(s: CoreState, link: str, ls: LinkState, beat: codec.Beat, now: float, *,
+           waited: bool) -> LinkState:
+    """``ls`` (of ``link``) after a frame of ``beat`` was taken on it: heard, its loss
+    window, its round trip."""
     if ls.window_gen != beat.generation:
         window: tuple[int, ...] = (beat.seq,)
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
-    ls = evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
-                window_gen=beat.generation, window=window, heard_waited=waited,
-                rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))
-    links = {**s.links, link: ls}
-    p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
+    return evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
+                  window_gen=beat.generation, window=window, heard_waited=waited,
+                  rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))
+
+
+def _taken(s: CoreState, p: PeerState, links: dict[str, LinkState], beat: codec.Beat, *,
+           line: bytes, link: str, out: Out) -> CoreState:
+    """The state once the frames of ``beat`` were taken (on ``links``, first on ``link``;
+    ``p`` heard): the newest beat of the peer becomes ``peer.beat``, what it says merged."""
     pins, lamport = s.pins, s.lamport
     if p.beat is None or beat.order > p.beat.order:
         if p.beat is not None and beat.generation > p.beat.generation:

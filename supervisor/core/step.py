@@ -47,7 +47,7 @@ from supervisor.core.events import (
     Tick,
     WatchdogState,
 )
-from supervisor.core.intake import decode_frame, on_frame
+from supervisor.core.intake import decode_frame, on_copies, on_frame
 from supervisor.core.notify import Kind, Severity, replica_changes
 from supervisor.core.ownership import decide_group
 from supervisor.core.plan import (
@@ -160,10 +160,12 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
         if not _same_news(s, p.beat, decoded):
             return None, decoded
     out = Out()
-    after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
-                     waited=frames[0].waited)
-    for frame in frames[1:]:
-        after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited)
+    after = on_copies(s, frames, now, out, decoded=decoded)
+    if after is None:  # not all copies of one beat, or one is dropped: one by one
+        after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
+                         waited=frames[0].waited)
+        for frame in frames[1:]:
+            after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited)
     if out.actions or out.reasons or after.peer_state.beat is not (decoded or p.beat):
         return None, decoded
     return after, decoded

@@ -14,6 +14,9 @@ from supervisor.values import IPAddress
 
 #: the carrier files kept open, by path (see read_carrier); at most CARRIER_FDS
 _CARRIER_FDS: dict[str, int] = {}
+#: the paths of an interface's sysfs directory and carrier file, by (sys root, interface):
+#: joined once, not on every reading
+_PATHS: dict[tuple[str, str], tuple[str, str]] = {}
 CARRIER_FDS = 16
 
 
@@ -28,8 +31,13 @@ def read_carrier(interface: str, sys_root: str = "/sys", *,
     file replaced by a rename would be read stale)."""
     if keep_open is None:
         keep_open = sys_root == "/sys"
-    base = os.path.join(sys_root, "class", "net", interface)
-    path = os.path.join(base, "carrier")
+    paths = _PATHS.get((sys_root, interface))
+    if paths is None:
+        if len(_PATHS) >= CARRIER_FDS:
+            _PATHS.clear()
+        base = os.path.join(sys_root, "class", "net", interface)
+        paths = _PATHS[(sys_root, interface)] = (base, os.path.join(base, "carrier"))
+    base, path = paths
     fd = _CARRIER_FDS.get(path) if keep_open else None
     if fd is not None:
         try:
