@@ -117,6 +117,9 @@ class SerialTransport(_Watched):
         self.on_frame = on_frame
         self.read_done = read_done
         self.port: serial.Serial | None = None
+        #: the open port's descriptor, read and written directly (pyserial's fileno() is a
+        #: Python call that checks the port is open: twice a keepalive)
+        self._fd = -1
         self.splitter = LineSplitter()
         self.tx = bytearray()
         self.error: str | None = None
@@ -162,6 +165,7 @@ class SerialTransport(_Watched):
             log.info("serial link %s: %s open again", self.name, self.link.device)
         self.error = None
         self.port = port
+        self._fd = fd
         self._loop = loop
         self.splitter = LineSplitter()
         self._need_newline = True
@@ -193,6 +197,7 @@ class SerialTransport(_Watched):
             except (OSError, serial.SerialException):
                 pass
             self.port = None
+            self._fd = -1
         self.tx.clear()
 
     def _readable(self) -> None:
@@ -221,7 +226,7 @@ class SerialTransport(_Watched):
         if self.port is None:
             return 0
         try:
-            data = os.read(self.port.fileno(), 4096)
+            data = os.read(self._fd, 4096)
         except BlockingIOError:
             return 0
         except OSError as exc:
@@ -254,7 +259,7 @@ class SerialTransport(_Watched):
     def _flush(self) -> None:
         if self.port is None or not self.tx:
             return
-        fd = self.port.fileno()
+        fd = self._fd
         loop = self._loop or asyncio.get_running_loop()
         try:
             n = os.write(fd, self.tx)
