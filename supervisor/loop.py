@@ -169,6 +169,9 @@ class Supervisor:
         self._core_deadline: float | None = None
         #: the links are paused and read at the loop's own wake-ups (supervisor.core.quiet)
         self._quiet = False
+        #: ``busy(state)`` as last asked, and whether a step with news came since (ask again)
+        self._busy: str | None = None
+        self._busy_stale = True
         #: the links are being read at a quiet wake-up (their frames may have waited)
         self._collecting = False
         #: until when the links are read at arrival whatever the core says: a link held more
@@ -425,7 +428,9 @@ class Supervisor:
         """Pause the links while the core says nothing is in flight (they are then read at
         the loop's own wake-ups, see _tick), watch them again when it is."""
         assert self.state is not None
-        why = busy(self.state)
+        if self._busy_stale:  # a step with news since it was asked
+            self._busy, self._busy_stale = busy(self.state), False
+        why = self._busy
         if why is None and self._now < self._noisy_until:
             why = f"a link held more than {NOISY_FRAMES} frames at a wake-up"
         if (why is None) != self._quiet:
@@ -453,6 +458,8 @@ class Supervisor:
             return []
         self.stats.stepped(now, time.perf_counter() - t0, result.reasons)
         self.state = result.state
+        if result.news:
+            self._busy_stale = True
         log_step(result)
         for action in result.actions:
             self._execute(action)

@@ -22,6 +22,7 @@ from supervisor.core import step as step_module
 from supervisor.core.actions import SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
 from supervisor.core.publish import beat_due
+from supervisor.core.quiet import busy
 from supervisor.core.state import EARLY, EPS, CoreState
 from supervisor.core.step import (
     Step,
@@ -201,6 +202,8 @@ def frame_steps_compared(taken: dict[object, int]) -> Any:
 
     def compared(state: CoreState, event: Event, now: float) -> Step:
         result = core_step(state, event, now)
+        if not result.news:  # the loop keeps what busy() said before the step
+            assert busy(result.state) == busy(state), (event, now)
         if not isinstance(event, FrameReceived | FramesReceived):
             return result
         full = full_step(state, event, now)
@@ -208,6 +211,7 @@ def frame_steps_compared(taken: dict[object, int]) -> Any:
         assert (result.actions, result.reasons) == (full.actions, full.reasons), (event, now)
         assert result.state == full.state, (event, now)
         if same_beat_again(state, event, now) is not None:
+            assert not result.news, (event, now)
             assert full.reasons == [], (event, now)
             if full.actions:  # our beat, due within EARLY: sent on this wake-up
                 assert [type(a) for a in full.actions] == [SendFrame], (event, now)
@@ -327,6 +331,7 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
             full = full_step(state, event, now)
             assert (result.actions, result.reasons) == (full.actions, full.reasons), now
             assert result.state == full.state, now
+            assert not result.news and busy(result.state) == busy(state), now
             taken += 1
         return result
 

@@ -84,6 +84,10 @@ class Step:
     state: CoreState
     actions: list[Action]
     reasons: list[str]
+    #: False for a step that took nothing new in (a shortcut: the peer's beat again, a tick
+    #: for our beat alone): nothing a decision reads has changed (``quiet.busy`` answers as
+    #: it did before it; a property test checks it)
+    news: bool = True
 
 
 def step(state: CoreState, event: Event, now: float) -> Step:
@@ -92,9 +96,10 @@ def step(state: CoreState, event: Event, now: float) -> Step:
         if again is not None:
             if beat_due(again, now):  # our beat, due within EARLY: sent on this wake-up
                 out = Out()
-                again = publish(again, now, out)
-                return Step(again, out.actions, out.reasons)
-            return Step(again, [], [])
+                # what it says is what the last one said: nothing it is made of changed
+                again = publish(again, now, out, said=again.last_published)
+                return Step(again, out.actions, out.reasons, news=False)
+            return Step(again, [], [], news=False)
         if decoded is not None:  # the first frame, decoded by the shortcut: not twice
             return full_step(state, event, now, decoded=decoded)
     elif isinstance(event, Tick):
@@ -194,8 +199,8 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
             or _other_deadlines(s)[0] <= now + EPS):
         return None
     out = Out()
-    after = publish(s, now, out)
-    return Step(after, out.actions, out.reasons)
+    after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
+    return Step(after, out.actions, out.reasons, news=False)
 
 
 def _handle(s: CoreState, event: Event, now: float, out: Out,
