@@ -148,6 +148,23 @@ def test_serial_resync_after_noise(seqs, noises, chunk):
     assert got == seqs
 
 
+@settings(max_examples=200)
+@given(st.lists(st.one_of(
+    st.integers(0, 3).map(lambda s: codec.encode(codec.Beat("c1", "node1", 1, s), KEY)),
+    st.sampled_from([b"\n", b"TB1:", b"  \n", b"xTB1:ab\n", b"TB1:a\nTB1:b\n", b"TB1:TB1:c\n"]),
+    st.binary(min_size=1, max_size=30)), min_size=1, max_size=12))
+def test_serial_lines_do_not_depend_on_how_the_bytes_arrive(chunks):
+    """The lines (and resynchronisations) of a stream are the same whether its reads come as
+    they were written (a whole frame a read: the splitter's shortcut) or a byte at a time
+    (never the shortcut)."""
+    whole, single = codec.LineSplitter(), codec.LineSplitter()
+    got_whole = [line for chunk in chunks for line in whole.feed(chunk)]
+    stream = b"".join(chunks)
+    got_single = [line for i in range(len(stream)) for line in single.feed(stream[i:i + 1])]
+    assert got_whole == got_single
+    assert whole.resyncs == single.resyncs
+
+
 def test_serial_resync_after_cable_replugged_mid_frame():
     a = codec.encode(codec.Beat("c1", "node1", 1, 1), KEY)
     b = codec.encode(codec.Beat("c1", "node1", 1, 2), KEY)
