@@ -324,6 +324,38 @@ def test_finding5_replays_after_a_cut_do_not_delay_takeover_by_more_than_a_keepa
     assert delay <= baseline + KEEPALIVE + 1e-6, (attack, baseline, delay)
 
 
+_LINKS = st.sampled_from(["serial", "crossover", "public"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_LINKS, st.integers(0, 3), st.integers(95, 102)), max_size=4),
+       _LINKS, st.lists(_LINKS, min_size=1, max_size=4), st.integers(0, 3),
+       st.integers(95, 102))
+def test_copies_admitted_at_once_are_admitted_as_one_by_one(before, first, rest, gen, seq):
+    """``admit_copies`` (the other links' copies of the beat just taken as the newest, at
+    the same instant) gives the memory ``admit`` gives them one by one, or None exactly when
+    one of them would be dropped, or the first was not taken as the newest."""
+    timing = CONFIG.timing
+    f, now = freshness.Freshness(), 10.0
+    for link, g, s in before:  # some history first, each 0.1 s later
+        v = freshness.admit(f, link, (g, s), now, timing)
+        f = v.state if not v.drop else f
+        now += 0.1
+    v = freshness.admit(f, first, (gen, seq), now, timing)
+    one = v.state
+    dropped = bool(v.drop) or not v.fresh
+    for link in rest:
+        w = freshness.admit(one, link, (gen, seq), now, timing)
+        dropped = dropped or bool(w.drop)
+        one = w.state
+        if not dropped:  # a copy of the newest, heard now (on_copies takes it so)
+            assert w.heard_at == now
+    got = freshness.admit_copies(v.state, rest, now) if not v.drop and v.fresh else None
+    assert (got is None) == dropped
+    if got is not None:
+        assert got == one
+
+
 def test_copies_of_a_beat_from_every_link_are_taken_but_old_ones_are_replays():
     timing = CONFIG.timing
     f = freshness.Freshness()

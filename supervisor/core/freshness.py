@@ -38,7 +38,7 @@ out-of-domain for its peer).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -126,6 +126,25 @@ def admit(state: Freshness, link: str, order: Order, now: float, timing: Timing)
         return Verdict("jump", f"sequence number jumps by {seq - new_seq} (at most "
                                f"{seq_limit} after {elapsed:.1f} s)", state)
     return Verdict("", "newest beat", Freshness(order, now, links), True, now)
+
+
+def admit_copies(state: Freshness, links: Sequence[str], now: float) -> Freshness | None:
+    """``admit`` of the beat ``state`` took as its newest at ``now`` (its first frame, just
+    admitted), arriving again on each of ``links`` at the same instant, one after the other:
+    each is a copy heard at ``now``, so the memory after them all is the same beat as the
+    newest with each link's order set; None when one of them would be dropped (a replay on
+    its link: ``admit`` them one by one, it says why). The same as those ``admit`` calls (a
+    property test compares them), without a verdict and a memory made for each."""
+    newest = state.newest
+    if newest is None or state.newest_at != now:
+        return None
+    seen = dict(state.links)
+    for link in links:
+        last = seen.get(link)
+        if last is not None and newest <= last:
+            return None
+        seen[link] = newest
+    return Freshness(newest, now, seen)
 
 
 def plausible_pins(pins: Mapping[str, tuple[str, int]], clock: int

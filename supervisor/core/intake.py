@@ -67,17 +67,26 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
     if (isinstance(beat, str) or beat.generation <= p.left_gen
             or beat.status is NodeStatus.LEAVING):
         return None
-    fresh, heard_at = p.fresh, p.last_heard
-    links = dict(s.links)
     timing = s.config.timing
+    verdict = freshness.admit(p.fresh, frames[0].link, beat.order, now, timing)
+    if verdict.drop:
+        return None
+    fresh, heard_at = verdict.state, verdict.heard_at
+    rest = [frame.link for frame in frames[1:]]
+    copies = freshness.admit_copies(fresh, rest, now) if rest and verdict.fresh else None
+    if copies is not None:  # the newest beat, on the other links at once: heard now
+        fresh, heard_at = copies, now
+    else:
+        for link in rest:
+            verdict = freshness.admit(fresh, link, beat.order, now, timing)
+            if verdict.drop:
+                return None
+            fresh, heard_at = verdict.state, verdict.heard_at
+    links = dict(s.links)
     for frame in frames:
         ls = links.get(frame.link)
         if ls is None or (frame is not frames[0] and frame.data.strip() != line):
             return None
-        verdict = freshness.admit(fresh, frame.link, beat.order, now, timing)
-        if verdict.drop:
-            return None
-        fresh, heard_at = verdict.state, verdict.heard_at
         links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited)
     p = evolve(p, last_heard=heard_at, fresh=fresh)
     return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out)

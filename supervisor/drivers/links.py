@@ -395,10 +395,6 @@ class UdpTransport(_Watched):
         if self.drain():
             self.read_done(self.name)
 
-    def received(self, data: bytes) -> None:
-        if not deliver(self.on_frame, self.name, data):
-            self.rx_errors += 1
-
     def drain(self) -> int:
         """Read the datagrams the socket holds now (non-blocking; at most DRAIN_MAX: a flood
         must not hold the loop), each delivered, without ``read_done``; how many. An error
@@ -417,7 +413,8 @@ class UdpTransport(_Watched):
                 self.send_errors += 1
                 break
             got += 1
-            self.received(data)
+            if not deliver(self.on_frame, self.name, data):
+                self.rx_errors += 1
         return got
 
     def send(self, data: bytes) -> None:
