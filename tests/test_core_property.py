@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from supervisor.core import codec, publish
 from supervisor.core import step as step_module
 from supervisor.core.actions import SendFrame
-from supervisor.core.events import Event, FrameReceived, FramesReceived, Tick
+from supervisor.core.events import Event, FrameReceived, FramesReceived, ResourceResult, Tick
 from supervisor.core.publish import beat_due
 from supervisor.core.quiet import busy
 from supervisor.core.state import EARLY, EPS, CoreState
@@ -28,6 +28,7 @@ from supervisor.core.step import (
     Step,
     full_step,
     next_deadline,
+    only_a_check_answered,
     only_the_beat_due,
     same_beat_again,
 )
@@ -92,7 +93,7 @@ def apply(sim: Sim, op: tuple[Any, ...]) -> None:
 def run_sequence(step: Callable[[CoreState, Event, float], Step],
                  sequence: list[tuple[Any, ...]], seed: int, failback: bool,
                  timing: tuple[tuple[str, float, float], ...] = (),
-                 gap: float = 0.0, *, quiet: bool = False) -> None:
+                 gap: float = 0.0, *, quiet: bool = False, settle: float = 1.0) -> None:
     """Both simulated cores, stepped through `step`, over `sequence` (links' delay and jitter
     as given, else the simulator's; node2 started `gap` after node1; `quiet`: frames wait for
     the node's own wake-up while nothing is in flight, as the loop's quiet links do), then a
@@ -108,7 +109,7 @@ def run_sequence(step: Callable[[CoreState, Event, float], Step],
         for op in sequence:
             apply(sim, op)
         sim.admin("node1", "cleanup")
-        sim.run(1.0)
+        sim.run(settle)
 
 
 @pytest.mark.slow  # 150 random sequences of a two-node simulation: ~20 s of CPU
@@ -337,6 +338,33 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
 
     run_sequence(compared, sequence, seed, failback)
     assert taken > 0  # most keepalive ticks of an idle pair
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
+def test_a_check_that_found_its_resource_running_is_stepped_as_the_full_step_would(
+        sequence, seed, failback):
+    """The shortcut for a monitor's answer that says the resource runs
+    (``only_a_check_answered``: the check is done without evaluating the whole state) gives
+    exactly what the full step gives: the same state, the same actions and reasons; over
+    random event sequences of both simulated cores (monitors every second; links cut, lossy,
+    delayed; kills, restarts, admin commands, failing resources)."""
+    taken = 0
+
+    def compared(state: CoreState, event: Event, now: float) -> Step:
+        nonlocal taken
+        result = core_step(state, event, now)
+        if (isinstance(event, ResourceResult)
+                and only_a_check_answered(state, event, now) is not None):
+            full = full_step(state, event, now)
+            assert (result.actions, result.reasons) == (full.actions, full.reasons), now
+            assert result.state == full.state, now
+            taken += 1
+        return result
+
+    run_sequence(compared, sequence, seed, failback, settle=3.0)
+    run_sequence(compared, [], seed, failback, settle=4.0)  # and an idle pair after it
+    assert taken > 0  # the owner's monitor, every second once the group runs
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

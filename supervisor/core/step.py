@@ -70,7 +70,7 @@ from supervisor.core.state import (
     evolve,
     initial_state,
 )
-from supervisor.core.states import Activity, LinkStatus, NodeStatus, PeerStatus
+from supervisor.core.states import Activity, LinkStatus, Nego, NodeStatus, PeerStatus
 from supervisor.core.watchdog_window import hung_peer_reset_by
 
 if TYPE_CHECKING:
@@ -106,6 +106,10 @@ def step(state: CoreState, event: Event, now: float) -> Step:
         beat = only_the_beat_due(state, now)
         if beat is not None:
             return beat
+    elif isinstance(event, ResourceResult):
+        answered = only_a_check_answered(state, event, now)
+        if answered is not None:
+            return answered
     return full_step(state, event, now)
 
 
@@ -201,6 +205,29 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     out = Out()
     after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
     return Step(after, out.actions, out.reasons, news=False)
+
+
+def only_a_check_answered(s: CoreState, r: ResourceResult, now: float) -> Step | None:
+    """The step of a monitor's answer that says the resource runs, for a settled group
+    (running, not negotiating, its check in flight) on an active node that is not stopping
+    nor in maintenance, with every deadline of ``next_deadline`` ahead: the check is done
+    (the group's next check is issued, or its next monitor set), and our beat goes out if
+    due. Nothing else can change: every other decision is taken at a deadline or on news,
+    and a check that found its resource running is neither. So the rest of the state is not
+    evaluated again (an owner's monitor answers every ``monitor_interval``). None: step the
+    result the full way."""
+    g = s.groups.get(r.group)
+    if (not (r.ok and r.running) or g is None or g.inflight is None
+            or g.inflight.kind != "check" or r.op_id != g.inflight_id
+            or g.activity is not Activity.RUNNING or g.nego is not Nego.NONE
+            or s.status is not NodeStatus.ACTIVE or s.shutting_down
+            or s.in_maintenance(s.me) or _other_deadlines(s)[0] <= now + EPS):
+        return None
+    out = Out()
+    after = on_result(s, r, now, out)
+    after = advance(after, after.groups[r.group], now, out)
+    after = publish(after, now, out)
+    return Step(after, out.actions, out.reasons)
 
 
 def _handle(s: CoreState, event: Event, now: float, out: Out,
