@@ -483,9 +483,12 @@ class Pair:
         vm = node.need_vm()
         self.log(f"{node.name}: waiting for the seed to configure it")
         # The seed applies on the first console to claim it: the screen (tty1) or ttyS0;
-        # ttyS0 then says that setup finished on the other console.
+        # ttyS0 then says that setup finished on the other console, or, when its setup
+        # started after the other one had already written the configuration, that the node
+        # is configured (it was not before this boot: a fresh image)
         got = vm.expect([r"This machine is now \S+, node\d of cluster",
                          r"Setup finished on [^\r\n:]+: this node is configured",
+                         r"This node is already configured",
                          r"The seed cannot be used", r"Role \(node1 or node2\)"],
                         timeout=BOOT_TIMEOUT)
         assert vm.console is not None
@@ -496,7 +499,7 @@ class Pair:
             raise PairError(f"{node.name}: the seed was refused: {problems}")
         if got.startswith("Role"):
             raise PairError(f"{node.name}: no seed found: the wizard asks its questions")
-        if got.startswith("Setup finished"):
+        if got.startswith(("Setup finished", "This node is already")):
             # applied on the other console (tty1), whose summary this console did not show
             self.log(f"{node.name}: configured by its seed (on its other console)")
             return
