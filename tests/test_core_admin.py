@@ -15,7 +15,7 @@ from supervisor.core.events import AdminCommand, DrbdadmDone, ReplicaChanged, Ti
 from supervisor.core.plan import use_force
 from supervisor.core.replica import Replica
 from supervisor.core.state import ForceData, evolve
-from supervisor.core.step import Step, step
+from supervisor.core.step import Step, next_deadline, step
 from tests.sim import Sim, make_config
 
 DATA = """
@@ -99,6 +99,10 @@ def test_an_unused_force_expires_on_the_cores_clock():
     assert use_force(s, "data", "r0", sim.now + 0.2)[1] is False
     late = step(s, Tick(), sim.now + 0.2)
     assert late.state.force_data == {}
+    # its expiry is a deadline of the core: the loop wakes for it, no shortcut steps past it
+    far = evolve(s, force_data={"data": ForceData(sim.now + 30, frozenset({"r0"}))})
+    assert next_deadline(far, sim.now + 29.9) <= sim.now + 30
+    assert step(far, Tick(), sim.now + 30).state.force_data == {}
     assert "the forced data promotion armed for group data expired unused (r0)" in late.reasons
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from supervisor.core import codec, publish
 from supervisor.core import step as step_module
-from supervisor.core.actions import SendFrame
+from supervisor.core.actions import CheckResource, SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, ResourceResult, Tick
 from supervisor.core.publish import beat_due
 from supervisor.core.quiet import busy
@@ -197,9 +197,9 @@ def frame_steps_compared(taken: dict[object, int]) -> Any:
     """A ``step`` for the simulator that also steps every frame event the full way and
     compares: the same state, actions and reasons; for frames the shortcut takes
     (``same_beat_again``), no reason and no action but our own beat when it is due
-    (``publish.beat_due``). Counts in ``taken``: shortcut steps by event type, "next beat"
-    (the first frame was the peer's next beat, not a copy), "our beat" (our beat sent with
-    them)."""
+    (``publish.beat_due``), unless a monitor was due with them. Counts in ``taken``: shortcut
+    steps by event type, "next beat" (the first frame was the peer's next beat, not a copy),
+    "our beat" (our beat sent with them), "monitor" (a monitor's check issued with them)."""
 
     def compared(state: CoreState, event: Event, now: float) -> Step:
         result = core_step(state, event, now)
@@ -212,6 +212,11 @@ def frame_steps_compared(taken: dict[object, int]) -> Any:
         assert (result.actions, result.reasons) == (full.actions, full.reasons), (event, now)
         assert result.state == full.state, (event, now)
         if same_beat_again(state, event, now) is not None:
+            if any(isinstance(a, CheckResource) for a in full.actions):
+                # a monitor due with the frames (step._monitors_due): its check issued
+                taken["monitor"] += 1
+                taken[type(event)] += 1
+                return result
             assert not result.news, (event, now)
             assert full.reasons == [], (event, now)
             if full.actions:  # our beat, due within EARLY: sent on this wake-up
@@ -259,9 +264,13 @@ def test_a_beat_heard_again_is_taken_in_as_the_full_step_would(mode, sequence, s
     one wake-up), or every copy waits for the node's own wake-up while nothing is in flight
     (quiet: the three copies of one beat stepped together, ``intake.on_copies``)."""
     taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
-                                "our beat": 0, "three copies": 0}
+                                "our beat": 0, "three copies": 0, "monitor": 0}
     run_sequence(frame_steps_compared(taken), sequence, seed, failback,
                  copies_timing(mode == "together"), gap, quiet=mode == "quiet")
+    if mode == "quiet":  # and an idle pair, whose owner's monitors fall due with the frames
+        run_sequence(frame_steps_compared(taken), [], seed, failback,
+                     copies_timing(False), gap, quiet=True, settle=3.0)
+        assert taken["monitor"] > 0
     # three links: the second and third copy of most beats; the first of most beats of an
     # idle peer (the next beat, saying nothing new)
     assert taken[FrameReceived if mode == "apart" else FramesReceived] > 0
@@ -295,7 +304,7 @@ def test_our_beat_due_within_early_goes_out_with_the_peers_beat():
     keepalive = make_config().timing.keepalive
     for gap in [keepalive * i / 10 for i in range(10)]:
         taken: dict[object, int] = {FrameReceived: 0, FramesReceived: 0, "next beat": 0,
-                                    "our beat": 0, "three copies": 0}
+                                    "our beat": 0, "three copies": 0, "monitor": 0}
         sent: dict[str, list[tuple[float, bool]]] = {"node1": [], "node2": []}
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(sim_module, "step", beats_recorded(frame_steps_compared(taken), sent))
@@ -323,21 +332,25 @@ def test_a_tick_for_the_beat_alone_is_stepped_as_the_full_step_would(sequence, s
     step gives: the same state, the same actions (the beat's bytes) and reasons; over random
     event sequences of both simulated cores (links cut, lossy, delayed; kills, restarts,
     admin commands)."""
-    taken = 0
+    taken = {"beat": 0, "monitor": 0}
 
     def compared(state: CoreState, event: Event, now: float) -> Step:
-        nonlocal taken
         result = core_step(state, event, now)
         if isinstance(event, Tick) and only_the_beat_due(state, now) is not None:
             full = full_step(state, event, now)
             assert (result.actions, result.reasons) == (full.actions, full.reasons), now
             assert result.state == full.state, now
-            assert not result.news and busy(result.state) == busy(state), now
-            taken += 1
+            if any(isinstance(a, CheckResource) for a in full.actions):
+                taken["monitor"] += 1  # a monitor due with the beat: its check issued
+            else:
+                assert not result.news and busy(result.state) == busy(state), now
+                taken["beat"] += 1
         return result
 
     run_sequence(compared, sequence, seed, failback)
-    assert taken > 0  # most keepalive ticks of an idle pair
+    run_sequence(compared, [], seed, failback, settle=3.0)  # and an idle pair after it
+    assert taken["beat"] > 0  # most keepalive ticks of an idle pair
+    assert taken["monitor"] > 0  # the owner's monitor, with a beat (not quiet: on a tick)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -414,4 +414,7 @@ def answers(s: CoreState) -> dict[str, tuple[int, str, str]]:
 
 
 def deadlines(s: CoreState) -> list[float]:
-    return [r.deadline for r in s.resolving.values() if r.peer]
+    """When an admin command's state may change without an event: a resolve-split-brain's
+    wait for the peer ends, a forced promotion left unused expires (``expire_force``)."""
+    return ([r.deadline for r in s.resolving.values() if r.peer]
+            + [f.deadline for f in s.force_data.values()])

@@ -92,8 +92,10 @@ class Step:
 
 def step(state: CoreState, event: Event, now: float) -> Step:
     if isinstance(event, FrameReceived | FramesReceived):
-        again, decoded = _nothing_new(state, event, now)
+        again, decoded, due = _nothing_new(state, event, now)
         if again is not None:
+            if due:  # monitors due with the frames: issued, as the full step would
+                return _monitors_issued(again, due, now)
             if beat_due(again, now):  # our beat, due within EARLY: sent on this wake-up
                 out = Out()
                 # what it says is what the last one said: nothing it is made of changed
@@ -136,38 +138,44 @@ def same_beat_again(s: CoreState, event: FrameReceived | FramesReceived,
     return _nothing_new(s, event, now)[0]
 
 
-def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
-                 now: float) -> tuple[CoreState | None, codec.Beat | codec.DecodeError | None]:
+def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived, now: float
+                 ) -> tuple[CoreState | None, codec.Beat | codec.DecodeError | None,
+                            tuple[str, ...]]:
     """The state after ``event`` when its frames all say nothing new: the peer's newest beat
     again, from other links that are up (one frame, or the frames of one wake-up), or first
     a next beat of the peer that says what its newest one said (only its sequence number and
     its echo differ), while the peer is alive and nothing but our own beat is due (every
-    other deadline of ``next_deadline`` lies ahead): the frames only refresh their links
+    other deadline of ``next_deadline`` lies ahead, but the monitors of settled groups:
+    ``_monitors_due``): the frames only refresh their links
     (heard, loss window, round-trip time) and the peer's beat and last heard time. No
     decision can follow from them: every decision is taken at a deadline or on news, and
     these frames are neither. So they are taken in without evaluating the whole state again
-    (every beat of an idle peer, on each link); ``step`` then sends our beat if it is due
-    (``publish.beat_due``: within EARLY of the keepalive), as the full step would. None: step
-    the event the full way (with what the first frame decoded to, if the shortcut decoded
-    it)."""
+    (every beat of an idle peer, on each link); ``step`` then issues the monitors due (the
+    third value: their groups) and sends our beat if it is due (``publish.beat_due``: within
+    EARLY of the keepalive), as the full step would. None: step the event the full way (with
+    what the first frame decoded to, if the shortcut decoded it)."""
     frames = (event,) if isinstance(event, FrameReceived) else event.frames
     p = s.peer_state
     if (p.status is not PeerStatus.ALIVE or p.beat is None or s.status is not NodeStatus.ACTIVE
             or s.shutting_down):
-        return None, None
+        return None, None, ()
     first = frames[0].data.strip()
     for frame in frames:
         ls = s.links.get(frame.link)
         if (ls is None or ls.status is not LinkStatus.UP
                 or frame.data.strip() not in (p.frame, first)):
-            return None, None
+            return None, None, ()
+    due: tuple[str, ...] = ()
     if _other_deadlines(s)[0] <= now + EPS:
-        return None, None
+        found = _monitors_due(s, now)
+        if found is None:
+            return None, None, ()
+        due = found
     decoded: codec.Beat | codec.DecodeError | None = None
     if first != p.frame:
         decoded = decode_frame(s, first)
         if not _same_news(s, p.beat, decoded):
-            return None, decoded
+            return None, decoded, ()
     out = Out()
     after = on_copies(s, frames, now, out, decoded=decoded)
     if after is None:  # not all copies of one beat, or one is dropped: one by one
@@ -176,8 +184,45 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived,
         for frame in frames[1:]:
             after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited)
     if out.actions or out.reasons or after.peer_state.beat is not (decoded or p.beat):
-        return None, decoded
-    return after, decoded
+        return None, decoded, ()
+    return after, decoded, due
+
+
+def _monitors_due(s: CoreState, now: float) -> tuple[str, ...] | None:
+    """The groups whose monitor is due at ``now``, when their monitors are the only
+    deadlines of ``next_deadline`` that have passed (the beat's aside) and each of those
+    groups is settled (running, nothing in flight nor planned, not negotiating) on an active
+    node that is not stopping nor in maintenance: then the full step would only issue their
+    checks (``schedule_monitor``, ``advance``) and publish. None otherwise, or when no
+    monitor is due (step the full way)."""
+    if s.status is not NodeStatus.ACTIVE or s.shutting_down or s.in_maintenance(s.me):
+        return None
+    limit = now + EPS
+    if min(_node_deadlines(s), default=math.inf) <= limit:
+        return None
+    due = []
+    for g in s.groups.values():
+        if g.failed_until is not None and g.failed_until <= limit:
+            return None
+        at = monitor_at(s, g)
+        if at is None or at > limit:
+            continue
+        if (g.activity is not Activity.RUNNING or g.inflight is not None or g.plan
+                or g.nego is not Nego.NONE):
+            return None
+        due.append(g.name)
+    return tuple(due) or None
+
+
+def _monitors_issued(s: CoreState, due: tuple[str, ...], now: float) -> Step:
+    """The step that issues the checks of the groups ``due`` (``_monitors_due``) and
+    publishes, as the full step does at their monitors' deadline (what the beat says is
+    worked out again: a group's check is now in flight)."""
+    out = Out()
+    for name in due:
+        s = advance(s, schedule_monitor(s, s.groups[name], now), now, out)
+    s = publish(s, now, out)
+    return Step(s, out.actions, out.reasons)
 
 
 def _same_news(s: CoreState, newest: codec.Beat,
@@ -197,11 +242,14 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     deadline of ``next_deadline`` lies ahead), on an active node that is not stopping: the
     beat is sent, and nothing else can change: every decision is taken at a deadline or on
     news, and this tick carries neither. So the beat is published without evaluating the
-    whole state first (the keepalive's own wake-up, at every keepalive). None: step the tick
-    the full way."""
-    if (not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down
-            or _other_deadlines(s)[0] <= now + EPS):
+    whole state first (the keepalive's own wake-up, at every keepalive). The monitors of
+    settled groups due with it (``_monitors_due``) are issued first, as the full step would.
+    None: step the tick the full way."""
+    if not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down:
         return None
+    if _other_deadlines(s)[0] <= now + EPS:
+        due = _monitors_due(s, now)  # monitors due with the beat: issued, then it goes out
+        return None if due is None else _monitors_issued(s, due, now)
     out = Out()
     after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
     return Step(after, out.actions, out.reasons, news=False)
@@ -432,16 +480,22 @@ def _other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
 def _deadlines(s: CoreState, beat: bool = True) -> list[float]:
     """Every time at which the state may change without an event (some may have passed);
     without the next beat's if not ``beat``."""
-    times = [*liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    times = _node_deadlines(s)
     if beat:
         times.append(s.next_beat)
-    reset_by = hung_peer_reset_by(s)
-    if reset_by is not None:
-        times.append(reset_by)
     for g in s.groups.values():
         at = monitor_at(s, g)
         if at is not None:
             times.append(at)
         if g.failed_until is not None and g.failed_until != math.inf:
             times.append(g.failed_until)
+    return times
+
+
+def _node_deadlines(s: CoreState) -> list[float]:
+    """The deadlines of ``_deadlines`` other than the groups' and the next beat's."""
+    times = [*liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
+    reset_by = hung_peer_reset_by(s)
+    if reset_by is not None:
+        times.append(reset_by)
     return times
