@@ -115,6 +115,12 @@ class _Run:
         console = os.environ.get(CONSOLE_ENV, "")
         con.say(BANNER + (f" (on {console})" if console else ""))
         if self.marker.exists() and not self.args.reconfigure:
+            if con.claim is not None:
+                # started by the boot's unit, which runs only while the node is unconfigured:
+                # the other console's setup wrote the configuration since (a seed applied on
+                # it before this console's wizard got going)
+                con.say("Setup finished on another console: this node is configured.")
+                return EXIT_CONFIGURED
             con.say(f"This node is already configured ({CLUSTER_TOML} exists).")
             con.say("Run `twinbeat-firstboot --reconfigure` to change it.")
             return EXIT_CONFIGURED

@@ -483,12 +483,11 @@ class Pair:
         vm = node.need_vm()
         self.log(f"{node.name}: waiting for the seed to configure it")
         # The seed applies on the first console to claim it: the screen (tty1) or ttyS0;
-        # ttyS0 then says that setup finished on the other console, or, when its setup
-        # started after the other one had already written the configuration, that the node
-        # is configured (it was not before this boot: a fresh image)
+        # ttyS0 then says that setup finished on the other console (also when its setup
+        # started after the other one had already written the configuration: "on another
+        # console")
         got = vm.expect([r"This machine is now \S+, node\d of cluster",
                          r"Setup finished on [^\r\n:]+: this node is configured",
-                         r"This node is already configured",
                          r"The seed cannot be used", r"Role \(node1 or node2\)"],
                         timeout=BOOT_TIMEOUT)
         assert vm.console is not None

@@ -172,6 +172,22 @@ def test_already_configured_node_exits_0_without_asking(root1: Path) -> None:
     assert tree_digest(root1) == snapshot
 
 
+def test_a_boot_console_that_starts_after_the_other_configured_the_node_says_so(
+        root1: Path, tmp_path: Path) -> None:
+    # the boot's units start both consoles' wizards while the node is unconfigured; when
+    # one console applied a seed before the other's wizard got going, the latter finds the
+    # configuration written: the setup finished there, nothing to change here
+    configure_node1(root1)
+    snapshot = tree_digest(root1)
+    child = spawn(root1, extra_env={"TWINBEAT_FIRSTBOOT_CLAIM": str(tmp_path / "claim"),
+                                    "TWINBEAT_FIRSTBOOT_CONSOLE": "ttyS0"})
+    child.expect_exact("Setup finished on another console: this node is configured.")
+    assert finish(child) == 0
+    assert "--reconfigure" not in str(child.before)
+    assert tree_digest(root1) == snapshot
+    assert not (tmp_path / "claim").exists()
+
+
 def test_no_at_the_confirmation_asks_again_with_the_answers_as_defaults(root1: Path) -> None:
     child = spawn(root1)
     steps = list(NODE1)
