@@ -1,7 +1,8 @@
 """Idle cost of the supervisor (needs root): CPU per node and memory, in the namespace bed.
 
 Two real supervisors in network namespaces (tests/netns.py: serial null-modem, crossover and
-public links, one group holding a floating address, monitored every second), formed and
+public links, one group holding a floating address, monitored every second unless
+``--monitor`` says otherwise), formed and
 settled, then sampled for ``--seconds`` (default 20) at each keepalive (100 ms with deadtime
 500 ms, 50 ms with deadtime 250 ms): the CPU time each supervisor's threads used (the
 scheduler's nanoseconds, /proc/PID/task/*/schedstat) over the wall time, in % of one core,
@@ -13,9 +14,12 @@ end of the sample.
 temporary directory, the same venv), one after the other in the same run, and prints both
 side by side. ``--rounds N`` measures each tree N times per keepalive, alternating which
 goes first, and prints the median of each figure: on a machine that other work loads (QEMU
-guests), a load that changes during the run then weighs on both trees alike.
+guests), a load that changes during the run then weighs on both trees alike. ``--monitor
+1s,10s`` measures each tree at each of these monitor intervals of the group (10 s is the
+product's default, ``[group] monitor_interval``), in the same rounds.
 
     sudo .venv/bin/python -m bench.idle [--seconds 20] [--baseline main] [--rounds 3]
+                                        [--keepalive 100ms] [--monitor 1s,10s]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.failover import rss_pss_kib
+from supervisor.values import parse_duration
 from tests.netns import AUTHKEYS, REPO, bed, cluster_config
 
 FLOAT = "192.168.85.3"
@@ -75,12 +80,13 @@ def voluntary_switches(pid: int) -> int:
     raise RuntimeError(f"no voluntary_ctxt_switches in /proc/{pid}/status")
 
 
-def measure(repo: Path, keepalive: str, deadtime: str, seconds: float) -> Sample:
+def measure(repo: Path, keepalive: str, deadtime: str, seconds: float,
+            monitor: str = "1s") -> Sample:
     with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp), repo) as b:
         for node in ("node1", "node2"):
             text = cluster_config(b, node, resources=[f"IPaddr::{FLOAT}/24/eth0"],
                                   keepalive=keepalive, deadtime=deadtime, failback=False,
-                                  ping=False)
+                                  ping=False, monitor_interval=monitor)
             b.start(node, b.write_config(node, text, AUTHKEYS))
         b.wait_for("node1 to own the group", lambda: FLOAT in b.ip(
             b.ns["n1"], "-o", "addr", "show", "dev", "eth0"), timeout=60)
@@ -124,12 +130,12 @@ def median(samples: list[Sample]) -> Sample:
                   each(lambda s: s.rss_kib), each(lambda s: s.wakeups))
 
 
-def row(label: str, s: Sample) -> str:
+def row(label: str, s: Sample, width: int = 24) -> str:
     cpu = " / ".join(f"{c:5.2f}" for c in s.cpu_pct)
     pss = " / ".join(f"{p / 1024:5.1f}" for p in s.pss_kib)
     rss = " / ".join(f"{r / 1024:5.1f}" for r in s.rss_kib)
     wake = " / ".join(f"{w:5.1f}" for w in s.wakeups)
-    return (f"  {label:<24} CPU % {cpu}   wake-ups/s {wake}   PSS MiB {pss}   "
+    return (f"  {label:<{width}} CPU % {cpu}   wake-ups/s {wake}   PSS MiB {pss}   "
             f"RSS MiB {rss}")
 
 
@@ -143,36 +149,52 @@ def main() -> int:
                         "the median is printed")
     p.add_argument("--keepalive", choices=[k for k, _ in SETTINGS],
                    help="measure at this keepalive only (default: each of them)")
+    p.add_argument("--monitor", default="1s", metavar="LIST",
+                   help="the group's monitor interval(s), comma-separated durations "
+                        "(default 1s; 10s is the product's default)")
     args = p.parse_args()
     settings = [s for s in SETTINGS if args.keepalive in (None, s[0])]
+    monitors = [m.strip() for m in args.monitor.split(",") if m.strip()]
+    try:
+        for m in monitors:
+            parse_duration(m)
+    except ValueError as exc:
+        p.error(f"--monitor: {exc}")
+    if not monitors:
+        p.error("--monitor: no interval given")
     if os.geteuid() != 0:
         print("the idle benchmark needs root (network namespaces)", file=sys.stderr)
         return 1
     head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, check=True,
                           capture_output=True, text=True).stdout.strip()
     trees: list[tuple[str, Path]] = [(f"this tree ({head})", REPO)]
+    runs = [(label, path, m) for m in monitors for label, path in trees]
     with contextlib.ExitStack() as stack:
         if args.baseline:
             path, commit = stack.enter_context(checkout(args.baseline))
             trees.insert(0, (f"{args.baseline} ({commit})", path))
-        samples: dict[tuple[str, str], list[Sample]] = {}
+            runs = [(label, path, m) for m in monitors for label, path in trees]
+        samples: dict[tuple[str, str, str], list[Sample]] = {}
         for keepalive, deadtime in settings:
             for r in range(args.rounds):
-                for label, path in trees if r % 2 == 0 else trees[::-1]:
-                    print(f"measuring {label} at keepalive {keepalive} (round {r + 1}) ...",
-                          file=sys.stderr, flush=True)
-                    samples.setdefault((keepalive, label), []).append(
-                        measure(path, keepalive, deadtime, args.seconds))
+                for label, path, monitor in runs if r % 2 == 0 else runs[::-1]:
+                    print(f"measuring {label} at keepalive {keepalive}, monitor {monitor} "
+                          f"(round {r + 1}) ...", file=sys.stderr, flush=True)
+                    samples.setdefault((keepalive, label, monitor), []).append(
+                        measure(path, keepalive, deadtime, args.seconds, monitor))
         results = {k: median(v) for k, v in samples.items()}
     load = os.getloadavg()
     print(f"idle supervisors in namespaces: 3 links, one group (floating address, monitor "
-          f"1 s), {args.seconds:.0f} s sample, median of {args.rounds} per row (trees "
-          f"alternating); figures per node (node1 / node2), "
+          f"every {' / '.join(monitors)}), {args.seconds:.0f} s sample, median of "
+          f"{args.rounds} per row (runs alternating); figures per node (node1 / node2), "
           f"CPU in % of one core; load average at the end {load[0]:.2f}")
+    shown = {(label, m): label if len(monitors) == 1 else f"{label}, monitor {m}"
+             for label, _path, m in runs}
+    width = max(24, *(len(x) for x in shown.values()))
     for keepalive, deadtime in settings:
         print(f"keepalive {keepalive}, deadtime {deadtime}:")
-        for label, _path in trees:
-            print(row(label, results[(keepalive, label)]))
+        for label, _path, monitor in runs:
+            print(row(shown[(label, monitor)], results[(keepalive, label, monitor)], width))
     return 0
 
 

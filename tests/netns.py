@@ -387,7 +387,8 @@ def bed(workdir: Path, repo: Path = REPO) -> Iterator[Bed]:
 
 def cluster_config(bed: Bed, node: str, *, resources: list[str], keepalive: str = "100ms",
                    deadtime: str = "500ms", failback: bool = True, extra_group: str = "",
-                   ping: bool = True, watchdog: str = "off", ping_timeout: str = "2s") -> str:
+                   ping: bool = True, watchdog: str = "off", ping_timeout: str = "2s",
+                   monitor_interval: str = "1s") -> str:
     """The configuration of ``node`` in the test bed (both nodes get the same except peers)."""
     assert bed.modem is not None
     peer = "2" if node == "node1" else "1"
@@ -447,7 +448,7 @@ peer = "192.168.85.{peer}"
 name = "web"
 preferred = "node1"
 resources = [{res}]
-monitor_interval = "1s"
+monitor_interval = "{monitor_interval}"
 {extra_group}
 """
 
