@@ -1,7 +1,7 @@
-"""The supervisor's rtnetlink requests (pyroute2, supervisor.drivers.netlink) agree with
-iproute2's ``ip -j`` on this host; pyroute2 is loaded lean and only on first use; one socket
-serves every request (the address add/delete requests are exercised for real in
-tests/test_netns_ipaddr.py)."""
+"""The supervisor's rtnetlink requests (pyroute2, and the standard library's socket for the
+address dumps: supervisor.drivers.netlink) agree with iproute2's ``ip -j`` on this host;
+pyroute2 is loaded lean and only on first use; one socket of each kind serves every request
+(the address add/delete requests are exercised for real in tests/test_netns_ipaddr.py)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,40 @@ def test_addresses_match_ip_addr(rtnl: Rtnetlink, family: int, flag: str) -> Non
     assert got, "this host has no address to compare (loopback is always there)"
 
 
+#: the flags of an address (linux/if_addr.h) as ``ip -j`` shows them
+IP_FLAGS = {"secondary": 0x01, "nodad": 0x02, "optimistic": 0x04, "dadfailed": 0x08,
+            "deprecated": 0x20, "tentative": 0x40, "mngtmpaddr": 0x100,
+            "noprefixroute": 0x200, "autojoin": 0x400, "stable-privacy": 0x800}
+IFA_F_PERMANENT = 0x80
+
+
+@pytest.mark.parametrize(("family", "flag"), [(socket.AF_INET, "-4"), (socket.AF_INET6, "-6")])
+def test_address_flags_match_ip_addr(rtnl: Rtnetlink, family: int, flag: str) -> None:
+    expected = {}
+    for link in ip_json(flag, "addr", "show"):
+        for a in link.get("addr_info", []):  # type: ignore[attr-defined]
+            bits = sum(v for k, v in IP_FLAGS.items() if a.get(k)) | (
+                0 if a.get("dynamic") else IFA_F_PERMANENT)
+            if family == socket.AF_INET6 and a.get("temporary"):
+                bits |= 0x01  # IFA_F_TEMPORARY is IFA_F_SECONDARY's bit
+            expected[(int(str(link["ifindex"])), a["local"])] = bits
+    mask = IFA_F_PERMANENT | sum(IP_FLAGS.values())
+    got = {(i, a): flags & mask for i, a, _p, _label, flags in rtnl.addresses(family)}
+    assert got == expected
+
+
+def test_a_dump_the_kernel_refuses_is_an_oserror_and_the_socket_still_serves(
+        rtnl: Rtnetlink) -> None:
+    gone = max(i for i, _name in socket.if_nameindex()) + 1000
+    try:
+        got = rtnl.addresses(socket.AF_INET, gone)
+    except OSError as exc:  # a kernel that checks the request strictly: no such device
+        assert exc.errno == 19, exc  # ENODEV
+    else:  # (an older one filters nothing: every address, none of that interface)
+        assert all(i != gone for i, *_rest in got)
+    assert rtnl.addresses(socket.AF_INET, socket.if_nametoindex("lo"))
+
+
 def test_addresses_of_one_interface(rtnl: Rtnetlink) -> None:
     lo = socket.if_nametoindex("lo")
     got = {(i, a, p, label) for i, a, p, label, _flags in rtnl.addresses(socket.AF_INET, lo)}
@@ -106,16 +140,19 @@ def _sockets() -> int:
     return fds
 
 
-def test_one_socket_serves_every_request(rtnl: Rtnetlink) -> None:
+def test_one_socket_of_each_kind_serves_every_request(rtnl: Rtnetlink) -> None:
     rtnl.links()
+    rtnl.addresses(socket.AF_INET, 1)
     opened = _sockets()
     for _ in range(20):
         rtnl.addresses(socket.AF_INET, 1)
         rtnl.links()
     assert _sockets() == opened
     rtnl.close()
-    assert _sockets() == opened - 1
+    assert _sockets() == opened - 2  # pyroute2's and the address dumps'
     assert rtnl.links()  # opens a new one
+    assert _sockets() == opened - 1
+    assert rtnl.addresses(socket.AF_INET, 1)
     assert _sockets() == opened
 
 
