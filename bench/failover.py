@@ -141,10 +141,24 @@ def rss_pss_kib(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def cpu_ns(pid: int) -> int:
+    """The CPU time of every thread of ``pid`` (the first field of each task's schedstat:
+    nanoseconds on a CPU, as the scheduler counts them; /proc/PID/stat's utime and stime come
+    in clock ticks, 10 ms: 0.05 % of a core over a 20 s sample, the size of the differences
+    measured here). A thread that ended during the sample is not counted (the supervisor's
+    worker threads stay)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_ns(pid) / 1e9
 
 
 def start_node(b: Bed, node: str) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.failover import rss_pss_kib
+from bench.failover import cpu_ns, rss_pss_kib
 from supervisor.values import parse_duration
 from tests.netns import AUTHKEYS, REPO, bed, cluster_config
 
@@ -53,22 +53,6 @@ class Sample:
     pss_kib: list[int]
     rss_kib: list[int]
     wakeups: list[float]  # per second
-
-
-def cpu_ns(pid: int) -> int:
-    """The CPU time of every thread of ``pid`` (the first field of each task's schedstat:
-    nanoseconds on a CPU, as the scheduler counts them; /proc/PID/stat's utime and stime come
-    in clock ticks, 10 ms: 0.05 % of a core over a 20 s sample, the size of the differences
-    measured here). A thread that ended during the sample is not counted (the supervisor's
-    worker threads stay)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-    return total
 
 
 def voluntary_switches(pid: int) -> int:
