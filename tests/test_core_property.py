@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor.core import codec, publish
-from supervisor.core import step as step_module
+from supervisor.core import deadlines as deadlines_module
 from supervisor.core.actions import CheckResource, SendFrame
 from supervisor.core.events import Event, FrameReceived, FramesReceived, ResourceResult, Tick
 from supervisor.core.publish import beat_due
@@ -390,7 +390,7 @@ def test_the_next_deadline_is_the_earliest_deadline_ahead(sequence, seed, failba
     asked = 0
 
     def plain(state: CoreState, now: float) -> float:
-        future = [x for x in step_module._deadlines(state) if x > now + EPS]
+        future = [x for x in deadlines_module.deadlines(state) if x > now + EPS]
         return min(future) if future else now + state.config.timing.keepalive
 
     def compared(state: CoreState, event: Event, now: float) -> Step:

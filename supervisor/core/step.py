@@ -13,6 +13,7 @@ This module only dispatches; the concerns live beside it:
     liveness.py   links, the peer, the outside world
     ownership.py  who should own each group; the WANT/GRANT handover
     plan.py       each group's ordered start / reverse stop, monitors, restarts, failures
+    deadlines.py  when the state may change without an event (``next_deadline``)
     admin.py      standby / takeover [--force-data] / cleanup / resolve-split-brain
     fencing.py    DRBD's outdate-peer over the heartbeat links
     publish.py    what a beat says and when one is sent
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.core import admin, codec, fencing, liveness
 from supervisor.core.actions import Action
+from supervisor.core.deadlines import next_deadline, node_deadlines, other_deadlines
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
@@ -71,7 +73,6 @@ from supervisor.core.state import (
     initial_state,
 )
 from supervisor.core.states import Activity, LinkStatus, Nego, NodeStatus, PeerStatus
-from supervisor.core.watchdog_window import hung_peer_reset_by
 
 if TYPE_CHECKING:
     from supervisor.config import Config
@@ -166,7 +167,7 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived, now: float
                 or frame.data.strip() not in (p.frame, first)):
             return None, None, ()
     due: tuple[str, ...] = ()
-    if _other_deadlines(s)[0] <= now + EPS:
+    if other_deadlines(s)[0] <= now + EPS:
         found = _monitors_due(s, now)
         if found is None:
             return None, None, ()
@@ -198,7 +199,7 @@ def _monitors_due(s: CoreState, now: float) -> tuple[str, ...] | None:
     if s.status is not NodeStatus.ACTIVE or s.shutting_down or s.in_maintenance(s.me):
         return None
     limit = now + EPS
-    if min(_node_deadlines(s), default=math.inf) <= limit:
+    if min(node_deadlines(s), default=math.inf) <= limit:
         return None
     due = []
     for g in s.groups.values():
@@ -247,7 +248,7 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     None: step the tick the full way."""
     if not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down:
         return None
-    if _other_deadlines(s)[0] <= now + EPS:
+    if other_deadlines(s)[0] <= now + EPS:
         due = _monitors_due(s, now)  # monitors due with the beat: issued, then it goes out
         return None if due is None else _monitors_issued(s, due, now)
     out = Out()
@@ -269,7 +270,7 @@ def only_a_check_answered(s: CoreState, r: ResourceResult, now: float) -> Step |
             or g.inflight.kind != "check" or r.op_id != g.inflight_id
             or g.activity is not Activity.RUNNING or g.nego is not Nego.NONE
             or s.status is not NodeStatus.ACTIVE or s.shutting_down
-            or s.in_maintenance(s.me) or _other_deadlines(s)[0] <= now + EPS):
+            or s.in_maintenance(s.me) or other_deadlines(s)[0] <= now + EPS):
         return None
     out = Out()
     after = on_result(s, r, now, out)
@@ -441,61 +442,3 @@ def _progress_shutdown(s: CoreState, out: Out) -> CoreState:
             return s
     out.reason(f"every group is stopped; telling {s.peer} that {s.me} is leaving")
     return s.to(NodeStatus.LEAVING)
-
-
-def next_deadline(s: CoreState, now: float) -> float:
-    """The next time the core must be called (with a Tick) if no event arrives first."""
-    limit = now + EPS
-    earliest, times = _other_deadlines(s)
-    if earliest > limit:  # none has passed (most often): the earliest of them is theirs
-        future: tuple[float, ...] = (earliest,) if times else ()
-    else:
-        future = tuple(x for x in times if x > limit)
-    if s.next_beat > limit:
-        future += (s.next_beat,)
-    return min(future) if future else now + s.config.timing.keepalive
-
-
-#: the deadlines other than the next beat's of the last few states asked, by identity (with
-#: the state itself, so that its id is not reused): the loop asks ``next_deadline`` of the
-#: state a wake-up ends with, and the next wake-up's shortcut (``_nothing_new``,
-#: ``only_the_beat_due``) asks the same state's again. A memo of a pure function of a frozen
-#: state (as ``publish._CUTS``): the answers are the same either way.
-_OTHER_DEADLINES: dict[int, tuple[CoreState, float, tuple[float, ...]]] = {}
-
-
-def _other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
-    """The earliest of ``_deadlines(s, beat=False)`` (inf when none) and all of them."""
-    memo = _OTHER_DEADLINES.get(id(s))
-    if memo is not None and memo[0] is s:
-        return memo[1], memo[2]
-    times = tuple(_deadlines(s, beat=False))
-    earliest = min(times, default=math.inf)
-    if len(_OTHER_DEADLINES) >= 4:
-        _OTHER_DEADLINES.clear()
-    _OTHER_DEADLINES[id(s)] = (s, earliest, times)
-    return earliest, times
-
-
-def _deadlines(s: CoreState, beat: bool = True) -> list[float]:
-    """Every time at which the state may change without an event (some may have passed);
-    without the next beat's if not ``beat``."""
-    times = _node_deadlines(s)
-    if beat:
-        times.append(s.next_beat)
-    for g in s.groups.values():
-        at = monitor_at(s, g)
-        if at is not None:
-            times.append(at)
-        if g.failed_until is not None and g.failed_until != math.inf:
-            times.append(g.failed_until)
-    return times
-
-
-def _node_deadlines(s: CoreState) -> list[float]:
-    """The deadlines of ``_deadlines`` other than the groups' and the next beat's."""
-    times = [*liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
-    reset_by = hung_peer_reset_by(s)
-    if reset_by is not None:
-        times.append(reset_by)
-    return times
