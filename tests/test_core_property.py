@@ -19,11 +19,20 @@ from hypothesis import strategies as st
 
 from supervisor.core import codec, publish
 from supervisor.core import deadlines as deadlines_module
-from supervisor.core.actions import CheckResource, SendFrame
-from supervisor.core.events import Event, FrameReceived, FramesReceived, ResourceResult, Tick
+from supervisor.core import step as step_module
+from supervisor.core.actions import CheckResource, SendFrame, StopResource
+from supervisor.core.events import (
+    ConfigChanged,
+    Event,
+    FrameReceived,
+    FramesReceived,
+    ResourceResult,
+    Tick,
+)
 from supervisor.core.publish import beat_due
 from supervisor.core.quiet import busy
-from supervisor.core.state import EARLY, EPS, CoreState
+from supervisor.core.state import EARLY, EPS, CoreState, evolve
+from supervisor.core.states import Activity
 from supervisor.core.step import (
     Step,
     full_step,
@@ -378,6 +387,38 @@ def test_a_check_that_found_its_resource_running_is_stepped_as_the_full_step_wou
     run_sequence(compared, sequence, seed, failback, settle=3.0)
     run_sequence(compared, [], seed, failback, settle=4.0)  # and an idle pair after it
     assert taken > 0  # the owner's monitor, every second once the group runs
+
+
+def test_a_decision_that_waited_for_a_check_is_taken_when_it_is_answered():
+    """News that came while the owner's check was in flight (here: the group's resources
+    changed in the configuration) waits for the check (``decide_group``); the check's answer
+    is then stepped the full way, which restarts the group, and so is every monitor after
+    it until the decision is taken: the shortcuts (``only_a_check_answered``,
+    ``_monitors_due``) never take its place."""
+    sim = Sim(make_config())
+    sim.run(4.0)
+    for _ in range(2000):  # to the moment the owner's check is in flight
+        sim.run(0.001)
+        s = sim.nodes["node1"].state
+        if s.groups["web"].inflight is not None and s.groups["web"].inflight.kind == "check":
+            break
+    else:
+        raise AssertionError("node1 issued no check in 2 s")
+    assert s.groups["web"].activity is Activity.RUNNING
+    now = sim.now
+    changed = make_config(resources='["IPaddr::192.168.85.3/24/eth0", "noop::db"]')
+    s = core_step(s, ConfigChanged(changed), now).state
+    assert s.groups["web"].inflight is not None  # the decision waits for the check
+    answer = ResourceResult("web", s.groups["web"].inflight_id, True, True)
+    assert only_a_check_answered(s, answer, now) is None
+    result = core_step(s, answer, now)
+    assert result == full_step(s, answer, now)
+    assert any(isinstance(a, StopResource) for a in result.actions)
+    assert any("its resources changed in the configuration" in r for r in result.reasons)
+    # a monitor due while that decision waits is not a shortcut either
+    pending = evolve(s, groups={**s.groups, "web": evolve(
+        s.groups["web"], inflight=None, plan=(), next_monitor=now - 1.0)})
+    assert step_module._monitors_due(pending, now) is None
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

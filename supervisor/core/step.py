@@ -209,10 +209,19 @@ def _monitors_due(s: CoreState, now: float) -> tuple[str, ...] | None:
         if at is None or at > limit:
             continue
         if (g.activity is not Activity.RUNNING or g.inflight is not None or g.plan
-                or g.nego is not Nego.NONE):
+                or g.nego is not Nego.NONE or not _decided(s, g, now)):
             return None
         due.append(g.name)
     return tuple(due) or None
+
+
+def _decided(s: CoreState, g: GroupState, now: float) -> bool:
+    """Whether deciding ``g`` now leaves it as it is. A decision waits while the group's
+    operation is in flight (``decide_group``): news that came during a check (a changed
+    configuration, the peer's wish) is decided by the first full step after it; a shortcut
+    must not take that step's place."""
+    out = Out()
+    return decide_group(s, g, now, out) == g and not out.actions and not out.reasons
 
 
 def _monitors_issued(s: CoreState, due: tuple[str, ...], now: float) -> Step:
@@ -264,7 +273,7 @@ def only_a_check_answered(s: CoreState, r: ResourceResult, now: float) -> Step |
     due. Nothing else can change: every other decision is taken at a deadline or on news,
     and a check that found its resource running is neither. So the rest of the state is not
     evaluated again (an owner's monitor answers every ``monitor_interval``). None: step the
-    result the full way."""
+    result the full way (also when a decision waited for the check to end: ``_decided``)."""
     g = s.groups.get(r.group)
     if (not (r.ok and r.running) or g is None or g.inflight is None
             or g.inflight.kind != "check" or r.op_id != g.inflight_id
@@ -274,6 +283,8 @@ def only_a_check_answered(s: CoreState, r: ResourceResult, now: float) -> Step |
         return None
     out = Out()
     after = on_result(s, r, now, out)
+    if not _decided(after, after.groups[r.group], now):  # news came during the check
+        return None
     after = advance(after, after.groups[r.group], now, out)
     after = publish(after, now, out)
     return Step(after, out.actions, out.reasons)
