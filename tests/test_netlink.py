@@ -212,3 +212,49 @@ def test_own_ipv6_addresses_include_tentative_ones(tmp_path: Path) -> None:
               ipaddress.IPv6Address("::1")}
     assert own_addresses(wanted, proc=str(tmp_path)) == {
         ipaddress.IPv6Address("fd00:251::50"), ipaddress.IPv6Address("::1")}
+
+
+class _Answers:
+    """A netlink socket stand-in that answers every request with the given datagrams."""
+
+    def __init__(self, *datagrams: bytes) -> None:
+        self.datagrams = list(datagrams)
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        return len(data)
+
+    def recvmsg(self, _size: int) -> tuple[bytes, list[object], int, object]:
+        return self.datagrams.pop(0), [], 0, None
+
+
+def _message(kind: int, seq: int, payload: bytes, flags: int = 0) -> bytes:
+    import struct
+
+    return struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
+
+
+def test_a_dump_that_ends_with_an_error_code_is_an_oserror() -> None:
+    import errno
+    import struct
+
+    from supervisor.drivers.netlink import AddressDump
+
+    local = socket.inet_pton(socket.AF_INET, "10.1.2.3")
+    addr = _message(20, 7, struct.pack("=BBBBI", socket.AF_INET, 24, 0x80, 0, 3)
+                    + struct.pack("=HH", 8, 2) + local
+                    + struct.pack("=HH", 8, 3) + b"ab\0\0")
+    done_ok = _message(3, 7, struct.pack("=i", 0))
+    sock = _Answers(addr + done_ok)
+    got = AddressDump._dump(sock, 7, socket.AF_INET, 0)  # type: ignore[arg-type]
+    assert got == [(3, "10.1.2.3", 24, "ab", 0x80)]
+    assert len(sock.sent) == 1 and len(sock.sent[0]) == 24  # nlmsghdr + ifaddrmsg
+    failed = _message(3, 7, struct.pack("=i", -errno.ENOBUFS))
+    dump = AddressDump()
+    dump._sock = _Answers(addr + failed)  # type: ignore[assignment]
+    dump._seq = 6  # the next request is number 7
+    with pytest.raises(OSError) as info:
+        dump.addresses(socket.AF_INET)
+    assert info.value.errno == errno.ENOBUFS
+    assert dump._sock is not None  # a refusal keeps the socket

@@ -140,6 +140,7 @@ _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 _RTATTR = struct.Struct("=HH")  # length, type
 _U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
 _RECV = 1 << 16
 
 Address = tuple[int, str, int, str | None, int]
@@ -213,14 +214,18 @@ class AddressDump:
                 end = off + length
                 if mseq == seq:  # (an answer to an earlier, failed request is skipped)
                     interrupted |= bool(mflags & NLM_F_DUMP_INTR)
+                    # the end of the dump carries the dump's error code (an int, <= 0), as
+                    # an error message carries the request's
+                    code = (_I32.unpack_from(data, off + _NLMSGHDR.size)[0]
+                            if kind in (_NLMSG_DONE, _NLMSG_ERROR)
+                            and length >= _NLMSGHDR.size + _I32.size else 0)
+                    if code < 0:
+                        raise _Refused(-code)
                     if kind == _NLMSG_DONE:
                         if interrupted:
                             raise _Interrupted
                         return result
                     if kind == _NLMSG_ERROR:
-                        errno = -struct.unpack_from("=i", data, off + _NLMSGHDR.size)[0]
-                        if errno:
-                            raise _Refused(errno)
                         return result
                     if kind == _RTM_NEWADDR:
                         entry = _address(data, off + _NLMSGHDR.size, end, family, index)
