@@ -252,7 +252,7 @@ def test_a_dump_that_ends_with_an_error_code_is_an_oserror() -> None:
     assert len(sock.sent) == 1 and len(sock.sent[0]) == 24  # nlmsghdr + ifaddrmsg
     failed = _message(3, 7, struct.pack("=i", -errno.ENOBUFS))
     dump = AddressDump()
-    dump._sock = _Answers(addr + failed)  # type: ignore[assignment]
+    dump._sock = _Answers(addr + failed)
     dump._seq = 6  # the next request is number 7
     with pytest.raises(OSError) as info:
         dump.addresses(socket.AF_INET)

@@ -150,14 +150,31 @@ class _Interrupted(Exception):
     """The kernel's address table changed during the dump (NLM_F_DUMP_INTR)."""
 
 
-class AddressDump:
+class _KeptSocket:
+    """A socket opened on first use and kept, behind a lock (the agents' threads share
+    it); ``_drop`` closes it, the next request opens a new one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: Any = None
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class AddressDump(_KeptSocket):
     """RTM_GETADDR dumps on the standard library's AF_NETLINK socket (see the module
     docstring), opened on first use and kept (thread-safe); a failure other than the
     kernel's refusal drops it, the next dump opens a new one."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        super().__init__()
         self._seq = 0
 
     def addresses(self, family: int, index: int = 0) -> list[Address]:
@@ -233,15 +250,6 @@ class AddressDump:
                             result.append(entry)
                 off = (end + 3) & ~3
 
-    def _drop(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
-
 
 class _Refused(Exception):
     def __init__(self, errno: int) -> None:
@@ -273,14 +281,13 @@ def _address(data: bytes, off: int, end: int, family: int, index: int) -> Addres
             hflags if flags is None else _U32.unpack(flags[:4])[0])
 
 
-class Rtnetlink:
+class Rtnetlink(_KeptSocket):
     """One rtnetlink socket through pyroute2, opened on first use (thread-safe); the
     address dumps on one of their own (``AddressDump``)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._pr: _Pyroute2 | None = None
-        self._sock: Any = None
         self._addresses = AddressDump()
 
     def _request(self, build: Callable[[_Pyroute2], tuple[Any, int, int]],
@@ -322,14 +329,8 @@ class Rtnetlink:
             raise
         return sock
 
-    def _drop(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        super().close()
         self._addresses.close()
 
     def links(self) -> list[tuple[int, str, str | None]]:
