@@ -1,7 +1,8 @@
 """The loop's heartbeat links: one open transport per configured link (``supervisor.drivers.
 links``), opened again when a reload changes the links. A beat goes out on every link; a frame
 that is not a beat (history) on one UDP link that delivers, so that the serial line's 115200
-baud stays free for beats. Received lines go to ``on_frame``.
+baud stays free for beats. Received lines go to ``on_frame`` (with when they arrived, if a
+paused link's drain knows it: see supervisor.drivers.links).
 
 While the node is idle the links may be paused (``set_paused``: the loop watches none of
 them) and read by ``collect`` at the loop's own wake-ups (supervisor.core.quiet).
@@ -43,9 +44,9 @@ class LinkSet:
             transport.set_paused(self.paused)
             transport.start()
 
-    def _frame(self, link: str, data: bytes) -> None:
+    def _frame(self, link: str, data: bytes, arrived: float | None) -> None:
         self.reading = True
-        self.on_frame(link, data)
+        self.on_frame(link, data, arrived)
 
     def _read_done(self, link: str) -> None:
         """After ``link``'s read callback delivered its frames: read the other links (what

@@ -59,6 +59,7 @@ from supervisor.core.events import (
     ShutdownRequested,
     Tick,
     WatchdogState,
+    shared_arrivals,
 )
 from supervisor.core.promotion import PeerLiveness
 from supervisor.core.quiet import busy
@@ -291,7 +292,7 @@ class Supervisor:
     def _watch_carriers(self) -> None:
         self.carrier.watch(self.links.interfaces(), self.config.public_interface)
 
-    def _on_frame(self, link: str, data: bytes) -> None:
+    def _on_frame(self, link: str, data: bytes, arrived: float | None = None) -> None:
         """Frames are gathered, then stepped together: the copies of one beat that arrive on
         several links at once cost one decision, not one each. From the links, the frames
         of one read and what the other links hold at that moment, stepped in the same
@@ -304,15 +305,20 @@ class Supervisor:
             if self.ops is not None:
                 self.ops.on_history_frame(data)
             return
-        self.stats.frame(link, time.monotonic())
-        self._frames.append(FrameReceived(link, data, self._collecting))
+        self.stats.frame(link, time.monotonic() if arrived is None else arrived)
+        self._frames.append(FrameReceived(link, data, self._collecting, arrived))
         if len(self._frames) == 1 and not self.links.reading:
             self._running_loop().call_soon(self._take_frames)
 
     def _take_frames(self) -> None:
         frames, self._frames = self._frames, []
-        if frames:
-            self.feed(frames[0] if len(frames) == 1 else FramesReceived(tuple(frames)))
+        if len(frames) > 1:
+            batch = tuple(frames)
+            if self._collecting:  # they waited: the copies of a beat arrived with it
+                batch = shared_arrivals(batch)
+            self.feed(FramesReceived(batch))
+        elif frames:
+            self.feed(frames[0])
 
     def _key(self) -> bytes:
         assert self.state is not None

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from supervisor.config import Config, load_config
+from supervisor.config import Config, SerialLink, load_config
 from supervisor.core import codec
 from supervisor.core.actions import (
     AdminAnswer,
@@ -41,6 +41,7 @@ from supervisor.core.events import (
     ShutdownRequested,
     Tick,
     WatchdogState,
+    shared_arrivals,
 )
 from supervisor.core.quiet import busy
 from supervisor.core.state import EPS, CoreState, initial_state
@@ -173,6 +174,8 @@ class NodeSim:
     stops: list[tuple[float, str, int]] = field(default_factory=list)
     exited: bool = False
     pending: list[tuple[float, Event]] = field(default_factory=list)
+    #: when the last frame reached this node (before a quiet node reads it)
+    last_arrival: float | None = None
     world_ok: bool = True
     #: seconds every ping answer is late (0: answered at once); world_ok False drops them
     ping_delay: float = 0.0
@@ -215,6 +218,8 @@ class Sim:
         base = config or make_config()
         self.configs = configs or {"node1": base, "node2": base}
         self.links = {link.name: LinkSim(link.name) for link in base.links}
+        #: the links without a receive timestamp (a quiet node's held frames)
+        self.serial_links = {link.name for link in base.links if isinstance(link, SerialLink)}
         self.nodes: dict[str, NodeSim] = {}
         self.violations: list[str] = []
         self.check_invariant = True
@@ -417,9 +422,14 @@ class Sim:
                 if node.frozen:
                     continue
             self._feed_pings(name)
+            if isinstance(event, FrameReceived):
+                node.last_arrival = at
             if self.quiet and isinstance(event, FrameReceived) and node.alive \
                     and not node.frozen and busy(node.state) is None:
-                node.held.append(event)  # waits in its socket for the node's wake-up
+                # waits in its socket for the node's wake-up; a datagram carries its
+                # arrival (the kernel's receive timestamp), a serial line's frame does not
+                node.held.append(event if event.link in self.serial_links
+                                 else replace(event, arrived=at))
                 self.held += 1
                 continue
             if self.quiet and token >= 0 and node.held:
@@ -444,6 +454,7 @@ class Sim:
 
     def _release(self, node: NodeSim) -> None:
         frames, node.held = tuple(replace(f, waited=True) for f in node.held), []
+        frames = shared_arrivals(frames)  # as the loop does with what it collected
         self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 
     def _feed_pings(self, name: str) -> None:

@@ -16,7 +16,7 @@ from supervisor.linkset import LinkSet
 
 def linkset(monkeypatch: pytest.MonkeyPatch) -> tuple[LinkSet, list[tuple[str, bytes]]]:
     sent: list[tuple[str, bytes]] = []
-    links = LinkSet(lambda _link, _data: None)
+    links = LinkSet(lambda _link, _data, _arrived: None)
     transports: list[Transport] = [
         SerialTransport(SerialLink("ser", "/dev/ttyS0"), links.on_frame),
         UdpTransport(UdpLink("lan", "eth0"), links.on_frame),
@@ -113,7 +113,7 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
 
     async def scenario() -> UdpTransport:
         t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
-                         lambda _link, data: got.append(data))
+                         lambda _link, data, _at: got.append(data))
         t.start()
         for _ in range(100):
             if t.sock is not None:
@@ -135,6 +135,92 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
     assert MAX_DATAGRAM >= 65527 and t.sock is None
 
 
+def test_a_paused_links_datagram_is_delivered_with_when_it_arrived() -> None:
+    """While the link is paused (the loop's quiet mode) a datagram waits in its socket for
+    the loop's next wake-up; the drain hands it over with when it arrived (the kernel's
+    receive timestamp on the monotonic clock), not when it was read: 80 ms after it was
+    sent here. Read at arrival (not paused), no arrival is given (it is now)."""
+    import asyncio
+    import socket
+    import time
+    from ipaddress import ip_address
+
+    port = _free_udp_ports(1)[0]
+    got: list[tuple[bytes, float | None]] = []
+
+    async def scenario() -> tuple[float, float, float]:
+        t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                         lambda _link, data, at: got.append((data, at)))
+        t.set_paused(True)
+        t.start()
+        for _ in range(100):
+            if t.sock is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert t.sock is not None, t.error
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            before = time.monotonic()
+            s.sendto(b"TB1:waited\n", ("127.0.0.1", port))
+            sent = time.monotonic()
+            await asyncio.sleep(0.08)
+            assert got == []  # paused: nothing read it
+            read = time.monotonic()
+            assert t.drain() == 1
+            t.set_paused(False)
+            s.sendto(b"TB1:at arrival\n", ("127.0.0.1", port))
+            for _ in range(100):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        t.close()
+        return before, sent, read
+
+    before, sent, read = asyncio.run(scenario())
+    assert [data for data, _ in got] == [b"TB1:waited\n", b"TB1:at arrival\n"]
+    arrived = got[0][1]
+    assert arrived is not None
+    # the receive time lies between the send and its return (the clocks' difference is
+    # read once a drain: allow a millisecond for it), well before the read
+    assert before - 0.001 <= arrived <= sent + 0.001, (before, arrived, sent)
+    assert read - arrived >= 0.07
+    assert got[1][1] is None
+
+
+def test_a_paused_link_that_holds_more_than_a_drain_hears_the_last_one_read_at_the_read() -> None:
+    """More datagrams than one drain reads (DRAIN_MAX: a loop that stalled): the oldest are
+    read with their arrivals, the last one read is heard at the read (newer ones wait behind
+    it), and the next drain reads the rest."""
+    import socket
+    import time
+    from ipaddress import ip_address
+
+    from supervisor.drivers.links import DRAIN_MAX
+
+    port = _free_udp_ports(1)[0]
+    got: list[tuple[bytes, float | None]] = []
+    t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                     lambda _link, data, at: got.append((data, at)))
+    t.paused = True
+    t.sock = t._make_socket()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for n in range(DRAIN_MAX + 2):
+                s.sendto(b"TB1:%d\n" % n, ("127.0.0.1", port))
+            sent = time.monotonic()
+        time.sleep(0.05)
+        assert t.drain() == DRAIN_MAX
+        read = time.monotonic()
+        assert t.drain() == 2
+    finally:
+        t.sock.close()
+    assert [data for data, _ in got] == [b"TB1:%d\n" % n for n in range(DRAIN_MAX + 2)]
+    times = [at for _, at in got]
+    assert all(at is not None and at <= sent for at in times[:DRAIN_MAX - 1]), times
+    last = times[DRAIN_MAX - 1]
+    assert last is not None and sent + 0.04 <= last <= read, (sent, last, read)
+    assert all(at is not None and at <= sent for at in times[DRAIN_MAX:]), times
+
+
 def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once() -> None:
     """A frame read on one link, and those the other links hold at that moment, make one
     batch handed to on_batch in that same loop iteration (no call_soon, no second iteration);
@@ -152,7 +238,7 @@ def test_a_read_takes_what_the_other_links_hold_and_hands_the_batch_over_at_once
         frames.clear()
 
     async def scenario() -> None:
-        def on_frame(link: str, data: bytes) -> None:
+        def on_frame(link: str, data: bytes, _arrived: float | None = None) -> None:
             frames.append((link, data))
             reading.append(links.reading)
 
@@ -223,7 +309,7 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
         frames.clear()
 
     async def scenario() -> None:
-        links = LinkSet(lambda link, data: frames.append((link, data)), on_batch)
+        links = LinkSet(lambda link, data, _arrived: frames.append((link, data)), on_batch)
         links.set_paused(True)  # before the sockets are bound: they are bound paused
         await _open_on_lo(links, ports)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

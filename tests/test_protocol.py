@@ -118,7 +118,7 @@ def test_finding1_a_genuine_frame_behind_a_deep_one_on_the_same_serial_read_is_a
     seen: list[str] = []
     state = node.state
 
-    def on_frame(link: str, data: bytes) -> None:
+    def on_frame(link: str, data: bytes, _arrived: float | None = None) -> None:
         nonlocal state
         state = core_step.step(state, FrameReceived(link, data), sim.now).state
         seen.append("genuine" if data == genuine.strip() else "other")
@@ -150,7 +150,7 @@ def test_finding1_a_genuine_frame_behind_a_deep_one_on_the_same_serial_read_is_a
 def test_an_exception_on_one_frame_does_not_lose_the_frames_behind_it(caplog):
     got: list[bytes] = []
 
-    def on_frame(link: str, data: bytes) -> None:
+    def on_frame(link: str, data: bytes, _arrived: float | None = None) -> None:
         if data == b"TB1:boom":
             raise RuntimeError("a bug in the core")
         got.append(data)
@@ -823,7 +823,7 @@ def _raw_pty_transport(got: list[bytes]) -> Iterator[tuple[SerialTransport, int]
     tty.setraw(master)
     tty.setraw(slave)
     transport = SerialTransport(SerialLink("serial", os.ttyname(slave), 115200),
-                                lambda _link, data: got.append(data))
+                                lambda _link, data, _at: got.append(data))
     try:
         transport.start()
         yield transport, master

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from supervisor.core.replica import Replica
@@ -21,11 +21,14 @@ class FrameReceived:
     """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link``.
     ``waited``: read at a quiet wake-up of the loop (supervisor.core.quiet), it may have
     waited in its socket up to a keepalive: no round trip is measured from it, and it is not
-    echoed (the peer would count the wait in its round trip)."""
+    echoed (the peer would count the wait in its round trip). ``arrived``: when it arrived,
+    on the loop's clock, if the loop knows it (a datagram that waited: the kernel's receive
+    time); the link and the peer are heard then (intake.heard_time), not when it was read."""
 
     link: str
     data: bytes
     waited: bool = False
+    arrived: float | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,26 @@ class FramesReceived:
     links): each is taken in as its FrameReceived would be, then the node decides once."""
 
     frames: tuple[FrameReceived, ...]
+
+
+def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, ...]:
+    """The frames of one wake-up, the copies of one line given one arrival: the latest
+    known among them (the peer sent the beat on every link at once; a serial line has no
+    receive timestamp, and its copy is heard with the datagrams that carried the same
+    beat). Frames whose line no copy timestamped keep None (heard when read)."""
+    latest: dict[bytes, float] = {}
+    for frame in frames:
+        if frame.arrived is not None:
+            line = frame.data.strip()
+            known = latest.get(line)
+            if known is None or frame.arrived > known:
+                latest[line] = frame.arrived
+    if not latest:
+        return frames
+    return tuple(
+        frame if latest.get(frame.data.strip(), frame.arrived) == frame.arrived
+        else replace(frame, arrived=latest[frame.data.strip()])
+        for frame in frames)
 
 
 @dataclass(frozen=True)

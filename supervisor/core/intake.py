@@ -30,12 +30,20 @@ def decode_frame(s: CoreState, line: bytes) -> codec.Beat | codec.DecodeError:
         return exc
 
 
+def heard_time(arrived: float | None, now: float) -> float:
+    """When a frame is heard: when it arrived if the loop knows it (FrameReceived.arrived, a
+    frame that waited for a quiet wake-up), never later than now; else now."""
+    return now if arrived is None or arrived > now else arrived
+
+
 def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
              decoded: codec.Beat | codec.DecodeError | None = None,
-             waited: bool = False) -> CoreState:
+             waited: bool = False, arrived: float | None = None) -> CoreState:
     """``decoded``: what ``codec.decode`` made of the frame already (its beat, or its error),
     if the caller decoded it with this state's key and domain. ``waited``: the frame waited
-    for a quiet wake-up (FrameReceived.waited): no round trip from it."""
+    for a quiet wake-up (FrameReceived.waited): no round trip from it. ``arrived``: when it
+    arrived (FrameReceived.arrived): the link and the peer are heard then, not now."""
+    now = heard_time(arrived, now)
     ls = s.links.get(link)
     if ls is None:
         return s.count_drop("unknown_link")
@@ -60,7 +68,13 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
     copies on other links), taken in as ``on_frame`` takes them one after the other, each
     record built once (the links, the peer, the state) instead of once a frame. None, with
     nothing said, when one of them would not be taken (``on_frame`` then counts it, one by
-    one) or the beat says the peer leaves (its copies are dropped after the first)."""
+    one) or the beat says the peer leaves (its copies are dropped after the first). Heard
+    when the first arrived (``heard_time``; the copies of one wake-up share their beat's
+    arrival, see ``events.shared_arrivals``)."""
+    arrived = frames[0].arrived
+    if any(frame.arrived != arrived for frame in frames):
+        return None
+    now = heard_time(arrived, now)
     line = frames[0].data.strip()
     beat = _beat_of(s, line, decoded)
     p = s.peer_state

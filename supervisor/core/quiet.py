@@ -20,9 +20,14 @@ Quiet only while nothing waits for the peer and the wait is short:
   local), no fencing, no split-brain resolution, no forced promotion in flight.
 
 Death is never detected later for it: the loop reads every link before it steps a deadline
-(a wake-up of its own), so a deadline is taken on what the links hold then. A frame with
-news (the peer wants a group, asks to fence) is read at the next wake-up, then the node is
-busy and reads at arrival until it is idle again.
+(a wake-up of its own), so a deadline is taken on what the links hold then, and a frame that
+waited is heard when it arrived, not when it was read (FrameReceived.arrived: a datagram's
+kernel receive timestamp; a serial frame, which has none, with its beat's datagrams). Heard
+when read, the peer's last beat before it died counted from up to a keepalive late, and so
+did its death (a takeover 1.05 s after a kill at deadtime 1 s, in CI's namespace tier).
+
+A frame with news (the peer wants a group, asks to fence) is read at the next wake-up, then
+the node is busy and reads at arrival until it is idle again.
 """
 
 from __future__ import annotations

@@ -181,9 +181,10 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived, now: float
     after = on_copies(s, frames, now, out, decoded=decoded)
     if after is None:  # not all copies of one beat, or one is dropped: one by one
         after = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
-                         waited=frames[0].waited)
+                         waited=frames[0].waited, arrived=frames[0].arrived)
         for frame in frames[1:]:
-            after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited)
+            after = on_frame(after, frame.link, frame.data, now, out, waited=frame.waited,
+                             arrived=frame.arrived)
     if out.actions or out.reasons or after.peer_state.beat is not (decoded or p.beat):
         return None, decoded, ()
     return after, decoded, due
@@ -294,13 +295,15 @@ def _handle(s: CoreState, event: Event, now: float, out: Out,
             decoded: codec.Beat | codec.DecodeError | None = None) -> CoreState:
     """``decoded``: what the first frame of a FrameReceived or FramesReceived decoded to."""
     match event:
-        case FrameReceived(link=link, data=data, waited=waited):
-            return on_frame(s, link, data, now, out, decoded=decoded, waited=waited)
+        case FrameReceived(link=link, data=data, waited=waited, arrived=arrived):
+            return on_frame(s, link, data, now, out, decoded=decoded, waited=waited,
+                            arrived=arrived)
         case FramesReceived(frames=frames):
             s = on_frame(s, frames[0].link, frames[0].data, now, out, decoded=decoded,
-                         waited=frames[0].waited)
+                         waited=frames[0].waited, arrived=frames[0].arrived)
             for frame in frames[1:]:
-                s = on_frame(s, frame.link, frame.data, now, out, waited=frame.waited)
+                s = on_frame(s, frame.link, frame.data, now, out, waited=frame.waited,
+                             arrived=frame.arrived)
             return s
         case Tick():
             return s

@@ -1,9 +1,15 @@
 """Heartbeat transports: a serial null-modem line and UDP sockets bound to an interface.
 
-Each transport delivers received frame lines to ``on_frame(link_name, data)`` and sends the
-frames it is given. None ever blocks the event loop: a transport that cannot write drops the
-frame and counts it (heartbeats are periodic; a late one is worth less than a live loop). A
-transport whose device is missing (USB serial unplugged, NIC not there yet) retries in the
+Each transport delivers received frame lines to ``on_frame(link_name, data, arrived)`` and
+sends the frames it is given. ``arrived`` is when the frame arrived, on the loop's clock
+(``time.monotonic``), when it is known and differs from now: a UDP datagram read by a drain
+while the link is paused (the loop's quiet mode) carries the kernel's receive timestamp
+(SO_TIMESTAMPNS), so that a beat that waited in its socket for the loop's next wake-up is
+heard when it arrived, not when it was read; None otherwise (read at arrival: now).
+
+None ever blocks the event loop: a transport that cannot write drops the frame and counts it
+(heartbeats are periodic; a late one is worth less than a live loop). A transport whose
+device is missing (USB serial unplugged, NIC not there yet) retries in the
 background; the core sees the link as down meanwhile.
 """
 
@@ -16,6 +22,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -26,7 +33,7 @@ from supervisor.core.codec import LineSplitter
 
 log = logging.getLogger("twinbeat.links")
 
-FrameHandler = Callable[[str, bytes], None]
+FrameHandler = Callable[[str, bytes, float | None], None]
 #: called with the link's name after a read callback of the loop delivered its frames (see
 #: supervisor.linkset.LinkSet: the other links are then read at once, in the same iteration)
 ReadDone = Callable[[str], None]
@@ -36,11 +43,12 @@ def _no_read_done(_link: str) -> None:
     pass
 
 
-def deliver(on_frame: FrameHandler, link: str, line: bytes) -> bool:
+def deliver(on_frame: FrameHandler, link: str, line: bytes,
+            arrived: float | None = None) -> bool:
     """Hand one frame to ``on_frame``; an exception is logged with the frame and swallowed, so
     the frames after it in the same read still arrive. False when it raised."""
     try:
-        on_frame(link, line)
+        on_frame(link, line, arrived)
     except Exception:  # one bad frame must not cost the rest of the read, nor the reader
         log.exception("link %s: handling a frame failed; dropped (%d bytes: %s)",
                       link, len(line), line[:512].hex())
@@ -52,6 +60,13 @@ DRAIN_MAX = 8
 #: the largest UDP payload (IPv6's 65527 bytes, rounded up): the receive buffer's size
 MAX_DATAGRAM = 65536
 TX_BUFFER_LIMIT = 4096
+#: SOL_SOCKET options the socket module does not name (Linux, asm-generic/socket.h; on
+#: x86-64 and the other 64-bit ABIs the "old" value is the 64-bit struct timespec):
+#: SO_TIMESTAMPNS asks the kernel for each datagram's receive time, handed to recvmsg as
+#: an SCM_TIMESTAMPNS control message of the same number
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class Transport(Protocol):
@@ -340,6 +355,7 @@ class UdpTransport(_Watched):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.interface.encode())
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 6)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             peer = link.peer
             if peer is None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -403,6 +419,8 @@ class UdpTransport(_Watched):
         sock = self.sock
         if sock is None:
             return 0
+        if self.paused:
+            return self._drain_waited(sock)
         got = 0
         for _ in range(DRAIN_MAX):
             try:
@@ -416,6 +434,43 @@ class UdpTransport(_Watched):
             if not deliver(self.on_frame, self.name, data):
                 self.rx_errors += 1
         return got
+
+    def _drain_waited(self, sock: socket.socket) -> int:
+        """``drain`` while paused: the datagrams may have waited in the socket since the
+        loop's last wake-up, each is delivered with when it arrived (the kernel's receive
+        time, CLOCK_REALTIME, moved onto the monotonic clock by the two clocks' difference
+        now, and never later than now; None without a timestamp). When the socket holds
+        more than DRAIN_MAX (a loop that stalled), the last one read is delivered as heard
+        at the read: newer ones wait behind it, the peer was heard since."""
+        read: list[tuple[bytes, float | None]] = []
+        offset = read_at = 0.0
+        emptied = False
+        for _ in range(DRAIN_MAX):
+            try:
+                data, ancillary, _flags, _addr = sock.recvmsg(MAX_DATAGRAM, _TIMESTAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                emptied = True
+                break
+            except OSError:
+                self.send_errors += 1
+                emptied = True
+                break
+            arrived: float | None = None
+            for level, kind, value in ancillary:
+                if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                        and len(value) >= _TIMESPEC.size):
+                    if not read_at:
+                        read_at = time.monotonic()
+                        offset = read_at - time.time_ns() / 1e9
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    arrived = min(sec + nsec / 1e9 + offset, read_at)
+            read.append((data, arrived))
+        if read and not emptied:
+            read[-1] = (read[-1][0], time.monotonic())
+        for data, arrived in read:
+            if not deliver(self.on_frame, self.name, data, arrived):
+                self.rx_errors += 1
+        return len(read)
 
     def send(self, data: bytes) -> None:
         """One datagram, now; a full socket buffer drops it (counted): a late beat is worth
