@@ -210,15 +210,17 @@ def monitor_at(s: CoreState, g: GroupState) -> float | None:
     return max(g.next_monitor, beat_opens(s))
 
 
-def schedule_monitor(s: CoreState, g: GroupState, now: float) -> GroupState:
+def monitor_due(s: CoreState, g: GroupState, now: float) -> bool:
+    """Whether ``g``'s check is due at ``now``: running, nothing in flight nor planned, and
+    its monitor's time has come (``monitor_at``)."""
     at = monitor_at(s, g)
-    if (
-        g.activity is Activity.RUNNING
-        and g.inflight is None
-        and not g.plan
-        and at is not None
-        and now >= at - EPS
-    ):
+    return (g.activity is Activity.RUNNING and g.inflight is None and not g.plan
+            and at is not None and now >= at - EPS)
+
+
+def schedule_monitor(s: CoreState, g: GroupState, now: float) -> GroupState:
+    """``g`` with its check planned if it is due (``monitor_due``), else as it is."""
+    if monitor_due(s, g, now):
         return evolve(g, purpose="monitor",
                       plan=tuple(Op("check", i) for i in range(len(g.specs))))
     return g

@@ -56,6 +56,7 @@ from supervisor.core.plan import (
     advance,
     expire_failures,
     monitor_at,
+    monitor_due,
     on_result,
     schedule_monitor,
 )
@@ -209,8 +210,7 @@ def _monitors_due(s: CoreState, now: float) -> tuple[str, ...] | None:
         at = monitor_at(s, g)
         if at is None or at > limit:
             continue
-        if (g.activity is not Activity.RUNNING or g.inflight is not None or g.plan
-                or g.nego is not Nego.NONE or not _decided(s, g, now)):
+        if not monitor_due(s, g, now) or g.nego is not Nego.NONE or not _decided(s, g, now):
             return None
         due.append(g.name)
     return tuple(due) or None
