@@ -453,7 +453,11 @@ class Sim:
         self.now = max(self.now, t)
 
     def _release(self, node: NodeSim) -> None:
-        frames, node.held = tuple(replace(f, waited=True) for f in node.held), []
+        # read link by link, in the configuration's order, as the loop's LinkSet does (a
+        # read may hold a newer beat on one link before an older one on the next)
+        order = {name: i for i, name in enumerate(self.links)}
+        held = sorted(node.held, key=lambda f: order.get(f.link, len(order)))
+        frames, node.held = tuple(replace(f, waited=True) for f in held), []
         frames = shared_arrivals(frames)  # as the loop does with what it collected
         self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.core.events import FrameReceived, shared_arrivals
+from supervisor.core.actions import SendFrame
+from supervisor.core.events import FrameReceived, FramesReceived, Tick, shared_arrivals
 from supervisor.core.quiet import QUIET_KEEPALIVE, busy
+from supervisor.core.step import full_step, step
 from tests.sim import Sim, make_config
 
 TROUBLE = ("late", "down", "dead", "failover", "taking over")
@@ -153,3 +155,38 @@ def test_the_copies_of_a_beat_share_the_latest_arrival_known() -> None:
         (f.link, f.data, f.waited) for f in frames]
     alone = (FrameReceived("serial", b"beat 9\n", True),)
     assert shared_arrivals(alone) is alone
+
+
+def _next_beats(sim: Sim, node: str, n: int) -> list[tuple[float, bytes]]:
+    """The next ``n`` beats ``node`` sends from its present state (time, frame)."""
+    s, t = sim.nodes[node].state, sim.now
+    beats: list[tuple[float, bytes]] = []
+    while len(beats) < n:
+        t += 0.01
+        result = step(s, Tick(), t)
+        s = result.state
+        beats += [(t, a.data) for a in result.actions if isinstance(a, SendFrame)]
+    return beats[:n]
+
+
+def test_an_older_beats_copy_read_after_a_newer_beat_does_not_take_the_peer_back() -> None:
+    """The loop reads link by link: one read may hold beat 8 on the crossover before beat 7
+    on the public link (its 8 still on the way). The copy of 7 proves nothing later than 8
+    did: the peer and each link stay heard at their latest arrival, in the full step and
+    its shortcut alike."""
+    sim = _quiet_sim()
+    sim.run(5.0)
+    (t7, b7), (t8, b8) = _next_beats(sim, "node1", 2)
+    node2 = sim.nodes["node2"].state
+    batch = shared_arrivals((
+        FrameReceived("serial", b7, True),
+        FrameReceived("crossover", b7, True, t7 + 0.001),
+        FrameReceived("crossover", b8, True, t8 + 0.001),
+        FrameReceived("public", b7, True, t7 + 0.002)))
+    now = t8 + 0.05
+    for result in (full_step(node2, FramesReceived(batch), now),
+                   step(node2, FramesReceived(batch), now)):
+        assert result.state.peer_state.last_heard == t8 + 0.001
+        assert result.state.links["crossover"].last_heard == t8 + 0.001
+        assert result.state.links["public"].last_heard == t7 + 0.002
+        assert not [r for r in result.reasons if "down" in r or "silent" in r]

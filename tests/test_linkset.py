@@ -332,3 +332,39 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
     asyncio.run(scenario())
     assert sorted(batches[0]) == [("a", b"beat 1\n"), ("a", b"beat 2\n"), ("b", b"beat 1\n")]
     assert batches[1] == [("b", b"beat 3\n")] and most == [2, 0]
+
+
+@pytest.mark.parametrize("step", [10.0, -10.0])
+def test_a_wall_clock_step_between_arrival_and_read_makes_the_datagram_heard_at_the_read(
+        monkeypatch: pytest.MonkeyPatch, step: float) -> None:
+    """The receive timestamp is wall-clock time: stepped forward between the arrival and the
+    read (an NTP step, a resumed VM), the datagram would seem to have arrived before the
+    last read that emptied the socket, stepped back, after the read itself; either way it is
+    heard at the read (as without a timestamp), never long ago: a live peer must not look
+    silent."""
+    import socket
+    import time
+    from ipaddress import ip_address
+
+    port = _free_udp_ports(1)[0]
+    got: list[tuple[bytes, float | None]] = []
+    t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                     lambda _link, data, at: got.append((data, at)))
+    t.sock = t._make_socket()
+    t.set_paused(True)
+    try:
+        assert t.drain() == 0  # emptied: what it holds next arrived after this
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"TB1:stepped\n", ("127.0.0.1", port))
+            s.sendto(b"TB1:later\n", ("127.0.0.1", port))
+        time.sleep(0.03)
+        real = time.time_ns
+        monkeypatch.setattr(time, "time_ns", lambda: real() + int(step * 1e9))
+        before = time.monotonic()
+        assert t.drain() == 2
+        after = time.monotonic()
+    finally:
+        t.sock.close()
+    assert [data for data, _ in got] == [b"TB1:stepped\n", b"TB1:later\n"]
+    for _data, at in got:
+        assert at is not None and before <= at <= after, (before, at, after)

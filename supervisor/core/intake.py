@@ -36,6 +36,13 @@ def heard_time(arrived: float | None, now: float) -> float:
     return now if arrived is None or arrived > now else arrived
 
 
+def _later(last: float | None, heard: float) -> float:
+    """The last heard time after a frame heard at ``heard``: never earlier than it was (the
+    frames of one read come link by link, with their arrivals: an older beat's copy, read
+    after a newer beat on another link, proves nothing later)."""
+    return heard if last is None or heard > last else last
+
+
 def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
              decoded: codec.Beat | codec.DecodeError | None = None,
              waited: bool = False, arrived: float | None = None) -> CoreState:
@@ -58,7 +65,7 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
     if beat.generation <= p.left_gen:
         return s.count_drop("after_leave")
     links = {**s.links, link: _heard(s, link, ls, beat, now, waited=waited)}
-    p = evolve(p, last_heard=verdict.heard_at, fresh=verdict.state)
+    p = evolve(p, last_heard=_later(p.last_heard, verdict.heard_at), fresh=verdict.state)
     return _taken(s, p, links, beat, line=line, link=link, out=out)
 
 
@@ -102,7 +109,7 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
         if ls is None or (frame is not frames[0] and frame.data.strip() != line):
             return None
         links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited)
-    p = evolve(p, last_heard=heard_at, fresh=fresh)
+    p = evolve(p, last_heard=_later(p.last_heard, heard_at), fresh=fresh)
     return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out)
 
 
@@ -131,7 +138,8 @@ def _heard(s: CoreState, link: str, ls: LinkState, beat: codec.Beat, now: float,
         window: tuple[int, ...] = (beat.seq,)
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
-    return evolve(ls, last_order=beat.order, last_heard=now, received=ls.received + 1,
+    return evolve(ls, last_order=beat.order, last_heard=_later(ls.last_heard, now),
+                  received=ls.received + 1,
                   window_gen=beat.generation, window=window, heard_waited=waited,
                   rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))
 

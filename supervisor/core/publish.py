@@ -166,7 +166,9 @@ def frame(s: CoreState, said: tuple[Any, ...], seq: int,
 def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None:
     """The echo this beat carries: the peer's latest beat heard on one link (each link in
     turn), and how long ago it arrived; the peer measures that link's round-trip time. A
-    beat that waited for a quiet wake-up is not echoed: how long it waited is not known."""
+    beat that waited for a quiet wake-up is not echoed: a datagram's wait is known
+    (FrameReceived.arrived) but a serial frame's is not, and a quiet node's echo would
+    itself wait for its next wake-up (the peer would count that wait in its round trip)."""
     heard = [ls for _, ls in sorted(s.links.items())
              if not ls.heard_waited and ls.status.delivers and ls.last_order is not None
              and ls.last_heard is not None]

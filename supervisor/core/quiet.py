@@ -22,9 +22,13 @@ Quiet only while nothing waits for the peer and the wait is short:
 Death is never detected later for it: the loop reads every link before it steps a deadline
 (a wake-up of its own), so a deadline is taken on what the links hold then, and a frame that
 waited is heard when it arrived, not when it was read (FrameReceived.arrived: a datagram's
-kernel receive timestamp; a serial frame, which has none, with its beat's datagrams). Heard
-when read, the peer's last beat before it died counted from up to a keepalive late, and so
-did its death (a takeover 1.05 s after a kill at deadtime 1 s, in CI's namespace tier).
+kernel receive timestamp; a serial frame, which has none, with its beat's datagrams read at
+the same wake-up, else when read). Heard when read, the peer's last beat before it died
+counted from up to a keepalive late, and so did its death (a takeover 1.05 s after a kill at
+deadtime 1 s, in CI's namespace tier). What could make a live peer look silent is heard when
+read, as before: a receive time the wall clock's step made impossible, the last datagram of
+a drain that left more in the socket (supervisor.drivers.links); and the peer's and a link's
+last heard time never go back (an older beat's copy read after a newer beat).
 
 A frame with news (the peer wants a group, asks to fence) is read at the next wake-up, then
 the node is busy and reads at arrival until it is idle again.

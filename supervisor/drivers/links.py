@@ -109,6 +109,8 @@ class _Watched:
         if paused == self.paused:
             return
         self.paused = paused
+        if paused:
+            self._pausing()
         fd = self._fileno()
         if fd is None or self._loop is None:
             return  # watched (or not) when it opens
@@ -120,6 +122,9 @@ class _Watched:
 
     def _resuming(self) -> None:
         """Before the loop watches the descriptor again."""
+
+    def _pausing(self) -> None:
+        """When the loop stops watching the descriptor."""
 
 
 class SerialTransport(_Watched):
@@ -332,6 +337,9 @@ class UdpTransport(_Watched):
         #: the bound, non-blocking socket (None until bound; the loop reads it unless paused)
         self.sock: socket.socket | None = None
         self.paused = False
+        #: (paused) the monotonic time after which what the socket holds arrived: the start
+        #: of the last drain that emptied it, or the pause
+        self._read_since = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.error: str | None = None
         self.send_errors = 0
@@ -401,6 +409,7 @@ class UdpTransport(_Watched):
             log.info("udp link %s: bound to %s again", self.name, self.link.interface)
         self.error = None
         self.sock = sock
+        self._read_since = time.monotonic()
         self._loop = loop
         self._watch()
 
@@ -435,15 +444,21 @@ class UdpTransport(_Watched):
                 self.rx_errors += 1
         return got
 
+    def _pausing(self) -> None:
+        self._read_since = time.monotonic()
+
     def _drain_waited(self, sock: socket.socket) -> int:
         """``drain`` while paused: the datagrams may have waited in the socket since the
-        loop's last wake-up, each is delivered with when it arrived (the kernel's receive
-        time, CLOCK_REALTIME, moved onto the monotonic clock by the two clocks' difference
-        now, and never later than now; None without a timestamp). When the socket holds
-        more than DRAIN_MAX (a loop that stalled), the last one read is delivered as heard
-        at the read: newer ones wait behind it, the peer was heard since."""
+        loop's last wake-up, each is delivered with when it arrived: the kernel's receive
+        time (CLOCK_REALTIME) moved onto the monotonic clock by the two clocks' difference
+        now. A receive time that cannot be true, before the last drain that emptied the
+        socket (or the pause) or after this read, means the wall clock was stepped in
+        between (an NTP step, a resumed VM): that datagram is heard at the read, as without
+        a timestamp. When the socket holds more than DRAIN_MAX (a loop that stalled), the
+        last one read is heard at the read too: newer ones wait behind it."""
         read: list[tuple[bytes, float | None]] = []
-        offset = read_at = 0.0
+        read_at = time.monotonic()
+        since, offset = self._read_since, None
         emptied = False
         for _ in range(DRAIN_MAX):
             try:
@@ -459,13 +474,15 @@ class UdpTransport(_Watched):
             for level, kind, value in ancillary:
                 if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
                         and len(value) >= _TIMESPEC.size):
-                    if not read_at:
-                        read_at = time.monotonic()
-                        offset = read_at - time.time_ns() / 1e9
+                    if offset is None:
+                        offset = time.monotonic() - time.time_ns() / 1e9
                     sec, nsec = _TIMESPEC.unpack_from(value)
-                    arrived = min(sec + nsec / 1e9 + offset, read_at)
+                    at = sec + nsec / 1e9 + offset
+                    arrived = at if since <= at <= read_at else read_at
             read.append((data, arrived))
-        if read and not emptied:
+        if emptied:
+            self._read_since = read_at  # what the socket holds next arrived after this
+        elif read:
             read[-1] = (read[-1][0], time.monotonic())
         for data, arrived in read:
             if not deliver(self.on_frame, self.name, data, arrived):
