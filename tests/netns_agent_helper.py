@@ -5,6 +5,8 @@ Reads one JSON command per line on stdin and answers one JSON line on stdout:
     {"op": "start", "spec": "IPaddr::10.0.0.5", "check_duplicates": false}
     {"op": "stop", "spec": "..."}      {"op": "status", "spec": "..."}   {"op": "quit"}
     {"op": "routes", "family": 4}      (the routes the IPaddr agent reads, for comparison)
+    {"op": "addresses", "family": 4}   (the address dump the monitor reads, with its flags)
+    {"op": "dumps"}                    (how many address dumps the agents asked for so far)
 
 Answer: ``{"ok": true, "result": ..., "t": <monotonic>}`` or ``{"ok": false, "error": "..."}``.
 Agents live for the whole process, so announcements keep running between commands.
@@ -24,7 +26,20 @@ from typing import Any
 from supervisor.config import TakeoverConfig
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
 from supervisor.drivers.ipaddr import Netlink
+from supervisor.drivers.netlink import Rtnetlink
 from supervisor.resource_spec import parse_resource
+
+#: the address dumps the agents asked for (Netlink.addresses, counted)
+DUMPS = [0]
+_addresses = Netlink.addresses
+
+
+def _counted(self: Netlink, family: int, index: int = 0) -> list[Any]:
+    DUMPS[0] += 1
+    return _addresses(self, family, index)
+
+
+Netlink.addresses = _counted  # type: ignore[method-assign]
 
 
 async def main() -> None:
@@ -48,6 +63,22 @@ async def main() -> None:
                 family = socket.AF_INET if cmd["family"] == 4 else socket.AF_INET6
                 routes = await asyncio.to_thread(Netlink().routes, family)
                 answer["result"] = [[str(r.destination), r.interface, r.metric] for r in routes]
+                answer["t"] = time.monotonic()
+                print(json.dumps(answer), flush=True)
+                continue
+            if cmd["op"] == "dumps":
+                answer["result"] = DUMPS[0]
+                answer["t"] = time.monotonic()
+                print(json.dumps(answer), flush=True)
+                continue
+            if cmd["op"] == "addresses":
+                family = socket.AF_INET if cmd["family"] == 4 else socket.AF_INET6
+                dump = Rtnetlink()
+                try:
+                    found = await asyncio.to_thread(dump.addresses, family)
+                finally:
+                    dump.close()
+                answer["result"] = [list(entry) for entry in found]
                 answer["t"] = time.monotonic()
                 print(json.dumps(answer), flush=True)
                 continue

@@ -258,3 +258,56 @@ def test_a_dump_that_ends_with_an_error_code_is_an_oserror() -> None:
         dump.addresses(socket.AF_INET)
     assert info.value.errno == errno.ENOBUFS
     assert dump._sock is not None  # a refusal keeps the socket
+
+
+class _Notifications:
+    """A netlink socket stand-in that hands out the given reads (bytes, or an OSError to
+    raise), then has nothing (EAGAIN)."""
+
+    def __init__(self, *reads: bytes | OSError) -> None:
+        self.reads = list(reads)
+        self.closed = False
+
+    def recv(self, _size: int, _flags: int = 0) -> bytes:
+        if not self.reads:
+            raise BlockingIOError
+        read = self.reads.pop(0)
+        if isinstance(read, OSError):
+            raise read
+        return read
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_address_watch_counts_notifications_losses_and_failures(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read of a notification is a change, a lost one (ENOBUFS) too; nothing queued, the
+    count stands; a socket that fails answers None, is closed, and the next call opens
+    another (a change: what was cached meanwhile is not covered)."""
+    import errno
+
+    from supervisor.drivers.netlink import AddressWatch
+
+    sockets = [_Notifications(b"new", OSError(errno.ENOBUFS, "lost"), b"del"),
+               _Notifications(), _Notifications(OSError(errno.EBADF, "gone")),
+               _Notifications()]
+    opened = list(sockets)
+    monkeypatch.setattr(AddressWatch, "_open", staticmethod(lambda: opened.pop(0)))
+    watch = AddressWatch()
+    first = watch.changes()
+    assert first is not None
+    assert sockets[0].reads == []  # every queued read taken at once
+    assert watch.changes() == first  # nothing new
+    sockets[0].reads.append(b"new")
+    assert watch.changes() == first + 1
+    sockets[0].reads.append(OSError(errno.EBADF, "gone"))
+    assert watch.changes() is None and sockets[0].closed
+    second = watch.changes()  # a new socket
+    assert second is not None and second > first + 1
+    assert watch.changes() == second
+    watch.close()
+    assert sockets[1].closed
+    assert watch.changes() is None  # the third fails at once
+    fourth = watch.changes()
+    assert fourth is not None and fourth > second

@@ -64,6 +64,35 @@ def test_routes_read_by_netlink_match_ip_route(lan):
         assert mine  # the connected route is there
 
 
+def test_address_flags_above_the_first_byte_match_ip_addr(lan):
+    """The monitor's address dump (drivers.netlink's AddressDump) reads the flags of the
+    32-bit IFA_FLAGS attribute, not only ifaddrmsg's 8-bit field: addresses added with
+    noprefixroute (0x200) read as ``ip -j`` shows them (the host's own addresses, in
+    tests/test_netlink.py, may have no flag above the first byte)."""
+    from tests.test_netlink import IFA_F_PERMANENT, IP_FLAGS
+
+    sh("ip", "-n", lan.n1, "addr", "add", "10.251.0.9/24", "dev", "eth0", "noprefixroute")
+    sh("ip", "-n", lan.n1, "addr", "add", "fd00:251::9/64", "dev", "eth0", "noprefixroute",
+       "nodad")
+    h = lan.helper(lan.n1)
+    mask = IFA_F_PERMANENT | sum(IP_FLAGS.values())
+    for family, flag, mine in ((4, "-4", "10.251.0.9"), (6, "-6", "fd00:251::9")):
+        expected = {}
+        for link in json.loads(sh("ip", "-n", lan.n1, flag, "-j", "addr", "show")):
+            for a in link.get("addr_info", []):
+                bits = sum(v for k, v in IP_FLAGS.items() if a.get(k)) | (
+                    0 if a.get("dynamic") else IFA_F_PERMANENT)
+                if family == 6 and a.get("temporary"):
+                    bits |= 0x01
+                expected[(link["ifindex"], a["local"])] = bits
+        got = {(i, a): flags & mask
+               for i, a, _p, _label, flags in _ok(h.cmd(op="addresses", family=family))["result"]}
+        assert got == expected
+        # (the IPv4 one is also secondary: eth0 holds an address of the same subnet)
+        assert [bits & IP_FLAGS["noprefixroute"] for (_i, a), bits in got.items()
+                if a == mine] == [IP_FLAGS["noprefixroute"]]
+
+
 def test_ipv4_takeover_moves_client_neighbour_entry(lan, record_property):
     h1 = lan.helper(lan.n1, TAKEOVER)
     h2 = lan.helper(lan.n2, TAKEOVER)
@@ -106,6 +135,32 @@ def test_ipv4_takeover_moves_client_neighbour_entry(lan, record_property):
     print(f"failback: client entry back on n1 after {took * 1000:.0f} ms")
     # and the address answers from n1
     assert udp_probe(lan.cl, FLOAT4)
+
+
+def test_the_monitor_asks_the_kernel_again_only_after_an_address_changed(lan):
+    """The monitor's answer stands while the kernel reports no address change (AddressWatch:
+    no dump); an address deleted or added behind the agent's back, on any interface, is
+    seen at the next check (a dump)."""
+    h = lan.helper(lan.n1)
+    spec = f"IPaddr::{FLOAT4}"
+    _ok(h.cmd(op="start", spec=spec))
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is True
+    dumps = _ok(h.cmd(op="dumps"))["result"]
+    for _ in range(3):
+        assert _ok(h.cmd(op="status", spec=spec))["result"] is True
+    assert _ok(h.cmd(op="dumps"))["result"] == dumps  # nothing changed: no dump
+    sh("ip", "-n", lan.n1, "addr", "del", f"{FLOAT4}/24", "dev", "eth0")
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is False
+    assert _ok(h.cmd(op="dumps"))["result"] == dumps + 1
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is False
+    sh("ip", "-n", lan.n1, "addr", "add", f"{FLOAT4}/24", "dev", "eth0", "label", "eth0:0")
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is True
+    sh("ip", "-n", lan.n1, "addr", "add", "fd00:251::77/64", "dev", "eth0", "nodad")
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is True
+    assert _ok(h.cmd(op="dumps"))["result"] == dumps + 3
+    _ok(h.cmd(op="stop", spec=spec))
+    assert _held(lan.n1, FLOAT4) == []
+    assert _ok(h.cmd(op="status", spec=spec))["result"] is False
 
 
 def test_duplicate_detection_refuses_an_address_in_use(lan):

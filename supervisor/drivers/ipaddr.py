@@ -243,6 +243,14 @@ class Netlink:
             for i, text, prefix, label, flags in entries
         ]
 
+    @staticmethod
+    def address_changes() -> int | None:
+        """How many times the kernel's addresses changed (``AddressWatch.changes``: read on
+        the caller's thread, without blocking), or None when that is not known."""
+        from supervisor.drivers.netlink import ADDRESS_WATCH
+
+        return ADDRESS_WATCH.changes()
+
     def add(
         self,
         index: int,
@@ -276,6 +284,11 @@ def _netlink_error(exc: Exception) -> str:
 # The agent
 
 
+def _present(held: list[AddressEntry]) -> bool:
+    """Whether one of the entries holds the address (duplicate detection did not fail)."""
+    return any(not a.flags & IFA_F_DADFAILED for a in held)
+
+
 class IPaddrAgent:
     def __init__(
         self,
@@ -293,6 +306,9 @@ class IPaddrAgent:
         #: the interface holding the address since start(): the monitor asks for its
         #: addresses only (None: every interface)
         self.index: int | None = None
+        #: the monitor's last answer: (the count of address changes it was asked at, the
+        #: interface asked, the entries held)
+        self._last: tuple[int, int, list[AddressEntry]] | None = None
 
     @property
     def family(self) -> int:
@@ -305,12 +321,25 @@ class IPaddrAgent:
         addrs = await asyncio.to_thread(self.netlink.addresses, self.family, index)
         return [a for a in addrs if a.address == self.spec.address]
 
+    async def _monitored(self) -> list[AddressEntry]:
+        """The monitor's ``_held``: its last answer again while no address of the kernel
+        changed since it was asked (``Netlink.address_changes``: no dump, no worker
+        thread), else a dump."""
+        index = self.index or 0
+        count = self.netlink.address_changes()
+        last = self._last
+        if count is not None and last is not None and last[0] == count and last[1] == index:
+            return last[2]
+        held = await self._held(index)
+        self._last = None if count is None else (count, index, held)
+        return held
+
     async def status(self) -> bool:
         try:
-            held = await self._held(self.index or 0)
+            held = await self._monitored()
         except Exception as exc:
             raise AgentError(f"cannot list addresses: {_netlink_error(exc)}") from exc
-        return any(not a.flags & IFA_F_DADFAILED for a in held)
+        return _present(held)
 
     async def start(self, *, check_duplicates: bool = False) -> None:
         addr = self.spec.address
@@ -439,5 +468,9 @@ class IPaddrAgent:
                 f"cannot remove {self.spec.address}: {_netlink_error(exc)}"
             ) from exc
         self.index = None  # gone from every interface, not just the last one
-        if await self.status():
+        try:
+            held = await self._held()  # asked again, not the monitor's last answer
+        except Exception as exc:
+            raise AgentError(f"cannot list addresses: {_netlink_error(exc)}") from exc
+        if _present(held):
             raise AgentError(f"{self.spec.address} is still present after removal")

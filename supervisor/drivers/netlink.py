@@ -33,12 +33,18 @@ ABI) with the standard library's AF_NETLINK socket and ``struct``: 107 lines, 13
 pyroute2 still builds and parses everything else (links, routes, adding and deleting an
 address). tests/test_netlink.py compares both kinds of answer with iproute2's ``ip -j``.
 
+**A monitor without a dump while nothing changed.** ``AddressWatch`` joins the kernel's
+multicast groups of address changes; the IPaddr monitor reads what they queued (one
+non-blocking read, on the loop) and asks for a dump only when something changed since its
+last one, so that an idle owner's monitor needs no dump and no hop to a worker thread.
+
 A refusal of the kernel is an OSError with its errno and text ("File exists", "Cannot
 assign requested address"), as ``ip`` prints it.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -251,6 +257,65 @@ class AddressDump(_KeptSocket):
                 off = (end + 3) & ~3
 
 
+#: the multicast groups of address changes (linux/rtnetlink.h: RTMGRP_IPV4_IFADDR,
+#: RTMGRP_IPV6_IFADDR)
+_RTMGRP_IFADDR = 0x10 | 0x100
+
+
+class AddressWatch:
+    """The kernel's notifications of address changes (RTM_NEWADDR and RTM_DELADDR, both
+    families, every interface: a flag that changes, such as DAD's, is one too), counted.
+    ``changes()`` reads what is queued (non-blocking) and returns how many reads brought
+    news since the watch was made: an answer of an address dump taken after that count was
+    read stays true while the count is the same (a change after the count was read, even
+    during the dump, queues a notification and moves it). A lost notification (ENOBUFS: the
+    socket's buffer overflowed) counts as a change; a watch that cannot open or fails
+    answers None (ask the kernel every time) and opens again at the next call, counting
+    that as a change. For one thread (the loop's): not locked."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._count = 0
+
+    def changes(self) -> int | None:
+        sock = self._sock
+        if sock is None:
+            try:
+                sock = self._sock = self._open()
+            except OSError:
+                return None
+            self._count += 1  # what was asked before the watch opened is not covered
+        while True:
+            try:
+                data = sock.recv(_RECV, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return self._count
+            except OSError as exc:
+                self._count += 1
+                if exc.errno == errno.ENOBUFS:
+                    continue  # (notifications were lost: a change; the rest is readable)
+                self.close()
+                return None
+            if data:
+                self._count += 1
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                             socket.NETLINK_ROUTE)
+        try:
+            sock.bind((0, _RTMGRP_IFADDR))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
 class _Refused(Exception):
     def __init__(self, errno: int) -> None:
         super().__init__(errno)
@@ -402,3 +467,5 @@ class Rtnetlink(_KeptSocket):
 
 #: the process's one rtnetlink socket (opened by its first request)
 RTNL = Rtnetlink()
+#: the process's watch of address changes (opened by its first use: the IPaddr monitor's)
+ADDRESS_WATCH = AddressWatch()
