@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter, is_not
 from typing import TYPE_CHECKING
 
 from supervisor.core.replica import Replica
@@ -39,24 +42,34 @@ class FramesReceived:
     frames: tuple[FrameReceived, ...]
 
 
+_ARRIVED, _DATA = attrgetter("arrived"), attrgetter("data")
+_KNOWN = partial(is_not, None)
+
+
 def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, ...]:
     """The frames of one wake-up, the copies of one line given one arrival: the latest
     known among them (the peer sent the beat on every link at once; a serial line has no
     receive timestamp, and its copy is heard with the datagrams that carried the same
-    beat). Frames whose line no copy timestamped keep None (heard when read)."""
-    latest: dict[bytes, float] = {}
-    for frame in frames:
-        if frame.arrived is not None:
-            line = frame.data.strip()
-            known = latest.get(line)
-            if known is None or frame.arrived > known:
-                latest[line] = frame.arrived
-    if not latest:
+    beat). Frames whose line no copy timestamped keep None (heard when read). (Once a
+    keepalive on a quiet node: the common case, one line, without a Python loop.)"""
+    known = list(filter(_KNOWN, map(_ARRIVED, frames)))
+    if not known:
         return frames
+    lines = list(map(bytes.strip, map(_DATA, frames)))
+    if lines.count(lines[0]) == len(lines):  # one beat and its copies
+        latest = max(known)
+        if len(known) == len(frames) and min(known) == latest:
+            return frames
+        return tuple(f if f.arrived == latest else FrameReceived(f.link, f.data, f.waited, latest)
+                     for f in frames)
+    by_line: dict[bytes, float] = {}
+    for frame, line in zip(frames, lines, strict=True):
+        if frame.arrived is not None and frame.arrived > by_line.get(line, -math.inf):
+            by_line[line] = frame.arrived
     return tuple(
-        frame if latest.get(frame.data.strip(), frame.arrived) == frame.arrived
-        else replace(frame, arrived=latest[frame.data.strip()])
-        for frame in frames)
+        f if by_line.get(line, f.arrived) == f.arrived
+        else FrameReceived(f.link, f.data, f.waited, by_line[line])
+        for f, line in zip(frames, lines, strict=True))
 
 
 @dataclass(frozen=True)

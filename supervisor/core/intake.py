@@ -11,6 +11,7 @@ pins merged by stamp, the peer's view of our links, the configuration digest com
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from supervisor.core import codec, freshness
 from supervisor.core.actions import SaveMaintenance
@@ -34,6 +35,9 @@ def heard_time(arrived: float | None, now: float) -> float:
     """When a frame is heard: when it arrived if the loop knows it (FrameReceived.arrived, a
     frame that waited for a quiet wake-up), never later than now; else now."""
     return now if arrived is None or arrived > now else arrived
+
+
+_ARRIVED = attrgetter("arrived")
 
 
 def _later(last: float | None, heard: float) -> float:
@@ -79,7 +83,7 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
     when the first arrived (``heard_time``; the copies of one wake-up share their beat's
     arrival, see ``events.shared_arrivals``)."""
     arrived = frames[0].arrived
-    if any(frame.arrived != arrived for frame in frames):
+    if list(map(_ARRIVED, frames)).count(arrived) != len(frames):
         return None
     now = heard_time(arrived, now)
     line = frames[0].data.strip()
@@ -138,7 +142,9 @@ def _heard(s: CoreState, link: str, ls: LinkState, beat: codec.Beat, now: float,
         window: tuple[int, ...] = (beat.seq,)
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
-    return evolve(ls, last_order=beat.order, last_heard=_later(ls.last_heard, now),
+    last = ls.last_heard  # (never earlier than it was: _later, written out on this path)
+    return evolve(ls, last_order=beat.order,
+                  last_heard=now if last is None or now > last else last,
                   received=ls.received + 1,
                   window_gen=beat.generation, window=window, heard_waited=waited,
                   rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))

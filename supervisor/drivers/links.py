@@ -454,40 +454,34 @@ class UdpTransport(_Watched):
         now. A receive time that cannot be true, before the last drain that emptied the
         socket (or the pause) or after this read, means the wall clock was stepped in
         between (an NTP step, a resumed VM): that datagram is heard at the read, as without
-        a timestamp. When the socket holds more than DRAIN_MAX (a loop that stalled), the
-        last one read is heard at the read too: newer ones wait behind it."""
-        read: list[tuple[bytes, float | None]] = []
+        a timestamp. The last datagram a drain may read (DRAIN_MAX: a loop that stalled
+        may have left more behind it) is heard at the read too."""
         read_at = time.monotonic()
         since, offset = self._read_since, None
-        emptied = False
-        for _ in range(DRAIN_MAX):
+        last = DRAIN_MAX - 1
+        for n in range(DRAIN_MAX):
             try:
                 data, ancillary, _flags, _addr = sock.recvmsg(MAX_DATAGRAM, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
-                emptied = True
-                break
+                self._read_since = read_at  # what the socket holds next arrived after this
+                return n
             except OSError:
                 self.send_errors += 1
-                emptied = True
-                break
+                return n
             arrived: float | None = None
-            for level, kind, value in ancillary:
-                if (level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
-                        and len(value) >= _TIMESPEC.size):
+            if n == last:
+                arrived = time.monotonic()
+            elif ancillary:
+                _level, kind, value = ancillary[0]  # (the only kind asked for)
+                if kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                     if offset is None:
                         offset = time.monotonic() - time.time_ns() / 1e9
                     sec, nsec = _TIMESPEC.unpack_from(value)
                     at = sec + nsec / 1e9 + offset
                     arrived = at if since <= at <= read_at else read_at
-            read.append((data, arrived))
-        if emptied:
-            self._read_since = read_at  # what the socket holds next arrived after this
-        elif read:
-            read[-1] = (read[-1][0], time.monotonic())
-        for data, arrived in read:
             if not deliver(self.on_frame, self.name, data, arrived):
                 self.rx_errors += 1
-        return len(read)
+        return DRAIN_MAX
 
     def send(self, data: bytes) -> None:
         """One datagram, now; a full socket buffer drops it (counted): a late beat is worth
