@@ -8,9 +8,12 @@ first), a fresh interpreter:
 - starts the IPaddr agent on the floating address (it is there already: start() only finds
   it; the announcements are stopped before measuring) and reports the modules, pyroute2's
   among them, and RSS the first netlink requests added;
-- calls the agent's status() (the monitor, through asyncio.to_thread as the loop calls it)
-  ``--calls`` times and reports the CPU time per call (time.process_time, every thread of
-  the process).
+- calls the agent's status() (the monitor, as the loop calls it) ``--calls`` times and
+  reports the CPU time per call (time.process_time, every thread of the process): while no
+  address changes, the monitor's last answer after one non-blocking read of the kernel's
+  address notifications (since 9233cac; before it, a dump each time);
+- and as many address dumps of the monitor's interface (through asyncio.to_thread, what a
+  check costs after an address changed, and every check before 9233cac).
 
 ``--tree PATH`` measures the supervisor of another checkout (e.g. ``git archive REV``
 unpacked) with the same interpreter, for a before/after comparison.
@@ -74,6 +77,9 @@ def inside(tree: Path, calls: int) -> dict[str, object]:
         for _ in range(calls):
             await agent.status()
         c1, t1 = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            await agent._held(agent.index or 0)
+        c2 = time.process_time()
         return {
             "import_modules": m1 - m0, "import_rss_kib": r1 - r0,
             "pyroute2_modules_at_import": pyroute2_at_import,
@@ -82,6 +88,7 @@ def inside(tree: Path, calls: int) -> dict[str, object]:
             "rss_kib": rss_kib(),
             "cpu_ms_per_call": (c1 - c0) / calls * 1000,
             "wall_ms_per_call": (t1 - t0) / calls * 1000,
+            "dump_cpu_ms_per_call": (c2 - c1) / calls * 1000,
         }
 
     return asyncio.run(run())
@@ -132,6 +139,8 @@ def main() -> int:
           f"{r['rss_kib'] / 1024:.1f} MiB")
     print(f"  status() x {args.calls}:      {r['cpu_ms_per_call']:.3f} ms CPU per call, "
           f"{r['wall_ms_per_call']:.3f} ms wall per call")
+    print(f"  dump x {args.calls}:          {r['dump_cpu_ms_per_call']:.3f} ms CPU per call "
+          "(through a worker thread)")
     return 0
 
 

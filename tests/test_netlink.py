@@ -311,3 +311,19 @@ def test_the_address_watch_counts_notifications_losses_and_failures(
     assert watch.changes() is None  # the third fails at once
     fourth = watch.changes()
     assert fourth is not None and fourth > second
+
+
+def test_the_address_watch_reads_a_flood_in_bounded_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of notifications does not hold the caller (the loop): one call reads at most
+    WATCH_READS, the next the rest; the count moved at once, so an answer cached before
+    the flood is stale at the first call already."""
+    from supervisor.drivers.netlink import WATCH_READS, AddressWatch
+
+    flood = _Notifications(*([b"new"] * (WATCH_READS + 6)))
+    monkeypatch.setattr(AddressWatch, "_open", staticmethod(lambda: flood))
+    watch = AddressWatch()
+    first = watch.changes()
+    assert first == 1 + WATCH_READS and len(flood.reads) == 6
+    assert watch.changes() == first + 6 and flood.reads == []
+    assert watch.changes() == first + 6

@@ -243,12 +243,15 @@ class Netlink:
             for i, text, prefix, label, flags in entries
         ]
 
-    @staticmethod
-    def address_changes() -> int | None:
+    def address_changes(self) -> int | None:
         """How many times the kernel's addresses changed (``AddressWatch.changes``: read on
-        the caller's thread, without blocking), or None when that is not known."""
-        from supervisor.drivers.netlink import ADDRESS_WATCH
+        the caller's thread, without blocking), or None when that is not known: also when
+        this was given a socket of its own (it may be another namespace's than the
+        process's watch)."""
+        from supervisor.drivers.netlink import ADDRESS_WATCH, RTNL
 
+        if self._rtnl is not None and self._rtnl is not RTNL:
+            return None
         return ADDRESS_WATCH.changes()
 
     def add(

@@ -367,6 +367,7 @@ class UdpTransport(_Watched):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.interface.encode())
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 6)
+            # (the only control message asked for: the paused drain reads the first one)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             peer = link.peer
             if peer is None:
@@ -482,6 +483,8 @@ class UdpTransport(_Watched):
                         offset = time.monotonic() - time.time_ns() / 1e9
                     sec, nsec = _TIMESPEC.unpack_from(value)
                     at = sec + nsec / 1e9 + offset
+                    if at > read_at:  # (it may have come while the ones before were handled)
+                        read_at = time.monotonic()
                     arrived = at if since <= at <= read_at else read_at
             if not deliver(self.on_frame, self.name, data, arrived):
                 self.rx_errors += 1

@@ -260,6 +260,8 @@ class AddressDump(_KeptSocket):
 #: the multicast groups of address changes (linux/rtnetlink.h: RTMGRP_IPV4_IFADDR,
 #: RTMGRP_IPV6_IFADDR)
 _RTMGRP_IFADDR = 0x10 | 0x100
+#: the most reads of queued notifications one ``AddressWatch.changes`` makes
+WATCH_READS = 64
 
 
 class AddressWatch:
@@ -271,33 +273,38 @@ class AddressWatch:
     during the dump, queues a notification and moves it). A lost notification (ENOBUFS: the
     socket's buffer overflowed) counts as a change; a watch that cannot open or fails
     answers None (ask the kernel every time) and opens again at the next call, counting
-    that as a change. For one thread (the loop's): not locked."""
+    that as a change. One call reads at most WATCH_READS (a flood of changes must not hold
+    the loop: what it leaves moves the count at the next call). Locked: any thread may
+    ask (the monitor asks on the loop's)."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._count = 0
 
     def changes(self) -> int | None:
-        sock = self._sock
-        if sock is None:
-            try:
-                sock = self._sock = self._open()
-            except OSError:
-                return None
-            self._count += 1  # what was asked before the watch opened is not covered
-        while True:
-            try:
-                data = sock.recv(_RECV, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return self._count
-            except OSError as exc:
-                self._count += 1
-                if exc.errno == errno.ENOBUFS:
-                    continue  # (notifications were lost: a change; the rest is readable)
-                self.close()
-                return None
-            if data:
-                self._count += 1
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                try:
+                    sock = self._sock = self._open()
+                except OSError:
+                    return None
+                self._count += 1  # what was asked before the watch opened is not covered
+            for _ in range(WATCH_READS):
+                try:
+                    data = sock.recv(_RECV, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._count += 1
+                    if exc.errno == errno.ENOBUFS:
+                        continue  # (notifications were lost: a change; the rest is readable)
+                    self._drop()
+                    return None
+                if data:
+                    self._count += 1
+            return self._count
 
     @staticmethod
     def _open() -> socket.socket:
@@ -310,10 +317,14 @@ class AddressWatch:
             raise
         return sock
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
 
 class _Refused(Exception):
