@@ -95,6 +95,19 @@ def test_read_carrier_reads_sysfs_carrier(tmp_path: Path) -> None:
     assert read_carrier("gone0", str(tmp_path)) is None
 
 
+async def _bound(t: UdpTransport) -> UdpTransport:
+    """``t`` started, once its socket is bound (on lo: at once)."""
+    import asyncio
+
+    t.start()
+    for _ in range(100):
+        if t.sock is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert t.sock is not None, t.error
+    return t
+
+
 def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> None:
     """A UDP link reads into MAX_DATAGRAM (not asyncio's 256 KiB, an mmap per frame): a
     frame and the largest UDP payload both arrive whole, in order (on lo, a port of the
@@ -112,14 +125,8 @@ def test_a_udp_link_reads_datagrams_up_to_the_largest_whole(tmp_path: Path) -> N
     got: list[bytes] = []
 
     async def scenario() -> UdpTransport:
-        t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
-                         lambda _link, data, _at: got.append(data))
-        t.start()
-        for _ in range(100):
-            if t.sock is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert t.sock is not None, t.error
+        t = await _bound(UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                                      lambda _link, data, _at: got.append(data)))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"TB1:frame\n", ("127.0.0.1", port))
             s.sendto(b"x" * 65507, ("127.0.0.1", port))
@@ -152,12 +159,7 @@ def test_a_paused_links_datagram_is_delivered_with_when_it_arrived() -> None:
         t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
                          lambda _link, data, at: got.append((data, at)))
         t.set_paused(True)
-        t.start()
-        for _ in range(100):
-            if t.sock is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert t.sock is not None, t.error
+        await _bound(t)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             before = time.monotonic()
             s.sendto(b"TB1:waited\n", ("127.0.0.1", port))

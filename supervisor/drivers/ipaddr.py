@@ -337,12 +337,16 @@ class IPaddrAgent:
         self._last = None if count is None else (count, index, held)
         return held
 
-    async def status(self) -> bool:
+    async def _listed(self, *, monitor: bool) -> list[AddressEntry]:
+        """``_monitored()`` (the monitor's) or ``_held()`` (every interface, asked again); a
+        failure to ask is an AgentError."""
         try:
-            held = await self._monitored()
+            return await (self._monitored() if monitor else self._held())
         except Exception as exc:
             raise AgentError(f"cannot list addresses: {_netlink_error(exc)}") from exc
-        return _present(held)
+
+    async def status(self) -> bool:
+        return _present(await self._listed(monitor=True))
 
     async def start(self, *, check_duplicates: bool = False) -> None:
         addr = self.spec.address
@@ -471,9 +475,5 @@ class IPaddrAgent:
                 f"cannot remove {self.spec.address}: {_netlink_error(exc)}"
             ) from exc
         self.index = None  # gone from every interface, not just the last one
-        try:
-            held = await self._held()  # asked again, not the monitor's last answer
-        except Exception as exc:
-            raise AgentError(f"cannot list addresses: {_netlink_error(exc)}") from exc
-        if _present(held):
+        if _present(await self._listed(monitor=False)):  # not the monitor's last answer
             raise AgentError(f"{self.spec.address} is still present after removal")

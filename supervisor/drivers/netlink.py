@@ -264,7 +264,7 @@ _RTMGRP_IFADDR = 0x10 | 0x100
 WATCH_READS = 64
 
 
-class AddressWatch:
+class AddressWatch(_KeptSocket):
     """The kernel's notifications of address changes (RTM_NEWADDR and RTM_DELADDR, both
     families, every interface: a flag that changes, such as DAD's, is one too), counted.
     ``changes()`` reads what is queued (non-blocking) and returns how many reads brought
@@ -278,8 +278,7 @@ class AddressWatch:
     ask (the monitor asks on the loop's)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        super().__init__()
         self._count = 0
 
     def changes(self) -> int | None:
@@ -317,14 +316,6 @@ class AddressWatch:
             raise
         return sock
 
-    def _drop(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop()
 
 
 class _Refused(Exception):
