@@ -1,16 +1,23 @@
 """Where an idle supervisor's Python time goes (needs root): cProfile in the namespace bed.
 
-The bed of bench.idle (two supervisors, keepalive 100 ms), each run under bench/profwrap.py;
-after the start-up settled, both are profiled for ``--seconds`` and the functions printed by
-cumulative and by own time, per second of wall time.
+The bed of bench.idle (two supervisors, keepalive 100 ms, the group monitored every
+``--monitor``), each run under bench/profwrap.py; after the start-up settled, both are
+profiled for ``--seconds`` and the functions printed by cumulative and by own time.
 
-    sudo .venv/bin/python -m bench.idleprof [--seconds 20] [--top 40]
+With ``--lines`` it counts the Python lines each main thread runs instead and prints them per
+keepalive, in all and for the ``--top`` functions: a count that is the same for the same work
+(the CPU figures of bench.idle move by about 0.1 point between runs), to compare two trees
+(``--tree``, run once per tree) or to find where a keepalive's lines go.
+
+    sudo .venv/bin/python -m bench.idleprof [--seconds 20] [--top 40] [--lines]
+        [--monitor 1s] [--tree PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import pstats
 import signal
@@ -21,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from supervisor.values import parse_duration
 from tests.netns import AUTHKEYS, PYTHON, REPO, bed, cluster_config
 
 FLOAT = "192.168.85.3"
@@ -32,17 +40,32 @@ def main() -> int:
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--keepalive", default="100ms")
     p.add_argument("--deadtime", default="500ms")
+    p.add_argument("--monitor", default="1s", help="the group's monitor interval")
+    p.add_argument("--lines", action="store_true",
+                   help="count the Python lines run per keepalive instead of profiling")
+    p.add_argument("--tree", type=Path, default=REPO,
+                   help="the source tree whose supervisor runs (default: this one)")
     p.add_argument("--out", default="/tmp/twinbeat-idleprof")
     args = p.parse_args()
+    try:
+        keepalive = parse_duration(args.keepalive)
+        parse_duration(args.monitor)
+    except ValueError as exc:
+        p.error(str(exc))
+    tree = args.tree.resolve()
+    if not (tree / "supervisor" / "__main__.py").is_file():
+        p.error(f"--tree {tree}: no supervisor/__main__.py there")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wrap = str(REPO / "bench" / "profwrap.py")
-    with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp), REPO) as b:
+    if args.lines:
+        os.environ["TWINBEAT_PROFILE_MODE"] = "lines"
+    with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp), tree) as b:
         for node in ("node1", "node2"):
             os.environ["TWINBEAT_PROFILE_OUT"] = str(out / f"{node}.prof")
             text = cluster_config(b, node, resources=[f"IPaddr::{FLOAT}/24/eth0"],
                                   keepalive=args.keepalive, deadtime=args.deadtime,
-                                  failback=False, ping=False)
+                                  failback=False, ping=False, monitor_interval=args.monitor)
             b.start(node, b.write_config(node, text, AUTHKEYS), prefix=(PYTHON, wrap))
         b.wait_for("node1 to own the group", lambda: FLOAT in b.ip(
             b.ns["n1"], "-o", "addr", "show", "dev", "eth0"), timeout=60)
@@ -54,6 +77,17 @@ def main() -> int:
         for pid in pids:
             os.kill(pid, signal.SIGUSR2)
         time.sleep(1)
+    if args.lines:
+        beats = args.seconds / keepalive
+        print(f"Python lines per keepalive ({args.keepalive}, monitor {args.monitor}, "
+              f"{args.seconds:g} s, main thread), tree {tree}")
+        for node in ("node1", "node2"):
+            data = json.loads((out / f"{node}.prof").read_text(encoding="utf-8"))
+            print(f"==== {node}: {data['lines'] / beats:.0f} lines a keepalive")
+            top = sorted(data["functions"].items(), key=lambda kv: -kv[1])[:args.top]
+            for name, n in top:
+                print(f"{n / beats:8.1f}  {name.replace(str(tree) + '/', '')}")
+        return 0
     for node in ("node1", "node2"):
         for key in ("cumulative", "tottime"):
             buf = io.StringIO()
