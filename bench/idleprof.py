@@ -41,6 +41,9 @@ def main() -> int:
     p.add_argument("--keepalive", default="100ms")
     p.add_argument("--deadtime", default="500ms")
     p.add_argument("--monitor", default="1s", help="the group's monitor interval")
+    p.add_argument("--settle", type=float, default=10.0,
+                   help="seconds to wait after node1 owns the group (start-up's GARP "
+                        "repeats, first checks and history exchange over)")
     p.add_argument("--lines", action="store_true",
                    help="count the Python lines run per keepalive instead of profiling")
     p.add_argument("--tree", type=Path, default=REPO,
@@ -69,7 +72,7 @@ def main() -> int:
             b.start(node, b.write_config(node, text, AUTHKEYS), prefix=(PYTHON, wrap))
         b.wait_for("node1 to own the group", lambda: FLOAT in b.ip(
             b.ns["n1"], "-o", "addr", "show", "dev", "eth0"), timeout=60)
-        time.sleep(4)
+        time.sleep(args.settle)
         pids = [b.nodes[n].proc.pid for n in ("node1", "node2")]  # type: ignore[union-attr]
         for pid in pids:
             os.kill(pid, signal.SIGUSR1)
@@ -83,7 +86,9 @@ def main() -> int:
               f"{args.seconds:g} s, main thread), tree {tree}")
         for node in ("node1", "node2"):
             data = json.loads((out / f"{node}.prof").read_text(encoding="utf-8"))
-            print(f"==== {node}: {data['lines'] / beats:.0f} lines a keepalive")
+            gcs = ", ".join(f"gen{i} {g['collections']}" for i, g in enumerate(data["gc"]))
+            print(f"==== {node}: {data['lines'] / beats:.0f} lines a keepalive "
+                  f"(garbage collections in the {args.seconds:g} s: {gcs})")
             top = sorted(data["functions"].items(), key=lambda kv: -kv[1])[:args.top]
             for name, n in top:
                 print(f"{n / beats:8.1f}  {name.replace(str(tree) + '/', '')}")

@@ -4,7 +4,8 @@ SIGUSR1 starts profiling the main thread, SIGUSR2 stops it and dumps the stats t
 named by TWINBEAT_PROFILE_OUT. With TWINBEAT_PROFILE_MODE=lines it counts instead the Python
 lines the main thread runs, per function (a line tracer: slow, but the same count for the same
 work, where CPU figures move with the machine), and dumps them as JSON
-``{"lines": total, "functions": {"file:line function": count}}``.
+``{"lines": total, "functions": {"file:line function": count}, "gc": [per generation:
+{"collections", "collected", "uncollectable"} in the run]}``.
 
 Invoked as ``python bench/profwrap.py PYTHON -m supervisor ...`` (the bed's ``prefix``), so
 the argument list after this script's name is the real command.
@@ -13,6 +14,7 @@ the argument list after this script's name is the real command.
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import os
 import runpy
@@ -25,6 +27,7 @@ from typing import Any
 prof = cProfile.Profile()
 LINES = os.environ.get("TWINBEAT_PROFILE_MODE") == "lines"
 counts: Counter[Any] = Counter()
+gc_before: list[dict[str, int]] = []
 
 
 def _trace(frame: FrameType, event: str, arg: object) -> Any:
@@ -34,6 +37,7 @@ def _trace(frame: FrameType, event: str, arg: object) -> Any:
 
 
 def start(signum: int, frame: FrameType | None) -> None:
+    gc_before[:] = gc.get_stats()
     if not LINES:
         prof.enable()
         return
@@ -55,7 +59,10 @@ def stop(signum: int, frame: FrameType | None) -> None:
         frame = frame.f_back
     funcs = {f"{c.co_filename}:{c.co_firstlineno} {c.co_name}": n for c, n in counts.items()}
     with open(os.environ["TWINBEAT_PROFILE_OUT"], "w", encoding="utf-8") as f:
-        json.dump({"lines": sum(counts.values()), "functions": funcs}, f)
+        json.dump({"lines": sum(counts.values()), "functions": funcs,
+                   "gc": [{k: after[k] - before[k] for k in after}
+                          for before, after in zip(gc_before, gc.get_stats(), strict=True)]},
+                  f)
 
 
 def main() -> None:

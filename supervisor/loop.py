@@ -613,7 +613,13 @@ class Supervisor:
             case StartResource():
                 self._leave_startup_timeout()
                 self._spawn(self.resources.run(action))
-            case StopResource() | CheckResource():
+            case CheckResource():
+                known = self.resources.known(action)
+                if known is None:
+                    self._spawn(self.resources.run(action))
+                else:  # (stepped right after this step, see feed)
+                    self.feed(known)
+            case StopResource():
                 self._spawn(self.resources.run(action))
             case Reboot(reason=reason):
                 log.critical("rebooting: %s", reason)

@@ -13,11 +13,13 @@ from supervisor.core.actions import CheckResource, ResourceAction, StartResource
 from supervisor.core.events import Event, ResourceResult
 from supervisor.drivers.agents import AgentError, ResourceAgent
 from supervisor.drivers.drbd import DrbdAgent
+from supervisor.drivers.ipaddr import IPaddrAgent
 from supervisor.resource_spec import ResourceSpec
 
 log = logging.getLogger("twinbeat")
 
 AgentFactory = Callable[[ResourceSpec], ResourceAgent]
+NOT_RUNNING = "status says it is not running"
 
 
 class ResourceRunner:
@@ -36,6 +38,21 @@ class ResourceRunner:
             agent = self.factory(spec)
             self.agents[key] = agent
         return agent
+
+    def known(self, action: CheckResource) -> ResourceResult | None:
+        """The result of ``action`` when its agent knows it without asking (IPaddr's monitor
+        while no address changed: ``IPaddrAgent.known_status``), to be stepped at once; None:
+        ``run`` it (as for every other agent, and for an agent that cannot be made: ``run``
+        reports that)."""
+        try:
+            agent = self.agent(action.group, action.spec)
+        except Exception:
+            return None
+        running = agent.known_status() if isinstance(agent, IPaddrAgent) else None
+        if running is None:
+            return None
+        return ResourceResult(action.group, action.op_id, True, running,
+                              "" if running else NOT_RUNNING)
 
     async def run(self, action: ResourceAction) -> None:
         loop = asyncio.get_running_loop()
@@ -59,7 +76,7 @@ class ResourceRunner:
                     async with asyncio.timeout(action.timeout):
                         running = await agent.status()
                     if not running:
-                        detail = "status says it is not running"
+                        detail = NOT_RUNNING
         except TimeoutError:
             ok, detail = False, f"timed out after {action.timeout:g} s"
         except AgentError as exc:

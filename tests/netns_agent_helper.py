@@ -7,6 +7,7 @@ Reads one JSON command per line on stdin and answers one JSON line on stdout:
     {"op": "routes", "family": 4}      (the routes the IPaddr agent reads, for comparison)
     {"op": "addresses", "family": 4}   (the address dump the monitor reads, with its flags)
     {"op": "dumps"}                    (how many address dumps the agents asked for so far)
+    {"op": "known", "spec": "IPaddr::..."}  (the IPaddr monitor's answer without asking, or null)
 
 Answer: ``{"ok": true, "result": ..., "t": <monotonic>}`` or ``{"ok": false, "error": "..."}``.
 Agents live for the whole process, so announcements keep running between commands.
@@ -25,7 +26,7 @@ from typing import Any
 
 from supervisor.config import TakeoverConfig
 from supervisor.drivers.agents import AgentContext, AgentError, ResourceAgent, make_agent
-from supervisor.drivers.ipaddr import Netlink
+from supervisor.drivers.ipaddr import IPaddrAgent, Netlink
 from supervisor.drivers.netlink import Rtnetlink
 from supervisor.resource_spec import parse_resource
 
@@ -94,6 +95,8 @@ async def main() -> None:
                 await agent.stop()
             elif cmd["op"] == "status":
                 answer["result"] = await agent.status()
+            elif cmd["op"] == "known" and isinstance(agent, IPaddrAgent):
+                answer["result"] = agent.known_status()
             else:
                 raise ValueError(f"unknown op {cmd['op']!r}")
         except AgentError as exc:

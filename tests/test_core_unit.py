@@ -358,6 +358,37 @@ def test_state_changes_go_through_the_tables():
         evolve(g, actvity=Activity.RUNNING)
 
 
+def test_the_core_dataclasses_hold_their_fields_and_only_them():
+    """``evolve`` finds a misspelt field by the key it would add to the copy's __dict__:
+    that holds only while every dataclass of a running node's state keeps exactly its
+    fields there (no cached property, no attribute set on the side)."""
+    sim = Sim(make_config())
+    sim.run(3.0)
+    seen: set[int] = set()
+    checked: set[str] = set()
+
+    def walk(obj: object) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            names = {f.name for f in dataclasses.fields(obj)}
+            assert set(vars(obj)) == names, type(obj).__name__
+            checked.add(type(obj).__name__)
+            for name in names:
+                walk(getattr(obj, name))
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, tuple | list | frozenset | set):
+            for value in obj:
+                walk(value)
+
+    for node in sim.nodes.values():
+        walk(node.state)
+    assert {"CoreState", "PeerState", "LinkState", "GroupState"} <= checked
+
+
 def test_only_the_setters_change_a_tabled_state():
     """Nothing in the core sets an activity or a status with evolve/replace but the ``to()``
     setters of supervisor.core.state, which check the tables."""

@@ -144,14 +144,18 @@ def test_the_monitor_asks_the_kernel_again_only_after_an_address_changed(lan):
     h = lan.helper(lan.n1)
     spec = f"IPaddr::{FLOAT4}"
     _ok(h.cmd(op="start", spec=spec))
+    assert _ok(h.cmd(op="known", spec=spec))["result"] is None  # never asked: not known
     assert _ok(h.cmd(op="status", spec=spec))["result"] is True
     dumps = _ok(h.cmd(op="dumps"))["result"]
     for _ in range(3):
         assert _ok(h.cmd(op="status", spec=spec))["result"] is True
+        assert _ok(h.cmd(op="known", spec=spec))["result"] is True
     assert _ok(h.cmd(op="dumps"))["result"] == dumps  # nothing changed: no dump
     sh("ip", "-n", lan.n1, "addr", "del", f"{FLOAT4}/24", "dev", "eth0")
+    assert _ok(h.cmd(op="known", spec=spec))["result"] is None  # changed: ask
     assert _ok(h.cmd(op="status", spec=spec))["result"] is False
     assert _ok(h.cmd(op="dumps"))["result"] == dumps + 1
+    assert _ok(h.cmd(op="known", spec=spec))["result"] is False
     assert _ok(h.cmd(op="status", spec=spec))["result"] is False
     sh("ip", "-n", lan.n1, "addr", "add", f"{FLOAT4}/24", "dev", "eth0", "label", "eth0:0")
     assert _ok(h.cmd(op="status", spec=spec))["result"] is True

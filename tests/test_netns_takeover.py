@@ -146,7 +146,7 @@ def test_crashing_service_is_restarted_then_failed_over(tmp_path: Path):
             # The group is running once httpd's start has returned. A client can be served
             # before (the script still probes its own server), and a crash then is a failed
             # start, not a restart (under load this test killed the server there, 3 runs in 8).
-            return b.nodes["node1"].status()["groups"][0]["local"] == "running"
+            return bool(b.nodes["node1"].status()["groups"][0]["local"] == "running")
 
         b.wait_for("node1 to serve", lambda: running() and http_get(b) == "served by node1",
                    timeout=30, interval=0.2)
@@ -167,3 +167,22 @@ def test_crashing_service_is_restarted_then_failed_over(tmp_path: Path):
         assert st["failed"] is True
         assert "kept failing" in (st["failed_reason"] or "")
         assert not has_float(b, "n1")
+
+
+def test_an_address_removed_behind_the_owners_back_is_put_back(web: Bed):
+    """The owner's monitor finds its floating address gone (an admin's `ip addr del`; the
+    check answers from the kernel's address notifications while nothing changes) and puts
+    it back at its next check (monitor every second); node2 never takes over."""
+    b = web
+    time.sleep(2.5)  # checks made (monitor every second): the next may answer without a dump
+    b.ip(b.ns["n1"], "addr", "del", f"{FLOAT}/24", "dev", "eth0")
+    assert not has_float(b, "n1")
+    t0 = time.monotonic()
+    b.wait_for("node1 to hold the floating address again", lambda: has_float(b, "n1"),
+               timeout=10, interval=0.05)
+    print(f"address back after {time.monotonic() - t0:.2f} s")
+    reasons = [h["reason"] for h in b.nodes["node1"].status()["history"]]
+    assert any(r.startswith(f"{FLOAT}/24 on eth0 in group web is not running")
+               and "restarting it" in r for r in reasons), reasons[-8:]
+    assert not has_float(b, "n2")
+    b.wait_for("node1 to answer HTTP", lambda: http_get(b) == "served by node1", timeout=10)

@@ -324,18 +324,34 @@ class IPaddrAgent:
         addrs = await asyncio.to_thread(self.netlink.addresses, self.family, index)
         return [a for a in addrs if a.address == self.spec.address]
 
+    def _kept(self, count: int | None) -> list[AddressEntry] | None:
+        """The monitor's last answer, when it still holds at ``count`` (the address changes
+        read now): no address of the kernel changed since it was asked; else None."""
+        last = self._last
+        if count is None or last is None or last[0] != count or last[1] != (self.index or 0):
+            return None
+        return last[2]
+
     async def _monitored(self) -> list[AddressEntry]:
         """The monitor's ``_held``: its last answer again while no address of the kernel
         changed since it was asked (``Netlink.address_changes``: no dump, no worker
         thread), else a dump."""
         index = self.index or 0
         count = self.netlink.address_changes()
-        last = self._last
-        if count is not None and last is not None and last[0] == count and last[1] == index:
-            return last[2]
+        kept = self._kept(count)
+        if kept is not None:
+            return kept
         held = await self._held(index)
         self._last = None if count is None else (count, index, held)
         return held
+
+    def known_status(self) -> bool | None:
+        """What ``status()`` would answer, when that is known without asking the kernel (no
+        address changed since the monitor's last answer), at once and on the caller's
+        thread: the idle owner's check then costs no task, no timeout and no dump
+        (ResourceRunner.known). None: ask, with ``status()``."""
+        kept = self._kept(self.netlink.address_changes())
+        return None if kept is None else _present(kept)
 
     async def _listed(self, *, monitor: bool) -> list[AddressEntry]:
         """``_monitored()`` (the monitor's) or ``_held()`` (every interface, asked again); a
