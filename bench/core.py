@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import select
 import statistics
 import sys
 import time
@@ -59,6 +60,28 @@ def replay(steps: list[tuple[CoreState, Event, float]]) -> None:
         next_deadline(step(state, event, now).state, now)
 
 
+COLD_SLEEP = 0.1
+COLD_ROUNDS = 50
+
+
+def cold_step_us(steps: list[tuple[CoreState, Event, float]]) -> float:
+    """One idle step timed right after the process slept COLD_SLEEP in epoll, as the
+    supervisor does between two beats: what a keepalive's step costs the idle node (on this
+    machine several times the warm figure: what the sleep let other work evict)."""
+    ep = select.epoll()
+    times = []
+    try:
+        for i in range(COLD_ROUNDS):
+            state, event, now = steps[i % len(steps)]
+            ep.poll(COLD_SLEEP)
+            t = time.perf_counter()
+            next_deadline(step(state, event, now).state, now)
+            times.append(time.perf_counter() - t)
+    finally:
+        ep.close()
+    return statistics.median(times) * 1e6
+
+
 def main() -> int:
     sim = Sim(make_config())
     sim.run(3.0)
@@ -89,6 +112,8 @@ def main() -> int:
     print(f"  an idle quiet pair's steps (the peer's beat on 3 links read at our wake-up, our "
           f"beat sent): {per_call_us(lambda: replay(idle), 20) / len(idle):5.1f} us each "
           f"(warm; {len(idle)} recorded)")
+    print(f"  the same step after {COLD_SLEEP * 1000:.0f} ms asleep (as at a keepalive of 100 ms: "
+          f"caches gone cold): {cold_step_us(idle):5.1f} us (median of {COLD_ROUNDS})")
     print(f"  frame size                  {len(frame):7d} bytes")
     n = 100
     t = time.perf_counter()
