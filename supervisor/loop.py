@@ -13,7 +13,7 @@ The watchdog is fed only from here, after a step completed: a loop that stalls s
 it, and the node is reset. While the core says nothing is in flight (``supervisor.core.
 quiet``) the links are paused and read at the loop's own wake-ups, before anything is stepped.
 
-About 630 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
+About 660 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
 the watchdog feed, the carrier readings that ride on the same wake-up, the quiet reading of
 the links, the rescheduling and the configuration reload that swaps what they use), because
 splitting it would put a second object between every event and the core on the idle path
