@@ -4,12 +4,14 @@ The bed of bench.idle (two supervisors, keepalive 100 ms, the group monitored ev
 ``--monitor``), each run under bench/profwrap.py; after the start-up settled, both are
 profiled for ``--seconds`` and the functions printed by cumulative and by own time.
 
-With ``--lines`` it counts the Python lines each main thread runs instead and prints them per
+With ``--split`` it times the parts of each wake-up instead (main-thread CPU per keepalive:
+the loop's iteration, its wait, the links' reading, the core's step, the sends). With
+``--lines`` it counts the Python lines each main thread runs instead and prints them per
 keepalive, in all and for the ``--top`` functions: a count that is the same for the same work
 (the CPU figures of bench.idle move by about 0.1 point between runs), to compare two trees
 (``--tree``, run once per tree) or to find where a keepalive's lines go.
 
-    sudo .venv/bin/python -m bench.idleprof [--seconds 20] [--top 40] [--lines]
+    sudo .venv/bin/python -m bench.idleprof [--seconds 20] [--top 40] [--lines | --split]
         [--monitor 1s] [--tree PATH]
 """
 
@@ -46,6 +48,8 @@ def main() -> int:
                         "repeats, first checks and history exchange over)")
     p.add_argument("--lines", action="store_true",
                    help="count the Python lines run per keepalive instead of profiling")
+    p.add_argument("--split", action="store_true",
+                   help="time the parts of a wake-up (CPU per keepalive) instead")
     p.add_argument("--tree", type=Path, default=REPO,
                    help="the source tree whose supervisor runs (default: this one)")
     p.add_argument("--out", default="/tmp/twinbeat-idleprof")
@@ -61,8 +65,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wrap = str(REPO / "bench" / "profwrap.py")
-    if args.lines:
-        os.environ["TWINBEAT_PROFILE_MODE"] = "lines"
+    if args.lines and args.split:
+        p.error("--lines or --split, not both")
+    if args.lines or args.split:
+        os.environ["TWINBEAT_PROFILE_MODE"] = "lines" if args.lines else "split"
     with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp), tree) as b:
         for node in ("node1", "node2"):
             os.environ["TWINBEAT_PROFILE_OUT"] = str(out / f"{node}.prof")
@@ -80,6 +86,17 @@ def main() -> int:
         for pid in pids:
             os.kill(pid, signal.SIGUSR2)
         time.sleep(1)
+    if args.split:
+        print(f"CPU per keepalive ({args.keepalive}, monitor {args.monitor}, main thread, "
+              f"parts nested as listed), tree {tree}")
+        for node in ("node1", "node2"):
+            data = json.loads((out / f"{node}.prof").read_text(encoding="utf-8"))
+            beats = data["wall"] / keepalive
+            print(f"==== {node}: process {data['process'] / data['wall'] * 100:.2f} % of a "
+                  f"core, {data['process'] / beats * 1e6:.0f} us a keepalive")
+            for name, (seconds, calls) in sorted(data["parts"].items(), key=lambda kv: -kv[1][0]):
+                print(f"{seconds / beats * 1e6:8.0f} us  {name} ({calls / beats:.2f} a keepalive)")
+        return 0
     if args.lines:
         beats = args.seconds / keepalive
         print(f"Python lines per keepalive ({args.keepalive}, monitor {args.monitor}, "
