@@ -13,7 +13,7 @@ The watchdog is fed only from here, after a step completed: a loop that stalls s
 it, and the node is reset. While the core says nothing is in flight (``supervisor.core.
 quiet``) the links are paused and read at the loop's own wake-ups, before anything is stepped.
 
-About 660 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
+About 650 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
 the watchdog feed, the carrier readings that ride on the same wake-up, the quiet reading of
 the links, the rescheduling and the configuration reload that swaps what they use), because
 splitting it would put a second object between every event and the core on the idle path
@@ -79,7 +79,7 @@ from supervisor.operations import EXCHANGE_EVERY, Operations
 from supervisor.replication import Outdater, Replication, default_outdater
 from supervisor.resource_spec import ResourceSpec
 from supervisor.resources import AgentFactory, ResourceRunner
-from supervisor.sources.carrier import CarrierSource
+from supervisor.sources.carrier import CARRIER_POLL, CarrierSource
 from supervisor.sources.control import Answer, ControlSource
 from supervisor.sources.ping import PingSource
 from supervisor.sources.reload import ReloadSource
@@ -265,7 +265,6 @@ class Supervisor:
         started = self.ops.boot()
         self.feed(started)
         self.links.open(self.config.links)
-        self.carrier.start(loop)
         self._watch_carriers()
         await self.control.start()
         self.reloader.start()
@@ -291,9 +290,7 @@ class Supervisor:
             self._loop = None
 
     def _watch_carriers(self) -> None:
-        """Read these links' carriers from now on, the first time at the next step."""
         self.carrier.watch(self.links.interfaces(), self.config.public_interface)
-        self._last_carrier = -float("inf")
 
     def _on_frame(self, link: str, data: bytes, arrived: float | None = None) -> None:
         """Frames are gathered, then stepped together: the copies of one beat that arrive on
@@ -377,7 +374,6 @@ class Supervisor:
         for task in list(self.tasks):
             task.cancel()
         self.links.close()
-        self.carrier.close()
         self.reloader.close()
         for waiter in self._waiters.values():
             if not waiter.done():
@@ -528,10 +524,10 @@ class Supervisor:
 
     def _carrier_due(self, now: float, deadline: float) -> bool:
         """Whether the carriers are read on this wake-up: their reading is due (every
-        ``carrier.interval``), or the next wake-up (``deadline``) would come after it is due
-        and half the interval has passed: read a little early on a wake-up the loop has
-        anyway (a beat, a frame) rather than on one of its own, as the watchdog is fed."""
-        return rides(self._last_carrier, self.carrier.interval, now, deadline)[0]
+        CARRIER_POLL), or the next wake-up (``deadline``) would come after it is due and half
+        the interval has passed: read a little early on a wake-up the loop has anyway (a
+        beat, a frame) rather than on one of its own, as the watchdog is fed."""
+        return rides(self._last_carrier, CARRIER_POLL, now, deadline)[0]
 
     def _exchanging(self) -> bool:
         return self.ops is not None and self.ops.sync is not None
@@ -557,7 +553,7 @@ class Supervisor:
         """Wake up at the core's next deadline, or when the watchdog must be fed or the
         carriers read first."""
         deadline = min(deadline, self._last_feed + self._feed_interval(),
-                       self._last_carrier + self.carrier.interval)
+                       self._last_carrier + CARRIER_POLL)
         if self._exchanging():
             deadline = min(deadline, self._last_exchange + EXCHANGE_EVERY)
         if self._timer is not None:
@@ -594,12 +590,12 @@ class Supervisor:
                 timer.cancel()
                 self._timer = None
         core, feed_due = self._core_deadline, self._last_feed + self._feed_interval()
-        carriers = now >= self._last_carrier + self.carrier.interval
+        carriers = now >= self._last_carrier + CARRIER_POLL
         exchange = self._exchanging() and now >= self._last_exchange + EXCHANGE_EVERY
         if (core is not None and now < core and now < feed_due and not self._feeding
                 and (carriers or exchange)):
             # a wake-up for the carriers or the history exchange alone (a keepalive longer
-            # than the carriers' interval): read them, tick it; a carrier's change is posted and
+            # than CARRIER_POLL): read them, tick it; a carrier's change is posted and
             # stepped as any event, nothing else is due
             if exchange:
                 self._tick_exchange(now)
@@ -652,9 +648,7 @@ class Supervisor:
     def status(self) -> dict[str, Any]:
         assert self.state is not None
         mon = self.drbd_monitor
-        st = assemble_status(
+        return assemble_status(
             self.state, time.monotonic(), self.stats, transports=self.links.transports,
             watchdog=self.watchdog, realtime=self.realtime,
             replication=None if mon is None else mon.status(), config_path=self.config.path)
-        st["carriers"] = {"watched": self.carrier.watched, "read_every": self.carrier.interval}
-        return st

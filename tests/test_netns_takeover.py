@@ -186,31 +186,3 @@ def test_an_address_removed_behind_the_owners_back_is_put_back(web: Bed):
                and "restarting it" in r for r in reasons), reasons[-8:]
     assert not has_float(b, "n2")
     b.wait_for("node1 to answer HTTP", lambda: http_get(b) == "served by node1", timeout=10)
-
-
-def test_a_carrier_change_is_seen_the_moment_the_kernel_reports_it(web: Bed):
-    """Under the real /sys a node watches the kernel's link notifications: node1 sees its
-    crossover's carrier drop and come back as node2's end goes down and up. Between
-    notifications it reads the carriers every 10 s only, so a reading that merely came at
-    the right time would take seconds, not a fraction of one."""
-    b = web
-    assert b.nodes["node1"].status()["carriers"] == {"watched": True, "read_every": 10.0}
-
-    def carrier() -> object:
-        links = b.nodes["node1"].status()["links"]
-        return next(lk["carrier"] for lk in links if lk["name"] == "crossover")
-
-    assert carrier() is True
-    for up, word in ((False, "down"), (True, "up")):
-        def seen(up: bool = up) -> bool:
-            return carrier() is up
-
-        t0 = time.monotonic()
-        b.ip(b.ns["n2"], "link", "set", "eth1", word)
-        b.wait_for(f"node1 to see the crossover's carrier {word}", seen, timeout=12,
-                   interval=0.05)
-        # when node1 stepped it (its history's monotonic time, no status call in between)
-        took = next(h["t"] for h in b.nodes["node1"].status()["history"]
-                    if h["t"] > t0 and h["reason"] == f"link crossover: carrier {word}") - t0
-        print(f"carrier {word} seen after {took:.3f} s")
-        assert took < 0.5, f"carrier {word} seen {took:.3f} s after the change"

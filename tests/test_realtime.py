@@ -164,9 +164,3 @@ def test_status_shows_scheduling_and_worst_gap():
     text = format_status(st)
     assert "worst gap 137 ms" in text
     assert "scheduling: realtime RR 50; memory locked" in text
-    assert "carriers:" not in text  # (a status from before the carriers said how)
-    st["carriers"] = {"watched": True, "read_every": 10.0}
-    assert "carriers: seen as the kernel reports them" in format_status(st)
-    st["carriers"] = {"watched": False, "read_every": 0.25}
-    assert ("carriers: read every 0.25 s (the kernel's link notifications are not watched)"
-            in format_status(st))

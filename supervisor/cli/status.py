@@ -131,11 +131,6 @@ def format_status(st: dict[str, Any]) -> str:
                  if rt.get("realtime") else f"NOT realtime ({rt.get('policy')})")
         memory = "memory locked" if rt.get("memory_locked") else str(rt.get("memory"))
         lines.append(f"scheduling: {sched}; {memory}")
-    carriers = st.get("carriers") or {}
-    if carriers:
-        lines.append("carriers: seen as the kernel reports them" if carriers.get("watched")
-                     else f"carriers: read every {carriers.get('read_every')} s (the kernel's "
-                          "link notifications are not watched)")
     if not st.get("can_own", True):
         lines.append("this node may NOT own groups: " + str(wd.get("reason")))
     for node in st.get("maintenance") or ():

@@ -67,26 +67,6 @@ def read_carrier(interface: str, sys_root: str = "/sys", *,
         return None if not os.path.exists(base) else False
 
 
-#: the multicast group of link changes (linux/rtnetlink.h RTMGRP_LINK: RTM_NEWLINK and
-#: RTM_DELLINK, a carrier's change among them)
-RTMGRP_LINK = 0x1
-
-
-def open_link_watch() -> socket.socket:
-    """A non-blocking rtnetlink socket that receives the kernel's link notifications (an
-    interface's carrier, its up/down, its arrival and removal): what it reads says only
-    that something changed (read the carriers again). OSError if it cannot be opened."""
-    sock = socket.socket(socket.AF_NETLINK,
-                         socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
-                         socket.NETLINK_ROUTE)
-    try:
-        sock.bind((0, RTMGRP_LINK))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def forget_carriers() -> None:
     """Close the carrier files read_carrier kept open."""
     for fd in _CARRIER_FDS.values():
