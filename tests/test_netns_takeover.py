@@ -176,8 +176,7 @@ def test_an_address_removed_behind_the_owners_back_is_put_back(web: Bed):
     b = web
     time.sleep(2.5)  # checks made (monitor every second): the next may answer without a dump
     b.ip(b.ns["n1"], "addr", "del", f"{FLOAT}/24", "dev", "eth0")
-    assert not has_float(b, "n1")
-    t0 = time.monotonic()
+    t0 = time.monotonic()  # (not asked whether it is gone: a check may have put it back)
     b.wait_for("node1 to hold the floating address again", lambda: has_float(b, "n1"),
                timeout=10, interval=0.05)
     print(f"address back after {time.monotonic() - t0:.2f} s")
