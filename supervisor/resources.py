@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from supervisor.core.actions import CheckResource, ResourceAction, StartResource, StopResource
 from supervisor.core.events import Event, ResourceResult
+from supervisor.drivers.agent_base import KnowsStatus
 from supervisor.drivers.agents import AgentError, ResourceAgent
 from supervisor.drivers.drbd import DrbdAgent
-from supervisor.drivers.ipaddr import IPaddrAgent
 from supervisor.resource_spec import ResourceSpec
 
 log = logging.getLogger("twinbeat")
@@ -40,15 +40,15 @@ class ResourceRunner:
         return agent
 
     def known(self, action: CheckResource) -> ResourceResult | None:
-        """The result of ``action`` when its agent knows it without asking (IPaddr's monitor
-        while no address changed: ``IPaddrAgent.known_status``), to be stepped at once; None:
+        """The result of ``action`` when its agent knows it without asking (``KnowsStatus``:
+        IPaddr's monitor while no address changed), to be stepped at once; None:
         ``run`` it (as for every other agent, and for an agent that cannot be made: ``run``
         reports that)."""
         try:
             agent = self.agent(action.group, action.spec)
         except Exception:
             return None
-        running = agent.known_status() if isinstance(agent, IPaddrAgent) else None
+        running = agent.known_status() if isinstance(agent, KnowsStatus) else None
         if running is None:
             return None
         return ResourceResult(action.group, action.op_id, True, running,

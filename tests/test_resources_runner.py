@@ -107,7 +107,7 @@ def test_an_address_check_is_known_at_once_while_no_address_changed() -> None:
     assert runner.known(check) is None
 
 
-def test_only_an_address_check_can_be_known_at_once() -> None:
+def test_only_an_agent_that_knows_its_status_answers_at_once() -> None:
     def broken(_spec: Any) -> Any:
         raise TypeError("no agent")
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from supervisor.config import TakeoverConfig
 from supervisor.core.promotion import UNKNOWN_PEER, PeerLiveness, ReplicaSnapshot
@@ -43,6 +43,14 @@ class ResourceAgent(Protocol):
     async def status(self) -> bool:
         """True = running; raise AgentError when it cannot tell."""
         ...
+
+
+@runtime_checkable
+class KnowsStatus(Protocol):
+    """An agent that can sometimes answer ``status()`` at once, without asking (IPaddr's
+    monitor while no address changed): ``known_status()`` is that answer, or None (ask)."""
+
+    def known_status(self) -> bool | None: ...
 
 
 class ChangeSignal:

@@ -317,7 +317,6 @@ class AddressWatch(_KeptSocket):
         return sock
 
 
-
 class _Refused(Exception):
     def __init__(self, errno: int) -> None:
         super().__init__(errno)
