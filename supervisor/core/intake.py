@@ -69,8 +69,8 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
     if beat.generation <= p.left_gen:
         return s.count_drop("after_leave")
     links = {**s.links, link: _heard(s, link, ls, beat, now, waited=waited)}
-    p = evolve(p, last_heard=_later(p.last_heard, verdict.heard_at), fresh=verdict.state)
-    return _taken(s, p, links, beat, line=line, link=link, out=out)
+    return _taken(s, p, links, beat, line=line, link=link, out=out,
+                  last_heard=_later(p.last_heard, verdict.heard_at), fresh=verdict.state)
 
 
 def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Out, *,
@@ -113,8 +113,8 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
         if ls is None or (frame is not frames[0] and frame.data.strip() != line):
             return None
         links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited)
-    p = evolve(p, last_heard=_later(p.last_heard, heard_at), fresh=fresh)
-    return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out)
+    return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out,
+                  last_heard=_later(p.last_heard, heard_at), fresh=fresh)
 
 
 def _beat_of(s: CoreState, line: bytes,
@@ -151,14 +151,18 @@ def _heard(s: CoreState, link: str, ls: LinkState, beat: codec.Beat, now: float,
 
 
 def _taken(s: CoreState, p: PeerState, links: dict[str, LinkState], beat: codec.Beat, *,
-           line: bytes, link: str, out: Out) -> CoreState:
+           line: bytes, link: str, out: Out, last_heard: float | None,
+           fresh: freshness.Freshness) -> CoreState:
     """The state once the frames of ``beat`` were taken (on ``links``, first on ``link``;
-    ``p`` heard): the newest beat of the peer becomes ``peer.beat``, what it says merged."""
+    the peer heard at ``last_heard``, its beats' freshness now ``fresh``): the newest beat
+    of the peer becomes ``peer.beat``, what it says merged."""
     pins, lamport = s.pins, s.lamport
-    if p.beat is None or beat.order > p.beat.order:
+    if p.beat is not None and beat.order <= p.beat.order:
+        p = evolve(p, last_heard=last_heard, fresh=fresh)
+    else:
         if p.beat is not None and beat.generation > p.beat.generation:
             out.reason(f"peer {s.peer} restarted (generation {beat.generation})")
-        p = evolve(p, beat=beat, frame=line)
+        p = evolve(p, beat=beat, frame=line, last_heard=last_heard, fresh=fresh)
         mismatch = bool(beat.config_digest) and beat.config_digest != s.settings.digest
         if mismatch != p.config_mismatch:
             p = evolve(p, config_mismatch=mismatch)

@@ -14,6 +14,7 @@ deadtime.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from supervisor.core import admin, codec, compat, fencing
@@ -24,6 +25,7 @@ from supervisor.core.state import SENT_WINDOW, CoreState, Out, beat_opens, evolv
 from supervisor.core.states import NodeStatus
 
 LEAVING_FRAMES = 3
+_NAME = attrgetter("name")
 
 
 def beat_due(s: CoreState, now: float) -> bool:
@@ -169,11 +171,11 @@ def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None
     beat that waited for a quiet wake-up is not echoed: a datagram's wait is known
     (FrameReceived.arrived) but a serial frame's is not, and a quiet node's echo would
     itself wait for its next wake-up (the peer would count that wait in its round trip)."""
-    heard = [ls for _, ls in sorted(s.links.items())
-             if not ls.heard_waited and ls.status.delivers and ls.last_order is not None
-             and ls.last_heard is not None]
-    if not heard:
+    heard = [ls for ls in s.links.values() if not ls.heard_waited and ls.status.delivers
+             and ls.last_order is not None and ls.last_heard is not None]
+    if not heard:  # (a quiet node's, every keepalive: nothing sorted)
         return None
+    heard.sort(key=_NAME)  # by link name (the keys of ``links``)
     ls = heard[seq % len(heard)]
     assert ls.last_order is not None and ls.last_heard is not None
     hold = min(codec.MAX_HOLD_MS, max(0, round((now - ls.last_heard) * 1000)))
