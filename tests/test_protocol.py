@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import pickle
@@ -89,6 +91,18 @@ def assert_dropped_without_effect(state: CoreState, data: bytes, now: float,
 
 # --------------------------------------------------------------------------------------------
 # Finding 1: JSON nested ~1,000 deep raised RecursionError; the serial read behind it was lost
+
+
+@given(key=st.binary(max_size=200), body=st.binary(max_size=2000))
+@settings(max_examples=200, deadline=None)
+def test_the_frame_mac_is_hmac_sha256_for_any_key_and_body(key, body):
+    """codec._mac sets HMAC up from hashlib's SHA-256 (the padded key's two hashes, kept
+    per key): it must be RFC 2104's HMAC-SHA256, as the standard library computes it, for
+    keys shorter, as long as and longer than SHA-256's 64-byte block, and asked twice (the
+    second time from the kept pads)."""
+    want = hmac.new(key, body, hashlib.sha256).digest()[:codec.MAC_LEN]
+    assert codec._mac(key, body) == want
+    assert codec._mac(key, body) == want
 
 
 @pytest.mark.parametrize("depth", [1_000, 2_900])
