@@ -17,6 +17,7 @@ to its ``on_batch``: frames handed to ``on_frame`` otherwise (tests) are the cal
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable, Iterable
 
 from supervisor.config import Link, UdpLink
@@ -35,6 +36,9 @@ class LinkSet:
         self._draining = False
         #: the links are paused (see set_paused); links opened later are opened paused
         self.paused = False
+        #: (collect) the poll object of the sockets it asks, and their descriptors
+        self._poller = select.poll()
+        self._poll_fds: tuple[int, ...] = ()
 
     def open(self, links: Iterable[Link]) -> None:
         deliver = self._frame if self.on_batch is not None else self.on_frame
@@ -64,25 +68,52 @@ class LinkSet:
     def collect(self) -> int:
         """Read what every link holds now (non-blocking), then ``on_batch``: the frames
         read at a wake-up of the loop's own (quiet, see supervisor.core.quiet). Returns the
-        most frames one link held."""
-        self.reading = True
-        return self._drain()
+        most frames one link held.
 
-    def _drain(self, but: str | None = None) -> int:
+        A UDP link is read once (``drain(one=True)``: its beat, most often all it holds),
+        then one poll of the links that gave a datagram tells which hold more, read on; a
+        read per link that fails with EAGAIN cost more. Measured on this project's machine
+        (2 cores under gVisor), two sockets read right after a 100 ms sleep: 62 us with the
+        poll, 83 us with the reads that fail (the first exception of a wake-up is slow)."""
+        self.reading = True
+        return self._drain(one=True)
+
+    def _drain(self, but: str | None = None, *, one: bool = False) -> int:
         """Read every link but ``but`` (non-blocking), then ``on_batch``; the most frames
-        one link held."""
+        one link held. ``one``: see ``collect``."""
         most = 0
         self._draining = True
         try:
+            held = []
             for name, transport in self.transports.items():
                 if name != but:
-                    most = max(most, transport.drain())
+                    most = max(most, transport.drain(one=one))
+                    if one and isinstance(transport, linkdrv.UdpTransport) \
+                            and transport.holds_drain():
+                        held.append(transport)
+            if held:
+                more = self._more(held)
+                for transport in held:
+                    most = max(most, transport.finish_drain(transport in more))
         finally:
             self._draining = False
             self.reading = False
         if self.on_batch is not None:
             self.on_batch()
         return most
+
+    def _more(self, held: list[linkdrv.UdpTransport]) -> list[linkdrv.UdpTransport]:
+        """Which of ``held`` hold more now: one poll(2) that waits for nothing (the poll
+        object is kept while the sockets are the same ones)."""
+        fds = tuple(t.sock.fileno() if t.sock is not None else -1 for t in held)
+        if fds != self._poll_fds:
+            self._poller = select.poll()
+            for fd in fds:
+                if fd >= 0:
+                    self._poller.register(fd, select.POLLIN)
+            self._poll_fds = fds
+        ready = {fd for fd, _mask in self._poller.poll(0)}
+        return [t for t, fd in zip(held, fds, strict=True) if fd in ready]
 
     def close(self) -> None:
         for transport in self.transports.values():

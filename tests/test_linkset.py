@@ -336,6 +336,75 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
     assert batches[1] == [("b", b"beat 3\n")] and most == [2, 0]
 
 
+class _CountingSocket:
+    """A socket whose recvmsg calls are counted (the rest is the socket's)."""
+
+    def __init__(self, sock: object) -> None:
+        self._sock = sock
+        self.recvmsg_calls = 0
+
+    def recvmsg(self, *args: object) -> object:
+        self.recvmsg_calls += 1
+        return self._sock.recvmsg(*args)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_collect_reads_each_paused_link_once_then_asks_one_poll_for_more() -> None:
+    """collect() reads each paused UDP link once, then one poll says which hold more: a link
+    that held one datagram is read once (no read that fails with EAGAIN), its next datagram
+    counted as arrived after this read; a link that held more than DRAIN_MAX is read on up
+    to DRAIN_MAX, the last of them heard at the read, and the rest at the next collect. Every
+    datagram is delivered, in order per link."""
+    import socket
+    import time
+    from ipaddress import ip_address
+
+    from supervisor.drivers.links import DRAIN_MAX
+
+    ports = _free_udp_ports(2)
+    got: list[tuple[str, bytes, float | None]] = []
+    batches: list[int] = []
+    links = LinkSet(lambda link, data, at: got.append((link, data, at)),
+                    lambda: batches.append(len(got)))
+    links.paused = True
+    counting: dict[str, _CountingSocket] = {}
+    for name, port in zip("ab", ports, strict=True):
+        t = UdpTransport(UdpLink(name, "lo", ip_address("127.0.0.1"), port), links._frame)
+        t.paused = True
+        counting[name] = _CountingSocket(t._make_socket())
+        t.sock = counting[name]  # type: ignore[assignment]
+        links.transports[name] = t
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for n in range(DRAIN_MAX + 2):
+                s.sendto(b"a%d\n" % n, ("127.0.0.1", ports[0]))
+            s.sendto(b"b0\n", ("127.0.0.1", ports[1]))
+            sent = time.monotonic()
+            time.sleep(0.05)
+            before = time.monotonic()
+            assert links.collect() == DRAIN_MAX
+            read = time.monotonic()
+            assert counting["b"].recvmsg_calls == 1  # one datagram, one read
+            assert counting["a"].recvmsg_calls == DRAIN_MAX
+            b = links.transports["b"]
+            assert isinstance(b, UdpTransport) and before <= b._read_since <= read
+            assert not b.holds_drain()
+            assert links.collect() == 2  # the rest of a: read on until empty
+            assert counting["b"].recvmsg_calls == 2  # b held nothing: one read that failed
+    finally:
+        for c in counting.values():
+            c._sock.close()  # type: ignore[attr-defined]
+    assert batches == [DRAIN_MAX + 1, DRAIN_MAX + 3]
+    a = [(data, at) for link, data, at in got if link == "a"]
+    assert [data for data, _ in a] == [b"a%d\n" % n for n in range(DRAIN_MAX + 2)]
+    assert all(at is not None and at <= sent for _, at in a[:DRAIN_MAX - 1]), a
+    last = a[DRAIN_MAX - 1][1]
+    assert last is not None and sent + 0.04 <= last <= read, (sent, last, read)
+    assert [(link, data) for link, data, _ in got if link == "b"] == [("b", b"b0\n")]
+
+
 @pytest.mark.parametrize("step", [10.0, -10.0])
 def test_a_wall_clock_step_between_arrival_and_read_makes_the_datagram_heard_at_the_read(
         monkeypatch: pytest.MonkeyPatch, step: float) -> None:

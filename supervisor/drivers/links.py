@@ -78,7 +78,7 @@ class Transport(Protocol):
 
     def start(self) -> None: ...
 
-    def drain(self) -> int: ...
+    def drain(self, *, one: bool = False) -> int: ...
 
     def set_paused(self, paused: bool) -> None: ...
 
@@ -229,9 +229,9 @@ class SerialTransport(_Watched):
         if self._read(drained=drained):
             self.read_done(self.name)
 
-    def drain(self) -> int:
+    def drain(self, *, one: bool = False) -> int:
         """Read what the port holds now, if anything (non-blocking), without ``read_done``;
-        the number of lines read.
+        the number of lines read (one read of the port: ``one`` changes nothing here).
         An empty read is no hang-up here: a raw tty with VMIN = VTIME = 0 (pyserial's
         timeout=0) answers a read without input with 0 bytes, not EAGAIN; the reader,
         which the loop calls only when the port is readable, tells a hang-up (but once
@@ -344,6 +344,8 @@ class UdpTransport(_Watched):
         #: (paused) the monotonic time after which what the socket holds arrived: the start
         #: of the last drain that emptied it, or the pause
         self._read_since = 0.0
+        #: a drain with ``one`` stopped after its datagram: when it began (finish_drain)
+        self._held: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.error: str | None = None
         self.send_errors = 0
@@ -425,16 +427,18 @@ class UdpTransport(_Watched):
         if self.drain():
             self.read_done(self.name)
 
-    def drain(self) -> int:
+    def drain(self, *, one: bool = False) -> int:
         """Read the datagrams the socket holds now (non-blocking; at most DRAIN_MAX: a flood
         must not hold the loop), each delivered, without ``read_done``; how many. An error
         the socket reports (an ICMP error of an earlier send) is counted with the send
-        errors."""
+        errors. With ``one``, while paused: the first datagram only, if there is one, and
+        ``finish_drain`` must follow (the caller asked every link at once whether it holds
+        more, with one poll, instead of a read that fails with EAGAIN on each)."""
         sock = self.sock
         if sock is None:
             return 0
         if self.paused:
-            return self._drain_waited(sock)
+            return self._drain_waited(sock, one=one)
         got = 0
         for _ in range(DRAIN_MAX):
             try:
@@ -452,7 +456,24 @@ class UdpTransport(_Watched):
     def _pausing(self) -> None:
         self._read_since = time.monotonic()
 
-    def _drain_waited(self, sock: socket.socket) -> int:
+    def holds_drain(self) -> bool:
+        """A drain with ``one`` stopped after its datagram: ``finish_drain`` must follow."""
+        return self._held is not None
+
+    def finish_drain(self, more: bool) -> int:
+        """End the drain that stopped after one datagram: read on if the socket holds
+        ``more`` (as the drain would have gone on), else it was emptied by it. How many
+        datagrams that drain read in all."""
+        held, self._held = self._held, None
+        if held is None:
+            return 0
+        if more and self.sock is not None and self.paused:
+            return self._drain_waited(self.sock, start=1, read_at=held)
+        self._read_since = held  # what the socket holds next arrived after that drain
+        return 1
+
+    def _drain_waited(self, sock: socket.socket, *, one: bool = False, start: int = 0,
+                      read_at: float | None = None) -> int:
         """``drain`` while paused: the datagrams may have waited in the socket since the
         loop's last wake-up, each is delivered with when it arrived: the kernel's receive
         time (CLOCK_REALTIME) moved onto the monotonic clock by the two clocks' difference
@@ -461,10 +482,11 @@ class UdpTransport(_Watched):
         between (an NTP step, a resumed VM): that datagram is heard at the read, as without
         a timestamp. The last datagram a drain may read (DRAIN_MAX: a loop that stalled
         may have left more behind it) is heard at the read too."""
-        read_at = time.monotonic()
+        if read_at is None:
+            read_at = time.monotonic()
         since, offset = self._read_since, None
         last = DRAIN_MAX - 1
-        for n in range(DRAIN_MAX):
+        for n in range(start, DRAIN_MAX):
             try:
                 data, ancillary, _flags, _addr = sock.recvmsg(MAX_DATAGRAM, _TIMESTAMP_SPACE)
             except (BlockingIOError, InterruptedError):
@@ -488,6 +510,9 @@ class UdpTransport(_Watched):
                     arrived = at if since <= at <= read_at else read_at
             if not deliver(self.on_frame, self.name, data, arrived):
                 self.rx_errors += 1
+            if one:  # (n == 0) whether more waits: finish_drain
+                self._held = read_at
+                return 1
         return DRAIN_MAX
 
     def send(self, data: bytes) -> None:
