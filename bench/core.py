@@ -67,12 +67,15 @@ COLD_ROUNDS = 50
 def cold_step_us(steps: list[tuple[CoreState, Event, float]]) -> float:
     """One idle step timed right after the process slept COLD_SLEEP in epoll, as the
     supervisor does between two beats: what a keepalive's step costs the idle node (on this
-    machine several times the warm figure: what the sleep let other work evict)."""
+    machine several times the warm figure: what the sleep let other work evict). The state
+    stepped was asked its next deadline before the sleep, as the loop asks at the end of
+    each wake-up (what the core keeps of it, by state, is there at the next step)."""
     ep = select.epoll()
     times = []
     try:
         for i in range(COLD_ROUNDS):
             state, event, now = steps[i % len(steps)]
+            next_deadline(state, now)  # as the loop asked at the end of the wake-up before
             ep.poll(COLD_SLEEP)
             t = time.perf_counter()
             next_deadline(step(state, event, now).state, now)

@@ -421,13 +421,16 @@ def test_a_decision_that_waited_for_a_check_is_taken_when_it_is_answered():
     assert step_module._monitors_due(pending, now) is None
 
 
+@pytest.mark.parametrize("quiet", [False, True])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
-def test_the_next_deadline_is_the_earliest_deadline_ahead(sequence, seed, failback):
-    """``next_deadline`` (from the memo of each state's deadlines) is the earliest of every
-    deadline (``_deadlines``) after ``now``, or a keepalive from now when none is; asked of
-    the state before and after every step of both simulated cores (before it, at the step's
-    ``now`` and at a later one, when some of them have passed)."""
+def test_the_next_deadline_is_the_earliest_deadline_ahead(quiet, sequence, seed, failback):
+    """``next_deadline`` (from the memo of each state's deadlines, whose settled part the
+    step's shortcuts carry from the state before: ``carry_settled``) is the earliest of
+    every deadline (``deadlines``, worked out afresh) after ``now``, or a keepalive from now
+    when none is; asked of the state before and after every step of both simulated cores
+    (before it, at the step's ``now`` and at a later one, when some of them have passed),
+    with the links read at arrival or, quiet, at each node's own wake-ups."""
     asked = 0
 
     def plain(state: CoreState, now: float) -> float:
@@ -443,8 +446,36 @@ def test_the_next_deadline_is_the_earliest_deadline_ahead(sequence, seed, failba
         asked += 1
         return result
 
-    run_sequence(compared, sequence, seed, failback)
+    run_sequence(compared, sequence, seed, failback, quiet=quiet)
     assert asked > 0
+
+
+def test_settled_deadlines_are_carried_only_when_nothing_they_are_made_of_changed():
+    """``carry_settled`` gives the next state the settled deadlines of the one before (as an
+    idle keepalive's shortcut does) only when its fencing requests, admin commands and
+    forced promotions are the same objects and the peer is alive in both; otherwise they
+    are worked out afresh. Either way they are ``settled_deadlines`` of that state."""
+    from supervisor.core.state import ForceData
+    from supervisor.core.states import PeerStatus
+
+    sim = Sim(make_config())
+    sim.run(3.0)
+    s = sim.nodes["node1"].state
+    assert s.peer_state.status is PeerStatus.ALIVE
+    armed = evolve(s, force_data={"web": ForceData(s.started_at + 99.0, frozenset({"r0"}))})
+    assert deadlines_module._settled(armed) == (s.started_at + 99.0,)
+
+    beat_sent = evolve(armed, seq=armed.seq + 1)  # what a shortcut changes, not these
+    assert deadlines_module.carry_settled(armed, beat_sent)
+    assert deadlines_module._SETTLED[id(beat_sent)][1] == (s.started_at + 99.0,)
+
+    used_up = evolve(armed, force_data={})
+    assert not deadlines_module.carry_settled(armed, used_up)
+    assert deadlines_module._settled(used_up) == ()
+    dead = evolve(armed, peer_state=evolve(armed.peer_state, status=PeerStatus.DEAD))
+    assert not deadlines_module.carry_settled(armed, dead)
+    for state in (beat_sent, used_up, dead):
+        assert deadlines_module._settled(state) == deadlines_module.settled_deadlines(state)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,8 @@
 else happens first; ``deadlines`` lists every such time (links and the peer falling silent,
 the outside world, fencing and admin waits, a hung peer's reset, each group's monitor and
 failure expiry, the next beat); the step's shortcuts ask ``other_deadlines`` (all but the
-next beat's, memoised per state) whether one has passed.
+next beat's, memoised per state; the settled part of them carried over a shortcut's step,
+``carry_settled``) whether one has passed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from supervisor.core import admin, fencing, liveness
 from supervisor.core.plan import monitor_at
 from supervisor.core.state import EPS, CoreState
+from supervisor.core.states import PeerStatus
 from supervisor.core.watchdog_window import hung_peer_reset_by
 
 
@@ -39,16 +41,74 @@ _OTHER_DEADLINES: dict[int, tuple[CoreState, float, tuple[float, ...]]] = {}
 
 
 def other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
-    """The earliest of ``deadlines(s, beat=False)`` (inf when none) and all of them."""
+    """The earliest of ``deadlines(s, beat=False)`` (inf when none) and all of them (the
+    settled ones from their memo: ``carry_settled``)."""
     memo = _OTHER_DEADLINES.get(id(s))
     if memo is not None and memo[0] is s:
         return memo[1], memo[2]
-    times = tuple(deadlines(s, beat=False))
+    times = [*liveness.deadlines(s), *_settled(s)]
+    for g in s.groups.values():
+        at = monitor_at(s, g)
+        if at is not None:
+            times.append(at)
+        if g.failed_until is not None and g.failed_until != math.inf:
+            times.append(g.failed_until)
     earliest = min(times, default=math.inf)
     if len(_OTHER_DEADLINES) >= 4:
         _OTHER_DEADLINES.clear()
-    _OTHER_DEADLINES[id(s)] = (s, earliest, times)
-    return earliest, times
+    _OTHER_DEADLINES[id(s)] = (s, earliest, tuple(times))
+    return earliest, tuple(times)
+
+
+#: the settled deadlines (``settled_deadlines``) of the last few states asked or carried, by
+#: identity (with the state itself, so that its id is not reused). A memo of a pure function
+#: of a frozen state, as ``_OTHER_DEADLINES``: the answers are the same either way (the
+#: property test of ``next_deadline`` compares them with ``deadlines``, which never asks it).
+_SETTLED: dict[int, tuple[CoreState, tuple[float, ...]]] = {}
+
+
+def settled_deadlines(s: CoreState) -> tuple[float, ...]:
+    """The deadlines of fencing, admin commands and a hung peer's reset: none of them moves
+    when beats are heard or sent (the links' and the peer's liveness do, every keepalive)."""
+    times = [*fencing.deadlines(s), *admin.deadlines(s)]
+    reset_by = hung_peer_reset_by(s)
+    if reset_by is not None:
+        times.append(reset_by)
+    return tuple(times)
+
+
+def _settled(s: CoreState) -> tuple[float, ...]:
+    memo = _SETTLED.get(id(s))
+    if memo is not None and memo[0] is s:
+        return memo[1]
+    times = settled_deadlines(s)
+    _remember_settled(s, times)
+    return times
+
+
+def _remember_settled(s: CoreState, times: tuple[float, ...]) -> None:
+    if len(_SETTLED) >= 4:
+        _SETTLED.clear()
+    _SETTLED[id(s)] = (s, times)
+
+
+def carry_settled(before: CoreState, after: CoreState) -> bool:
+    """Give ``after`` the settled deadlines of ``before`` (known already) when nothing they
+    are made of differs: the same fencing requests, admin commands and forced promotions
+    (the very objects), and a live peer in both (no reset to wait for). So it holds after
+    any step; ``step``'s shortcuts call it (frames that only refresh the links and the
+    peer's beat and last heard time, our beat sent), and the idle node's keepalive then
+    works out only the liveness and the groups' deadlines of its new state (the settled
+    ones cost about 20 us of a cold keepalive step here). Whether it carried them."""
+    memo = _SETTLED.get(id(before))
+    if (memo is None or memo[0] is not before or after.fence is not before.fence
+            or after.resolving is not before.resolving
+            or after.force_data is not before.force_data
+            or before.peer_state.status is not PeerStatus.ALIVE
+            or after.peer_state.status is not PeerStatus.ALIVE):
+        return False
+    _remember_settled(after, memo[1])
+    return True
 
 
 def deadlines(s: CoreState, beat: bool = True) -> list[float]:
@@ -67,9 +127,6 @@ def deadlines(s: CoreState, beat: bool = True) -> list[float]:
 
 
 def node_deadlines(s: CoreState) -> list[float]:
-    """The deadlines of ``deadlines`` other than the groups' and the next beat's."""
-    times = [*liveness.deadlines(s), *fencing.deadlines(s), *admin.deadlines(s)]
-    reset_by = hung_peer_reset_by(s)
-    if reset_by is not None:
-        times.append(reset_by)
-    return times
+    """The deadlines of ``deadlines`` other than the groups' and the next beat's (worked out
+    afresh: no memo)."""
+    return [*liveness.deadlines(s), *settled_deadlines(s)]

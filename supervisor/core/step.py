@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING
 
 from supervisor.core import admin, codec, fencing, liveness
 from supervisor.core.actions import Action
-from supervisor.core.deadlines import next_deadline, node_deadlines, other_deadlines
+from supervisor.core.deadlines import (
+    carry_settled,
+    next_deadline,
+    node_deadlines,
+    other_deadlines,
+)
 from supervisor.core.events import (
     AdminCommand,
     ConfigChanged,
@@ -102,7 +107,9 @@ def step(state: CoreState, event: Event, now: float) -> Step:
                 out = Out()
                 # what it says is what the last one said: nothing it is made of changed
                 again = publish(again, now, out, said=again.last_published)
+                carry_settled(state, again)
                 return Step(again, out.actions, out.reasons, news=False)
+            carry_settled(state, again)
             return Step(again, [], [], news=False)
         if decoded is not None:  # the first frame, decoded by the shortcut: not twice
             return full_step(state, event, now, decoded=decoded)
@@ -263,6 +270,7 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
         return None if due is None else _monitors_issued(s, due, now)
     out = Out()
     after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
+    carry_settled(s, after)
     return Step(after, out.actions, out.reasons, news=False)
 
 
