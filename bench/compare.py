@@ -15,6 +15,14 @@ CLOCK_MONOTONIC: the kill -> the client's first answer from the new owner (a pro
 
 twinbeat and heartbeat run at keepalive/deadtime 100/500 ms and 50/250 ms; the ratios are
 twinbeat's median to heartbeat's at the same settings and to keepalived fast.
+
+``--idle`` measures instead what each costs while nothing happens, side by side in one run:
+both nodes started and settled (node1 holds the address), then for ``--seconds`` the CPU
+time of every process each node's daemon runs (the daemon and its children: heartbeat's
+master control process and its readers and writers, keepalived's VRRP child; the scheduler's
+nanoseconds of each thread, /proc/PID/task/*/schedstat) over the wall time, in % of one
+core, and their PSS summed at the end; ``--rounds`` runs of each, alternating, the median.
+twinbeat's group is monitored every 10 s, its default; heartbeat v1 monitors nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.failover import FLOAT, Prober, echo_server_script, has_float, summary
+from bench.failover import (
+    FLOAT,
+    Prober,
+    cpu_ns,
+    echo_server_script,
+    has_float,
+    rss_pss_kib,
+    summary,
+)
 from tests.netns import AUTHKEYS, REALTIME, Bed, NodeProc, bed, cluster_config
 
 SETTINGS = [(0.1, 0.5), (0.05, 0.25)]
@@ -231,10 +247,84 @@ def measure(name: str, start: Starter, keepalive: float, deadtime: float,
     return times
 
 
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every process descended from it, now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # (it ended meanwhile)
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def idle_sample(name: str, start: Starter, keepalive: float, deadtime: float,
+                seconds: float) -> tuple[list[float], list[int], list[int]]:
+    """Each node's CPU (% of one core) and PSS (KiB) while the pair idles, and how many
+    processes each node's daemon ran."""
+    with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp)) as b:
+        start(b, "node1", keepalive, deadtime)
+        b.wait_for(f"{name}: node1 to hold the address", lambda: has_float(b, "n1"),
+                   timeout=30)
+        start(b, "node2", keepalive, deadtime)
+        time.sleep(max(5.0, 10 * deadtime))  # the backup joins, the start-up settles
+        assert has_float(b, "n1") and not has_float(b, "n2"), f"{name}: not settled"
+        roots = []
+        for node in ("node1", "node2"):
+            proc = b.nodes[node].proc
+            assert proc is not None and proc.poll() is None, f"{name}: {node} exited"
+            roots.append(proc.pid)
+        pids = [tree_pids(r) for r in roots]
+        c0, t0 = [sum(cpu_ns(p) for p in ps) for ps in pids], time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = [sum(cpu_ns(p) for p in ps) for ps in pids], time.monotonic()
+        pss = [sum(rss_pss_kib(p)[1] for p in ps) for ps in pids]
+        for node, ps in zip(("node1", "node2"), pids, strict=True):
+            assert tree_pids(ps[0]) == ps, f"{name}: {node}'s processes changed in the sample"
+    return ([(c1[i] - c0[i]) / 1e9 / (t1 - t0) * 100 for i in range(2)], pss,
+            [len(ps) for ps in pids])
+
+
+def idle_main(rounds: int, seconds: float) -> int:
+    cases: list[tuple[str, Starter, float, float]] = [
+        ("twinbeat 100/500", start_twinbeat, 0.1, 0.5),
+        ("heartbeat 100/500", start_heartbeat, 0.1, 0.5),
+        ("keepalived fast", start_keepalived, KEEPALIVED_ADVERT, 3 * KEEPALIVED_ADVERT)]
+    got: dict[str, list[tuple[list[float], list[int], list[int]]]] = {c[0]: [] for c in cases}
+    for r in range(rounds):
+        for name, start, keepalive, deadtime in (cases if r % 2 == 0 else cases[::-1]):
+            print(f"measuring {name} idle (round {r + 1}) ...", file=sys.stderr, flush=True)
+            got[name].append(idle_sample(name, start, keepalive, deadtime, seconds))
+    print()
+    print(f"idle pairs in namespaces side by side, {seconds:g} s samples, median of {rounds} "
+          f"(alternating); per node (node1 / node2); one run on {os.uname().nodename} "
+          f"({os.cpu_count()} CPUs)")
+    for name, samples in got.items():
+        cpu = [statistics.median(s[0][i] for s in samples) for i in range(2)]
+        pss = [statistics.median(s[1][i] for s in samples) / 1024 for i in range(2)]
+        procs = samples[-1][2]
+        print(f"  {name:<18} CPU % {cpu[0]:5.2f} / {cpu[1]:5.2f}   PSS MiB {pss[0]:5.1f} / "
+              f"{pss[1]:5.1f}   processes {procs[0]} / {procs[1]}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--idle", action="store_true",
+                   help="the idle cost of each (CPU and PSS per node) instead of failover")
+    p.add_argument("--seconds", type=float, default=20.0, help="the idle sample's length")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("the comparison needs root (network namespaces)", file=sys.stderr)
@@ -244,6 +334,8 @@ def main() -> int:
     if missing:
         print(f"missing {', '.join(missing)}: run `make deps`", file=sys.stderr)
         return 1
+    if args.idle:
+        return idle_main(args.rounds, args.seconds)
     medians: dict[str, float] = {}
     lines: list[str] = []
     cases: list[tuple[str, Starter, float, float]] = [

@@ -29,6 +29,8 @@ BENCHES = [
      ["-m", "bench.notify", "--rounds", os.environ.get("NOTIFY_ROUNDS", "5")], True),
     ("gratuitous ARP / unsolicited NA to the client's neighbour entry",
      ["-m", "bench.garp_neigh", "-n", os.environ.get("ROUNDS", "20")], True),
+    ("idle CPU and memory beside heartbeat 3.0.6 and keepalived 2.2.7 (one run)",
+     ["-m", "bench.compare", "--idle", "--rounds", os.environ.get("IDLE_ROUNDS", "3")], True),
     ("client-seen failover beside heartbeat 3.0.6 and keepalived 2.2.7 (one run)",
      ["-m", "bench.compare", "--rounds", os.environ.get("COMPARE_ROUNDS", "10")], True),
     ("QEMU pair: power-loss failover, replicated against plain (the image, ~15 min)",
