@@ -408,3 +408,34 @@ def test_only_the_setters_change_a_tabled_state():
                         "its transition table")
                     setters += 1
     assert setters == 4  # GroupState, LinkState, PeerState, CoreState
+
+
+@given(st.lists(st.integers(1, 40), min_size=101, max_size=160), st.integers(0, 2**62))
+@settings(max_examples=30, deadline=None)
+def test_a_links_loss_window_keeps_the_last_sequence_numbers_heard(steps, start):
+    """Each frame heard on a link adds its sequence number to the link's window, which keeps
+    the last LOSS_WINDOW of them; the loss is 1 - heard / span over them. Compared after
+    every frame with the list of every sequence number heard; a new generation starts
+    over."""
+    from supervisor.core import intake
+    from supervisor.core.state import LOSS_WINDOW
+
+    sim = Sim(make_config())
+    s = sim.nodes["node1"].state
+    ls = LinkState("crossover", "udp")
+    seqs: list[int] = []
+    seq = start
+    for n, gap in enumerate(steps):
+        seq += gap
+        seqs.append(seq)
+        ls = intake._heard(s, "crossover", ls, codec.Beat("sim", "node2", 7, seq), float(n),
+                           waited=True)
+        kept = tuple(seqs[-LOSS_WINDOW:])
+        assert ls.window == kept
+        if len(kept) < 2:
+            assert ls.loss() is None
+        else:
+            assert ls.loss() == max(0.0, 1.0 - len(kept) / (kept[-1] - kept[0] + 1))
+    again = intake._heard(s, "crossover", ls, codec.Beat("sim", "node2", 8, 3), 999.0,
+                          waited=True)
+    assert again.window == (3,) and again.loss() is None
