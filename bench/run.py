@@ -21,6 +21,8 @@ BENCHES = [
      ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"],
                              "--rounds", os.environ.get("IDLE_ROUNDS", "3")]
                             if os.environ.get("BASELINE") else [])], True),
+    ("the I/O floor of an idle node: the keepalive's reads and sends alone, in namespaces",
+     ["-m", "bench.iofloor", "--rounds", os.environ.get("IDLE_ROUNDS", "3")], True),
     ("the IPaddr monitor's netlink cost (CPU per status(), pyroute2's import)",
      ["-m", "bench.netlink"], True),
     ("failover in namespaces (keepalive 100 ms, deadtime 500 ms)",
