@@ -537,3 +537,68 @@ def test_history_exchange_ticks_on_the_loops_wake_ups_about_every_second(
     assert min(gaps) >= EXCHANGE_EVERY / 2 - 0.01, gaps
     if timing[0] == "50ms":
         assert all(on_a_step), on_a_step
+
+
+class _KnowingAgent:
+    """A resource agent that knows its status without asking (``KnowsStatus``), as IPaddr's
+    monitor does while no address changed: ``answer`` is what it knows (None: ask)."""
+
+    def __init__(self, spec: ResourceSpec) -> None:
+        self._spec = spec
+        self.running = False
+        self.answer: bool | None = None
+        self.starts = self.asked = self.known_asked = 0
+
+    @property
+    def spec(self) -> ResourceSpec:
+        return self._spec
+
+    def describe(self) -> str:
+        return f"knowing {self._spec}"
+
+    async def start(self, *, check_duplicates: bool = False) -> None:
+        self.starts += 1
+        self.running = True
+        self.answer = True
+
+    async def stop(self) -> None:
+        self.running = False
+
+    async def status(self) -> bool:
+        self.asked += 1
+        return self.running
+
+    def known_status(self) -> bool | None:
+        self.known_asked += 1
+        return self.answer
+
+
+def test_a_check_its_agent_knows_is_answered_at_once_and_decided_on(tmp_path: Path) -> None:
+    """The group's monitor (every 200 ms) asks an agent that knows its status: every check
+    is answered from known_status() without status() being called (no task, no wait), and
+    when what it knows is "not running", the group is restarted as for any failed check."""
+    from supervisor.drivers.agent_base import KnowsStatus
+
+    cfg_path = write_config(tmp_path, ["rec::a"], group_extra='max_restarts = 3')
+    cfg = load_config(cfg_path)
+    agents: list[_KnowingAgent] = []
+
+    def factory(spec: ResourceSpec) -> Any:
+        agents.append(_KnowingAgent(spec))
+        return agents[-1]
+
+    async def scenario(sup: Supervisor) -> None:
+        await until("the group to run", lambda: group(sup)["local"] == "running")
+        (agent,) = agents
+        assert isinstance(agent, KnowsStatus)
+        asked, known = agent.asked, agent.known_asked
+        await until("five checks answered at once", lambda: agent.known_asked >= known + 5)
+        assert agent.asked == asked  # none went to status()
+        assert group(sup)["local"] == "running"
+        agent.answer = False  # what it knows: the resource stopped
+        await until("the group restarted", lambda: agent.starts == 2
+                    and group(sup)["local"] == "running")
+
+    sup = drive(Supervisor(cfg, "node1", tmp_path / "state", agent_factory=factory), scenario)
+    history = [h["reason"] for h in sup.status()["history"]]
+    assert any("restarting it" in r for r in history), history
