@@ -12,7 +12,7 @@ None ever blocks the event loop: a transport that cannot write drops the frame a
 device is missing (USB serial unplugged, NIC not there yet) retries in the
 background; the core sees the link as down meanwhile.
 
-About 520 lines on purpose: the two transports (about 200 lines each) and what they share
+About 550 lines on purpose: the two transports (about 200 lines each) and what they share
 (the watched descriptor that quiet mode pauses, the delivery of a frame, the Transport
 protocol); split in two, the shared part would need a third module that both import.
 """
