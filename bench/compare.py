@@ -20,8 +20,11 @@ twinbeat's median to heartbeat's at the same settings and to keepalived fast.
 both nodes started and settled (node1 holds the address), then for ``--seconds`` the CPU
 time of every process each node's daemon runs (the daemon and its children: heartbeat's
 master control process and its readers and writers, keepalived's VRRP child; the scheduler's
-nanoseconds of each thread, /proc/PID/task/*/schedstat) over the wall time, in % of one
-core, and their PSS summed at the end; ``--rounds`` runs of each, alternating, the median.
+nanoseconds of each thread, /proc/PID/task/*/schedstat, plus the CPU of children that ended
+in the sample, their parents' cutime and cstime in clock ticks) over the wall time, in % of
+one core, and their PSS summed at the end; ``--rounds`` runs of each, alternating, the
+median. (twinbeat's PSS is a little low beside the others': the Python interpreter it maps
+is shared with the bed's echo servers and this process, which take their shares of it.)
 twinbeat's group is monitored every 10 s, its default; heartbeat v1 monitors nothing.
 """
 
@@ -268,6 +271,15 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
+def _cpu_with_reaped(pid: int) -> int:
+    """The CPU time (ns) of ``pid``'s threads and of its children that ended and were
+    reaped (cutime + cstime of /proc/PID/stat, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16 and 17)
+    return cpu_ns(pid) + ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def idle_sample(name: str, start: Starter, keepalive: float, deadtime: float,
                 seconds: float) -> tuple[list[float], list[int], list[int]]:
     """Each node's CPU (% of one core) and PSS (KiB) while the pair idles, and how many
@@ -285,9 +297,9 @@ def idle_sample(name: str, start: Starter, keepalive: float, deadtime: float,
             assert proc is not None and proc.poll() is None, f"{name}: {node} exited"
             roots.append(proc.pid)
         pids = [tree_pids(r) for r in roots]
-        c0, t0 = [sum(cpu_ns(p) for p in ps) for ps in pids], time.monotonic()
+        c0, t0 = [sum(_cpu_with_reaped(p) for p in ps) for ps in pids], time.monotonic()
         time.sleep(seconds)
-        c1, t1 = [sum(cpu_ns(p) for p in ps) for ps in pids], time.monotonic()
+        c1, t1 = [sum(_cpu_with_reaped(p) for p in ps) for ps in pids], time.monotonic()
         pss = [sum(rss_pss_kib(p)[1] for p in ps) for ps in pids]
         for node, ps in zip(("node1", "node2"), pids, strict=True):
             assert tree_pids(ps[0]) == ps, f"{name}: {node}'s processes changed in the sample"

@@ -474,7 +474,14 @@ def test_settled_deadlines_are_carried_only_when_nothing_they_are_made_of_change
     assert deadlines_module._settled(used_up) == ()
     dead = evolve(armed, peer_state=evolve(armed.peer_state, status=PeerStatus.DEAD))
     assert not deadlines_module.carry_settled(armed, dead)
-    for state in (beat_sent, used_up, dead):
+    fenced = evolve(armed, fence=evolve(armed.fence))  # another object (equal or not)
+    assert not deadlines_module.carry_settled(armed, fenced)
+    resolving = evolve(armed, resolving=dict(armed.resolving))
+    assert not deadlines_module.carry_settled(armed, resolving)
+    was_dead = evolve(armed, peer_state=evolve(armed.peer_state, status=PeerStatus.DEAD))
+    deadlines_module._settled(was_dead)
+    assert not deadlines_module.carry_settled(was_dead, armed)  # the peer came back
+    for state in (beat_sent, used_up, dead, fenced, resolving):
         assert deadlines_module._settled(state) == deadlines_module.settled_deadlines(state)
 
 

@@ -405,6 +405,37 @@ def test_collect_reads_each_paused_link_once_then_asks_one_poll_for_more() -> No
     assert [(link, data) for link, data, _ in got if link == "b"] == [("b", b"b0\n")]
 
 
+def test_a_drain_cut_short_after_one_datagram_leaves_nothing_stale() -> None:
+    """A collect that an exception cut short between a link's ``drain(one=True)`` and its
+    ``finish_drain``: the next drain of that link starts afresh (an empty socket reads 0 and
+    holds nothing; a stale hold would make the next collect count a datagram it never read
+    and move the link's read time back)."""
+    import socket
+    import time
+    from ipaddress import ip_address
+
+    port = _free_udp_ports(1)[0]
+    got: list[bytes] = []
+    t = UdpTransport(UdpLink("lo", "lo", ip_address("127.0.0.1"), port),
+                     lambda _link, data, _at: got.append(data))
+    t.paused = True
+    t.sock = t._make_socket()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"TB1:0\n", ("127.0.0.1", port))
+        time.sleep(0.02)
+        assert t.drain(one=True) == 1 and t.holds_drain()
+        # (no finish_drain: the collect was cut short)
+        before = time.monotonic()
+        assert t.drain(one=True) == 0
+        assert not t.holds_drain()
+        assert t._read_since >= before
+        assert t.finish_drain(False) == 0
+    finally:
+        t.sock.close()
+    assert got == [b"TB1:0\n"]
+
+
 @pytest.mark.parametrize("step", [10.0, -10.0])
 def test_a_wall_clock_step_between_arrival_and_read_makes_the_datagram_heard_at_the_read(
         monkeypatch: pytest.MonkeyPatch, step: float) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from supervisor.cli import format_status, printable
@@ -94,6 +94,9 @@ def assert_dropped_without_effect(state: CoreState, data: bytes, now: float,
 
 
 @given(key=st.binary(max_size=200), body=st.binary(max_size=2000))
+@example(key=b"", body=b"")
+@example(key=b"k" * 64, body=b"x")  # the block's length: used as it is
+@example(key=b"k" * 65, body=b"x")  # one more: hashed first
 @settings(max_examples=200, deadline=None)
 def test_the_frame_mac_is_hmac_sha256_for_any_key_and_body(key, body):
     """codec._mac sets HMAC up from hashlib's SHA-256 (the padded key's two hashes, kept

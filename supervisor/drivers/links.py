@@ -482,6 +482,7 @@ class UdpTransport(_Watched):
         between (an NTP step, a resumed VM): that datagram is heard at the read, as without
         a timestamp. The last datagram a drain may read (DRAIN_MAX: a loop that stalled
         may have left more behind it) is heard at the read too."""
+        self._held = None  # (one left by a collect that an exception cut short is stale)
         if read_at is None:
             read_at = time.monotonic()
         since, offset = self._read_since, None
