@@ -47,17 +47,12 @@ def other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
     if memo is not None and memo[0] is s:
         return memo[1], memo[2]
     times = [*liveness.deadlines(s), *_settled(s)]
-    for g in s.groups.values():
-        at = monitor_at(s, g)
-        if at is not None:
-            times.append(at)
-        if g.failed_until is not None and g.failed_until != math.inf:
-            times.append(g.failed_until)
-    earliest = min(times, default=math.inf)
+    _add_group_deadlines(s, times)
+    earliest, kept = min(times, default=math.inf), tuple(times)
     if len(_OTHER_DEADLINES) >= 4:
         _OTHER_DEADLINES.clear()
-    _OTHER_DEADLINES[id(s)] = (s, earliest, tuple(times))
-    return earliest, tuple(times)
+    _OTHER_DEADLINES[id(s)] = (s, earliest, kept)
+    return earliest, kept
 
 
 #: the settled deadlines (``settled_deadlines``) of the last few states asked or carried, by
@@ -117,13 +112,18 @@ def deadlines(s: CoreState, beat: bool = True) -> list[float]:
     times = node_deadlines(s)
     if beat:
         times.append(s.next_beat)
+    _add_group_deadlines(s, times)
+    return times
+
+
+def _add_group_deadlines(s: CoreState, times: list[float]) -> None:
+    """Each group's next monitor and the end of its failure, added to ``times``."""
     for g in s.groups.values():
         at = monitor_at(s, g)
         if at is not None:
             times.append(at)
         if g.failed_until is not None and g.failed_until != math.inf:
             times.append(g.failed_until)
-    return times
 
 
 def node_deadlines(s: CoreState) -> list[float]:
