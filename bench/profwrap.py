@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import cProfile
 import gc
+import importlib
 import json
 import os
 import runpy
@@ -69,6 +70,15 @@ def _wrap_parts() -> None:
     _timed(loop.Supervisor, "feed", "feed")
     _timed(loop, "step", "core step")
     _timed(linkset.LinkSet, "send", "beat sent (3 links)")
+    # more parts, named in TWINBEAT_PROFILE_PARTS (bench.idleprof --parts): "module:attr" or
+    # "module:Class.attr", separated by spaces
+    for spec in os.environ.get("TWINBEAT_PROFILE_PARTS", "").split():
+        module, _, path = spec.partition(":")
+        owner: Any = importlib.import_module(module)
+        *outer, name = path.split(".")
+        for attr in outer:
+            owner = getattr(owner, attr)
+        _timed(owner, name, path)
 counts: Counter[Any] = Counter()
 gc_before: list[dict[str, int]] = []
 

@@ -65,42 +65,45 @@ class LinkSet:
         for transport in self.transports.values():
             transport.set_paused(paused)
 
-    def collect(self) -> int:
-        """Read what every link holds now (non-blocking), then ``on_batch``: the frames
-        read at a wake-up of the loop's own (quiet, see supervisor.core.quiet). Returns the
+    def collect(self) -> tuple[list[linkdrv.Taken], int]:
+        """Read what every link holds now (non-blocking): the frames read at a wake-up of the
+        loop's own (quiet, see supervisor.core.quiet), in the order read, each (link, line,
+        when it arrived or None), not handed to ``on_frame``: the caller steps them; and the
         most frames one link held.
 
         A UDP link is read once (``drain(one=True)``: its beat, most often all it holds),
         then one poll of the links that gave a datagram tells which hold more, read on; a
         read per link that fails with EAGAIN cost more. Measured on this project's machine
-        (2 cores under gVisor), two sockets read right after a 100 ms sleep: 62 us with the
-        poll, 83 us with the reads that fail (the first exception of a wake-up is slow)."""
-        self.reading = True
-        return self._drain(one=True)
-
-    def _drain(self, but: str | None = None, *, one: bool = False) -> int:
-        """Read every link but ``but`` (non-blocking), then ``on_batch``; the most frames
-        one link held. ``one``: see ``collect``."""
+        (2 cores), two sockets read right after a 100 ms sleep: 62 us with the poll, 83 us
+        with the reads that fail (the first exception of a wake-up is slow)."""
+        frames: list[linkdrv.Taken] = []
         most = 0
+        held = []
+        for transport in self.transports.values():
+            got = transport.drain(one=True, into=frames)
+            most = max(most, got)
+            if isinstance(transport, linkdrv.UdpTransport) and transport.holds_drain():
+                held.append(transport)
+        if held:
+            more = self._more(held)
+            for transport in held:
+                got = transport.finish_drain(transport in more, into=frames)
+                most = max(most, got)
+        return frames, most
+
+    def _drain(self, but: str) -> None:
+        """Read every link but ``but`` (non-blocking), each frame handed to ``on_frame``,
+        then ``on_batch``."""
         self._draining = True
         try:
-            held = []
             for name, transport in self.transports.items():
                 if name != but:
-                    most = max(most, transport.drain(one=one))
-                    if one and isinstance(transport, linkdrv.UdpTransport) \
-                            and transport.holds_drain():
-                        held.append(transport)
-            if held:
-                more = self._more(held)
-                for transport in held:
-                    most = max(most, transport.finish_drain(transport in more))
+                    transport.drain()
         finally:
             self._draining = False
             self.reading = False
         if self.on_batch is not None:
             self.on_batch()
-        return most
 
     def _more(self, held: list[linkdrv.UdpTransport]) -> list[linkdrv.UdpTransport]:
         """Which of ``held`` hold more now: one poll(2) that waits for nothing (the poll

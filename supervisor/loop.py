@@ -70,6 +70,7 @@ from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.watchdog_window import startup_timeout
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
+from supervisor.drivers.links import Taken
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
@@ -173,8 +174,6 @@ class Supervisor:
         #: ``busy(state)`` as last asked, and whether a step with news came since (ask again)
         self._busy: str | None = None
         self._busy_stale = True
-        #: the links are being read at a quiet wake-up (their frames may have waited)
-        self._collecting = False
         #: until when the links are read at arrival whatever the core says: a link held more
         #: than the peer's beats at a wake-up (a flood, hostile or not)
         self._noisy_until = -float("inf")
@@ -300,25 +299,51 @@ class Supervisor:
         the callbacks of this iteration have run (``call_soon``). A history frame is not a
         beat: it goes to the operations side at once, never into the core. The gap since the
         link's previous beat frame is measured here, at arrival, not when the batch is
-        stepped."""
+        stepped. (The frames a quiet wake-up collects: ``_take_collected``.)"""
         if historywire.is_history(data):  # the history exchange's
             if self.ops is not None:
                 self.ops.on_history_frame(data)
             return
         self.stats.frame(link, time.monotonic() if arrived is None else arrived)
-        self._frames.append(FrameReceived(link, data, self._collecting, arrived))
+        self._frames.append(FrameReceived(link, data, False, arrived))
         if len(self._frames) == 1 and not self.links.reading:
             self._running_loop().call_soon(self._take_frames)
 
     def _take_frames(self) -> None:
         frames, self._frames = self._frames, []
         if len(frames) > 1:
-            batch = tuple(frames)
-            if self._collecting:  # they waited: the copies of a beat arrived with it
-                batch = shared_arrivals(batch)
-            self.feed(FramesReceived(batch))
+            self.feed(FramesReceived(tuple(frames)))
         elif frames:
             self.feed(frames[0])
+
+    def _take_collected(self, taken: list[Taken]) -> None:
+        """The frames a quiet wake-up read (LinkSet.collect), stepped together as
+        ``_on_frame`` and ``_take_frames`` step the frames of a read: each waited in its link
+        (FrameReceived.waited), and the copies of a beat share its arrival
+        (``shared_arrivals``: the serial line's has none of its own). A history frame goes to
+        the operations side (a failure there is logged; the beats are stepped all the
+        same)."""
+        frames = []
+        gap = self.stats.frame
+        for link, data, arrived in taken:
+            if historywire.is_history(data):
+                self._history_frame(link, data)
+                continue
+            gap(link, time.monotonic() if arrived is None else arrived)
+            frames.append(FrameReceived(link, data, True, arrived))
+        if len(frames) > 1:
+            self.feed(FramesReceived(shared_arrivals(tuple(frames))))
+        elif frames:
+            self.feed(frames[0])
+
+    def _history_frame(self, link: str, data: bytes) -> None:
+        if self.ops is None:
+            return
+        try:
+            self.ops.on_history_frame(data)
+        except Exception:  # as links.deliver: one bad frame must not cost the wake-up
+            log.exception("link %s: handling a history frame failed; dropped (%d bytes: %s)",
+                          link, len(data), data[:512].hex())
 
     def _key(self) -> bytes:
         assert self.state is not None
@@ -574,11 +599,9 @@ class Supervisor:
             # the links are paused: what they hold is read (and stepped) first, so that no
             # deadline is taken on frames that wait in a socket; a beat due now goes out
             # with them (state.EARLY)
-            self._collecting = True
-            try:
-                most = self.links.collect()
-            finally:
-                self._collecting = False
+            taken, most = self.links.collect()
+            if taken:
+                self._take_collected(taken)
             if most > NOISY_FRAMES:
                 self._noisy_until = now + NOISY_HOLD
                 self._set_quiet()

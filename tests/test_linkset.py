@@ -296,14 +296,16 @@ def test_read_carrier_keeps_the_file_open_and_reads_it_again(tmp_path: Path) -> 
 
 def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> None:
     """Paused (quiet), the loop watches no link: datagrams wait in their sockets until
-    collect() reads them all, hands them over as one batch and says how many one link held;
-    resumed, a datagram is read when it arrives."""
+    collect() reads them all and returns them (not handed to on_frame: the caller steps
+    them) with how many one link held; resumed, a datagram is read when it arrives and
+    handed to on_frame, then on_batch."""
     import asyncio
     import socket
 
     ports = _free_udp_ports(2)
     batches: list[list[tuple[str, bytes]]] = []
     frames: list[tuple[str, bytes]] = []
+    collected: list[list[tuple[str, bytes]]] = []
     most: list[int] = []
 
     def on_batch() -> None:
@@ -320,20 +322,25 @@ def test_paused_links_wait_for_collect_and_read_at_arrival_once_resumed() -> Non
             s.sendto(b"beat 1\n", ("127.0.0.1", ports[1]))
             await asyncio.sleep(0.1)
             assert batches == [] and frames == []  # nobody read them
-            most.append(links.collect())
-            assert len(batches) == 1
+            taken, held = links.collect()
+            most.append(held)
+            assert batches == [] and frames == []  # not handed over: returned
+            collected.append([(link, data) for link, data, _at in taken])
             links.set_paused(False)
             s.sendto(b"beat 3\n", ("127.0.0.1", ports[1]))
             for _ in range(100):
                 if len(batches) == 2:
                     break
                 await asyncio.sleep(0.01)
-            most.append(links.collect())
+            taken, held = links.collect()
+            assert taken == []
+            most.append(held)
         links.close()
 
     asyncio.run(scenario())
-    assert sorted(batches[0]) == [("a", b"beat 1\n"), ("a", b"beat 2\n"), ("b", b"beat 1\n")]
-    assert batches[1] == [("b", b"beat 3\n")] and most == [2, 0]
+    # (each link's first datagram, then what a link held more: in order within a link)
+    assert collected == [[("a", b"beat 1\n"), ("b", b"beat 1\n"), ("a", b"beat 2\n")]]
+    assert batches == [[("b", b"beat 3\n")]] and most == [2, 0]
 
 
 class _CountingSocket:
@@ -365,9 +372,8 @@ def test_collect_reads_each_paused_link_once_then_asks_one_poll_for_more() -> No
 
     ports = _free_udp_ports(2)
     got: list[tuple[str, bytes, float | None]] = []
-    batches: list[int] = []
-    links = LinkSet(lambda link, data, at: got.append((link, data, at)),
-                    lambda: batches.append(len(got)))
+    handed: list[object] = []
+    links = LinkSet(lambda link, data, at: handed.append(data), lambda: handed.append(None))
     links.paused = True
     counting: dict[str, _CountingSocket] = {}
     for name, port in zip("ab", ports, strict=True):
@@ -384,19 +390,23 @@ def test_collect_reads_each_paused_link_once_then_asks_one_poll_for_more() -> No
             sent = time.monotonic()
             time.sleep(0.05)
             before = time.monotonic()
-            assert links.collect() == DRAIN_MAX
+            taken, most = links.collect()
+            assert most == DRAIN_MAX and len(taken) == DRAIN_MAX + 1
+            got += taken
             read = time.monotonic()
             assert counting["b"].recvmsg_calls == 1  # one datagram, one read
             assert counting["a"].recvmsg_calls == DRAIN_MAX
             b = links.transports["b"]
             assert isinstance(b, UdpTransport) and before <= b._read_since <= read
             assert not b.holds_drain()
-            assert links.collect() == 2  # the rest of a: read on until empty
+            taken, most = links.collect()
+            assert most == 2 and len(taken) == 2  # the rest of a: read on until empty
+            got += taken
             assert counting["b"].recvmsg_calls == 2  # b held nothing: one read that failed
     finally:
         for c in counting.values():
             c._sock.close()  # type: ignore[attr-defined]
-    assert batches == [DRAIN_MAX + 1, DRAIN_MAX + 3]
+    assert handed == []
     a = [(data, at) for link, data, at in got if link == "a"]
     assert [data for data, _ in a] == [b"a%d\n" % n for n in range(DRAIN_MAX + 2)]
     assert all(at is not None and at <= sent for _, at in a[:DRAIN_MAX - 1]), a

@@ -374,6 +374,50 @@ def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:
     run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
 
 
+def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The frames a quiet wake-up collected (LinkSet.collect) make one step: each waited,
+    the copies of one line share the latest arrival known among them (the serial line's has
+    none); a history frame among them goes to the operations side, and its failure there is
+    logged without costing the beats."""
+    from supervisor.core import historywire
+
+    fed: list[object] = []
+    history: list[bytes] = []
+
+    async def scenario(sup: Supervisor) -> None:
+        real_feed = sup.feed
+
+        def spy(event: Any) -> list[str]:
+            fed.append(event)
+            return real_feed(event)
+
+        def failing(data: bytes) -> None:
+            history.append(data)
+            raise RuntimeError("the history side failed")
+
+        assert sup.ops is not None
+        sup.feed = spy  # type: ignore[method-assign]
+        sup.ops.on_history_frame = failing  # type: ignore[method-assign]
+        assert sup.state is not None
+        dropped = sum(sup.state.dropped.values())
+        line, other = b"not a frame\n", b"another\n"
+        hist = historywire.MAGIC + b"whatever\n"
+        sup._take_collected([("serial", line, None), ("crossover", line, 5.0),
+                             ("public", hist, 5.5), ("public", line, 6.0),
+                             ("crossover", other, None)])
+        sup.feed = real_feed  # type: ignore[method-assign]
+        assert history == [hist]
+        assert fed == [FramesReceived((
+            FrameReceived("serial", line, True, 6.0), FrameReceived("crossover", line, True, 6.0),
+            FrameReceived("public", line, True, 6.0), FrameReceived("crossover", other, True)))]
+        assert sum(sup.state.dropped.values()) == dropped + 4  # (garbage, or unknown links)
+
+    with caplog.at_level("ERROR", logger="twinbeat"):
+        run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
+    assert any("handling a history frame failed" in r.getMessage() for r in caplog.records)
+
+
 def _watchdog_and_calls(tmp: Path) -> list[str]:
     """The recording agent's calls and the test watchdog's lines, in the order they happened
     (both append to one file), status checks left out."""

@@ -38,6 +38,9 @@ from supervisor.core.codec import LineSplitter
 log = logging.getLogger("twinbeat.links")
 
 FrameHandler = Callable[[str, bytes, float | None], None]
+#: a frame a paused link's drain took (``drain(into=...)``, see LinkSet.collect): its link, its
+#: line, when it arrived (None: not known, it is heard when read)
+Taken = tuple[str, bytes, float | None]
 #: called with the link's name after a read callback of the loop delivered its frames (see
 #: supervisor.linkset.LinkSet: the other links are then read at once, in the same iteration)
 ReadDone = Callable[[str], None]
@@ -78,7 +81,7 @@ class Transport(Protocol):
 
     def start(self) -> None: ...
 
-    def drain(self, *, one: bool = False) -> int: ...
+    def drain(self, *, one: bool = False, into: list[Taken] | None = None) -> int: ...
 
     def set_paused(self, paused: bool) -> None: ...
 
@@ -229,19 +232,21 @@ class SerialTransport(_Watched):
         if self._read(drained=drained):
             self.read_done(self.name)
 
-    def drain(self, *, one: bool = False) -> int:
+    def drain(self, *, one: bool = False, into: list[Taken] | None = None) -> int:
         """Read what the port holds now, if anything (non-blocking), without ``read_done``;
-        the number of lines read (one read of the port: ``one`` changes nothing here).
+        the number of lines read (one read of the port: ``one`` changes nothing here), each
+        delivered, or appended to ``into`` (a serial line has no arrival time: None).
         An empty read is no hang-up here: a raw tty with VMIN = VTIME = 0 (pyserial's
         timeout=0) answers a read without input with 0 bytes, not EAGAIN; the reader,
         which the loop calls only when the port is readable, tells a hang-up (but once
         right after a drain took the input it was called for)."""
-        got = self._read(drain=True)
+        got = self._read(drain=True, into=into)
         if got:
             self._drained = True
         return got
 
-    def _read(self, *, drain: bool = False, drained: bool = False) -> int:
+    def _read(self, *, drain: bool = False, drained: bool = False,
+              into: list[Taken] | None = None) -> int:
         """One read of the port; its complete lines delivered: how many (0: nothing read;
         1 for a read that completed no line).
         An empty read is a hang-up, but in a drain, or in the reader right after a drain took
@@ -261,9 +266,14 @@ class SerialTransport(_Watched):
                 self._fail("hang-up")
             return 0
         lines = self.splitter.feed(data)
-        for line in lines:
-            if not deliver(self.on_frame, self.name, line):
-                self.rx_errors += 1
+        if into is not None:
+            name = self.name
+            for line in lines:
+                into.append((name, line, None))
+        else:
+            for line in lines:
+                if not deliver(self.on_frame, self.name, line):
+                    self.rx_errors += 1
         return max(1, len(lines))
 
     def send(self, data: bytes) -> None:
@@ -427,9 +437,10 @@ class UdpTransport(_Watched):
         if self.drain():
             self.read_done(self.name)
 
-    def drain(self, *, one: bool = False) -> int:
+    def drain(self, *, one: bool = False, into: list[Taken] | None = None) -> int:
         """Read the datagrams the socket holds now (non-blocking; at most DRAIN_MAX: a flood
-        must not hold the loop), each delivered, without ``read_done``; how many. An error
+        must not hold the loop), each delivered, or appended to ``into`` (while paused, see
+        LinkSet.collect), without ``read_done``; how many. An error
         the socket reports (an ICMP error of an earlier send) is counted with the send
         errors. With ``one``, while paused: the first datagram only, if there is one, and
         ``finish_drain`` must follow (the caller asked every link at once whether it holds
@@ -438,7 +449,7 @@ class UdpTransport(_Watched):
         if sock is None:
             return 0
         if self.paused:
-            return self._drain_waited(sock, one=one)
+            return self._drain_waited(sock, one=one, into=into)
         got = 0
         for _ in range(DRAIN_MAX):
             try:
@@ -449,7 +460,9 @@ class UdpTransport(_Watched):
                 self.send_errors += 1
                 break
             got += 1
-            if not deliver(self.on_frame, self.name, data):
+            if into is not None:
+                into.append((self.name, data, None))
+            elif not deliver(self.on_frame, self.name, data):
                 self.rx_errors += 1
         return got
 
@@ -460,7 +473,7 @@ class UdpTransport(_Watched):
         """A drain with ``one`` stopped after its datagram: ``finish_drain`` must follow."""
         return self._held is not None
 
-    def finish_drain(self, more: bool) -> int:
+    def finish_drain(self, more: bool, into: list[Taken] | None = None) -> int:
         """End the drain that stopped after one datagram: read on if the socket holds
         ``more`` (as the drain would have gone on), else it was emptied by it. How many
         datagrams that drain read in all."""
@@ -468,12 +481,12 @@ class UdpTransport(_Watched):
         if held is None:
             return 0
         if more and self.sock is not None and self.paused:
-            return self._drain_waited(self.sock, start=1, read_at=held)
+            return self._drain_waited(self.sock, start=1, read_at=held, into=into)
         self._read_since = held  # what the socket holds next arrived after that drain
         return 1
 
     def _drain_waited(self, sock: socket.socket, *, one: bool = False, start: int = 0,
-                      read_at: float | None = None) -> int:
+                      read_at: float | None = None, into: list[Taken] | None = None) -> int:
         """``drain`` while paused: the datagrams may have waited in the socket since the
         loop's last wake-up, each is delivered with when it arrived: the kernel's receive
         time (CLOCK_REALTIME) moved onto the monotonic clock by the two clocks' difference
@@ -509,7 +522,9 @@ class UdpTransport(_Watched):
                     if at > read_at:  # (it may have come while the ones before were handled)
                         read_at = time.monotonic()
                     arrived = at if since <= at <= read_at else read_at
-            if not deliver(self.on_frame, self.name, data, arrived):
+            if into is not None:
+                into.append((self.name, data, arrived))
+            elif not deliver(self.on_frame, self.name, data, arrived):
                 self.rx_errors += 1
             if one:  # (n == 0) whether more waits: finish_drain
                 self._held = read_at
