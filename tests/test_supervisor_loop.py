@@ -398,7 +398,7 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
 
         assert sup.ops is not None
         sup.feed = spy  # type: ignore[method-assign]
-        sup.ops.on_history_frame = failing  # type: ignore[method-assign]
+        sup.ops.on_history_frame = failing  # type: ignore[method-assign,assignment]
         assert sup.state is not None
         dropped = sum(sup.state.dropped.values())
         line, other = b"not a frame\n", b"another\n"
