@@ -99,13 +99,24 @@ def assert_dropped_without_effect(state: CoreState, data: bytes, now: float,
 @example(key=b"k" * 65, body=b"x")  # one more: hashed first
 @settings(max_examples=200, deadline=None)
 def test_the_frame_mac_is_hmac_sha256_for_any_key_and_body(key, body):
-    """codec._mac sets HMAC up from hashlib's SHA-256 (the padded key's two hashes, kept
+    """codec._mac sets HMAC up from CPython's own SHA-256 (the padded key's two hashes, kept
     per key): it must be RFC 2104's HMAC-SHA256, as the standard library computes it, for
     keys shorter, as long as and longer than SHA-256's 64-byte block, and asked twice (the
     second time from the kept pads)."""
     want = hmac.new(key, body, hashlib.sha256).digest()[:codec.MAC_LEN]
     assert codec._mac(key, body) == want
     assert codec._mac(key, body) == want
+
+
+def test_the_frame_mac_uses_cpythons_own_sha256_on_the_images_python() -> None:
+    """On Python 3.11 (Debian 12: the image and the test host) the MAC's hashes are
+    CPython's own SHA-256, not OpenSSL's: what codec._mac's measured cold cost is about."""
+    import sys
+
+    if sys.version_info >= (3, 12):
+        pytest.skip("_sha256 is _sha2 from Python 3.12 on: hashlib's SHA-256 is used")
+    assert codec._sha256 is not hashlib.sha256
+    assert type(codec._sha256(b"")).__module__ == "_sha256"
 
 
 @pytest.mark.parametrize("depth", [1_000, 2_900])
