@@ -209,7 +209,8 @@ def test_frame_is_small():
 ALLOWED = {
     "__future__", "base64", "binascii", "collections", "collections.abc", "copy",
     "dataclasses", "enum",
-    "functools", "hashlib", "hmac", "ipaddress", "itertools", "json", "math", "operator", "re",
+    "functools", "hashlib", "_sha256", "hmac", "ipaddress", "itertools", "json", "math",
+    "operator", "re",
     "typing",
     "supervisor.core", "supervisor.core.codec", "supervisor.core.states",
     "supervisor.core.events", "supervisor.core.actions", "supervisor.core.state",
