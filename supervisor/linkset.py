@@ -108,15 +108,23 @@ class LinkSet:
     def _more(self, held: list[linkdrv.UdpTransport]) -> list[linkdrv.UdpTransport]:
         """Which of ``held`` hold more now: one poll(2) that waits for nothing (the poll
         object is kept while the sockets are the same ones)."""
-        fds = tuple(t.sock.fileno() if t.sock is not None else -1 for t in held)
+        # (loops: each comprehension makes a function object, twice a keepalive)
+        numbers = []
+        for t in held:
+            numbers.append(t.sock.fileno() if t.sock is not None else -1)
+        fds = tuple(numbers)
         if fds != self._poll_fds:
             self._poller = select.poll()
             for fd in fds:
                 if fd >= 0:
                     self._poller.register(fd, select.POLLIN)
             self._poll_fds = fds
-        ready = {fd for fd, _mask in self._poller.poll(0)}
-        return [t for t, fd in zip(held, fds, strict=True) if fd in ready]
+        ready = dict(self._poller.poll(0))
+        more = []
+        for t, fd in zip(held, fds, strict=True):
+            if fd in ready:
+                more.append(t)
+        return more
 
     def close(self) -> None:
         for transport in self.transports.values():

@@ -237,3 +237,18 @@ def test_a_feature_of_minor_n_stays_off_with_an_n_minus_1_peer_and_comes_on_afte
         assert (v["used"], v["mixed"], v["features"]) == (2, False, ["rtt echo", "versions"])
         assert compat.enabled(sim.nodes[node].state, "rtt echo")
     assert sim.owner() == "node1" and sim.violations == []
+
+
+def test_features_in_use_are_worked_out_again_for_another_table(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """features_in_use keeps its answer per minor, with the FEATURES table it read: a table
+    put in its place (as the tests above do) is read afresh, at the same minor."""
+    sim = Sim(make_config())
+    sim.run(2.0)
+    state = sim.nodes["node1"].state
+    before = compat.features_in_use(state)
+    assert before == tuple(sorted(compat.FEATURES))
+    monkeypatch.setattr(compat, "FEATURES", {**compat.FEATURES, "later": 99, "now": 0})
+    assert compat.features_in_use(state) == (*sorted([*before, "now"]),)
+    monkeypatch.undo()
+    assert compat.features_in_use(state) == before

@@ -92,11 +92,24 @@ def of_state(s: CoreState) -> Compat:
                      beat.release if beat else None, s.peer)
 
 
+#: features_in_use by the minor the pair uses, with the table they were read from (a memo of
+#: a pure function: tests put another table in FEATURES)
+_IN_USE: dict[int, tuple[Mapping[str, int], tuple[str, ...]]] = {}
+
+
 def features_in_use(s: CoreState) -> tuple[str, ...]:
-    """``of_state(s).features`` without the sentence (every beat asks)."""
+    """``of_state(s).features`` without the sentence (every beat asks: worked out once per
+    minor)."""
     beat = s.peer_state.beat
     used = s.settings.minor if beat is None else min(s.settings.minor, beat.minor)
-    return tuple(sorted(f for f, m in FEATURES.items() if m <= used))
+    memo = _IN_USE.get(used)
+    if memo is not None and memo[0] is FEATURES:
+        return memo[1]
+    on = tuple(sorted(f for f, m in FEATURES.items() if m <= used))
+    if len(_IN_USE) >= 8:
+        _IN_USE.clear()
+    _IN_USE[used] = (FEATURES, on)
+    return on
 
 
 def enabled(s: CoreState, feature: str) -> bool:

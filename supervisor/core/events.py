@@ -60,8 +60,11 @@ def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, .
         latest = max(known)
         if len(known) == len(frames) and min(known) == latest:
             return frames
-        return tuple(f if f.arrived == latest else FrameReceived(f.link, f.data, f.waited, latest)
-                     for f in frames)
+        shared = []  # (a loop: a generator expression makes a function object each time)
+        for f in frames:
+            shared.append(f if f.arrived == latest
+                          else FrameReceived(f.link, f.data, f.waited, latest))
+        return tuple(shared)
     by_line: dict[bytes, float] = {}
     for frame, line in zip(frames, lines, strict=True):
         if frame.arrived is not None and frame.arrived > by_line.get(line, -math.inf):

@@ -37,7 +37,7 @@ def heard_time(arrived: float | None, now: float) -> float:
     return now if arrived is None or arrived > now else arrived
 
 
-_ARRIVED = attrgetter("arrived")
+_ARRIVED, _LINK = attrgetter("arrived"), attrgetter("link")
 
 
 def _later(last: float | None, heard: float) -> float:
@@ -92,12 +92,12 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
     if (isinstance(beat, str) or beat.generation <= p.left_gen
             or beat.status is NodeStatus.LEAVING):
         return None
-    timing = s.config.timing
+    timing = s.settings.config.timing
     verdict = freshness.admit(p.fresh, frames[0].link, beat.order, now, timing)
     if verdict.drop:
         return None
     fresh, heard_at = verdict.state, verdict.heard_at
-    rest = [frame.link for frame in frames[1:]]
+    rest = list(map(_LINK, frames[1:]))
     copies = freshness.admit_copies(fresh, rest, now) if rest and verdict.fresh else None
     if copies is not None:  # the newest beat, on the other links at once: heard now
         fresh, heard_at = copies, now

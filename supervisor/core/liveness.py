@@ -244,7 +244,8 @@ def peer_cut_off(s: CoreState) -> str:
 
 def deadlines(s: CoreState) -> list[float]:
     """When liveness may change next without an event."""
-    t = s.config.timing
+    cfg = s.settings.config  # (not the property: every keepalive asks)
+    t = cfg.timing
     times = []
     for ls in s.links.values():
         if ls.last_heard is not None:
@@ -256,12 +257,12 @@ def deadlines(s: CoreState) -> list[float]:
         times.append(p.last_heard + t.deadtime)
     if p.status is PeerStatus.UNKNOWN:
         times.append(s.started_at + t.initdead)
-    if s.config.ping_nodes:
+    if cfg.ping_nodes:
         last = s.world.last_ping
-        times.append((last if last is not None else s.started_at) + s.config.ping_timeout)
+        times.append((last if last is not None else s.started_at) + cfg.ping_timeout)
     w = s.world
     if w.outranked_since is not None:
-        times.append(w.outranked_since + s.config.ping_timeout)
+        times.append(w.outranked_since + cfg.ping_timeout)
     if w.recover_until is not None:
         times.append(w.recover_until)
     return times

@@ -78,7 +78,8 @@ def publish(s: CoreState, now: float, out: Out, *,
 def _send(s: CoreState, now: float, out: Out, said: tuple[Any, ...]) -> CoreState:
     seq = s.seq + 1
     out.actions.append(SendFrame(frame(s, said, seq, echo(s, seq, now))))
-    return evolve(s, seq=seq, last_published=said, next_beat=now + s.config.timing.keepalive,
+    return evolve(s, seq=seq, last_published=said,
+                  next_beat=now + s.settings.config.timing.keepalive,
                   sent=(*s.sent[1 - SENT_WINDOW:], (seq, now)))
 
 
@@ -139,8 +140,9 @@ def _sayer(s: CoreState, said: tuple[Any, ...],
     beat but those two is made from it), who says it, its versions and the features the
     pair uses (``compat.gate``), with which key, and whether it echoes (the cut has a place
     for an echo or not)."""
-    return (said, s.config.cluster_name, s.me, s.generation, s.settings.digest,
-            s.settings.minor, s.settings.release, compat.features_in_use(s), s.settings.key,
+    settings = s.settings  # (its fields read directly: every beat asks)
+    return (said, settings.config.cluster_name, settings.me, s.generation, settings.digest,
+            settings.minor, settings.release, compat.features_in_use(s), settings.key,
             echoed is None)
 
 
@@ -171,8 +173,11 @@ def echo(s: CoreState, seq: int, now: float) -> tuple[str, int, int, int] | None
     beat that waited for a quiet wake-up is not echoed: a datagram's wait is known
     (FrameReceived.arrived) but a serial frame's is not, and a quiet node's echo would
     itself wait for its next wake-up (the peer would count that wait in its round trip)."""
-    heard = [ls for ls in s.links.values() if not ls.heard_waited and ls.status.delivers
-             and ls.last_order is not None and ls.last_heard is not None]
+    heard = []  # (a loop: a comprehension makes a function object, every keepalive)
+    for ls in s.links.values():
+        if (not ls.heard_waited and ls.status.delivers and ls.last_order is not None
+                and ls.last_heard is not None):
+            heard.append(ls)
     if not heard:  # (a quiet node's, every keepalive: nothing sorted)
         return None
     heard.sort(key=_NAME)  # by link name (the keys of ``links``)

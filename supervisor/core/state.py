@@ -479,4 +479,4 @@ def new_group(g: Group) -> GroupState:
 def beat_opens(s: CoreState) -> float:
     """When this node's next beat may go out: EARLY of the keepalive before it is due (with
     the step at hand: a frame of the peer, a monitor)."""
-    return s.next_beat - max(EPS, EARLY * s.config.timing.keepalive)
+    return s.next_beat - max(EPS, EARLY * s.settings.config.timing.keepalive)
