@@ -322,7 +322,7 @@ class Supervisor:
     def _take_collected(self, taken: list[Taken]) -> None:
         """The frames a quiet wake-up read (LinkSet.collect), stepped together as
         ``_on_frame`` and ``_take_frames`` step the frames of a read: each waited in its link
-        (FrameReceived.waited), and the copies of a beat share its arrival
+        (FrameReceived.waited), stripped, and the copies of a beat share its arrival
         (``shared_arrivals``: the serial line's has none of its own). A history frame goes to
         the operations side (a failure there is logged; the beats are stepped all the
         same)."""
@@ -333,7 +333,10 @@ class Supervisor:
                 self._history_frame(link, data)
                 continue
             gap(link, time.monotonic() if arrived is None else arrived)
-            frames.append(FrameReceived(link, data, True, arrived))
+            # stripped here, once (a datagram ends with the serial line's newline): the
+            # core strips each frame where it reads one, about seven times a keepalive,
+            # and bytes.strip() of a stripped line is that line, not a copy
+            frames.append(FrameReceived(link, data.strip(), True, arrived))
         if len(frames) > 1:
             self.feed(FramesReceived(shared_arrivals(tuple(frames))))
         elif frames:

@@ -457,8 +457,11 @@ class Sim:
         # read may hold a newer beat on one link before an older one on the next)
         order = {name: i for i, name in enumerate(self.links)}
         held = sorted(node.held, key=lambda f: order.get(f.link, len(order)))
-        frames, node.held = tuple(replace(f, waited=True) for f in held), []
-        frames = shared_arrivals(frames)  # as the loop does with what it collected
+        # waited and stripped, the copies sharing an arrival: as the loop does with what it
+        # collected (Supervisor._take_collected)
+        frames = tuple(replace(f, data=f.data.strip(), waited=True) for f in held)
+        node.held = []
+        frames = shared_arrivals(frames)
         self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 
     def _feed_pings(self, name: str) -> None:

@@ -376,10 +376,10 @@ def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:
 
 def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The frames a quiet wake-up collected (LinkSet.collect) make one step: each waited,
-    the copies of one line share the latest arrival known among them (the serial line's has
-    none); a history frame among them goes to the operations side, and its failure there is
-    logged without costing the beats."""
+    """The frames a quiet wake-up collected (LinkSet.collect) make one step: each waited
+    and stripped, the copies of one line share the latest arrival known among them (the
+    serial line's has none); a history frame among them goes to the operations side, and
+    its failure there is logged without costing the beats."""
     from supervisor.core import historywire
 
     fed: list[object] = []
@@ -408,6 +408,7 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
                              ("crossover", other, None)])
         sup.feed = real_feed  # type: ignore[method-assign]
         assert history == [hist]
+        line, other = line.strip(), other.strip()  # (stripped once, by the loop)
         assert fed == [FramesReceived((
             FrameReceived("serial", line, True, 6.0), FrameReceived("crossover", line, True, 6.0),
             FrameReceived("public", line, True, 6.0), FrameReceived("crossover", other, True)))]

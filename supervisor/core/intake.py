@@ -16,6 +16,7 @@ from operator import attrgetter
 from supervisor.core import codec, freshness
 from supervisor.core.actions import SaveMaintenance
 from supervisor.core.events import FrameReceived
+from supervisor.core.freshness import Order
 from supervisor.core.notify import Kind, Severity
 from supervisor.core.state import LOSS_WINDOW, CoreState, LinkState, Out, PeerState, evolve
 from supervisor.core.states import NodeStatus, PeerStatus
@@ -63,13 +64,14 @@ def on_frame(s: CoreState, link: str, data: bytes, now: float, out: Out, *,
     if isinstance(beat, str):
         return s.count_drop(beat)
     p = s.peer_state
-    verdict = freshness.admit(p.fresh, link, beat.order, now, s.config.timing)
+    order = beat.order
+    verdict = freshness.admit(p.fresh, link, order, now, s.config.timing)
     if verdict.drop:
         return s.count_drop(verdict.drop)
     if beat.generation <= p.left_gen:
         return s.count_drop("after_leave")
-    links = {**s.links, link: _heard(s, link, ls, beat, now, waited=waited)}
-    return _taken(s, p, links, beat, line=line, link=link, out=out,
+    links = {**s.links, link: _heard(s, link, ls, beat, now, waited=waited, order=order)}
+    return _taken(s, p, links, beat, order, line=line, link=link, out=out,
                   last_heard=_later(p.last_heard, verdict.heard_at), fresh=verdict.state)
 
 
@@ -93,7 +95,8 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
             or beat.status is NodeStatus.LEAVING):
         return None
     timing = s.settings.config.timing
-    verdict = freshness.admit(p.fresh, frames[0].link, beat.order, now, timing)
+    order = beat.order  # (a property: asked once, not once a link)
+    verdict = freshness.admit(p.fresh, frames[0].link, order, now, timing)
     if verdict.drop:
         return None
     fresh, heard_at = verdict.state, verdict.heard_at
@@ -103,7 +106,7 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
         fresh, heard_at = copies, now
     else:
         for link in rest:
-            verdict = freshness.admit(fresh, link, beat.order, now, timing)
+            verdict = freshness.admit(fresh, link, order, now, timing)
             if verdict.drop:
                 return None
             fresh, heard_at = verdict.state, verdict.heard_at
@@ -112,8 +115,9 @@ def on_copies(s: CoreState, frames: Sequence[FrameReceived], now: float, out: Ou
         ls = links.get(frame.link)
         if ls is None or (frame is not frames[0] and frame.data.strip() != line):
             return None
-        links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited)
-    return _taken(s, p, links, beat, line=line, link=frames[0].link, out=out,
+        links[frame.link] = _heard(s, frame.link, ls, beat, now, waited=frame.waited,
+                                   order=order)
+    return _taken(s, p, links, beat, order, line=line, link=frames[0].link, out=out,
                   last_heard=_later(p.last_heard, heard_at), fresh=fresh)
 
 
@@ -135,29 +139,30 @@ def _beat_of(s: CoreState, line: bytes,
 
 
 def _heard(s: CoreState, link: str, ls: LinkState, beat: codec.Beat, now: float, *,
-           waited: bool) -> LinkState:
+           waited: bool, order: Order | None = None) -> LinkState:
     """``ls`` (of ``link``) after a frame of ``beat`` was taken on it: heard, its loss
-    window, its round trip."""
+    window, its round trip. (``order``: the beat's, when the caller has it: a property.)"""
     if ls.window_gen != beat.generation:
         window: tuple[int, ...] = (beat.seq,)
     else:
         window = (*ls.window[1 - LOSS_WINDOW:], beat.seq) if ls.window else (beat.seq,)
     last = ls.last_heard  # (never earlier than it was: _later, written out on this path)
-    return evolve(ls, last_order=beat.order,
+    return evolve(ls, last_order=beat.order if order is None else order,
                   last_heard=now if last is None or now > last else last,
                   received=ls.received + 1,
                   window_gen=beat.generation, window=window, heard_waited=waited,
                   rtt=ls.rtt if waited else round_trip(s, link, beat, now, ls.rtt))
 
 
-def _taken(s: CoreState, p: PeerState, links: dict[str, LinkState], beat: codec.Beat, *,
+def _taken(s: CoreState, p: PeerState, links: dict[str, LinkState], beat: codec.Beat,
+           order: Order, *,
            line: bytes, link: str, out: Out, last_heard: float | None,
            fresh: freshness.Freshness) -> CoreState:
     """The state once the frames of ``beat`` were taken (on ``links``, first on ``link``;
     the peer heard at ``last_heard``, its beats' freshness now ``fresh``): the newest beat
     of the peer becomes ``peer.beat``, what it says merged."""
     pins, lamport = s.pins, s.lamport
-    if p.beat is not None and beat.order <= p.beat.order:
+    if p.beat is not None and order <= p.beat.order:
         p = evolve(p, last_heard=last_heard, fresh=fresh)
     else:
         if p.beat is not None and beat.generation > p.beat.generation:
