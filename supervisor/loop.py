@@ -23,6 +23,7 @@ that issue 12 measures.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import signal
@@ -199,6 +200,7 @@ class Supervisor:
         #: events, hooks, mail, metrics and the status page (started by run())
         self.ops: Operations | None = None
         self._now = 0.0  # the clock of the step being carried out
+        self._tick_context = contextvars.copy_context()
         #: the running loop while run() runs (asked once: on Python 3.11 each
         #: asyncio.get_running_loop() is a getpid() system call; the wake-up asked it thrice)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -592,7 +594,9 @@ class Supervisor:
                 return  # the timer is set for it already (most frames move no deadline)
             self._timer.cancel()
         self._expected_wake = deadline
-        self._timer = loop.call_at(deadline, self._tick)
+        # (one context for every wake-up: the tick reads no context variable, and asyncio
+        # would copy the current context for each timer otherwise)
+        self._timer = loop.call_at(deadline, self._tick, context=self._tick_context)
 
     def _armed(self) -> asyncio.TimerHandle | None:
         return self._timer

@@ -910,3 +910,40 @@ def test_the_reader_called_for_input_a_drain_took_is_no_hang_up():
 
     transport = asyncio.run(scenario())
     assert got == [b"TB1:one"] and transport.reopens == 1
+
+
+def test_a_serial_send_writes_the_frame_and_what_the_port_does_not_take_follows_in_order():
+    """A frame goes to the port as it is when nothing waits before it (the first one after
+    the port opened behind a newline: whatever half line the peer buffered ends); a frame
+    the port takes only in part leaves the rest waiting, written when the port is writable
+    again, before anything sent after it: the peer reads every frame whole, in order."""
+    sent: list[bytes] = []
+    read = bytearray()
+
+    async def scenario() -> tuple[int, bool]:
+        with _raw_pty_transport([]) as (transport, master):
+            os.set_blocking(master, False)
+            frame = b"TB1:" + b"x" * 995 + b"\n"
+            waited = False
+            for n in range(2000):  # until the port takes a frame only in part
+                data = frame.replace(b"x" * 4, b"%04d" % n, 1)
+                transport.send(data)
+                sent.append(data)
+                if transport.tx:
+                    waited = transport._writing
+                    break
+            else:
+                raise AssertionError("the pty took 2 MB without a partial write")
+            transport.send(b"TB1:after\n")  # behind what waits
+            sent.append(b"TB1:after\n")
+            for _ in range(500):  # the master reads; the writer callback sends the rest
+                with contextlib.suppress(BlockingIOError):
+                    read.extend(os.read(master, 65536))
+                if not transport.tx and read.endswith(b"TB1:after\n"):
+                    break
+                await asyncio.sleep(0.01)
+            return transport.tx_dropped, waited
+
+    dropped, waited = asyncio.run(scenario())
+    assert dropped == 0 and waited
+    assert bytes(read) == b"\n" + b"".join(sent)

@@ -279,6 +279,14 @@ class SerialTransport(_Watched):
     def send(self, data: bytes) -> None:
         if self.port is None:
             return
+        if not self.tx and not self._need_newline and len(data) <= TX_BUFFER_LIMIT:
+            # the port took all before it (most often): the frame is written as it is, not
+            # copied into the buffer first; what the port does not take waits there
+            n = self._write(data)
+            if n is not None and n < len(data):
+                self.tx += data[n:]
+                self._wait_writable()
+            return
         if self._need_newline:
             # After (re)opening, end whatever half line the peer may have buffered.
             data = b"\n" + data
@@ -290,28 +298,38 @@ class SerialTransport(_Watched):
         self.tx += data
         self._flush()
 
-    def _flush(self) -> None:
-        if self.port is None or not self.tx:
-            return
-        fd = self._fd
-        loop = self._loop or asyncio.get_running_loop()
+    def _write(self, data: bytes | bytearray) -> int | None:
+        """One non-blocking write of ``data``: how many bytes the port took (None: it failed
+        and the port was closed)."""
         try:
-            n = os.write(fd, self.tx)
+            return os.write(self._fd, data)
         except BlockingIOError:
-            n = 0
+            return 0
         except OSError as exc:
             if exc.errno == errno.EIO:
                 self._fail("write error (peer end closed?)")
             else:
                 self._fail(f"write error: {exc.strerror}")
+            return None
+
+    def _flush(self) -> None:
+        if self.port is None or not self.tx:
+            return
+        n = self._write(self.tx)
+        if n is None:
             return
         del self.tx[:n]
         if self.tx:
-            loop.add_writer(fd, self._writable)
-            self._writing = True
+            self._wait_writable()
         elif self._writing:  # (asyncio's remove_writer costs a lookup even when unset)
-            loop.remove_writer(fd)
+            (self._loop or asyncio.get_running_loop()).remove_writer(self._fd)
             self._writing = False
+
+    def _wait_writable(self) -> None:
+        """What the port did not take waits in ``tx`` for a writer callback."""
+        if not self._writing:
+            (self._loop or asyncio.get_running_loop()).add_writer(self._fd, self._writable)
+            self._writing = True
 
     def _writable(self) -> None:
         self._flush()
