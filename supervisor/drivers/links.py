@@ -1,8 +1,10 @@
 """Heartbeat transports: a serial null-modem line and UDP sockets bound to an interface.
 
-Each transport delivers received frame lines to ``on_frame(link_name, data, arrived)`` and
-sends the frames it is given. ``arrived`` is when the frame arrived, on the loop's clock
-(``time.monotonic``), when it is known and differs from now: a UDP datagram read by a drain
+Each transport delivers received frame lines to ``on_frame(link_name, data, arrived)`` (or,
+in a drain given ``into``, appends ``(link_name, data, arrived)`` to that list: what
+LinkSet.collect reads at a quiet wake-up) and sends the frames it is given. ``arrived`` is
+when the frame arrived, on the loop's clock (``time.monotonic``), when it is known and
+differs from now: a UDP datagram read by a drain
 while the link is paused (the loop's quiet mode) carries the kernel's receive timestamp
 (SO_TIMESTAMPNS), so that a beat that waited in its socket for the loop's next wake-up is
 heard when it arrived, not when it was read; None otherwise (read at arrival: now).
@@ -12,7 +14,7 @@ None ever blocks the event loop: a transport that cannot write drops the frame a
 device is missing (USB serial unplugged, NIC not there yet) retries in the
 background; the core sees the link as down meanwhile.
 
-About 550 lines on purpose: the two transports (about 200 lines each) and what they share
+About 590 lines on purpose: the two transports (about 220 lines each) and what they share
 (the watched descriptor that quiet mode pauses, the delivery of a frame, the Transport
 protocol); split in two, the shared part would need a third module that both import.
 """
