@@ -4,10 +4,10 @@ Each transport delivers received frame lines to ``on_frame(link_name, data, arri
 in a drain given ``into``, appends ``(link_name, data, arrived)`` to that list: what
 LinkSet.collect reads at a quiet wake-up) and sends the frames it is given. ``arrived`` is
 when the frame arrived, on the loop's clock (``time.monotonic``), when it is known and
-differs from now: a UDP datagram read by a drain
-while the link is paused (the loop's quiet mode) carries the kernel's receive timestamp
-(SO_TIMESTAMPNS), so that a beat that waited in its socket for the loop's next wake-up is
-heard when it arrived, not when it was read; None otherwise (read at arrival: now).
+differs from now: a UDP datagram read by a drain while the link is paused (the loop's quiet
+mode) carries the kernel's receive timestamp (SO_TIMESTAMPNS), so that a beat that waited
+in its socket for the loop's next wake-up is heard when it arrived, not when it was read;
+None otherwise (read at arrival: now).
 
 None ever blocks the event loop: a transport that cannot write drops the frame and counts it
 (heartbeats are periodic; a late one is worth less than a live loop). A transport whose
