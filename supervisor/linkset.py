@@ -1,11 +1,12 @@
 """The loop's heartbeat links: one open transport per configured link (``supervisor.drivers.
 links``), opened again when a reload changes the links. A beat goes out on every link; a frame
 that is not a beat (history) on one UDP link that delivers, so that the serial line's 115200
-baud stays free for beats. Received lines go to ``on_frame`` (with when they arrived, if a
-paused link's drain knows it: see supervisor.drivers.links).
+baud stays free for beats. Lines read at arrival go to ``on_frame``.
 
 While the node is idle the links may be paused (``set_paused``: the loop watches none of
-them) and read by ``collect`` at the loop's own wake-ups (supervisor.core.quiet).
+them) and read by ``collect`` at the loop's own wake-ups (supervisor.core.quiet), which
+returns what it read, each line with when it arrived if the drain knows it (see
+supervisor.drivers.links), for the loop to step.
 
 When one link's read callback has delivered its frames, the other links are read at once
 (non-blocking: what they hold now, the copies of the same beat most often) and ``on_batch``

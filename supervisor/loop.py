@@ -13,7 +13,7 @@ The watchdog is fed only from here, after a step completed: a loop that stalls s
 it, and the node is reset. While the core says nothing is in flight (``supervisor.core.
 quiet``) the links are paused and read at the loop's own wake-ups, before anything is stepped.
 
-About 650 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
+About 700 lines on purpose: the wake-up's own work stays in one class (the step, the actions,
 the watchdog feed, the carrier readings that ride on the same wake-up, the quiet reading of
 the links, the rescheduling and the configuration reload that swaps what they use), because
 splitting it would put a second object between every event and the core on the idle path
@@ -71,7 +71,7 @@ from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.watchdog_window import startup_timeout
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
-from supervisor.drivers.links import Taken
+from supervisor.drivers.links import SerialTransport, Taken, UdpTransport
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
@@ -304,7 +304,8 @@ class Supervisor:
         the callbacks of this iteration have run (``call_soon``). A history frame is not a
         beat: it goes to the operations side at once, never into the core. The gap since the
         link's previous beat frame is measured here, at arrival, not when the batch is
-        stepped. (The frames a quiet wake-up collects: ``_take_collected``.)"""
+        stepped. (The frames a quiet wake-up collects go to ``_take_collected`` instead: a
+        frame read at arrival has no ``arrived`` of its own; tests hand some.)"""
         if historywire.is_history(data):  # the history exchange's
             if self.ops is not None:
                 self.ops.on_history_frame(data)
@@ -345,6 +346,8 @@ class Supervisor:
             self.feed(frames[0])
 
     def _history_frame(self, link: str, data: bytes) -> None:
+        """A history frame a quiet wake-up read: to the operations side; a failure there is
+        logged and counted with the link's receive errors, as links.deliver does."""
         if self.ops is None:
             return
         try:
@@ -352,6 +355,9 @@ class Supervisor:
         except Exception:  # as links.deliver: one bad frame must not cost the wake-up
             log.exception("link %s: handling a history frame failed; dropped (%d bytes: %s)",
                           link, len(data), data[:512].hex())
+            transport = self.links.transports.get(link)
+            if isinstance(transport, SerialTransport | UdpTransport):
+                transport.rx_errors += 1
 
     def _key(self) -> bytes:
         assert self.state is not None
@@ -609,6 +615,8 @@ class Supervisor:
             # the links are paused: what they hold is read (and stepped) first, so that no
             # deadline is taken on frames that wait in a socket; a beat due now goes out
             # with them (state.EARLY)
+            if self._frames:  # handed to _on_frame and not stepped yet: first, as before
+                self._take_frames()
             taken, most = self.links.collect()
             if taken:
                 self._take_collected(taken)

@@ -363,7 +363,7 @@ def test_collect_reads_each_paused_link_once_then_asks_one_poll_for_more() -> No
     that held one datagram is read once (no read that fails with EAGAIN), its next datagram
     counted as arrived after this read; a link that held more than DRAIN_MAX is read on up
     to DRAIN_MAX, the last of them heard at the read, and the rest at the next collect. Every
-    datagram is delivered, in order per link."""
+    datagram is returned, in order per link, with its arrival; none is handed to on_frame."""
     import socket
     import time
     from ipaddress import ip_address

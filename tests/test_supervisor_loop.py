@@ -379,7 +379,8 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
     """The frames a quiet wake-up collected (LinkSet.collect) make one step: each waited
     and stripped, the copies of one line share the latest arrival known among them (the
     serial line's has none); a history frame among them goes to the operations side, and
-    its failure there is logged without costing the beats."""
+    its failure there is logged and counted with its link's receive errors, without
+    costing the beats."""
     from supervisor.core import historywire
 
     fed: list[object] = []
@@ -403,9 +404,13 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
         dropped = sum(sup.state.dropped.values())
         line, other = b"not a frame\n", b"another\n"
         hist = historywire.MAGIC + b"whatever\n"
+        serial = sup.config.links[0].name  # (the history frame's link: its errors count)
+        port = sup.links.transports[serial]
+        errors = port.rx_errors  # type: ignore[attr-defined]
         sup._take_collected([("serial", line, None), ("crossover", line, 5.0),
-                             ("public", hist, 5.5), ("public", line, 6.0),
+                             (serial, hist, 5.5), ("public", line, 6.0),
                              ("crossover", other, None)])
+        assert port.rx_errors == errors + 1  # type: ignore[attr-defined]
         sup.feed = real_feed  # type: ignore[method-assign]
         assert history == [hist]
         line, other = line.strip(), other.strip()  # (stripped once, by the loop)
@@ -417,6 +422,33 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
     with caplog.at_level("ERROR", logger="twinbeat"):
         run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
     assert any("handling a history frame failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_quiet_wake_up_steps_frames_left_waiting_before_what_it_collects(
+        tmp_path: Path) -> None:
+    """Frames handed to _on_frame and not stepped yet (no batch taken them) are stepped by
+    the next quiet wake-up, before what it collects, as the collect's on_batch did."""
+    fed: list[object] = []
+
+    async def scenario(sup: Supervisor) -> None:
+        real_feed = sup.feed
+
+        def spy(event: Any) -> list[str]:
+            fed.append(event)
+            return real_feed(event)
+
+        left = FrameReceived(sup.config.links[0].name, b"left waiting\n")
+        sup._frames.append(left)
+        sup.feed = spy  # type: ignore[method-assign]
+        was, sup._quiet = sup._quiet, True
+        try:
+            sup._tick()
+        finally:
+            sup._quiet = was
+            sup.feed = real_feed  # type: ignore[method-assign]
+        assert fed[:1] == [left] and sup._frames == []
+
+    run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
 
 
 def _watchdog_and_calls(tmp: Path) -> list[str]:

@@ -21,7 +21,8 @@ class Tick:
 
 @dataclass(frozen=True)
 class FrameReceived:
-    """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link``.
+    """Raw bytes of one frame line (serial) or datagram (UDP) arrived on ``link`` (stripped,
+    when a quiet wake-up collected it: the core strips every frame it reads anyway).
     ``waited``: read at a quiet wake-up of the loop (supervisor.core.quiet), it may have
     waited in its socket up to a keepalive: no round trip is measured from it, and it is not
     echoed (the peer would count the wait in its round trip). ``arrived``: when it arrived,
@@ -51,7 +52,7 @@ def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, .
     known among them (the peer sent the beat on every link at once; a serial line has no
     receive timestamp, and its copy is heard with the datagrams that carried the same
     beat). Frames whose line no copy timestamped keep None (heard when read). (Once a
-    keepalive on a quiet node: the common case, one line, without a Python loop.)"""
+    keepalive on a quiet node: the common case, one line, takes the first branch.)"""
     known = list(filter(_KNOWN, map(_ARRIVED, frames)))
     if not known:
         return frames

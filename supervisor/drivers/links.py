@@ -508,13 +508,13 @@ class UdpTransport(_Watched):
     def _drain_waited(self, sock: socket.socket, *, one: bool = False, start: int = 0,
                       read_at: float | None = None, into: list[Taken] | None = None) -> int:
         """``drain`` while paused: the datagrams may have waited in the socket since the
-        loop's last wake-up, each is delivered with when it arrived: the kernel's receive
-        time (CLOCK_REALTIME) moved onto the monotonic clock by the two clocks' difference
-        now. A receive time that cannot be true, before the last drain that emptied the
-        socket (or the pause) or after this read, means the wall clock was stepped in
-        between (an NTP step, a resumed VM): that datagram is heard at the read, as without
-        a timestamp. The last datagram a drain may read (DRAIN_MAX: a loop that stalled
-        may have left more behind it) is heard at the read too."""
+        loop's last wake-up, each is delivered (or appended to ``into``) with when it
+        arrived: the kernel's receive time (CLOCK_REALTIME) moved onto the monotonic clock
+        by the two clocks' difference now. A receive time that cannot be true, before the
+        last drain that emptied the socket (or the pause) or after this read, means the wall
+        clock was stepped in between (an NTP step, a resumed VM): that datagram is heard at
+        the read, as without a timestamp. The last datagram a drain may read (DRAIN_MAX: a
+        loop that stalled may have left more behind it) is heard at the read too."""
         self._held = None  # (one left by a collect that an exception cut short is stale)
         if read_at is None:
             read_at = time.monotonic()
