@@ -71,7 +71,7 @@ from supervisor.core.step import Step, next_deadline, step
 from supervisor.core.watchdog_window import startup_timeout
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
-from supervisor.drivers.links import SerialTransport, Taken, UdpTransport
+from supervisor.drivers.links import Taken
 from supervisor.drivers.reboot import Rebooter, SysrqRebooter
 from supervisor.drivers.sdnotify import SystemdNotifier
 from supervisor.drivers.watchdog import Watchdog, make_watchdog
@@ -356,7 +356,7 @@ class Supervisor:
             log.exception("link %s: handling a history frame failed; dropped (%d bytes: %s)",
                           link, len(data), data[:512].hex())
             transport = self.links.transports.get(link)
-            if isinstance(transport, SerialTransport | UdpTransport):
+            if transport is not None:
                 transport.rx_errors += 1
 
     def _key(self) -> bytes:

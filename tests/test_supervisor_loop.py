@@ -8,11 +8,12 @@ the escalation of a failing stop, monitoring restarts, and the watchdog's feedin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import pty
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,23 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 10) -
 
 def group(sup: Supervisor) -> dict[str, Any]:
     return dict(sup.status()["groups"][0])
+
+
+@contextlib.contextmanager
+def spying_feed(sup: Supervisor) -> Iterator[list[object]]:
+    """Every event fed to ``sup`` while inside, in order (each still stepped)."""
+    fed: list[object] = []
+    real_feed = sup.feed
+
+    def spy(event: Any) -> list[str]:
+        fed.append(event)
+        return real_feed(event)
+
+    sup.feed = spy  # type: ignore[method-assign]
+    try:
+        yield fed
+    finally:
+        sup.feed = real_feed  # type: ignore[method-assign]
 
 
 def test_group_starts_left_to_right_and_stops_right_to_left(tmp_path: Path):
@@ -346,30 +364,21 @@ def test_maintenance_is_kept_across_a_restart_and_leaves_the_resources_alone(tmp
 
 def test_frames_of_one_wake_up_are_stepped_together(tmp_path: Path) -> None:
     """Frames that arrive in one wake-up (a beat on several links) make one step."""
-    fed: list[object] = []
-
     async def scenario(sup: Supervisor) -> None:
         link = sup.config.links[0].name
-        real_feed = sup.feed
-
-        def spy(event: Any) -> list[str]:
-            fed.append(event)
-            return real_feed(event)
-
-        sup.feed = spy  # type: ignore[method-assign]
-        dropped = sup.state.dropped.get("garbage", 0) if sup.state else 0
-        for n in range(3):
-            sup._on_frame(link, b"not a frame %d\n" % n)
-        assert fed == []  # nothing stepped before the wake-up's other callbacks ran
-        await until("the frames to be stepped", lambda: any(
-            isinstance(e, FramesReceived) for e in fed))
-        frames = [e for e in fed if isinstance(e, (FrameReceived, FramesReceived))]
-        assert frames == [FramesReceived(tuple(
-            FrameReceived(link, b"not a frame %d\n" % n) for n in range(3)))]
-        assert sup.state is not None and sup.state.dropped["garbage"] == dropped + 3
-        sup._on_frame(link, b"alone\n")
-        await until("the lone frame", lambda: FrameReceived(link, b"alone\n") in fed)
-        sup.feed = real_feed  # type: ignore[method-assign]
+        with spying_feed(sup) as fed:
+            dropped = sup.state.dropped.get("garbage", 0) if sup.state else 0
+            for n in range(3):
+                sup._on_frame(link, b"not a frame %d\n" % n)
+            assert fed == []  # nothing stepped before the wake-up's other callbacks ran
+            await until("the frames to be stepped", lambda: any(
+                isinstance(e, FramesReceived) for e in fed))
+            frames = [e for e in fed if isinstance(e, (FrameReceived, FramesReceived))]
+            assert frames == [FramesReceived(tuple(
+                FrameReceived(link, b"not a frame %d\n" % n) for n in range(3)))]
+            assert sup.state is not None and sup.state.dropped["garbage"] == dropped + 3
+            sup._on_frame(link, b"alone\n")
+            await until("the lone frame", lambda: FrameReceived(link, b"alone\n") in fed)
 
     run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
 
@@ -383,22 +392,14 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
     costing the beats."""
     from supervisor.core import historywire
 
-    fed: list[object] = []
     history: list[bytes] = []
 
     async def scenario(sup: Supervisor) -> None:
-        real_feed = sup.feed
-
-        def spy(event: Any) -> list[str]:
-            fed.append(event)
-            return real_feed(event)
-
         def failing(data: bytes) -> None:
             history.append(data)
             raise RuntimeError("the history side failed")
 
         assert sup.ops is not None
-        sup.feed = spy  # type: ignore[method-assign]
         sup.ops.on_history_frame = failing  # type: ignore[method-assign,assignment]
         assert sup.state is not None
         dropped = sum(sup.state.dropped.values())
@@ -406,12 +407,12 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
         hist = historywire.MAGIC + b"whatever\n"
         serial = sup.config.links[0].name  # (the history frame's link: its errors count)
         port = sup.links.transports[serial]
-        errors = port.rx_errors  # type: ignore[attr-defined]
-        sup._take_collected([("serial", line, None), ("crossover", line, 5.0),
-                             (serial, hist, 5.5), ("public", line, 6.0),
-                             ("crossover", other, None)])
-        assert port.rx_errors == errors + 1  # type: ignore[attr-defined]
-        sup.feed = real_feed  # type: ignore[method-assign]
+        errors = port.rx_errors
+        with spying_feed(sup) as fed:
+            sup._take_collected([("serial", line, None), ("crossover", line, 5.0),
+                                 (serial, hist, 5.5), ("public", line, 6.0),
+                                 ("crossover", other, None)])
+        assert port.rx_errors == errors + 1
         assert history == [hist]
         line, other = line.strip(), other.strip()  # (stripped once, by the loop)
         assert fed == [FramesReceived((
@@ -428,24 +429,15 @@ def test_a_quiet_wake_up_steps_frames_left_waiting_before_what_it_collects(
         tmp_path: Path) -> None:
     """Frames handed to _on_frame and not stepped yet (no batch taken them) are stepped by
     the next quiet wake-up, before what it collects, as the collect's on_batch did."""
-    fed: list[object] = []
-
     async def scenario(sup: Supervisor) -> None:
-        real_feed = sup.feed
-
-        def spy(event: Any) -> list[str]:
-            fed.append(event)
-            return real_feed(event)
-
         left = FrameReceived(sup.config.links[0].name, b"left waiting\n")
         sup._frames.append(left)
-        sup.feed = spy  # type: ignore[method-assign]
         was, sup._quiet = sup._quiet, True
         try:
-            sup._tick()
+            with spying_feed(sup) as fed:
+                sup._tick()
         finally:
             sup._quiet = was
-            sup.feed = real_feed  # type: ignore[method-assign]
         assert fed[:1] == [left] and sup._frames == []
 
     run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)

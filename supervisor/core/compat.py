@@ -59,11 +59,11 @@ def negotiate(mine: int, my_release: str, peer: int | None, peer_release: str | 
     """What the pair uses, given both minors and releases (peer None: not heard yet)."""
     if peer is None:
         used = mine
-        on = tuple(sorted(f for f, m in FEATURES.items() if m <= mine))
+        on = features_of(mine)
         return Compat(mine, None, used, True, False, on,
                       f"{peer_name} not heard yet: protocol {mine}, release {my_release or '?'}")
     used = min(mine, peer)
-    on = tuple(sorted(f for f, m in FEATURES.items() if m <= used))
+    on = features_of(used)
     off = sorted(f for f, m in FEATURES.items() if m > used and m <= max(mine, peer))
     theirs = peer_release or "an older release (it does not say)"
     mixed = (peer_release or "") != my_release
@@ -92,16 +92,14 @@ def of_state(s: CoreState) -> Compat:
                      beat.release if beat else None, s.peer)
 
 
-#: features_in_use by the minor the pair uses, with the table they were read from (a memo of
-#: a pure function: tests put another table in FEATURES)
+#: features_of by minor, with the table they were read from (a memo of a pure function:
+#: tests put another table in FEATURES)
 _IN_USE: dict[int, tuple[Mapping[str, int], tuple[str, ...]]] = {}
 
 
-def features_in_use(s: CoreState) -> tuple[str, ...]:
-    """``of_state(s).features`` without the sentence (every beat asks: worked out once per
-    minor)."""
-    beat = s.peer_state.beat
-    used = s.settings.minor if beat is None else min(s.settings.minor, beat.minor)
+def features_of(used: int) -> tuple[str, ...]:
+    """The FEATURES a pair on protocol minor ``used`` has, sorted (worked out once per
+    minor: every beat asks)."""
     memo = _IN_USE.get(used)
     if memo is not None and memo[0] is FEATURES:
         return memo[1]
@@ -110,6 +108,12 @@ def features_in_use(s: CoreState) -> tuple[str, ...]:
         _IN_USE.clear()
     _IN_USE[used] = (FEATURES, on)
     return on
+
+
+def features_in_use(s: CoreState) -> tuple[str, ...]:
+    """``of_state(s).features`` without the sentence."""
+    beat = s.peer_state.beat
+    return features_of(s.settings.minor if beat is None else min(s.settings.minor, beat.minor))
 
 
 def enabled(s: CoreState, feature: str) -> bool:

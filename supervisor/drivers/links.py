@@ -80,6 +80,8 @@ _TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 class Transport(Protocol):
     name: str
+    #: frames received that could not be handed on (counted, see deliver)
+    rx_errors: int
 
     def start(self) -> None: ...
 
