@@ -18,6 +18,7 @@ keepalive, in all and for the ``--top`` functions: a count that is the same for 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -71,6 +72,14 @@ def main() -> int:
     wrap = str(REPO / "bench" / "profwrap.py")
     if args.lines and args.split:
         p.error("--lines or --split, not both")
+    for spec in args.parts.split():  # checked here: a wrong name fails the nodes' start
+        module, _, path = spec.partition(":")
+        try:
+            owner: object = importlib.import_module(module)
+            for attr in path.split("."):
+                owner = getattr(owner, attr)
+        except (ImportError, AttributeError) as exc:
+            p.error(f"--parts {spec}: {exc}")
     if args.lines or args.split:
         os.environ["TWINBEAT_PROFILE_MODE"] = "lines" if args.lines else "split"
         os.environ["TWINBEAT_PROFILE_PARTS"] = args.parts

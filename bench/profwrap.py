@@ -71,6 +71,17 @@ def _wrap_parts() -> None:
     _timed(loop.Supervisor, "feed", "feed")
     _timed(loop, "step", "core step")
     _timed(linkset.LinkSet, "send", "beat sent (3 links)")
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.thread_time()
+            return
+        row = parts.setdefault(f"gc generation {info['generation']}", [0.0, 0])
+        row[0] += time.thread_time() - gc_started[0]
+        row[1] += 1
+
+    gc.callbacks.append(on_gc)
     # more parts, named in TWINBEAT_PROFILE_PARTS (bench.idleprof --parts): "module:attr" or
     # "module:Class.attr", separated by spaces
     for spec in os.environ.get("TWINBEAT_PROFILE_PARTS", "").split():
