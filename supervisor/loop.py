@@ -60,6 +60,7 @@ from supervisor.core.events import (
     ShutdownRequested,
     Tick,
     WatchdogState,
+    one_arrival,
     shared_arrivals,
 )
 from supervisor.core.promotion import PeerLiveness
@@ -68,6 +69,7 @@ from supervisor.core.riding import rides
 from supervisor.core.state import CoreState, initial_state
 from supervisor.core.states import PeerStatus
 from supervisor.core.step import Step, next_deadline, step
+from supervisor.core.view import link_views
 from supervisor.core.watchdog_window import startup_timeout
 from supervisor.drivers.agents import AgentContext, ResourceAgent, make_agent
 from supervisor.drivers.drbdmon import Events2Monitor, drbd_resources
@@ -264,7 +266,7 @@ class Supervisor:
             self.config, self.me, self.state_dir, status=self.status,
             drbd_ids=lambda: dict(self.drbd_monitor.ids) if self.drbd_monitor else {},
             key=self._key, send_frame=self._send_aside, peer_alive=self._peer_alive,
-            exchange_by_loop=True)
+            exchange_by_loop=True, link_rows=self._link_rows)
         await self.ops.start()
         started = self.ops.boot()
         self.feed(started)
@@ -329,21 +331,29 @@ class Supervisor:
         (``shared_arrivals``: the serial line's has none of its own). A history frame goes to
         the operations side (a failure there is logged; the beats are stepped all the
         same)."""
-        frames = []
-        gap = self.stats.frame
+        links, lines, arrivals = [], [], []
         for link, data, arrived in taken:
             if historywire.is_history(data):
                 self._history_frame(link, data)
                 continue
-            gap(link, time.monotonic() if arrived is None else arrived)
+            links.append(link)
             # stripped here, once (a datagram ends with the serial line's newline): the
             # core strips each frame where it reads one, about seven times a keepalive,
             # and bytes.strip() of a stripped line is that line, not a copy
-            frames.append(FrameReceived(link, data.strip(), True, arrived))
-        if len(frames) > 1:
-            self.feed(FramesReceived(shared_arrivals(tuple(frames))))
-        elif frames:
-            self.feed(frames[0])
+            lines.append(data.strip())
+            arrivals.append(arrived)
+        if not links:
+            return
+        self.stats.frames(links, arrivals, time.monotonic())
+        if len(links) == 1:
+            self.feed(FrameReceived(links[0], lines[0], True, arrivals[0]))
+            return
+        shared = one_arrival(lines, arrivals)  # (one beat's copies: the common case)
+        frames = []
+        for link, line, arrived in zip(links, lines, arrivals, strict=True):
+            frames.append(FrameReceived(link, line, True, arrived if shared is None else shared))
+        self.feed(FramesReceived(tuple(frames) if shared is not None
+                                 else shared_arrivals(tuple(frames))))
 
     def _history_frame(self, link: str, data: bytes) -> None:
         """A history frame a quiet wake-up read: to the operations side; a failure there is
@@ -685,6 +695,12 @@ class Supervisor:
                     waiter.set_result(action)
 
     # -- status ------------------------------------------------------------------------------
+
+    def _link_rows(self) -> list[dict[str, Any]]:
+        """The links' rows of the status for the status page's samples (the core's view of
+        the links alone: the whole status is not assembled every statuspage.SAMPLE_EVERY)."""
+        assert self.state is not None
+        return [vars(v) for v in link_views(self.state, time.monotonic())]
 
     def status(self) -> dict[str, Any]:
         assert self.state is not None

@@ -42,10 +42,18 @@ class LoopStats:
             if len(self.history) > HISTORY:
                 del self.history[: len(self.history) - HISTORY]
 
+    def frames(self, links: list[str], arrivals: list[float | None], now: float) -> None:
+        """Beat frames arrived on ``links`` (in the order read), each at its arrival, or at
+        ``now`` when it has none (a quiet wake-up's, in one call)."""
+        gaps = self.frame_gaps
+        for link, arrived in zip(links, arrivals, strict=True):
+            at = now if arrived is None else arrived
+            last, worst = gaps.get(link, (at, 0.0))
+            gaps[link] = (at, max(worst, at - last))
+
     def frame(self, link: str, now: float) -> None:
         """A beat frame arrived on ``link`` at ``now``."""
-        last, worst = self.frame_gaps.get(link, (now, 0.0))
-        self.frame_gaps[link] = (now, max(worst, now - last))
+        self.frames([link], [now], now)
 
 
 def assemble_status(

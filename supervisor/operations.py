@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,7 @@ class Operations:
         send_frame: Callable[[bytes], None] | None = None,
         peer_alive: Callable[[], bool] | None = None,
         exchange_by_loop: bool = False,
+        link_rows: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         notify = config.notify
         self.config = config
@@ -115,6 +116,9 @@ class Operations:
         self.peer = config.peer_of(me).name
         self.state_dir = state_dir
         self.status = status
+        #: the links' rows of the status (name, state, loss, rtt) for the samples of the
+        #: status page: by default from the whole status
+        self.link_rows = link_rows or (lambda: self.status()["links"])
         self.drbd_ids = drbd_ids or dict
         self.wall = wall
         self.mono = mono
@@ -293,7 +297,7 @@ class Operations:
     async def _sample(self) -> None:
         while True:
             try:
-                self.samples.add(self.wall(), self.status()["links"])
+                self.samples.add(self.wall(), self.link_rows())
             except Exception:  # a status bug must not end the sampling
                 log.exception("link sampling failed")
             await asyncio.sleep(self.sample_every)

@@ -8,9 +8,17 @@ named."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from supervisor.core.actions import SendFrame
-from supervisor.core.events import FrameReceived, FramesReceived, Tick, shared_arrivals
+from supervisor.core.events import (
+    FrameReceived,
+    FramesReceived,
+    Tick,
+    one_arrival,
+    shared_arrivals,
+)
 from supervisor.core.quiet import QUIET_KEEPALIVE, busy
 from supervisor.core.step import full_step, step
 from tests.sim import Sim, make_config
@@ -155,6 +163,26 @@ def test_the_copies_of_a_beat_share_the_latest_arrival_known() -> None:
         (f.link, f.data, f.waited) for f in frames]
     alone = (FrameReceived("serial", b"beat 9\n", True),)
     assert shared_arrivals(alone) is alone
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"beat 7", b"beat 7\n", b"beat 8"]),
+                          st.one_of(st.none(), st.sampled_from([10.001, 10.004, 10.006]))),
+                min_size=1, max_size=6))
+def test_one_arrival_is_the_arrival_shared_arrivals_gives_every_copy(
+        read: list[tuple[bytes, float | None]]) -> None:
+    """The loop's quiet wake-up asks ``one_arrival`` first (the common case: one beat's
+    copies) and makes each frame with it, else ``shared_arrivals`` works them out: the
+    frames it steps are the same either way."""
+    frames = tuple(FrameReceived(f"link{i}", line.strip(), True, arrived)
+                   for i, (line, arrived) in enumerate(read))
+    one = one_arrival([f.data for f in frames], [f.arrived for f in frames])
+    shared = shared_arrivals(frames)
+    if one is not None:
+        assert [f.arrived for f in shared] == [one] * len(frames)
+    else:  # more than one line, or none timestamped
+        assert (len({f.data for f in frames}) > 1
+                or all(f.arrived is None for f in frames))
+    assert [(f.link, f.data) for f in shared] == [(f.link, f.data) for f in frames]
 
 
 def _next_beats(sim: Sim, node: str, n: int) -> list[tuple[float, bytes]]:

@@ -419,6 +419,13 @@ def test_frames_a_quiet_wake_up_collected_are_stepped_together_history_aside(
             FrameReceived("serial", line, True, 6.0), FrameReceived("crossover", line, True, 6.0),
             FrameReceived("public", line, True, 6.0), FrameReceived("crossover", other, True)))]
         assert sum(sup.state.dropped.values()) == dropped + 4  # (garbage, or unknown links)
+        with spying_feed(sup) as fed:  # one line's copies (the common case): one arrival
+            sup._take_collected([("serial", line + b"\n", None), ("crossover", line, 7.0),
+                                 ("public", line, 6.5)])
+        assert fed == [FramesReceived((
+            FrameReceived("serial", line, True, 7.0), FrameReceived("crossover", line, True, 7.0),
+            FrameReceived("public", line, True, 7.0)))]
+        assert sup.stats.frame_gaps["public"][0] == 6.5  # (the gap: at its own arrival)
 
     with caplog.at_level("ERROR", logger="twinbeat"):
         run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)
@@ -671,3 +678,18 @@ def test_a_check_its_agent_knows_is_answered_at_once_and_decided_on(tmp_path: Pa
     sup = drive(Supervisor(cfg, "node1", tmp_path / "state", agent_factory=factory), scenario)
     history = [h["reason"] for h in sup.status()["history"]]
     assert any("restarting it" in r for r in history), history
+
+
+def test_the_status_pages_link_samples_are_the_status_links_rows(tmp_path: Path) -> None:
+    """The status page samples the links every statuspage.SAMPLE_EVERY from the core's
+    view of the links alone, not the whole status: the same name, state, loss and round
+    trip as the status's rows."""
+    keys = ("name", "state", "loss", "rtt")
+
+    async def scenario(sup: Supervisor) -> None:
+        assert sup.ops is not None
+        rows = [{k: row[k] for k in keys} for row in sup.ops.link_rows()]
+        assert rows == [{k: row[k] for k in keys} for row in sup.status()["links"]]
+        assert [r["name"] for r in rows] == [lk.name for lk in sup.config.links]
+
+    run_node(tmp_path, write_config(tmp_path, ["rec::a"]), scenario)

@@ -47,6 +47,22 @@ _ARRIVED, _DATA = attrgetter("arrived"), attrgetter("data")
 _KNOWN = partial(is_not, None)
 
 
+def one_arrival(lines: list[bytes], arrivals: list[float | None]) -> float | None:
+    """The arrival that ``shared_arrivals`` gives every frame of one wake-up when their
+    ``lines`` (stripped) are the copies of one line and one of ``arrivals`` is known (the
+    latest of them); else None: ``shared_arrivals`` works the frames out line by line, or
+    none was timestamped. (The loop's quiet wake-up, once a keepalive, then makes each
+    frame once, with its arrival.)"""
+    latest: float | None = None
+    first = lines[0]
+    for line, arrived in zip(lines, arrivals, strict=True):
+        if line != first:
+            return None
+        if arrived is not None and (latest is None or arrived > latest):
+            latest = arrived
+    return latest
+
+
 def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, ...]:
     """The frames of one wake-up, the copies of one line given one arrival: the latest
     known among them (the peer sent the beat on every link at once; a serial line has no

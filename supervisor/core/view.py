@@ -205,9 +205,9 @@ def _age(now: float, then: float | None) -> float | None:
     return None if then is None else round(now - then, 3)
 
 
-def view(s: CoreState, now: float) -> CoreView:
-    t = s.config.timing
-    ok, why = world_ok(s, now)
+def link_views(s: CoreState, now: float) -> list[LinkView]:
+    """The links' part of ``view`` (the status page's samples ask for it alone, every
+    statuspage.SAMPLE_EVERY: not the whole view and its JSON)."""
     links = []
     for ls in s.links.values():
         loss = ls.loss()
@@ -222,6 +222,13 @@ def view(s: CoreState, now: float) -> CoreView:
             carrier=ls.carrier,
             rtt=ls.rtt,
         ))
+    return links
+
+
+def view(s: CoreState, now: float) -> CoreView:
+    t = s.config.timing
+    ok, why = world_ok(s, now)
+    links = link_views(s, now)
     groups = []
     for g in s.groups.values():
         pv = peer_view(s, g.name)
