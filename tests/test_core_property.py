@@ -485,6 +485,32 @@ def test_settled_deadlines_are_carried_only_when_nothing_they_are_made_of_change
         assert deadlines_module._settled(state) == deadlines_module.settled_deadlines(state)
 
 
+def test_a_shortcuts_step_leaves_a_floor_of_the_other_deadlines():
+    """An idle node's keepalive (a tick for our beat alone: a shortcut) leaves the state it
+    ends with a floor of its other deadlines (the earliest of the state before's): the next
+    deadline is then the next beat without working them out again, and a floor that a time
+    reaches makes them worked out (the property test above compares every answer)."""
+    sim = Sim(make_config())
+    sim.run(3.0)
+    s = sim.nodes["node1"].state
+    now = s.next_beat
+    earliest = deadlines_module.other_deadlines(s)[0]
+    assert earliest > now + 0.1  # (idle: the beat is due before every other deadline)
+    result = core_step(s, Tick(), now)
+    assert not result.news and any(isinstance(a, SendFrame) for a in result.actions)
+    after = result.state
+    assert deadlines_module._FLOOR[id(after)] == (after, earliest)
+    assert next_deadline(after, now) == after.next_beat
+    assert id(after) not in deadlines_module._OTHER_DEADLINES  # not worked out
+    assert not deadlines_module.other_deadline_by(after, now + 0.05)
+    assert id(after) not in deadlines_module._OTHER_DEADLINES
+    assert deadlines_module.other_deadline_by(after, earliest + 10.0)  # worked out
+    assert deadlines_module._OTHER_DEADLINES[id(after)][0] is after
+    # a full step carries nothing: its state has no floor
+    full = full_step(s, Tick(), now).state
+    assert id(full) not in deadlines_module._FLOOR
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans(),
        st.floats(0.0, 0.1))

@@ -22,6 +22,11 @@ from supervisor.core.watchdog_window import hung_peer_reset_by
 def next_deadline(s: CoreState, now: float) -> float:
     """The next time the core must be called (with a Tick) if no event arrives first."""
     limit = now + EPS
+    beat = s.next_beat
+    if beat > limit:
+        floor = _FLOOR.get(id(s))
+        if floor is not None and floor[0] is s and floor[1] >= beat:
+            return beat  # every other deadline lies at or after it (``carry_floor``)
     earliest, times = other_deadlines(s)
     if earliest > limit:  # none has passed (most often): the earliest of them is theirs
         future: tuple[float, ...] = (earliest,) if times else ()
@@ -53,6 +58,47 @@ def other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
         _OTHER_DEADLINES.clear()
     _OTHER_DEADLINES[id(s)] = (s, earliest, kept)
     return earliest, kept
+
+
+#: a lower bound of the earliest of ``other_deadlines`` of the last few states a shortcut's
+#: step ended with, by identity (with the state itself, so that its id is not reused):
+#: ``carry_floor``. A bound, not a memo: asked only whether they all lie after a time.
+_FLOOR: dict[int, tuple[CoreState, float]] = {}
+
+
+def other_deadline_by(s: CoreState, limit: float) -> bool:
+    """Whether one of the deadlines other than the next beat's (``other_deadlines``) falls
+    at or before ``limit`` (the step's shortcuts ask it of the state a wake-up starts from:
+    when the floor that ``carry_floor`` left lies after ``limit``, none does, and they are
+    not worked out)."""
+    floor = _FLOOR.get(id(s))
+    if floor is not None and floor[0] is s and floor[1] > limit:
+        return False
+    return other_deadlines(s)[0] <= limit
+
+
+def carry_floor(before: CoreState, after: CoreState) -> None:
+    """Give ``after``, the state a shortcut's step took ``before`` to (frames that only
+    refresh the links and the peer's beat and last heard time, our beat sent; its settled
+    deadlines carried: ``carry_settled`` said so), the earliest of ``before``'s other
+    deadlines as a floor of its own: no deadline of theirs moved earlier in that step (a
+    link's and the peer's last heard time never go back, the groups, the world and the
+    settled deadlines are the same), so none of ``after``'s lies before it. An idle node's
+    keepalive then works them out only when the floor is reached (the earliest is most
+    often a link's warntime: every second keepalive in the idle benchmark, at keepalive
+    100 ms and deadtime 500 ms), not on every wake-up. (The property test of
+    ``next_deadline`` compares its answers with ``deadlines``, which never asks it.)"""
+    memo = _OTHER_DEADLINES.get(id(before))
+    if memo is not None and memo[0] is before:
+        floor = memo[1]
+    else:
+        known = _FLOOR.get(id(before))
+        if known is None or known[0] is not before:
+            return
+        floor = known[1]
+    if len(_FLOOR) >= 4:
+        _FLOOR.clear()
+    _FLOOR[id(after)] = (after, floor)
 
 
 #: the settled deadlines (``settled_deadlines``) of the last few states asked or carried, by

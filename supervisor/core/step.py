@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 from supervisor.core import admin, codec, fencing, liveness
 from supervisor.core.actions import Action
 from supervisor.core.deadlines import (
+    carry_floor,
     carry_settled,
     next_deadline,
     node_deadlines,
-    other_deadlines,
+    other_deadline_by,
 )
 from supervisor.core.events import (
     AdminCommand,
@@ -107,9 +108,9 @@ def step(state: CoreState, event: Event, now: float) -> Step:
                 out = Out()
                 # what it says is what the last one said: nothing it is made of changed
                 again = publish(again, now, out, said=again.last_published)
-                carry_settled(state, again)
+                _carry(state, again)
                 return Step(again, out.actions, out.reasons, news=False)
-            carry_settled(state, again)
+            _carry(state, again)
             return Step(again, [], [], news=False)
         if decoded is not None:  # the first frame, decoded by the shortcut: not twice
             return full_step(state, event, now, decoded=decoded)
@@ -122,6 +123,13 @@ def step(state: CoreState, event: Event, now: float) -> Step:
         if answered is not None:
             return answered
     return full_step(state, event, now)
+
+
+def _carry(before: CoreState, after: CoreState) -> None:
+    """What a shortcut's step carries to the state it ends with: the settled deadlines,
+    and then a floor of the others (supervisor.core.deadlines)."""
+    if carry_settled(before, after):
+        carry_floor(before, after)
 
 
 def full_step(state: CoreState, event: Event, now: float, *,
@@ -175,7 +183,7 @@ def _nothing_new(s: CoreState, event: FrameReceived | FramesReceived, now: float
                 or frame.data.strip() not in (p.frame, first)):
             return None, None, ()
     due: tuple[str, ...] = ()
-    if other_deadlines(s)[0] <= now + EPS:
+    if other_deadline_by(s, now + EPS):
         found = _monitors_due(s, now)
         if found is None:
             return None, None, ()
@@ -265,12 +273,12 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
     None: step the tick the full way."""
     if not beat_due(s, now) or s.status is not NodeStatus.ACTIVE or s.shutting_down:
         return None
-    if other_deadlines(s)[0] <= now + EPS:
+    if other_deadline_by(s, now + EPS):
         due = _monitors_due(s, now)  # monitors due with the beat: issued, then it goes out
         return None if due is None else _monitors_issued(s, due, now)
     out = Out()
     after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
-    carry_settled(s, after)
+    _carry(s, after)
     return Step(after, out.actions, out.reasons, news=False)
 
 
@@ -288,7 +296,7 @@ def only_a_check_answered(s: CoreState, r: ResourceResult, now: float) -> Step |
             or g.inflight.kind != "check" or r.op_id != g.inflight_id
             or g.activity is not Activity.RUNNING or g.nego is not Nego.NONE
             or s.status is not NodeStatus.ACTIVE or s.shutting_down
-            or s.in_maintenance(s.me) or other_deadlines(s)[0] <= now + EPS):
+            or s.in_maintenance(s.me) or other_deadline_by(s, now + EPS)):
         return None
     out = Out()
     after = on_result(s, r, now, out)
