@@ -60,7 +60,6 @@ from supervisor.core.events import (
     ShutdownRequested,
     Tick,
     WatchdogState,
-    one_arrival,
     shared_arrivals,
 )
 from supervisor.core.promotion import PeerLiveness
@@ -348,12 +347,11 @@ class Supervisor:
         if len(links) == 1:
             self.feed(FrameReceived(links[0], lines[0], True, arrivals[0]))
             return
-        shared = one_arrival(lines, arrivals)  # (one beat's copies: the common case)
         frames = []
-        for link, line, arrived in zip(links, lines, arrivals, strict=True):
-            frames.append(FrameReceived(link, line, True, arrived if shared is None else shared))
-        self.feed(FramesReceived(tuple(frames) if shared is not None
-                                 else shared_arrivals(tuple(frames))))
+        for link, line, arrived in zip(links, lines, shared_arrivals(lines, arrivals),
+                                       strict=True):
+            frames.append(FrameReceived(link, line, True, arrived))
+        self.feed(FramesReceived(tuple(frames)))
 
     def _history_frame(self, link: str, data: bytes) -> None:
         """A history frame a quiet wake-up read: to the operations side; a failure there is

@@ -461,7 +461,8 @@ class Sim:
         # collected (Supervisor._take_collected)
         frames = tuple(replace(f, data=f.data.strip(), waited=True) for f in held)
         node.held = []
-        frames = shared_arrivals(frames)
+        arrivals = shared_arrivals([f.data for f in frames], [f.arrived for f in frames])
+        frames = tuple(replace(f, arrived=at) for f, at in zip(frames, arrivals, strict=True))
         self.deliver(node.name, frames[0] if len(frames) == 1 else FramesReceived(frames))
 
     def _feed_pings(self, name: str) -> None:

@@ -16,7 +16,6 @@ from supervisor.core.events import (
     FrameReceived,
     FramesReceived,
     Tick,
-    one_arrival,
     shared_arrivals,
 )
 from supervisor.core.quiet import QUIET_KEEPALIVE, busy
@@ -153,36 +152,29 @@ def test_the_copies_of_a_beat_share_the_latest_arrival_known() -> None:
     """A serial frame has no receive timestamp: it is heard with the datagrams that carried
     the same beat in the same read (the latest of their arrivals); a line no datagram
     timestamped keeps None (heard when read)."""
-    frames = (FrameReceived("serial", b"beat 7\n", True),
-              FrameReceived("crossover", b"beat 7\n", True, 10.004),
-              FrameReceived("public", b"beat 7", True, 10.006),
-              FrameReceived("serial", b"beat 8\n", True))
-    shared = shared_arrivals(frames)
-    assert [f.arrived for f in shared] == [10.006, 10.006, 10.006, None]
-    assert [(f.link, f.data, f.waited) for f in shared] == [
-        (f.link, f.data, f.waited) for f in frames]
-    alone = (FrameReceived("serial", b"beat 9\n", True),)
-    assert shared_arrivals(alone) is alone
+    lines = [b"beat 7", b"beat 7", b"beat 7", b"beat 8"]
+    assert shared_arrivals(lines, [None, 10.004, 10.006, None]) == [10.006] * 3 + [None]
+    assert shared_arrivals(lines[:3], [10.006, 10.004, None]) == [10.006] * 3  # one line
+    assert shared_arrivals(lines[:3], [None] * 3) == [None] * 3
+    assert shared_arrivals([b"beat 9"], [None]) == [None]
+    with pytest.raises(ValueError):  # a line without its arrival is a caller's bug
+        shared_arrivals(lines, [None])
 
 
-@given(st.lists(st.tuples(st.sampled_from([b"beat 7", b"beat 7\n", b"beat 8"]),
+@given(st.lists(st.tuples(st.sampled_from([b"beat 7", b"beat 8", b"beat 9"]),
                           st.one_of(st.none(), st.sampled_from([10.001, 10.004, 10.006]))),
                 min_size=1, max_size=6))
-def test_one_arrival_is_the_arrival_shared_arrivals_gives_every_copy(
+def test_each_frame_is_heard_at_the_latest_arrival_of_its_lines_copies(
         read: list[tuple[bytes, float | None]]) -> None:
-    """The loop's quiet wake-up asks ``one_arrival`` first (the common case: one beat's
-    copies) and makes each frame with it, else ``shared_arrivals`` works them out: the
-    frames it steps are the same either way."""
-    frames = tuple(FrameReceived(f"link{i}", line.strip(), True, arrived)
-                   for i, (line, arrived) in enumerate(read))
-    one = one_arrival([f.data for f in frames], [f.arrived for f in frames])
-    shared = shared_arrivals(frames)
-    if one is not None:
-        assert [f.arrived for f in shared] == [one] * len(frames)
-    else:  # more than one line, or none timestamped
-        assert (len({f.data for f in frames}) > 1
-                or all(f.arrived is None for f in frames))
-    assert [(f.link, f.data) for f in shared] == [(f.link, f.data) for f in frames]
+    """Whatever a wake-up read (one beat's copies, the common case the first loop answers,
+    or several beats): each frame's arrival is the latest known among the frames of its
+    line, None when none of them was timestamped."""
+    lines, arrivals = [line for line, _ in read], [at for _, at in read]
+    expected = []
+    for line in lines:
+        known = [at for other, at in read if other == line and at is not None]
+        expected.append(max(known) if known else None)
+    assert shared_arrivals(lines, arrivals) == expected
 
 
 def _next_beats(sim: Sim, node: str, n: int) -> list[tuple[float, bytes]]:
@@ -206,11 +198,11 @@ def test_an_older_beats_copy_read_after_a_newer_beat_does_not_take_the_peer_back
     sim.run(5.0)
     (t7, b7), (t8, b8) = _next_beats(sim, "node1", 2)
     node2 = sim.nodes["node2"].state
-    batch = shared_arrivals((
-        FrameReceived("serial", b7, True),
-        FrameReceived("crossover", b7, True, t7 + 0.001),
-        FrameReceived("crossover", b8, True, t8 + 0.001),
-        FrameReceived("public", b7, True, t7 + 0.002)))
+    read = [("serial", b7.strip(), None), ("crossover", b7.strip(), t7 + 0.001),
+            ("crossover", b8.strip(), t8 + 0.001), ("public", b7.strip(), t7 + 0.002)]
+    arrivals = shared_arrivals([line for _, line, _ in read], [at for _, _, at in read])
+    batch = tuple(FrameReceived(link, line, True, at)
+                  for (link, line, _), at in zip(read, arrivals, strict=True))
     now = t8 + 0.05
     for result in (full_step(node2, FramesReceived(batch), now),
                    step(node2, FramesReceived(batch), now)):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
-from operator import attrgetter, is_not
 from typing import TYPE_CHECKING
 
 from supervisor.core.replica import Replica
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from supervisor.config import Config
 
 
@@ -43,53 +43,30 @@ class FramesReceived:
     frames: tuple[FrameReceived, ...]
 
 
-_ARRIVED, _DATA = attrgetter("arrived"), attrgetter("data")
-_KNOWN = partial(is_not, None)
-
-
-def one_arrival(lines: list[bytes], arrivals: list[float | None]) -> float | None:
-    """The arrival that ``shared_arrivals`` gives every frame of one wake-up when their
-    ``lines`` (stripped) are the copies of one line and one of ``arrivals`` is known (the
-    latest of them); else None: ``shared_arrivals`` works the frames out line by line, or
-    none was timestamped. (The loop's quiet wake-up, once a keepalive, then makes each
-    frame once, with its arrival.)"""
-    latest: float | None = None
-    first = lines[0]
+def shared_arrivals(lines: Sequence[bytes], arrivals: Sequence[float | None]
+                    ) -> list[float | None]:
+    """The arrival of each frame of one wake-up (``lines``, stripped, in the order read,
+    each with its own receive time in ``arrivals`` or None): the latest known among the
+    copies of its line (the peer sent the beat on every link at once; a serial line has no
+    receive timestamp, and its copy is heard with the datagrams that carried the same
+    beat); None where no copy of its line was timestamped (heard when read). Once a
+    keepalive on a quiet node the lines are one beat's copies: the first loop answers."""
+    first, latest = lines[0], None
     for line, arrived in zip(lines, arrivals, strict=True):
         if line != first:
-            return None
+            break
         if arrived is not None and (latest is None or arrived > latest):
             latest = arrived
-    return latest
-
-
-def shared_arrivals(frames: tuple[FrameReceived, ...]) -> tuple[FrameReceived, ...]:
-    """The frames of one wake-up, the copies of one line given one arrival: the latest
-    known among them (the peer sent the beat on every link at once; a serial line has no
-    receive timestamp, and its copy is heard with the datagrams that carried the same
-    beat). Frames whose line no copy timestamped keep None (heard when read). (Once a
-    keepalive on a quiet node: the common case, one line, takes the first branch.)"""
-    known = list(filter(_KNOWN, map(_ARRIVED, frames)))
-    if not known:
-        return frames
-    lines = list(map(bytes.strip, map(_DATA, frames)))
-    if lines.count(lines[0]) == len(lines):  # one beat and its copies
-        latest = max(known)
-        if len(known) == len(frames) and min(known) == latest:
-            return frames
-        shared = []  # (a loop: a generator expression makes a function object each time)
-        for f in frames:
-            shared.append(f if f.arrived == latest
-                          else FrameReceived(f.link, f.data, f.waited, latest))
-        return tuple(shared)
+    else:
+        return [latest] * len(lines)
     by_line: dict[bytes, float] = {}
-    for frame, line in zip(frames, lines, strict=True):
-        if frame.arrived is not None and frame.arrived > by_line.get(line, -math.inf):
-            by_line[line] = frame.arrived
-    return tuple(
-        f if by_line.get(line, f.arrived) == f.arrived
-        else FrameReceived(f.link, f.data, f.waited, by_line[line])
-        for f, line in zip(frames, lines, strict=True))
+    for line, arrived in zip(lines, arrivals, strict=True):
+        if arrived is not None and arrived > by_line.get(line, -math.inf):
+            by_line[line] = arrived
+    shared: list[float | None] = []  # (a loop: a comprehension makes a function object)
+    for line in lines:
+        shared.append(by_line.get(line))
+    return shared
 
 
 @dataclass(frozen=True)
