@@ -426,7 +426,7 @@ def test_a_decision_that_waited_for_a_check_is_taken_when_it_is_answered():
 @given(st.lists(ops, min_size=1, max_size=15), st.integers(0, 1000), st.booleans())
 def test_the_next_deadline_is_the_earliest_deadline_ahead(quiet, sequence, seed, failback):
     """``next_deadline`` (from the memo of each state's deadlines, whose settled part the
-    step's shortcuts carry from the state before: ``carry_settled``) is the earliest of
+    step's shortcuts carry from the state before: ``carry``) is the earliest of
     every deadline (``deadlines``, worked out afresh) after ``now``, or a keepalive from now
     when none is; asked of the state before and after every step of both simulated cores
     (before it, at the step's ``now`` and at a later one, when some of them have passed),
@@ -451,7 +451,7 @@ def test_the_next_deadline_is_the_earliest_deadline_ahead(quiet, sequence, seed,
 
 
 def test_settled_deadlines_are_carried_only_when_nothing_they_are_made_of_changed():
-    """``carry_settled`` gives the next state the settled deadlines of the one before (as an
+    """``carry`` gives the next state the settled deadlines of the one before (as an
     idle keepalive's shortcut does) only when its fencing requests, admin commands and
     forced promotions are the same objects and the peer is alive in both; otherwise they
     are worked out afresh. Either way they are ``settled_deadlines`` of that state."""
@@ -463,26 +463,27 @@ def test_settled_deadlines_are_carried_only_when_nothing_they_are_made_of_change
     s = sim.nodes["node1"].state
     assert s.peer_state.status is PeerStatus.ALIVE
     armed = evolve(s, force_data={"web": ForceData(s.started_at + 99.0, frozenset({"r0"}))})
-    assert deadlines_module._settled(armed) == (s.started_at + 99.0,)
+    known = deadlines_module._known
+    assert deadlines_module._settled(known(armed)) == (s.started_at + 99.0,)
 
     beat_sent = evolve(armed, seq=armed.seq + 1)  # what a shortcut changes, not these
-    assert deadlines_module.carry_settled(armed, beat_sent)
-    assert deadlines_module._SETTLED[id(beat_sent)][1] == (s.started_at + 99.0,)
+    assert deadlines_module.carry(armed, beat_sent)
+    assert deadlines_module._KNOWN[id(beat_sent)].settled == (s.started_at + 99.0,)
 
     used_up = evolve(armed, force_data={})
-    assert not deadlines_module.carry_settled(armed, used_up)
-    assert deadlines_module._settled(used_up) == ()
+    assert not deadlines_module.carry(armed, used_up)
+    assert deadlines_module._settled(known(used_up)) == ()
     dead = evolve(armed, peer_state=evolve(armed.peer_state, status=PeerStatus.DEAD))
-    assert not deadlines_module.carry_settled(armed, dead)
+    assert not deadlines_module.carry(armed, dead)
     fenced = evolve(armed, fence=evolve(armed.fence))  # another object (equal or not)
-    assert not deadlines_module.carry_settled(armed, fenced)
+    assert not deadlines_module.carry(armed, fenced)
     resolving = evolve(armed, resolving=dict(armed.resolving))
-    assert not deadlines_module.carry_settled(armed, resolving)
+    assert not deadlines_module.carry(armed, resolving)
     was_dead = evolve(armed, peer_state=evolve(armed.peer_state, status=PeerStatus.DEAD))
-    deadlines_module._settled(was_dead)
-    assert not deadlines_module.carry_settled(was_dead, armed)  # the peer came back
+    deadlines_module._settled(known(was_dead))
+    assert not deadlines_module.carry(was_dead, armed)  # the peer came back
     for state in (beat_sent, used_up, dead, fenced, resolving):
-        assert deadlines_module._settled(state) == deadlines_module.settled_deadlines(state)
+        assert deadlines_module._settled(known(state)) == deadlines_module.settled_deadlines(state)
 
 
 def test_a_shortcuts_step_leaves_a_floor_of_the_other_deadlines():
@@ -499,16 +500,21 @@ def test_a_shortcuts_step_leaves_a_floor_of_the_other_deadlines():
     result = core_step(s, Tick(), now)
     assert not result.news and any(isinstance(a, SendFrame) for a in result.actions)
     after = result.state
-    assert deadlines_module._FLOOR[id(after)] == (after, earliest)
+    known = deadlines_module._KNOWN[id(after)]
+    assert known.state is after and known.floor == earliest
+
+    def worked_out() -> bool:
+        return known.times is not None
+
     assert next_deadline(after, now) == after.next_beat
-    assert id(after) not in deadlines_module._OTHER_DEADLINES  # not worked out
+    assert not worked_out()
     assert not deadlines_module.other_deadline_by(after, now + 0.05)
-    assert id(after) not in deadlines_module._OTHER_DEADLINES
-    assert deadlines_module.other_deadline_by(after, earliest + 10.0)  # worked out
-    assert deadlines_module._OTHER_DEADLINES[id(after)][0] is after
+    assert not worked_out()
+    assert deadlines_module.other_deadline_by(after, earliest + 10.0)
+    assert worked_out() and known.earliest >= earliest
     # a full step carries nothing: its state has no floor
     full = full_step(s, Tick(), now).state
-    assert id(full) not in deadlines_module._FLOOR
+    assert id(full) not in deadlines_module._KNOWN
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

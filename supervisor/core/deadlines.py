@@ -4,8 +4,8 @@
 else happens first; ``deadlines`` lists every such time (links and the peer falling silent,
 the outside world, fencing and admin waits, a hung peer's reset, each group's monitor and
 failure expiry, the next beat); the step's shortcuts ask ``other_deadlines`` (all but the
-next beat's, memoised per state; the settled part of them carried over a shortcut's step,
-``carry_settled``) whether one has passed.
+next beat's, memoised per state; the settled part of them and a floor of the rest carried
+over a shortcut's step, ``carry``) whether one has passed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def next_deadline(s: CoreState, now: float) -> float:
     limit = now + EPS
     beat = s.next_beat
     if beat > limit:
-        floor = _FLOOR.get(id(s))
-        if floor is not None and floor[0] is s and floor[1] >= beat:
-            return beat  # every other deadline lies at or after it (``carry_floor``)
+        known = _KNOWN.get(id(s))
+        if known is not None and known.state is s and known.floor >= beat:
+            return beat  # every other deadline lies at or after it (``carry``)
     earliest, times = other_deadlines(s)
     if earliest > limit:  # none has passed (most often): the earliest of them is theirs
         future: tuple[float, ...] = (earliest,) if times else ()
@@ -37,75 +37,63 @@ def next_deadline(s: CoreState, now: float) -> float:
     return min(future) if future else now + s.config.timing.keepalive
 
 
-#: the deadlines other than the next beat's of the last few states asked, by identity (with
-#: the state itself, so that its id is not reused): the loop asks ``next_deadline`` of the
-#: state a wake-up ends with, and the next wake-up's shortcut (``_nothing_new``,
-#: ``only_the_beat_due``) asks the same state's again. A memo of a pure function of a frozen
-#: state (as ``publish._CUTS``): the answers are the same either way.
-_OTHER_DEADLINES: dict[int, tuple[CoreState, float, tuple[float, ...]]] = {}
+class Known:
+    """What is known of one state's deadlines other than its next beat: pure functions of
+    the frozen state, each worked out at most once (None until then), or carried from the
+    state before by a shortcut's step (``carry``). ``floor``: a time none of them lies
+    before (-inf when none is known)."""
+
+    __slots__ = ("earliest", "floor", "settled", "state", "times")
+
+    def __init__(self, state: CoreState) -> None:
+        self.state = state  # (kept: its id is not reused while it is remembered)
+        #: ``settled_deadlines``
+        self.settled: tuple[float, ...] | None = None
+        #: every deadline but the next beat's (``other_deadlines``), and the earliest
+        self.times: tuple[float, ...] | None = None
+        self.earliest = math.inf
+        self.floor = -math.inf
+
+
+#: what is known of the last few states asked or carried, by identity: the loop asks
+#: ``next_deadline`` of the state a wake-up ends with, and the next wake-up's shortcut
+#: (``_nothing_new``, ``only_the_beat_due``) asks the same state's again. A memo of pure
+#: functions of a frozen state (as ``publish._CUTS``): the answers are the same either way
+#: (the property test of ``next_deadline`` compares them with ``deadlines``, which never
+#: asks it).
+_KNOWN: dict[int, Known] = {}
+_KEPT = 4
+
+
+def _known(s: CoreState) -> Known:
+    known = _KNOWN.get(id(s))
+    if known is None or known.state is not s:
+        if len(_KNOWN) >= _KEPT:
+            _KNOWN.clear()
+        known = _KNOWN[id(s)] = Known(s)
+    return known
 
 
 def other_deadlines(s: CoreState) -> tuple[float, tuple[float, ...]]:
     """The earliest of ``deadlines(s, beat=False)`` (inf when none) and all of them (the
-    settled ones from their memo: ``carry_settled``)."""
-    memo = _OTHER_DEADLINES.get(id(s))
-    if memo is not None and memo[0] is s:
-        return memo[1], memo[2]
-    times = [*liveness.deadlines(s), *_settled(s)]
-    _add_group_deadlines(s, times)
-    earliest, kept = min(times, default=math.inf), tuple(times)
-    if len(_OTHER_DEADLINES) >= 4:
-        _OTHER_DEADLINES.clear()
-    _OTHER_DEADLINES[id(s)] = (s, earliest, kept)
-    return earliest, kept
-
-
-#: a lower bound of the earliest of ``other_deadlines`` of the last few states a shortcut's
-#: step ended with, by identity (with the state itself, so that its id is not reused):
-#: ``carry_floor``. A bound, not a memo: asked only whether they all lie after a time.
-_FLOOR: dict[int, tuple[CoreState, float]] = {}
+    settled ones as known: ``carry``)."""
+    known = _known(s)
+    if known.times is None:
+        times = [*liveness.deadlines(s), *_settled(known)]
+        _add_group_deadlines(s, times)
+        known.earliest, known.times = min(times, default=math.inf), tuple(times)
+    return known.earliest, known.times
 
 
 def other_deadline_by(s: CoreState, limit: float) -> bool:
     """Whether one of the deadlines other than the next beat's (``other_deadlines``) falls
     at or before ``limit`` (the step's shortcuts ask it of the state a wake-up starts from:
-    when the floor that ``carry_floor`` left lies after ``limit``, none does, and they are
-    not worked out)."""
-    floor = _FLOOR.get(id(s))
-    if floor is not None and floor[0] is s and floor[1] > limit:
+    when the floor that ``carry`` left lies after ``limit``, none does, and they are not
+    worked out)."""
+    known = _KNOWN.get(id(s))
+    if known is not None and known.state is s and known.floor > limit:
         return False
     return other_deadlines(s)[0] <= limit
-
-
-def carry_floor(before: CoreState, after: CoreState) -> None:
-    """Give ``after``, the state a shortcut's step took ``before`` to (frames that only
-    refresh the links and the peer's beat and last heard time, our beat sent; its settled
-    deadlines carried: ``carry_settled`` said so), the earliest of ``before``'s other
-    deadlines as a floor of its own: no deadline of theirs moved earlier in that step (a
-    link's and the peer's last heard time never go back, the groups, the world and the
-    settled deadlines are the same), so none of ``after``'s lies before it. An idle node's
-    keepalive then works them out only when the floor is reached (the earliest is most
-    often a link's warntime: every second keepalive in the idle benchmark, at keepalive
-    100 ms and deadtime 500 ms), not on every wake-up. (The property test of
-    ``next_deadline`` compares its answers with ``deadlines``, which never asks it.)"""
-    memo = _OTHER_DEADLINES.get(id(before))
-    if memo is not None and memo[0] is before:
-        floor = memo[1]
-    else:
-        known = _FLOOR.get(id(before))
-        if known is None or known[0] is not before:
-            return
-        floor = known[1]
-    if len(_FLOOR) >= 4:
-        _FLOOR.clear()
-    _FLOOR[id(after)] = (after, floor)
-
-
-#: the settled deadlines (``settled_deadlines``) of the last few states asked or carried, by
-#: identity (with the state itself, so that its id is not reused). A memo of a pure function
-#: of a frozen state, as ``_OTHER_DEADLINES``: the answers are the same either way (the
-#: property test of ``next_deadline`` compares them with ``deadlines``, which never asks it).
-_SETTLED: dict[int, tuple[CoreState, tuple[float, ...]]] = {}
 
 
 def settled_deadlines(s: CoreState) -> tuple[float, ...]:
@@ -118,37 +106,37 @@ def settled_deadlines(s: CoreState) -> tuple[float, ...]:
     return tuple(times)
 
 
-def _settled(s: CoreState) -> tuple[float, ...]:
-    memo = _SETTLED.get(id(s))
-    if memo is not None and memo[0] is s:
-        return memo[1]
-    times = settled_deadlines(s)
-    _remember_settled(s, times)
-    return times
+def _settled(known: Known) -> tuple[float, ...]:
+    if known.settled is None:
+        known.settled = settled_deadlines(known.state)
+    return known.settled
 
 
-def _remember_settled(s: CoreState, times: tuple[float, ...]) -> None:
-    if len(_SETTLED) >= 4:
-        _SETTLED.clear()
-    _SETTLED[id(s)] = (s, times)
+def carry(before: CoreState, after: CoreState) -> bool:
+    """Give ``after``, the state a shortcut's step took ``before`` to (frames that only
+    refresh the links and the peer's beat and last heard time, our beat sent), what is
+    known of ``before``'s deadlines that still holds; whether it carried anything.
 
-
-def carry_settled(before: CoreState, after: CoreState) -> bool:
-    """Give ``after`` the settled deadlines of ``before`` (known already) when nothing they
-    are made of differs: the same fencing requests, admin commands and forced promotions
-    (the very objects), and a live peer in both (no reset to wait for). So it holds after
-    any step; ``step``'s shortcuts call it (frames that only refresh the links and the
-    peer's beat and last heard time, our beat sent), and the idle node's keepalive then
-    works out only the liveness and the groups' deadlines of its new state (the settled
-    ones cost about 20 us of a cold keepalive step here). Whether it carried them."""
-    memo = _SETTLED.get(id(before))
-    if (memo is None or memo[0] is not before or after.fence is not before.fence
-            or after.resolving is not before.resolving
+    The settled deadlines (known already), when nothing they are made of differs: the same
+    fencing requests, admin commands and forced promotions (the very objects), and a live
+    peer in both (no reset to wait for); they cost about 20 us of a cold keepalive step
+    here. Then the earliest of ``before``'s other deadlines (or its own floor) as a floor:
+    no deadline of theirs moved earlier in that step (a link's and the peer's last heard
+    time never go back, the groups, the world and the settled deadlines are the same), so
+    none of ``after``'s lies before it. An idle node's keepalive then works them out only
+    when the floor is reached (the earliest is most often a link's warntime: every second
+    keepalive in the idle benchmark, at keepalive 100 ms and deadtime 500 ms), not on every
+    wake-up."""
+    was = _KNOWN.get(id(before))
+    if (was is None or was.state is not before or was.settled is None
+            or after.fence is not before.fence or after.resolving is not before.resolving
             or after.force_data is not before.force_data
             or before.peer_state.status is not PeerStatus.ALIVE
             or after.peer_state.status is not PeerStatus.ALIVE):
         return False
-    _remember_settled(after, memo[1])
+    known = _known(after)
+    known.settled = was.settled
+    known.floor = was.earliest if was.times is not None else was.floor
     return True
 
 

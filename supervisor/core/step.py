@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING
 from supervisor.core import admin, codec, fencing, liveness
 from supervisor.core.actions import Action
 from supervisor.core.deadlines import (
-    carry_floor,
-    carry_settled,
+    carry,
     next_deadline,
     node_deadlines,
     other_deadline_by,
@@ -108,9 +107,9 @@ def step(state: CoreState, event: Event, now: float) -> Step:
                 out = Out()
                 # what it says is what the last one said: nothing it is made of changed
                 again = publish(again, now, out, said=again.last_published)
-                _carry(state, again)
+                carry(state, again)
                 return Step(again, out.actions, out.reasons, news=False)
-            _carry(state, again)
+            carry(state, again)
             return Step(again, [], [], news=False)
         if decoded is not None:  # the first frame, decoded by the shortcut: not twice
             return full_step(state, event, now, decoded=decoded)
@@ -123,13 +122,6 @@ def step(state: CoreState, event: Event, now: float) -> Step:
         if answered is not None:
             return answered
     return full_step(state, event, now)
-
-
-def _carry(before: CoreState, after: CoreState) -> None:
-    """What a shortcut's step carries to the state it ends with: the settled deadlines,
-    and then a floor of the others (supervisor.core.deadlines)."""
-    if carry_settled(before, after):
-        carry_floor(before, after)
 
 
 def full_step(state: CoreState, event: Event, now: float, *,
@@ -278,7 +270,7 @@ def only_the_beat_due(s: CoreState, now: float) -> Step | None:
         return None if due is None else _monitors_issued(s, due, now)
     out = Out()
     after = publish(s, now, out, said=s.last_published)  # nothing changed since it was said
-    _carry(s, after)
+    carry(s, after)
     return Step(after, out.actions, out.reasons, news=False)
 
 
