@@ -7,8 +7,10 @@ settled, then sampled for ``--seconds`` (default 20) at each keepalive (100 ms w
 500 ms, 50 ms with deadtime 250 ms): the CPU time each supervisor's threads used (the
 scheduler's nanoseconds, /proc/PID/task/*/schedstat) over the wall time, in % of one core,
 the wake-ups of its loop per second (the main thread's voluntary context switches: each
-time it blocked, most often in the loop's wait), and its PSS and RSS (smaps_rollup) at the
-end of the sample.
+time it blocked, most often in the loop's wait), the mean wall time of a step of its
+decision core over the sample (from its status: ``loop.steps`` and ``loop.mean_step_us`` at
+both ends; what part of a keepalive the core takes, the rest being the loop, the links and
+the system calls), and its PSS and RSS (smaps_rollup) at the end of the sample.
 
 ``--baseline REV`` also runs the supervisor of git revision REV (``git archive`` into a
 temporary directory, the same venv), one after the other in the same run, and prints both
@@ -53,6 +55,7 @@ class Sample:
     pss_kib: list[int]
     rss_kib: list[int]
     wakeups: list[float]  # per second
+    step_us: list[float]  # the core's mean step over the sample (wall time)
 
 
 def voluntary_switches(pid: int) -> int:
@@ -79,18 +82,27 @@ def measure(repo: Path, keepalive: str, deadtime: str, seconds: float,
             for lk in b.nodes[n].status()["links"]), timeout=20)
         time.sleep(3)  # let the start-up settle (GARP repeats, first monitors)
         pids = [b.nodes[n].proc.pid for n in ("node1", "node2")]  # type: ignore[union-attr]
+        s0 = [core_steps(b.nodes[n].status()) for n in ("node1", "node2")]
         w0 = [voluntary_switches(p) for p in pids]
         c0, t0 = [cpu_ns(p) / 1e9 for p in pids], time.monotonic()
         time.sleep(seconds)
         c1, t1 = [cpu_ns(p) / 1e9 for p in pids], time.monotonic()
         w1 = [voluntary_switches(p) for p in pids]
+        s1 = [core_steps(b.nodes[n].status()) for n in ("node1", "node2")]
         mem = [rss_pss_kib(p) for p in pids]
         for n in ("node1", "node2"):
             proc = b.nodes[n].proc
             assert proc is not None and proc.poll() is None, f"{n} exited during the sample"
         return Sample([(c1[i] - c0[i]) / (t1 - t0) * 100 for i in range(2)],
                       [m[1] for m in mem], [m[0] for m in mem],
-                      [(w1[i] - w0[i]) / (t1 - t0) for i in range(2)])
+                      [(w1[i] - w0[i]) / (t1 - t0) for i in range(2)],
+                      [(s1[i][1] - s0[i][1]) / max(1, s1[i][0] - s0[i][0]) for i in range(2)])
+
+
+def core_steps(status: dict[str, Any]) -> tuple[int, float]:
+    """The core's steps so far and their wall time in all (us), from a node's status."""
+    loop = status["loop"]
+    return loop["steps"], loop["steps"] * (loop["mean_step_us"] or 0.0)
 
 
 @contextlib.contextmanager
@@ -111,7 +123,8 @@ def median(samples: list[Sample]) -> Sample:
         return [statistics.median(pick(s)[i] for s in samples) for i in range(2)]
 
     return Sample(each(lambda s: s.cpu_pct), each(lambda s: s.pss_kib),
-                  each(lambda s: s.rss_kib), each(lambda s: s.wakeups))
+                  each(lambda s: s.rss_kib), each(lambda s: s.wakeups),
+                  each(lambda s: s.step_us))
 
 
 def row(label: str, s: Sample, width: int = 24) -> str:
@@ -119,8 +132,9 @@ def row(label: str, s: Sample, width: int = 24) -> str:
     pss = " / ".join(f"{p / 1024:5.1f}" for p in s.pss_kib)
     rss = " / ".join(f"{r / 1024:5.1f}" for r in s.rss_kib)
     wake = " / ".join(f"{w:5.1f}" for w in s.wakeups)
-    return (f"  {label:<{width}} CPU % {cpu}   wake-ups/s {wake}   PSS MiB {pss}   "
-            f"RSS MiB {rss}")
+    step = " / ".join(f"{u:4.0f}" for u in s.step_us)
+    return (f"  {label:<{width}} CPU % {cpu}   wake-ups/s {wake}   core step us {step}   "
+            f"PSS MiB {pss}   RSS MiB {rss}")
 
 
 def main() -> int:
