@@ -24,8 +24,8 @@ def next_deadline(s: CoreState, now: float) -> float:
     limit = now + EPS
     beat = s.next_beat
     if beat > limit:
-        known = _KNOWN.get(id(s))
-        if known is not None and known.state is s and known.floor >= beat:
+        known = _found(s)
+        if known is not None and known.floor >= beat:
             return beat  # every other deadline lies at or after it (``carry``)
     earliest, times = other_deadlines(s)
     if earliest > limit:  # none has passed (most often): the earliest of them is theirs
@@ -65,9 +65,16 @@ _KNOWN: dict[int, Known] = {}
 _KEPT = 4
 
 
-def _known(s: CoreState) -> Known:
+def _found(s: CoreState) -> Known | None:
+    """What is known of ``s``, if it is remembered (not another state's under a reused id)."""
     known = _KNOWN.get(id(s))
-    if known is None or known.state is not s:
+    return known if known is not None and known.state is s else None
+
+
+def _known(s: CoreState) -> Known:
+    """What is known of ``s``, remembered from now on."""
+    known = _found(s)
+    if known is None:
         if len(_KNOWN) >= _KEPT:
             _KNOWN.clear()
         known = _KNOWN[id(s)] = Known(s)
@@ -90,8 +97,8 @@ def other_deadline_by(s: CoreState, limit: float) -> bool:
     at or before ``limit`` (the step's shortcuts ask it of the state a wake-up starts from:
     when the floor that ``carry`` left lies after ``limit``, none does, and they are not
     worked out)."""
-    known = _KNOWN.get(id(s))
-    if known is not None and known.state is s and known.floor > limit:
+    known = _found(s)
+    if known is not None and known.floor > limit:
         return False
     return other_deadlines(s)[0] <= limit
 
@@ -127,8 +134,8 @@ def carry(before: CoreState, after: CoreState) -> bool:
     when the floor is reached (the earliest is most often a link's warntime: every second
     keepalive in the idle benchmark, at keepalive 100 ms and deadtime 500 ms), not on every
     wake-up."""
-    was = _KNOWN.get(id(before))
-    if (was is None or was.state is not before or was.settled is None
+    was = _found(before)
+    if (was is None or was.settled is None
             or after.fence is not before.fence or after.resolving is not before.resolving
             or after.force_data is not before.force_data
             or before.peer_state.status is not PeerStatus.ALIVE
