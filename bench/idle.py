@@ -20,8 +20,16 @@ guests), a load that changes during the run then weighs on both trees alike. ``-
 1s,10s`` measures each tree at each of these monitor intervals of the group (10 s is the
 product's default, ``[group] monitor_interval``), in the same rounds.
 
+``--python host,image`` runs each tree under each of these interpreters, in the same
+rounds: ``host`` is this venv's (the default), ``image`` the one the image ships, the
+python3.13 and Debian trixie's library packages (pyroute2, pyserial, ...) of the tree mkosi
+installed for the last ``make image`` (its incremental cache, see scripts/build-image.sh),
+run by that tree's own dynamic loader and libraries on this host's kernel. What users run,
+but for the kernel and the machine.
+
     sudo .venv/bin/python -m bench.idle [--seconds 20] [--baseline main] [--rounds 3]
                                         [--keepalive 100ms] [--monitor 1s,10s]
+                                        [--python host,image]
 """
 
 from __future__ import annotations
@@ -43,10 +51,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.failover import cpu_ns, rss_pss_kib
 from supervisor.values import parse_duration
-from tests.netns import AUTHKEYS, REPO, bed, cluster_config
+from tests.netns import AUTHKEYS, PYTHON, REPO, bed, cluster_config
 
 FLOAT = "192.168.85.3"
 SETTINGS = (("100ms", "500ms"), ("50ms", "250ms"))
+#: the tree mkosi installed the image's packages into (scripts/build-image.sh: CACHE)
+IMAGE_TREE = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+              / "twinbeat" / "incremental" / "debian~trixie~x86-64.cache")
+INTERPRETERS = ("host", "image")
+
+
+def image_python(directory: Path, tree: Path = IMAGE_TREE) -> str:
+    """An executable in ``directory`` that runs its arguments with the image's python3 (the
+    interpreter of ``tree``, by that tree's loader and libraries). SystemExit with what to do
+    when the tree or its interpreter is missing."""
+    loader = tree / "usr" / "lib64" / "ld-linux-x86-64.so.2"
+    libs = tree / "usr" / "lib" / "x86_64-linux-gnu"
+    interpreters = sorted((p for p in tree.glob("usr/bin/python3.[0-9]*")
+                           if p.name.removeprefix("python3.").isdigit()),
+                          key=lambda p: int(p.name.removeprefix("python3.")))
+    if not loader.exists() or not interpreters:
+        raise SystemExit(f"--python image: no image tree with a python3 at {tree} "
+                         "(run `make image` first: its packages are installed there)")
+    wrapper = directory / "image-python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{loader}" --library-path "{libs}" '
+                       f'"{interpreters[-1]}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 @dataclass
@@ -68,13 +99,13 @@ def voluntary_switches(pid: int) -> int:
 
 
 def measure(repo: Path, keepalive: str, deadtime: str, seconds: float,
-            monitor: str = "1s") -> Sample:
+            monitor: str = "1s", *, python: str = PYTHON) -> Sample:
     with tempfile.TemporaryDirectory() as tmp, bed(Path(tmp), repo) as b:
         for node in ("node1", "node2"):
             text = cluster_config(b, node, resources=[f"IPaddr::{FLOAT}/24/eth0"],
                                   keepalive=keepalive, deadtime=deadtime, failback=False,
                                   ping=False, monitor_interval=monitor)
-            b.start(node, b.write_config(node, text, AUTHKEYS))
+            b.start(node, b.write_config(node, text, AUTHKEYS), python=python)
         b.wait_for("node1 to own the group", lambda: FLOAT in b.ip(
             b.ns["n1"], "-o", "addr", "show", "dev", "eth0"), timeout=60)
         b.wait_for("all links up on both nodes", lambda: all(
@@ -150,7 +181,15 @@ def main() -> int:
     p.add_argument("--monitor", default="1s", metavar="LIST",
                    help="the group's monitor interval(s), comma-separated durations "
                         "(default 1s; 10s is the product's default)")
+    p.add_argument("--python", default="host", metavar="LIST",
+                   help="the interpreter(s) the supervisors run on, comma-separated: host "
+                        "(this venv's, the default) and/or image (the image's python3 and "
+                        "library packages, from the last `make image`)")
     args = p.parse_args()
+    pythons = [x.strip() for x in args.python.split(",") if x.strip()]
+    if not pythons or any(x not in INTERPRETERS for x in pythons):
+        p.error(f"--python: a comma-separated list of {' and '.join(INTERPRETERS)}, "
+                f"not {args.python!r}")
     settings = [s for s in SETTINGS if args.keepalive in (None, s[0])]
     monitors = [m.strip() for m in args.monitor.split(",") if m.strip()]
     try:
@@ -166,20 +205,25 @@ def main() -> int:
     head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, check=True,
                           capture_output=True, text=True).stdout.strip()
     trees: list[tuple[str, Path]] = [(f"this tree ({head})", REPO)]
-    runs = [(label, path, m) for m in monitors for label, path in trees]
     with contextlib.ExitStack() as stack:
         if args.baseline:
             path, commit = stack.enter_context(checkout(args.baseline))
             trees.insert(0, (f"{args.baseline} ({commit})", path))
-            runs = [(label, path, m) for m in monitors for label, path in trees]
+        interpreter = {"host": PYTHON}
+        if "image" in pythons:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="twinbeat-py-")))
+            interpreter["image"] = image_python(tmp)
+        runs = [(label if len(pythons) == 1 else f"{label}, {py} python", path, m, py)
+                for m in monitors for py in pythons for label, path in trees]
         samples: dict[tuple[str, str, str], list[Sample]] = {}
         for keepalive, deadtime in settings:
             for r in range(args.rounds):
-                for label, path, monitor in runs if r % 2 == 0 else runs[::-1]:
+                for label, path, monitor, py in runs if r % 2 == 0 else runs[::-1]:
                     print(f"measuring {label} at keepalive {keepalive}, monitor {monitor} "
                           f"(round {r + 1}) ...", file=sys.stderr, flush=True)
                     samples.setdefault((keepalive, label, monitor), []).append(
-                        measure(path, keepalive, deadtime, args.seconds, monitor))
+                        measure(path, keepalive, deadtime, args.seconds, monitor,
+                                python=interpreter[py]))
         results = {k: median(v) for k, v in samples.items()}
     load = os.getloadavg()
     print(f"idle supervisors in namespaces: 3 links, one group (floating address, monitor "
@@ -187,11 +231,11 @@ def main() -> int:
           f"{args.rounds} per row (runs alternating); figures per node (node1 / node2), "
           f"CPU in % of one core; load average at the end {load[0]:.2f}")
     shown = {(label, m): label if len(monitors) == 1 else f"{label}, monitor {m}"
-             for label, _path, m in runs}
+             for label, _path, m, _py in runs}
     width = max(24, *(len(x) for x in shown.values()))
     for keepalive, deadtime in settings:
         print(f"keepalive {keepalive}, deadtime {deadtime}:")
-        for label, _path, monitor in runs:
+        for label, _path, monitor, _py in runs:
             print(row(shown[(label, monitor)], results[(keepalive, label, monitor)], width))
     return 0
 

@@ -270,8 +270,9 @@ class Bed:
         return cfg
 
     def start(self, node: str, config: Path, *extra: str,
-              prefix: tuple[str, ...] = ()) -> NodeProc:
-        """Start ``twinbeat run`` for ``node``; ``prefix`` wraps it (e.g. REALTIME)."""
+              prefix: tuple[str, ...] = (), python: str = PYTHON) -> NodeProc:
+        """Start ``twinbeat run`` for ``node``; ``prefix`` wraps it (e.g. REALTIME);
+        ``python`` runs it (this venv's interpreter unless a bench asks for another)."""
         key = "n1" if node == "node1" else "n2"
         state_dir = self.workdir / node / "state"
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +282,7 @@ class Bed:
         logf = open(log_path, "ab")  # noqa: SIM115 - closed when the process is reaped
         env = dict(os.environ, PYTHONPATH=str(self.repo), PYTHONUNBUFFERED="1")
         handle.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns[key], *prefix, PYTHON, "-m", "supervisor", "run",
+            ["ip", "netns", "exec", self.ns[key], *prefix, python, "-m", "supervisor", "run",
              "--config", str(config), "--node", node, "--state-dir", str(state_dir), *extra],
             stdout=logf, stderr=subprocess.STDOUT, cwd=self.repo, env=env,
             start_new_session=True,

@@ -1,0 +1,43 @@
+"""bench.idle's ``--python image``: the wrapper that runs the supervisor on the image's own
+interpreter (the tree mkosi installed the image's packages into)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.idle import image_python
+
+
+def _tree(root: Path, pythons: tuple[str, ...]) -> Path:
+    """A stand-in for mkosi's tree: a 'loader' that prints what it was asked to run."""
+    (root / "usr" / "lib64").mkdir(parents=True)
+    (root / "usr" / "bin").mkdir(parents=True)
+    loader = root / "usr" / "lib64" / "ld-linux-x86-64.so.2"
+    loader.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    loader.chmod(0o755)
+    for name in pythons:
+        (root / "usr" / "bin" / name).write_text("")
+    return root
+
+
+def test_the_wrapper_runs_the_trees_newest_python3_by_its_loader_and_libraries(
+        tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree", ("python3", "python3.9", "python3.13",
+                                     "python3.13-config"))
+    (tmp_path / "out").mkdir()
+    wrapper = image_python(tmp_path / "out", tree)
+    out = subprocess.run([wrapper, "-m", "supervisor", "run", "a b"], check=True,
+                         capture_output=True, text=True).stdout.splitlines()
+    assert out == ["--library-path", str(tree / "usr" / "lib" / "x86_64-linux-gnu"),
+                   str(tree / "usr" / "bin" / "python3.13"), "-m", "supervisor", "run", "a b"]
+
+
+def test_no_tree_says_to_build_the_image_first(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="make image"):
+        image_python(tmp_path, tmp_path / "missing")
+    tree = _tree(tmp_path / "tree", ("python3",))  # a loader, but no python3.N
+    with pytest.raises(SystemExit, match="no image tree with a python3"):
+        image_python(tmp_path, tree)
