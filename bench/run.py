@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 BENCHES = [
     ("decision core", ["-m", "bench.core"], False),
-    ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms)",
-     ["-m", "bench.idle", *(["--baseline", os.environ["BASELINE"],
+    ("idle CPU and memory per node in namespaces (keepalive 100 ms and 50 ms), on this "
+     "venv's python and on the image's own",
+     ["-m", "bench.idle", "--python", "host,image", *(["--baseline", os.environ["BASELINE"],
                              "--rounds", os.environ.get("IDLE_ROUNDS", "3")]
                             if os.environ.get("BASELINE") else [])], True),
     ("the I/O floor of an idle node: the keepalive's reads and sends alone, in namespaces",
