@@ -71,8 +71,10 @@ def image_python(directory: Path, tree: Path = IMAGE_TREE) -> str:
                            if p.name.removeprefix("python3.").isdigit()),
                           key=lambda p: int(p.name.removeprefix("python3.")))
     if not loader.exists() or not interpreters:
-        raise SystemExit(f"--python image: no image tree with a python3 at {tree} "
-                         "(run `make image` first: its packages are installed there)")
+        raise SystemExit(f"--python image: no image tree with a python3 at {tree} (a "
+                         "build of the image installs its packages there: `make image`, or "
+                         "`make image FORCE=1` when the image is up to date but the cache "
+                         "was removed)")
     wrapper = directory / "image-python"
     wrapper.write_text(f'#!/bin/sh\nexec "{loader}" --library-path "{libs}" '
                        f'"{interpreters[-1]}" "$@"\n')
