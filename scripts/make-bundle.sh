@@ -17,6 +17,16 @@
 # starts).
 set -euo pipefail
 
+# Its mounts live in a mount namespace of its own (unshare, private propagation): this
+# host's / is private, so a process that enters a new mount namespace while a loop mount of
+# ours exists (`ip netns exec`: `make test` runs the namespace tier beside the image build)
+# gets a copy of that mount, which keeps the file system mounted after our umount; its
+# writes then reach the file only when that process ends, after we checked, shrank and
+# packed it. Seen once: a test bundle 0.1.1 whose slot still said 0.1.0, at full size.
+if [ -z "${TWINBEAT_OWN_MOUNTS:-}" ]; then
+    TWINBEAT_OWN_MOUNTS=1 exec unshare --mount --propagation private -- "$0" "$@"
+fi
+
 RAW=${1:?usage: make-bundle.sh IMAGE.raw VERSION KEYDIR OUT.raucb [COMPATIBLE]}
 VERSION=${2:?version}
 KEYS=${3:?key directory}
@@ -64,6 +74,15 @@ if [ -n "${TWINBEAT_RESTAMP:-}" ] || [ -n "${TWINBEAT_TEST_BREAK:-}" ]; then
     esac
     umount "$R"
     trap 'rm -rf "$work"' EXIT
+    # what the file system holds now, read from the file itself, not through a mount
+    if [ -n "${TWINBEAT_RESTAMP:-}" ]; then
+        got=$(debugfs -R "cat /usr/lib/twinbeat/VERSION" "$img" 2>/dev/null)
+        [ "$got" = "$VERSION" ] || die "slot A's /usr/lib/twinbeat/VERSION says '$got' after the umount, not $VERSION"
+    fi
+    if [ -n "${TWINBEAT_TEST_BREAK:-}" ]; then
+        debugfs -R "stat /usr/lib/systemd/system/twinbeat.service.d/zz-test-broken.conf" "$img" 2>/dev/null \
+            | grep -q '^Inode:' || die "the test break's drop-in is not in slot A's file system after the umount"
+    fi
 fi
 # (after the edits: resize2fs wants a file system checked since it was last mounted)
 status=0
