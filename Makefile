@@ -91,8 +91,9 @@ test-fast: deps ## check + unit tests (no image, no VM, no real-time waits): und
 # Every test has a time limit (pytest-timeout: `timeout` in pyproject.toml, or the test's own
 # @pytest.mark.timeout). The unit tier runs in process against fakes and a fake clock; tests
 # that wait in real time (ptys, real loops, polling drivers) are marked `slow`.
-# The unit tier runs its tests on every core (pytest-xdist), at most four: 54 s on one of this
-# project's 2-core machine, 33 s on both; more workers than four start slower than they save.
+# The unit tier runs its tests on every core (pytest-xdist): 54 s on one core of this
+# project's 2-core machine, 33-36 s on both. At most four workers: a guess, not measured here
+# (each worker imports and collects the whole suite before it runs a test).
 UNIT_JOBS ?= $(shell n=$$(nproc); [ "$$n" -gt 4 ] && n=4; [ "$$n" -lt 2 ] && n=0; echo $$n)
 test-unit:
 	@echo "==> unit tests ($(UNIT_JOBS) workers)"

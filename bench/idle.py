@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -55,16 +56,30 @@ from tests.netns import AUTHKEYS, PYTHON, REPO, bed, cluster_config
 
 FLOAT = "192.168.85.3"
 SETTINGS = (("100ms", "500ms"), ("50ms", "250ms"))
-#: the tree mkosi installed the image's packages into (scripts/build-image.sh: CACHE)
-IMAGE_TREE = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-              / "twinbeat" / "incremental" / "debian~trixie~x86-64.cache")
 INTERPRETERS = ("host", "image")
 
 
-def image_python(directory: Path, tree: Path = IMAGE_TREE) -> str:
+def image_tree(conf: Path = REPO / "mkosi.conf") -> Path:
+    """The tree mkosi installed the image's packages into: its incremental cache
+    (scripts/build-image.sh: CACHE), named after mkosi.conf's distribution, release and
+    architecture."""
+    text = conf.read_text()
+    name = []
+    for key in ("Distribution", "Release", "Architecture"):
+        found = re.search(rf"^{key}=(\S+)", text, re.MULTILINE)
+        if found is None:
+            raise SystemExit(f"--python image: {conf} sets no {key}=")
+        name.append(found[1])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "twinbeat" / "incremental" / ("~".join(name) + ".cache")
+
+
+def image_python(directory: Path, tree: Path | None = None) -> str:
     """An executable in ``directory`` that runs its arguments with the image's python3 (the
     interpreter of ``tree``, by that tree's loader and libraries). SystemExit with what to do
     when the tree or its interpreter is missing."""
+    if tree is None:
+        tree = image_tree()
     loader = tree / "usr" / "lib64" / "ld-linux-x86-64.so.2"
     libs = tree / "usr" / "lib" / "x86_64-linux-gnu"
     interpreters = sorted((p for p in tree.glob("usr/bin/python3.[0-9]*")

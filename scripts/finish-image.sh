@@ -18,12 +18,9 @@
 # mounted through a loop device at its byte offset.
 set -euo pipefail
 
-# Its mounts live in a mount namespace of its own (unshare, private propagation): this
-# host's / is private, so a process that enters a new mount namespace while a loop mount of
-# ours exists (`ip netns exec`: `make test` runs the namespace tier beside the image build)
-# gets a copy of that mount, which keeps the file system mounted after our umount; its
-# writes then reach the file only when that process ends, after we checked, shrank and
-# packed it. Seen once: a test bundle 0.1.1 whose slot still said 0.1.0, at full size.
+# Its mounts live in a mount namespace of its own, as make-bundle.sh's do (why: there): a
+# copy of slot A's mount in a namespace made meanwhile would write into the image after its
+# checksum was taken.
 if [ -z "${TWINBEAT_OWN_MOUNTS:-}" ]; then
     TWINBEAT_OWN_MOUNTS=1 exec unshare --mount --propagation private -- "$0" "$@"
 fi

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.idle import image_python
+from bench.idle import image_python, image_tree
 
 
 def _tree(root: Path, pythons: tuple[str, ...]) -> Path:
@@ -41,3 +41,16 @@ def test_no_tree_says_to_build_the_image_first(tmp_path: Path) -> None:
     tree = _tree(tmp_path / "tree", ("python3",))  # a loader, but no python3.N
     with pytest.raises(SystemExit, match="no image tree with a python3"):
         image_python(tmp_path, tree)
+
+
+def test_the_tree_is_named_after_mkosi_conf(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "mkosi.conf"
+    conf.write_text("[Distribution]\nDistribution=debian\nRelease=forky\n"
+                    "Architecture=arm64\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert image_tree(conf) == (tmp_path / "cache" / "twinbeat" / "incremental"
+                                / "debian~forky~arm64.cache")
+    conf.write_text("[Distribution]\nDistribution=debian\n")
+    with pytest.raises(SystemExit, match="sets no Release="):
+        image_tree(conf)
