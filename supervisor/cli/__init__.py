@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 
+import supervisor.notls  # noqa: F401  (first: asyncio is imported without its TLS half)
 from supervisor.cli.admin import (
     cmd_admin,
     cmd_fence_peer,
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from supervisor.pacemaker import main_export
 
         return main_export(argv[2:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(daemon=argv[:1] == ["run"]).parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "status":

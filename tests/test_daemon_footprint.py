@@ -1,0 +1,85 @@
+"""What `twinbeat run` leaves out of the daemon's memory: the other commands' parsers and
+the update commands' modules (cli.parser's ``daemon``), asyncio's TLS half
+(supervisor.notls); neither changes what the command says or refuses."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supervisor.cli.parser import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def said(daemon: bool, argv: list[str]) -> tuple[object, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            result: object = vars(build_parser(daemon=daemon).parse_args(argv))
+        except SystemExit as exc:
+            result = ("exit", exc.code)
+    return result, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--help"],
+    ["run", "--config", "/etc/x.toml", "--node", "node2", "-v"],
+    ["run", "--bogus"],
+    ["run", "extra"],
+    ["run"],
+])
+def test_the_daemons_parser_says_and_refuses_what_the_whole_one_does(argv: list[str]):
+    whole = said(False, argv)
+    assert said(True, argv) == whole
+    assert whole[0] != ("exit", None) or whole[1]  # help printed, or parsed, or refused
+
+
+def probe(code: str) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    result: dict[str, object] = json.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+def test_twinbeat_run_loads_no_tls_and_no_update_commands(tmp_path: Path):
+    result = probe(
+        "import json, sys\n"
+        "from supervisor.cli import main\n"
+        f"rc = main(['run', '--config', {str(tmp_path / 'missing.toml')!r}])\n"
+        "import asyncio\n"
+        "print(json.dumps({'rc': rc, 'ssl': 'ssl' in sys.modules,\n"
+        "    'lifecycle': 'supervisor.lifecycle.cli' in sys.modules,\n"
+        "    'asyncio_tls': asyncio.base_events.ssl is not None}))\n")
+    # the configuration is missing: refused after the options were parsed
+    assert result == {"rc": 1, "ssl": False, "lifecycle": False, "asyncio_tls": False}
+
+
+def test_tls_still_loads_where_it_is_used_after_notls():
+    result = probe(
+        "import json, sys\n"
+        "import supervisor.notls\n"
+        "import smtplib, ssl\n"
+        "ssl.create_default_context()\n"
+        "print(json.dumps({'smtplib_tls': smtplib._have_ssl, 'ssl': 'ssl' in sys.modules}))\n")
+    assert result == {"smtplib_tls": True, "ssl": True}
+
+
+def test_notls_does_nothing_when_asyncio_is_imported_first():
+    result = probe(
+        "import json, asyncio\n"
+        "from supervisor.notls import asyncio_without_tls\n"
+        "print(json.dumps({'done': asyncio_without_tls(),\n"
+        "    'asyncio_tls': asyncio.base_events.ssl is not None}))\n")
+    assert result == {"done": False, "asyncio_tls": True}
+
+
+def test_another_command_still_sees_every_command():
+    _, out, _ = said(False, ["--help"])
+    assert "install" in out and "upgrade" in out and "run" in out
