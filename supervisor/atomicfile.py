@@ -17,19 +17,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 if TYPE_CHECKING:
     import socket
 
 # tempfile (with shutil) and socket are imported where they are used: `twinbeat persist
-# prepare` imports this module on every boot and, after the first, writes nothing.
+# prepare` imports this module on every boot and, after the first, writes nothing. The
+# daemon's writes (atomic_write, bind_unix) name their temporary file or folder themselves
+# (``_fresh``): tempfile, with shutil, random, bz2 and lzma, would stay in its memory.
+
+#: tries at a fresh name before giving up (as tempfile's TMP_MAX)
+_TRIES = 10000
 
 # A folder on a file system that cannot fsync folders (some FUSE or network file systems)
 # answers with one of these: the rename is then as durable as that file system makes it.
 _NO_DIR_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+_T = TypeVar("_T")
 
 
 def atomic_write(
@@ -51,9 +58,8 @@ def atomic_write(
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _fresh(path.parent, f".{path.name}.", lambda name: os.open(
+        name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
     try:
         try:
             os.fchmod(fd, mode)
@@ -155,10 +161,9 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
     one event loop (each awaiting between set and restore) would leave it set for good.
     """
     import socket
-    import tempfile
 
     path = Path(path)
-    tmpdir = tempfile.mkdtemp(prefix=".bind-", dir=path.parent)
+    _, tmpdir = _fresh(path.parent, ".bind-", lambda name: os.mkdir(name, 0o700))
     tmp = os.path.join(tmpdir, "socket")
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,6 +179,20 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
             os.unlink(tmp)  # still there only if the rename failed
         os.rmdir(tmpdir)
     return sock
+
+
+def _fresh(folder: Path, prefix: str, create: Callable[[str], _T]) -> tuple[_T, str]:
+    """``create(name)`` for a fresh name ``folder/prefix<random>.tmp`` that did not exist
+    (``create`` must fail with FileExistsError when it does: O_EXCL, mkdir), as tempfile's
+    mkstemp and mkdtemp name theirs; (what it returned, the name)."""
+    for _ in range(_TRIES):
+        name = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}.tmp")
+        try:
+            return create(name), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no fresh temporary name in {folder} after "
+                                        f"{_TRIES} tries")
 
 
 def fsync_dir(folder: str | Path) -> None:

@@ -123,3 +123,42 @@ def test_nothing_else_renames_files_into_place() -> None:
                 and isinstance(node.value, ast.Name) and node.value.id in ("os", "tempfile")
             ]
     assert found == []
+
+
+def test_a_temporary_name_taken_already_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file (or a symlink planted there) at the first name tried: the write takes another
+    taken = tmp_path / f".key.{(b'A' * 6).hex()}.tmp"
+    taken.symlink_to(tmp_path / "elsewhere")
+    draws = iter([b"A" * 6, b"B" * 6])
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws))
+    atomic_write(tmp_path / "key", "secret", mode=0o600)
+    assert (tmp_path / "key").read_text() == "secret"
+    assert not (tmp_path / "elsewhere").exists()  # the symlink was not followed
+    assert sorted(os.listdir(tmp_path)) == sorted(["key", taken.name])
+
+
+def test_no_fresh_name_at_all_is_an_error_not_a_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / f".key.{(b'A' * 6).hex()}.tmp").write_text("")
+    monkeypatch.setattr(os, "urandom", lambda n: b"A" * 6)
+    with pytest.raises(FileExistsError, match="no fresh temporary name"):
+        atomic_write(tmp_path / "key", "x")
+    assert not (tmp_path / "key").exists()
+
+
+def test_the_daemons_writes_do_not_import_tempfile(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from supervisor.atomicfile import atomic_write, bind_unix\n"
+            f"atomic_write({str(tmp_path / 'f')!r}, 'x')\n"
+            f"bind_unix({str(tmp_path / 's')!r}).close()\n"
+            "print(sorted(m for m in ('tempfile', 'shutil') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert sorted(os.listdir(tmp_path)) == ["f", "s"]  # no temporary file or folder left

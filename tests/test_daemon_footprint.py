@@ -83,3 +83,32 @@ def test_notls_does_nothing_when_asyncio_is_imported_first():
 def test_another_command_still_sees_every_command():
     _, out, _ = said(False, ["--help"])
     assert "install" in out and "upgrade" in out and "run" in out
+
+
+@pytest.mark.parametrize("columns", ["60", "132", "", "junk"])
+def test_the_help_is_as_wide_as_argparse_makes_it(columns: str,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    # argparse's own formatter (it asks shutil for the width) and ours, on the same text
+    import argparse
+
+    from supervisor.cli.parser import HelpFormatter
+
+    monkeypatch.setenv("COLUMNS", columns)
+    helps = []
+    for formatter in (argparse.HelpFormatter, HelpFormatter):
+        p = argparse.ArgumentParser(prog="twinbeat run", formatter_class=formatter,
+                                    description="word " * 60)
+        p.add_argument("--state-dir", metavar="DIR", help="state directory " * 10)
+        helps.append(p.format_help())
+    assert helps[0] == helps[1]
+    assert max(map(len, helps[1].splitlines())) <= (int(columns) if columns.isdigit()
+                                                     else 80)
+
+
+def test_twinbeat_run_does_not_load_shutil(tmp_path: Path):
+    result = probe(
+        "import json, sys\n"
+        "from supervisor.cli import main\n"
+        f"rc = main(['run', '--config', {str(tmp_path / 'missing.toml')!r}])\n"
+        "print(json.dumps({'rc': rc, 'shutil': 'shutil' in sys.modules}))\n")
+    assert result == {"rc": 1, "shutil": False}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from supervisor.cli.common import config_option
@@ -10,12 +12,37 @@ from supervisor.config import DEFAULT_DRBD_DIR
 from supervisor.statefiles import DEFAULT_STATE_DIR
 
 
+def terminal_columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it ($COLUMNS, then the
+    terminal of standard output, else 80)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's own, at the width it would find itself (its ``__init__`` imports shutil
+    for it, and shutil bz2, lzma and zlib: about 0.5 MiB the daemon would keep)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         terminal_columns() - 2 if width is None else width)
+
+
 def build_parser(*, daemon: bool = False) -> argparse.ArgumentParser:
     """The command line's parser; ``daemon``: with the ``run`` command alone (``twinbeat
     run``: what it says and refuses is the same, and the other commands' options, with the
     update commands' modules, are not loaded into the daemon: about 0.5 MiB of its PSS)."""
     p = argparse.ArgumentParser(
-        prog="twinbeat",
+        prog="twinbeat", formatter_class=HelpFormatter,
         description="twinbeat: two-node high availability (heartbeats, takeover, watchdog).",
         epilog="Files: /etc/twinbeat/cluster.toml (configuration), /etc/twinbeat/authkeys "
         "(shared key, mode 0600), /var/lib/twinbeat/ (state and control socket), "
@@ -37,7 +64,8 @@ def build_parser(*, daemon: bool = False) -> argparse.ArgumentParser:
         )
 
     r = sub.add_parser(
-        "run", help="run the supervisor in the foreground (what the unit runs)",
+        "run", formatter_class=HelpFormatter,
+        help="run the supervisor in the foreground (what the unit runs)",
         description="Run the supervisor. With [[replicated]] disks it first writes a missing "
         "DRBD resource file and refuses to start when an existing one does not match "
         "cluster.toml.",

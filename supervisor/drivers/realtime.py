@@ -27,7 +27,6 @@ failover. twinbeat does the same:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import logging.handlers
@@ -102,7 +101,9 @@ def lock_memory(
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    """The C library's functions, as the process has them (dlopen of the program itself:
+    no ``ctypes.util.find_library``, which runs ldconfig and imports shutil)."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def one_malloc_arena(mallopt: Callable[[int, int], int] | None = None) -> tuple[bool, str]:
