@@ -9,7 +9,8 @@ node1's power (SIGKILL to its QEMU), and measure, on the host's CLOCK_MONOTONIC,
 the observer's first HTTP answer from node2 (the web page starts after /srv is mounted, so
 the answer means the data is served). Then node2's /srv must hold the file (sha256).
 
-The figures and their ratio are printed; goal: replicated / plain <= 1.5.
+The figures and their ratio are printed; goal: replicated / plain <= 1.5. Before each kill,
+each node's supervisor's PSS and RSS in the booted image are printed too.
 """
 
 from __future__ import annotations
@@ -48,8 +49,28 @@ def _in_sync(pair: Pair, timeout: float) -> None:
         time.sleep(2.0)
 
 
-def one(image: Path, replicate: bool) -> tuple[float, str]:
-    """Boot a pair, fail node1 by power loss; (kill -> first HTTP answer from node2, note)."""
+def supervisor_memory(pair: Pair) -> str:
+    """Each node's supervisor's PSS and RSS in the booted image (the main process of
+    twinbeat.service, /proc/PID/smaps_rollup): what the image's python3 and the libraries it
+    shares with the rest of the system really cost, which the namespace bed (bench.idle,
+    the host's or the image tree's interpreter) can only approximate."""
+    figures = []
+    for node in pair.nodes:
+        out = node.sh("pid=$(systemctl show -p MainPID --value twinbeat) && "
+                      "grep -E '^(Rss|Pss):' /proc/$pid/smaps_rollup", timeout=60)[1]
+        kib = {f[0].rstrip(":"): int(f[1]) for f in (line.split() for line in out.splitlines())
+               if len(f) >= 2 and f[1].isdigit()}
+        if not {"Pss", "Rss"} <= kib.keys():
+            raise RuntimeError(f"{node.name}: no Pss/Rss in the supervisor's smaps_rollup: "
+                               f"{out!r}")
+        figures.append(f"{node.name} PSS {kib['Pss'] / 1024:.1f} MiB, RSS {kib['Rss'] / 1024:.1f}"
+                       " MiB")
+    return "; ".join(figures)
+
+
+def one(image: Path, replicate: bool) -> tuple[float, str, str]:
+    """Boot a pair, fail node1 by power loss; (kill -> first HTTP answer from node2, note,
+    each supervisor's memory before the kill)."""
     workdir = Path(tempfile.mkdtemp(prefix="tbqb-"))
     pair = Pair(image, workdir, replicate=replicate)
     try:
@@ -69,6 +90,7 @@ def one(image: Path, replicate: bool) -> tuple[float, str]:
         else:
             pair.wait_http("node1", timeout=120)
         time.sleep(3.0)  # a settled pair: every link up, no resync
+        memory = supervisor_memory(pair)
         t_kill = pair.node1.power_off()
         t_http = pair.wait_http("node2", timeout=240)
         if replicate:
@@ -80,7 +102,7 @@ def one(image: Path, replicate: bool) -> tuple[float, str]:
                                     "'dropping that connection|taking over group' | tail -n 3",
                                     check=False, timeout=60)[1]
             note = "; ".join(line[:110] for line in journal.splitlines() if line.strip())
-        return t_http - t_kill, note
+        return t_http - t_kill, note, memory
     finally:
         pair.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -97,12 +119,14 @@ def main() -> int:
     if not args.image.exists():
         print(f"no image at {args.image}: run `make image`", file=sys.stderr)
         return 1
-    plain, _ = one(args.image, replicate=False)
+    plain, _, memory = one(args.image, replicate=False)
     print(f"plain pair: node1 powered off -> first HTTP answer from node2 {plain:.1f} s",
           flush=True)
-    repl, note = one(args.image, replicate=True)
+    print(f"  the supervisors' memory in the booted image before it: {memory}", flush=True)
+    repl, note, memory = one(args.image, replicate=True)
     print(f"replicated pair (DRBD, /srv): node1 powered off -> first HTTP answer from node2 "
           f"{repl:.1f} s, node1's fsync'ed write on node2's /srv", flush=True)
+    print(f"  the supervisors' memory in the booted image before it: {memory}", flush=True)
     if note:
         print("  node2: " + re.sub(r"\s+", " ", note))
     print(f"ratio replicated / plain: {repl / plain:.2f} (goal <= 1.5)")
