@@ -57,7 +57,16 @@ from bench.failover import (
     rss_pss_kib,
     summary,
 )
-from tests.netns import AUTHKEYS, REALTIME, Bed, NodeProc, bed, cluster_config
+from tests.netns import (
+    AUTHKEYS,
+    PYTHON,
+    REALTIME,
+    REPO,
+    Bed,
+    NodeProc,
+    bed,
+    cluster_config,
+)
 
 SETTINGS = [(0.1, 0.5), (0.05, 0.25)]
 KEEPALIVED_ADVERT = 0.1
@@ -317,6 +326,9 @@ def idle_main(rounds: int, seconds: float) -> int:
         ("heartbeat 100/500", start_heartbeat, 0.1, 0.5),
         ("keepalived fast", start_keepalived, KEEPALIVED_ADVERT, 3 * KEEPALIVED_ADVERT)]
     got: dict[str, list[tuple[list[float], list[int], list[int]]]] = {c[0]: [] for c in cases}
+    from bench.idle import byte_compile
+
+    byte_compile(REPO, PYTHON)  # as the image ships it (see bench.idle)
     for r in range(rounds):
         for name, start, keepalive, deadtime in (cases if r % 2 == 0 else cases[::-1]):
             print(f"measuring {name} idle (round {r + 1}) ...", file=sys.stderr, flush=True)

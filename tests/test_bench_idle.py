@@ -54,3 +54,23 @@ def test_the_tree_is_named_after_mkosi_conf(tmp_path: Path,
     conf.write_text("[Distribution]\nDistribution=debian\n")
     with pytest.raises(SystemExit, match="sets no Release="):
         image_tree(conf)
+
+
+def test_byte_compile_leaves_the_interpreters_bytecode_beside_the_sources(
+        tmp_path: Path) -> None:
+    # as mkosi.postinst's compileall in the image: the measured supervisor loads .pyc files
+    import importlib.util
+    import sys
+
+    from bench.idle import byte_compile
+
+    (tmp_path / "supervisor" / "core").mkdir(parents=True)
+    (tmp_path / "supervisor" / "__init__.py").write_text("")
+    (tmp_path / "supervisor" / "core" / "step.py").write_text("X = 1\n")
+    byte_compile(tmp_path, sys.executable)
+    for source in ("__init__.py", "core/step.py"):
+        assert Path(importlib.util.cache_from_source(
+            str(tmp_path / "supervisor" / source))).is_file()
+    (tmp_path / "supervisor" / "core" / "bad.py").write_text("def (:\n")
+    with pytest.raises(subprocess.CalledProcessError):  # a source that does not compile
+        byte_compile(tmp_path, sys.executable)
