@@ -165,39 +165,3 @@ def test_status_shows_scheduling_and_worst_gap():
     assert "worst gap 137 ms" in text
     assert "scheduling: realtime RR 50; memory locked" in text
 
-
-def test_one_malloc_arena_asks_glibc_for_one():
-    called: list[tuple[int, int]] = []
-
-    def fake(param: int, value: int) -> int:
-        called.append((param, value))
-        return 1
-
-    assert realtime.one_malloc_arena(fake) == (True, "one malloc arena for all threads")
-    assert called == [(-8, 1)]  # M_ARENA_MAX in glibc's malloc.h
-
-
-def test_one_malloc_arena_refused_is_said_and_not_an_error():
-    done, why = realtime.one_malloc_arena(lambda param, value: 0)
-    assert not done and "mallopt(M_ARENA_MAX, 1) failed" in why
-
-
-def test_one_malloc_arena_in_a_real_process_keeps_threads_off_arenas_of_their_own():
-    # glibc's malloc_stats() prints one "Arena N:" block per arena: a thread that allocates
-    # after the call shares arena 0 (without it, it gets an arena of its own)
-    probe = (
-        "import ctypes, sys, threading\n"
-        "from supervisor.drivers import realtime\n"
-        "if sys.argv[1] == 'one':\n"
-        "    assert realtime.one_malloc_arena()[0]\n"
-        "def work():\n"
-        "    keep = [bytearray(64) for _ in range(50000)]\n"
-        "    ctypes.CDLL(None).malloc_stats()\n"
-        "t = threading.Thread(target=work); t.start(); t.join()\n"
-    )
-    arenas = {}
-    for mode in ("one", "default"):
-        out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
-        arenas[mode] = out.stderr.count("Arena ")
-    assert arenas == {"one": 1, "default": 2}

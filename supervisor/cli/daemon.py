@@ -52,12 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from supervisor.drivers import realtime
     from supervisor.loop import Supervisor
 
-    # Keep the beat under load: logs written by a thread of their own, memory locked (in
-    # one malloc arena), and the scheduling systemd gave us reported
-    # (supervisor.drivers.realtime).
-    arena, arena_why = realtime.one_malloc_arena()  # first: before any thread starts
+    # Keep the beat under load: logs written by a thread of their own, memory locked, and
+    # the scheduling systemd gave us reported (supervisor.drivers.realtime).
     listener = realtime.log_in_background()
-    (log.info if arena else log.warning)("%s", arena_why)
     locked, why = realtime.lock_memory()
     (log.info if locked else log.warning)("%s", why)
     sched = realtime.scheduling()

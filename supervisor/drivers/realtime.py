@@ -15,11 +15,6 @@ failover. twinbeat does the same:
   once (thread stacks, arenas). Only with ``CAP_IPC_LOCK`` or an unlimited
   ``RLIMIT_MEMLOCK`` (the unit sets ``LimitMEMLOCK=infinity``): with a small limit,
   ``MCL_FUTURE`` would make later allocations fail. When it cannot, it says why and goes on.
-* **One malloc arena** (:func:`one_malloc_arena`): glibc gives each thread that allocates
-  an arena of its own (the log thread, asyncio's workers: an IPaddr check reads netlink in
-  one); what such an arena once held stays resident, and locked. One arena for the whole
-  process: about 1 MiB less PSS on the image's python3.13 (bench.idle), and the threads
-  allocate little.
 * **Logging** happens in a thread of its own (:func:`log_in_background`): a log line written
   to a journal that is slow under I/O load must not stall the event loop that beats.
 """
@@ -39,7 +34,6 @@ from typing import Any
 log = logging.getLogger("twinbeat")
 
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 CAP_IPC_LOCK = 14
 POLICIES = {
     os.SCHED_OTHER: "other",
@@ -104,19 +98,6 @@ def _libc() -> ctypes.CDLL:
     """The C library's functions, as the process has them (dlopen of the program itself:
     no ``ctypes.util.find_library``, which runs ldconfig and imports shutil)."""
     return ctypes.CDLL(None, use_errno=True)
-
-
-def one_malloc_arena(mallopt: Callable[[int, int], int] | None = None) -> tuple[bool, str]:
-    """Have every thread allocate from the main malloc arena (glibc's ``mallopt
-    (M_ARENA_MAX, 1)``; called before the process starts a thread); (done, a sentence)."""
-    if mallopt is None:
-        try:
-            mallopt = _libc().mallopt
-        except AttributeError:  # a C library without mallopt (not glibc)
-            return False, "one malloc arena: this C library has no mallopt; left as it is"
-    if mallopt(M_ARENA_MAX, 1) == 1:
-        return True, "one malloc arena for all threads"
-    return False, "one malloc arena: mallopt(M_ARENA_MAX, 1) failed; left as it is"
 
 
 def scheduling() -> dict[str, Any]:
