@@ -58,8 +58,7 @@ def atomic_write(
     payload = data.encode("utf-8") if isinstance(data, str) else data
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _fresh(path.parent, f".{path.name}.", lambda name: os.open(
-        name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    fd, tmp = _fresh(path.parent, f".{path.name}.", _create_private)
     try:
         try:
             os.fchmod(fd, mode)
@@ -89,10 +88,8 @@ def atomic_writer(path: str | Path, *, mode: int = 0o644) -> Iterator[BinaryIO]:
     the yielded file; when the block ends normally the file is fsynced and renamed into place
     (the folder fsynced), when it raises the temporary file is removed and ``path`` is as
     it was."""
-    import tempfile
-
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _fresh(path.parent, f".{path.name}.", _create_private)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -164,21 +161,36 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
 
     path = Path(path)
     _, tmpdir = _fresh(path.parent, ".bind-", lambda name: os.mkdir(name, 0o700))
-    tmp = os.path.join(tmpdir, "socket")
+    dfd = os.open(tmpdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(tmp)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
+            sock.bind(_bindable(os.path.join(tmpdir, "socket"), dfd, "socket"))
+            os.chmod("socket", mode, dir_fd=dfd)
+            os.replace("socket", path, src_dir_fd=dfd)
         except BaseException:
             sock.close()
             raise
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # still there only if the rename failed
+            os.unlink("socket", dir_fd=dfd)  # still there only if the rename failed
+        os.close(dfd)
         os.rmdir(tmpdir)
     return sock
+
+
+#: the longest path Python binds a Unix socket at (sun_path is 108 bytes with the closing NUL)
+_SUN_PATH_MAX = 107
+
+
+def _bindable(path: str, dfd: int, name: str) -> str:
+    """An address for binding the socket ``name`` in the folder open as ``dfd`` (at ``path``):
+    ``path`` itself when it fits a Unix socket address, else the same place through
+    ``/proc/self/fd`` (the temporary folder's name makes ``path`` longer than the final one,
+    so a final path near the limit would not bind otherwise)."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path
+    return f"/proc/self/fd/{dfd}/{name}"
 
 
 def _fresh(folder: Path, prefix: str, create: Callable[[str], _T]) -> tuple[_T, str]:
@@ -193,6 +205,12 @@ def _fresh(folder: Path, prefix: str, create: Callable[[str], _T]) -> tuple[_T, 
             continue
     raise FileExistsError(errno.EEXIST, f"no fresh temporary name in {folder} after "
                                         f"{_TRIES} tries")
+
+
+def _create_private(name: str) -> int:
+    """A new file ``name`` (never an existing one, never through a symlink), 0600."""
+    return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   0o600)
 
 
 def fsync_dir(folder: str | Path) -> None:

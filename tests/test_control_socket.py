@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,26 @@ def test_a_failed_bind_leaves_nothing_behind(tmp_path: Path) -> None:
     else:
         raise AssertionError("a socket replaced a non-empty folder")
     assert sorted(os.listdir(tmp_path)) == ["taken"]
+
+
+def test_a_socket_path_near_the_address_limit_binds_and_answers(tmp_path: Path) -> None:
+    """The temporary folder's name is longer than the socket's own: a final path that fits
+    a Unix socket address (107 bytes) but whose temporary one would not still binds (CI's
+    deeper pytest folders once hit this)."""
+    folder = tmp_path / ("d" * max(1, 100 - len(str(tmp_path)) - len("/control.sock")))
+    folder.mkdir()
+    path = folder / "control.sock"
+    assert len(str(path)) <= 107 and len(str(folder / ".bind-000000000000.tmp/socket")) > 107
+    sock = bind_unix(path)
+    try:
+        sock.listen(1)
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+        assert sorted(os.listdir(folder)) == ["control.sock"]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))
+            peer, _ = sock.accept()
+            with peer:
+                client.sendall(b"x")
+                assert peer.recv(1) == b"x"
+    finally:
+        sock.close()

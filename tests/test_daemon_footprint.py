@@ -28,17 +28,35 @@ def said(daemon: bool, argv: list[str]) -> tuple[object, str, str]:
     return result, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("argv", [
-    ["run", "--help"],
-    ["run", "--config", "/etc/x.toml", "--node", "node2", "-v"],
-    ["run", "--bogus"],
-    ["run", "extra"],
-    ["run"],
+@pytest.mark.parametrize(("argv", "outcome"), [
+    (["run", "--help"], "help"),
+    (["run", "--config", "/etc/x.toml", "--node", "node2", "-v"], "parsed"),
+    (["run", "--bogus"], "refused"),
+    (["run", "extra"], "refused"),
+    (["run"], "parsed"),
 ])
-def test_the_daemons_parser_says_and_refuses_what_the_whole_one_does(argv: list[str]):
+def test_the_daemons_parser_says_and_refuses_what_the_whole_one_does(argv: list[str],
+                                                                      outcome: str):
     whole = said(False, argv)
     assert said(True, argv) == whole
-    assert whole[0] != ("exit", None) or whole[1]  # help printed, or parsed, or refused
+    result, out, err = whole
+    if outcome == "help":
+        assert result == ("exit", 0) and "usage:" in out and "--config" in out and not err
+    elif outcome == "parsed":
+        assert isinstance(result, dict) and result["command"] == "run" and not out and not err
+    else:
+        assert result == ("exit", 2) and "usage:" in err and "error:" in err and not out
+
+
+def test_the_help_is_as_wide_as_shutil_would_make_it(monkeypatch: pytest.MonkeyPatch):
+    """cli.parser finds the width without shutil (kept out of the daemon): the same width."""
+    import shutil
+
+    from supervisor.cli.parser import terminal_columns
+
+    for columns in ("", "0", "-3", "wide", "132", "40"):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert terminal_columns() == shutil.get_terminal_size().columns, columns
 
 
 def probe(code: str) -> dict[str, object]:

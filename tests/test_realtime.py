@@ -164,4 +164,3 @@ def test_status_shows_scheduling_and_worst_gap():
     text = format_status(st)
     assert "worst gap 137 ms" in text
     assert "scheduling: realtime RR 50; memory locked" in text
-
