@@ -209,8 +209,8 @@ def test_frame_is_small():
 ALLOWED = {
     "__future__", "base64", "binascii", "collections", "collections.abc", "copy",
     "dataclasses", "enum",
-    "functools", "hashlib", "_sha256", "hmac", "ipaddress", "itertools", "json", "math",
-    "operator", "re",
+    "functools", "hashlib", "_sha256", "_sha2", "_operator", "hmac", "ipaddress", "itertools",
+    "json", "math", "operator", "re",
     "typing",
     "supervisor.core", "supervisor.core.codec", "supervisor.core.states",
     "supervisor.core.events", "supervisor.core.actions", "supervisor.core.state",
@@ -222,7 +222,7 @@ ALLOWED = {
     "supervisor.core.promotion", "supervisor.core.watchdog_window", "supervisor.core.compat",
     "supervisor.resource_spec",
     "supervisor.names", "supervisor.settings", "supervisor.values",
-    "supervisor.core.freshness",
+    "supervisor.core.freshness", "supervisor.core.sha256",
 }
 TYPE_ONLY = {"supervisor.config"}
 # Modules outside core/ that the core may import: they must be pure too.

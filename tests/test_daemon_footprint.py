@@ -73,10 +73,12 @@ def test_twinbeat_run_loads_no_tls_and_no_update_commands(tmp_path: Path):
         f"rc = main(['run', '--config', {str(tmp_path / 'missing.toml')!r}])\n"
         "import asyncio\n"
         "print(json.dumps({'rc': rc, 'ssl': 'ssl' in sys.modules,\n"
+        "    'openssl': '_hashlib' in sys.modules or 'hashlib' in sys.modules,\n"
         "    'lifecycle': 'supervisor.lifecycle.cli' in sys.modules,\n"
         "    'asyncio_tls': asyncio.base_events.ssl is not None}))\n")
     # the configuration is missing: refused after the options were parsed
-    assert result == {"rc": 1, "ssl": False, "lifecycle": False, "asyncio_tls": False}
+    assert result == {"rc": 1, "ssl": False, "lifecycle": False, "openssl": False,
+                      "asyncio_tls": False}
 
 
 def test_tls_still_loads_where_it_is_used_after_notls():
@@ -130,3 +132,17 @@ def test_twinbeat_run_does_not_load_shutil(tmp_path: Path):
         f"rc = main(['run', '--config', {str(tmp_path / 'missing.toml')!r}])\n"
         "print(json.dumps({'rc': rc, 'shutil': 'shutil' in sys.modules}))\n")
     assert result == {"rc": 1, "shutil": False}
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", b"x" * 63, b"y" * 64, b"z" * 1000])
+def test_the_daemons_sha256_is_hashlibs_without_openssl(data: bytes):
+    import hashlib
+
+    from supervisor.core.sha256 import compare_digest, sha256
+
+    assert sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert sha256.__module__ != "_hashlib"  # CPython's own, not OpenSSL's
+    assert compare_digest(data, bytes(data)) is True
+    assert compare_digest(data, data + b"!") is False
+    if data:
+        assert compare_digest(data, bytes([data[0] ^ 1]) + data[1:]) is False

@@ -105,13 +105,12 @@ Freshness (replays, sequence jumps) is not decided here but in ``supervisor.core
 from __future__ import annotations
 
 import binascii
-import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from supervisor.core.sha256 import compare_digest, sha256
 from supervisor.core.states import Activity, Nego, NodeStatus
 from supervisor.names import DRBD_RESOURCE, NAME
 
@@ -239,24 +238,16 @@ class Beat:
 #: two short hashes, all in C. A memo of a pure function of the key's bytes (a test compares
 #: the MAC with ``hmac.new``): a handful of keys at most.
 #:
-#: The hashes are CPython's own SHA-256 (the ``_sha256`` module hashlib falls back on), not
-#: OpenSSL's: an idle node computes two MACs a keepalive right after a 100 ms sleep, when
+#: The hashes are CPython's own SHA-256 (``core.sha256``: the module hashlib falls back on),
+#: not OpenSSL's: an idle node computes two MACs a keepalive right after a 100 ms sleep, when
 #: every code path is cold, and OpenSSL 3's copy of a hash context allocates and looks up
 #: its provider again. Measured on this project's machine, two MACs right after a 100 ms
 #: sleep: 27-31 us with CPython's SHA-256, 41-46 us with OpenSSL's (hashlib.sha256), 57 us
 #: through a keyed ``hmac.HMAC``, 89 us by ``hmac.digest``; warm, one MAC costs 1.6-2.1 us
-#: against 0.8-1.3 us with OpenSSL, which even a flood of frames does not notice. Where
-#: CPython has no ``_sha256`` (it is ``_sha2`` from Python 3.12 on), hashlib's.
+#: against 0.8-1.3 us with OpenSSL, which even a flood of frames does not notice.
 _PADS: dict[bytes, tuple[Any, Any]] = {}
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
-_sha256: Any
-try:
-    import _sha256 as _builtin_sha2  # type: ignore[import-not-found]
-
-    _sha256 = _builtin_sha2.sha256
-except ImportError:  # pragma: no cover - Python 3.12 and later
-    _sha256 = hashlib.sha256
 
 
 def _mac(key: bytes, body: bytes) -> bytes:
@@ -265,8 +256,8 @@ def _mac(key: bytes, body: bytes) -> bytes:
     if pads is None:
         if len(_PADS) >= 8:
             _PADS.clear()
-        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-        pads = _PADS[key] = (_sha256(block.translate(_IPAD)), _sha256(block.translate(_OPAD)))
+        block = (sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        pads = _PADS[key] = (sha256(block.translate(_IPAD)), sha256(block.translate(_OPAD)))
     inner, outer = pads[0].copy(), pads[1].copy()
     inner.update(body)
     outer.update(inner.digest())
@@ -419,7 +410,7 @@ def authenticated(line: bytes, key: bytes, magic: bytes, max_len: int, what: str
     if len(blob) <= MAC_LEN:
         raise DecodeError("garbage", "frame too short")
     raw, mac = blob[:-MAC_LEN], blob[-MAC_LEN:]
-    if not hmac.compare_digest(mac, _mac(key, raw)):
+    if not compare_digest(mac, _mac(key, raw)):
         raise DecodeError("bad_mac", "authentication failed")
     return raw
 

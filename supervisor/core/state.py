@@ -18,7 +18,6 @@ The states with a transition table (``supervisor.core.states``) change only thro
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from supervisor.core import codec, freshness
 from supervisor.core.actions import Action, Emit, Log
 from supervisor.core.notify import Kind, Notice, Severity
 from supervisor.core.replica import Replica
+from supervisor.core.sha256 import sha256
 from supervisor.core.states import (
     ACTIVITY_TRANSITIONS,
     LINK_TRANSITIONS,
@@ -156,7 +156,7 @@ def policy_digest(config: Config) -> str:
     if config.replicated:  # only when present: older peers without the section still agree
         shared["replicated"] = sorted(r.shared() for r in config.replicated)
     text = json.dumps(shared, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return sha256(text.encode()).hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------------------------
