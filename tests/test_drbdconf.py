@@ -7,6 +7,7 @@ drbd-utils installed in the built image (its binaries need the image's newer C l
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -394,3 +395,44 @@ def test_run_without_replicated_ignores_the_drbd_dir(site: Path,
     (site / "drbd.d/r0.res").write_text("resource r0 { handmade; }\n")
     assert run_daemon(site) == 0
     assert fake_supervisor == [("node1", site / "state")]
+
+
+def test_run_checks_the_files_in_a_child_and_keeps_jinja2_out(site: Path) -> None:
+    """The daemon's own process never imports drbdconf (jinja2, hashlib and OpenSSL, tempfile,
+    pickle): the check runs in a forked child; what it wrote is the parent's to report."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import supervisor.loop\n"
+        "class Fake:\n"
+        "    def __init__(self, *a): pass\n"
+        "    async def run(self): return 0\n"
+        "supervisor.loop.Supervisor = Fake\n"
+        "from supervisor.cli import main\n"
+        f"rc = main(['run', '--node', 'node1', '--state-dir', {str(site / 'state')!r},\n"
+        f"           '--config', {str(site / 'etc/cluster.toml')!r},\n"
+        f"           '--drbd-dir', {str(site / 'drbd.d')!r}])\n"
+        "print(json.dumps({'rc': rc, 'loaded': sorted(m for m in ('jinja2', 'hashlib',\n"
+        "    'supervisor.drbdconf', 'tempfile') if m in sys.modules)}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == {"rc": 0, "loaded": []}
+    assert f"wrote {site}/drbd.d/r0.res from {site}/etc/cluster.toml (it was missing)" \
+        in out.stderr
+    cfg = load_config(site / "etc/cluster.toml")
+    assert drbdconf.check_file(cfg, cfg.replicated[0], site / "drbd.d") is None
+
+
+def test_run_refuses_when_the_check_itself_fails(site: Path, fake_supervisor: list[Any],
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("the template is gone")
+
+    monkeypatch.setattr(drbdconf, "prepare_at_start", broken)
+    assert run_daemon(site) == 1
+    assert fake_supervisor == []
+    assert ("checking the DRBD resource files failed: RuntimeError: the template is gone"
+            in caplog.text)

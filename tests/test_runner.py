@@ -272,3 +272,40 @@ def test_no_child_is_started_outside_the_runner():
                         "spawnv", "execv", "execvp", "fork"):
                     found.append(f"{path.relative_to(repo)}:{node.lineno}: {node.attr}")
     assert found == []
+
+
+def test_in_child_answers_and_keeps_the_childs_imports_there():
+    import sys
+
+    from supervisor.drivers.runner import in_child
+
+    assert "colorsys" not in sys.modules
+
+    def child() -> list[object]:
+        import colorsys
+
+        return [os.getpid(), list(colorsys.rgb_to_hsv(1.0, 0.0, 0.0))]
+
+    pid, hsv = in_child(child)
+    assert pid != os.getpid() and hsv == [0.0, 1.0, 1.0]
+    assert "colorsys" not in sys.modules
+
+
+def test_in_child_reports_what_failed_there():
+    from supervisor.drivers.runner import ChildFailed, in_child
+
+    def raises() -> None:
+        raise ValueError("no template")
+
+    def dies() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def unanswerable() -> object:
+        return object()
+
+    with pytest.raises(ChildFailed, match=r"^ValueError: no template$"):
+        in_child(raises)
+    with pytest.raises(ChildFailed, match=r"ended with status -9 and no answer"):
+        in_child(dies)
+    with pytest.raises(ChildFailed, match=r"TypeError: Object of type object"):
+        in_child(unanswerable)

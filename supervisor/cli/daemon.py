@@ -9,9 +9,10 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 
 from supervisor.cli.common import EXIT_FAIL
-from supervisor.config import ConfigError, load_config
+from supervisor.config import Config, ConfigError, load_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,9 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_FAIL
     if cfg.replicated:
-        from supervisor import drbdconf
-
-        written, problems = drbdconf.prepare_at_start(cfg, args.drbd_dir)
+        written, problems = drbd_files_at_start(cfg, args.drbd_dir)
         for path in written:
             log.info("wrote %s from %s (it was missing)", path, args.config)
         if problems:
@@ -71,3 +70,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _journal() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+
+
+def drbd_files_at_start(cfg: Config, drbd_dir: str | Path) -> tuple[list[str], list[str]]:
+    """``drbdconf.prepare_at_start`` (write the missing DRBD resource files, report those
+    that disagree with the configuration) in a forked child (``runner.in_child``): the
+    files written, the problems.
+
+    The daemon itself never imports drbdconf: jinja2 brings hashlib (with OpenSSL's
+    libcrypto), tempfile, pickle, bz2, lzma, ast and inspect along, about 3 MiB the
+    supervisor would keep for a check it makes once. Nothing runs in the daemon yet (no
+    thread, no loop) when it forks. A check that fails is a problem: the daemon does not
+    start on files it could not check."""
+    from supervisor.drivers.runner import ChildFailed, in_child
+
+    def check() -> tuple[list[str], list[str]]:
+        from supervisor import drbdconf
+
+        written, problems = drbdconf.prepare_at_start(cfg, drbd_dir)
+        return [str(p) for p in written], problems
+
+    try:
+        written, problems = in_child(check)
+    except ChildFailed as exc:
+        return [], [f"checking the DRBD resource files failed: {exc}"]
+    return list(written), list(problems)

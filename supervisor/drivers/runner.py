@@ -15,6 +15,10 @@ session; their stdout is read line by line, their stderr kept (its tail); ``stop
 SIGTERM to the group, SIGKILL after the grace period, and reaps the child, and ``wait()``
 reaps a child that ended by itself. Both return a ``RunResult`` and log a failure the same way.
 
+``in_child()`` runs a Python function in a forked child and returns its answer (JSON through
+a pipe): for a check made once whose imports the daemon must not keep (the DRBD resource
+files' templates, see ``cli.daemon``).
+
 ``run_sync()`` is ``run()`` for code without an event loop (the first-boot wizard, the reboot
 fallback): same environment, session, timeout, TERM then KILL to the group, reaping and log.
 
@@ -29,14 +33,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("twinbeat.run")
 
@@ -389,3 +395,41 @@ def run_sync(
     if not result.ok and log_failure:
         log.warning("%s", result.describe())
     return result
+
+
+class ChildFailed(RuntimeError):
+    """``in_child``'s function raised (its type and message are this one's), or the child
+    died without an answer."""
+
+
+def in_child(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a forked child, its answer (what JSON carries) returned here: what the
+    child imports and allocates stays in the child. Call it before any thread or event loop
+    exists (a fork copies only the calling thread). ChildFailed when ``fn`` raises an
+    Exception, its answer is not what JSON carries, or the child ends without an answer
+    (killed)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, then leave without running the parent's exit code
+        try:
+            os.close(read_end)
+            try:
+                answer = json.dumps({"answer": fn()})
+            except Exception as exc:  # (an answer JSON cannot carry too)
+                answer = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+            with os.fdopen(write_end, "wb") as out:
+                out.write(answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer_in:
+        data = answer_in.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        reply = json.loads(data)
+        if "error" in reply:
+            raise ChildFailed(reply["error"])
+        return reply["answer"]
+    except (ValueError, KeyError, TypeError):
+        raise ChildFailed(f"the child ended with status {os.waitstatus_to_exitcode(status)} "
+                          "and no answer") from None
