@@ -165,7 +165,10 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(_bindable(os.path.join(tmpdir, "socket"), dfd, "socket"))
+            # bound through the folder's descriptor: an address as short whatever the
+            # folder's path (the temporary name is longer than the final one, and Python
+            # binds at most 107 bytes: a final path near that limit would not bind)
+            sock.bind(f"/proc/self/fd/{dfd}/socket")
             os.chmod("socket", mode, dir_fd=dfd)
             os.replace("socket", path, src_dir_fd=dfd)
         except BaseException:
@@ -177,20 +180,6 @@ def bind_unix(path: str | Path, *, mode: int = 0o600) -> socket.socket:
         os.close(dfd)
         os.rmdir(tmpdir)
     return sock
-
-
-#: the longest path Python binds a Unix socket at (sun_path is 108 bytes with the closing NUL)
-_SUN_PATH_MAX = 107
-
-
-def _bindable(path: str, dfd: int, name: str) -> str:
-    """An address for binding the socket ``name`` in the folder open as ``dfd`` (at ``path``):
-    ``path`` itself when it fits a Unix socket address, else the same place through
-    ``/proc/self/fd`` (the temporary folder's name makes ``path`` longer than the final one,
-    so a final path near the limit would not bind otherwise)."""
-    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
-        return path
-    return f"/proc/self/fd/{dfd}/{name}"
 
 
 def _fresh(folder: Path, prefix: str, create: Callable[[str], _T]) -> tuple[_T, str]:

@@ -78,10 +78,11 @@ def drbd_files_at_start(cfg: Config, drbd_dir: str | Path) -> tuple[list[str], l
     files written, the problems.
 
     The daemon itself never imports drbdconf: jinja2 brings hashlib (with OpenSSL's
-    libcrypto), tempfile, pickle, bz2, lzma, ast and inspect along, about 3 MiB the
-    supervisor would keep for a check it makes once. Nothing runs in the daemon yet (no
-    thread, no loop) when it forks. A check that fails is a problem: the daemon does not
-    start on files it could not check."""
+    libcrypto), tempfile, pickle, bz2, lzma, ast and inspect along, which the supervisor
+    would keep for a check it makes once (in the booted image, a replicated pair's
+    supervisors measured 24.9 / 25.7 MiB of PSS with it, 20.5 / 21.3 MiB without).
+    Nothing runs in the daemon yet (no thread, no loop) when it forks. A check that fails
+    is a problem: the daemon does not start on files it could not check."""
     from supervisor.drivers.runner import ChildFailed, in_child
 
     def check() -> tuple[list[str], list[str]]:
