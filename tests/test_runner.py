@@ -309,3 +309,20 @@ def test_in_child_reports_what_failed_there():
         in_child(dies)
     with pytest.raises(ChildFailed, match=r"TypeError: Object of type object"):
         in_child(unanswerable)
+
+
+def test_in_child_kills_and_reaps_a_child_that_does_not_answer(tmp_path):
+    from supervisor.drivers.runner import ChildFailed, in_child
+
+    pid_file = tmp_path / "pid"
+
+    def hangs() -> None:
+        pid_file.write_text(str(os.getpid()))
+        time.sleep(60)
+
+    t0 = time.monotonic()
+    with pytest.raises(ChildFailed, match=r"^no answer within 0.2 s: the child was killed$"):
+        in_child(hangs, timeout=0.2)
+    assert time.monotonic() - t0 < 10
+    # killed and reaped: no process, not even a zombie, is left under that pid
+    assert not Path(f"/proc/{pid_file.read_text()}").exists()

@@ -81,8 +81,9 @@ def drbd_files_at_start(cfg: Config, drbd_dir: str | Path) -> tuple[list[str], l
     libcrypto), tempfile, pickle, bz2, lzma, ast and inspect along, which the supervisor
     would keep for a check it makes once (in the booted image, a replicated pair's
     supervisors measured 24.9 / 25.7 MiB of PSS with it, 20.5 / 21.3 MiB without).
-    Nothing runs in the daemon yet (no thread, no loop) when it forks. A check that fails
-    is a problem: the daemon does not start on files it could not check."""
+    Nothing runs in the daemon yet (no thread, no loop) when it forks. A check that fails,
+    or does not answer within in_child's minute (the child is then killed), is a problem:
+    the daemon does not start on files it could not check."""
     from supervisor.drivers.runner import ChildFailed, in_child
 
     def check() -> tuple[list[str], list[str]]:

@@ -36,6 +36,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -402,12 +403,13 @@ class ChildFailed(RuntimeError):
     died without an answer."""
 
 
-def in_child(fn: Callable[[], Any]) -> Any:
+def in_child(fn: Callable[[], Any], timeout: float = 60.0) -> Any:
     """``fn()`` in a forked child, its answer (what JSON carries) returned here: what the
     child imports and allocates stays in the child. Call it before any thread or event loop
     exists (a fork copies only the calling thread). ChildFailed when ``fn`` raises an
-    Exception, its answer is not what JSON carries, or the child ends without an answer
-    (killed)."""
+    Exception, its answer is not what JSON carries, the child ends without an answer
+    (killed), or it has not answered within ``timeout`` seconds (then it is killed and
+    reaped, as ``run`` does with a command)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: answer, then leave without running the parent's exit code
@@ -422,8 +424,20 @@ def in_child(fn: Callable[[], Any]) -> Any:
         finally:
             os._exit(0)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as answer_in:
-        data = answer_in.read()
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    with os.fdopen(read_end, "rb", buffering=0) as answer_in:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([answer_in], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise ChildFailed(f"no answer within {timeout:g} s: the child was killed")
+            chunk = answer_in.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    data = b"".join(chunks)
     _, status = os.waitpid(pid, 0)
     try:
         reply = json.loads(data)
