@@ -112,9 +112,10 @@ def atomic_copytree(src: str | Path | None, dest: str | Path, *, mode: int) -> N
     if dest.exists():
         raise FileExistsError(f"{dest} exists")
     import shutil
-    import tempfile
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    # (named as atomic_writer names its file: _fresh, no tempfile; mkdir gives 0700 until
+    # the chmod below, as mkdtemp did)
+    tmp = Path(_fresh(dest.parent, f".{dest.name}.", lambda name: os.mkdir(name, 0o700))[1])
     try:
         if src is not None and Path(src).is_dir():
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
