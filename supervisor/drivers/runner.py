@@ -427,9 +427,11 @@ def in_child(fn: Callable[[], Any], timeout: float = 60.0) -> Any:
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
     with os.fdopen(read_end, "rb", buffering=0) as answer_in:
+        waiter = select.poll()  # (not select.select: no limit on the descriptor's number)
+        waiter.register(answer_in, select.POLLIN)
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([answer_in], [], [], left)[0]:
+            if left <= 0 or not waiter.poll(left * 1000):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 raise ChildFailed(f"no answer within {timeout:g} s: the child was killed")
